@@ -1,0 +1,110 @@
+"""Command line: `kirinuki build|query`. Errors are one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="kirinuki: Japanese news-clipping posts -> clean, validated Parquet tables.")
+err = Console(stderr=True)
+out = Console()
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def build(
+    paths: Annotated[list[str], typer.Argument(help="Post files or folders (folders: every *.txt below).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Build folder to (re)create.")] = Path("output/build"),
+    batch_files: Annotated[int, typer.Option(help="Files per parse task.", min=1)] = 256,
+    max_file_mb: Annotated[float, typer.Option(help="Reject files larger than this.", min=0.001)] = 64.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the build summary as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
+) -> None:
+    """Read posts, parse them and write the Parquet tables to --out (atomically)."""
+    from .store import BuildLocked
+
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        fail(f"input not found: {missing[0]} (give existing post files or folders)", 2)
+    from .pipeline import build as build_flow
+
+    try:
+        summary = build_flow(paths, str(out_dir), batch_files=batch_files, max_file_mb=max_file_mb)
+    except BuildLocked as e:
+        fail(str(e), 3)
+    except OSError as e:
+        fail(f"cannot write the build to {out_dir}: {e.strerror or e}", 1)
+    if as_json:
+        print(json.dumps(summary, ensure_ascii=False, sort_keys=True))
+    elif not quiet:
+        _print_summary(summary, out_dir)
+
+
+def _print_summary(s: dict, out_dir: Path) -> None:
+    t = Table(title=f"kirinuki build -> {out_dir}", title_justify="left")
+    t.add_column("table")
+    t.add_column("rows", justify="right")
+    for name, n in s["rows"].items():
+        t.add_row(name, f"{n:,}")
+    out.print(t)
+    i = s["inputs"]
+    out.print(f"{i['read']:,} posts read ({i['bytes'] / 1e6:,.1f} MB), "
+              f"{sum(s['rejects'].values()):,} rejected {s['rejects'] or ''} "
+              f"in {s['durations_s'].get('total', 0):.1f} s", highlight=False)
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="DuckDB SQL; tables are views by name (documents, excerpts, …).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Build folder to query.")] = Path("output/build"),
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 50,
+) -> None:
+    """Run read-only SQL over a build's tables."""
+    from .query import QueryError, open_build, run_query
+
+    if fmt not in ("table", "csv", "json"):
+        fail(f"unknown --format {fmt!r}: use table, csv or json", 2)
+    try:
+        con = open_build(out_dir)
+        rel = run_query(con, sql)
+        if rel is None:
+            return
+        cols = rel.columns
+        rows = rel.fetchall()
+    except QueryError as e:
+        fail(str(e), 2)
+    if fmt == "json":
+        print(json.dumps([dict(zip(cols, r)) for r in rows], ensure_ascii=False, default=str))
+    elif fmt == "csv":
+        import csv
+
+        w = csv.writer(sys.stdout)
+        w.writerow(cols)
+        w.writerows(rows)
+    else:
+        t = Table(*cols)
+        for r in rows[:limit]:
+            t.add_row(*("NULL" if v is None else str(v) for v in r))
+        out.print(t)
+        if len(rows) > limit:
+            out.print(f"… {len(rows) - limit:,} more rows (use --limit or --format csv)")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

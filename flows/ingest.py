@@ -1,0 +1,290 @@
+"""Ingest: find input files, read their bytes, decode them to LF-normalised text.
+
+Pure functions over paths and bytes. Every input ends as a `Source` or a `Reject` with a reason;
+nothing raises for a bad file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+SUPPORTED_ENCODINGS = ("utf-8", "utf-8-bom", "utf-16le", "utf-16be", "cp932", "euc-jp", "iso-2022-jp")
+DEFAULT_PATTERNS = ("*.txt",)
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+META_SUFFIX = ".meta.json"
+
+# Leading bytes of common binary formats, named in the reject reason.
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "PNG image"),
+    (b"\xff\xd8\xff", "JPEG image"),
+    (b"GIF87a", "GIF image"),
+    (b"GIF89a", "GIF image"),
+    (b"%PDF-", "PDF document"),
+    (b"PK\x03\x04", "ZIP archive"),
+    (b"\x1f\x8b", "gzip archive"),
+    (b"7z\xbc\xaf\x27\x1c", "7-Zip archive"),
+    (b"BZh", "bzip2 archive"),
+    (b"\xfd7zXZ\x00", "xz archive"),
+    (b"\x7fELF", "ELF executable"),
+    (b"MZ", "Windows executable"),
+    (b"\xca\xfe\xba\xbe", "Mach-O/Java class"),
+    (b"PAR1", "Parquet file"),
+    (b"SQLite format 3\x00", "SQLite database"),
+)
+_ALLOWED_CONTROLS = {"\t", "\n", "\r", "\f", "\v", "\x1b"}
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """An input file: where to read it and the relative path recorded in the data."""
+
+    path: str  # filesystem path to open (never written to the data)
+    rel: str  # POSIX path relative to the input root, printable
+
+
+@dataclass(frozen=True)
+class Reject:
+    source_path: str
+    code: str
+    reason: str
+    source_sha256: str | None = None
+    source_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Metadata:
+    published_date: date | None = None
+    title: str | None = None
+    sha256: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    """A decoded input: `text` is what every character offset refers to."""
+
+    rel: str
+    text: str
+    sha256: str
+    size: int
+    encoding: str
+    newline: str
+    meta: Metadata = field(default_factory=Metadata)
+
+
+class DecodeError(ValueError):
+    def __init__(self, code: str, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def printable_path(p: str) -> str:
+    """A path as valid UTF-8 text: bytes that are not UTF-8 become \\xNN escapes."""
+    return os.fsencode(p).decode("utf-8", "backslashreplace")
+
+
+# ---------------------------------------------------------------- discovery
+
+
+def discover(
+    inputs: list[str], patterns: tuple[str, ...] = DEFAULT_PATTERNS
+) -> tuple[list[SourceRef], list[Reject]]:
+    """List input files under each input (a file or a folder), sorted by relative path.
+
+    Folders are walked without following directory symlinks (so loops cannot happen); a symlinked
+    folder is reported, not silently skipped. Files matching `patterns` are inputs.
+    """
+    found: dict[str, SourceRef] = {}
+    rejects: list[Reject] = []
+    for raw in inputs:
+        root = Path(raw)
+        if root.is_file():
+            _add(found, rejects, SourceRef(str(root), printable_path(root.name)))
+            continue
+        if not root.is_dir():
+            rejects.append(Reject(printable_path(raw), "unreadable", "input path does not exist"))
+            continue
+        for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: rejects.append(
+            Reject(printable_path(os.path.relpath(e.filename, root)) if e.filename else printable_path(raw),
+                   "unreadable", f"cannot list folder: {e.strerror}"))):
+            dirnames.sort()
+            for d in list(dirnames):
+                full = os.path.join(dirpath, d)
+                if os.path.islink(full):
+                    dirnames.remove(d)
+                    rel = printable_path(Path(os.path.relpath(full, root)).as_posix())
+                    rejects.append(Reject(rel, "not_a_file", "symlinked folder not followed (avoids loops); pass its target as an input instead"))
+            for name in sorted(filenames):
+                if not any(Path(name).match(p) for p in patterns):
+                    continue
+                full = os.path.join(dirpath, name)
+                rel = printable_path(Path(os.path.relpath(full, root)).as_posix())
+                _add(found, rejects, SourceRef(full, rel))
+    refs = sorted(found.values(), key=lambda r: r.rel)
+    rejects.sort(key=lambda r: r.source_path)
+    return refs, rejects
+
+
+def _add(found: dict[str, SourceRef], rejects: list[Reject], ref: SourceRef) -> None:
+    if ref.rel in found:
+        rejects.append(Reject(ref.rel, "duplicate_path",
+                              "another input root has a file at the same relative path; build them separately"))
+    else:
+        found[ref.rel] = ref
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_source(ref: SourceRef, max_bytes: int = DEFAULT_MAX_BYTES) -> Source | Reject:
+    """Read, hash and decode one input. Never raises for a bad file."""
+    try:
+        st = os.stat(ref.path)
+    except OSError as e:
+        return Reject(ref.rel, "unreadable", f"cannot stat file: {e.strerror}")
+    if not stat.S_ISREG(st.st_mode):
+        return Reject(ref.rel, "not_a_file", "not a regular file")
+    if st.st_size > max_bytes:
+        return Reject(ref.rel, "too_large",
+                      f"file is {st.st_size} bytes, over the {max_bytes}-byte limit (raise --max-file-mb to read it)",
+                      None, st.st_size)
+    try:
+        with open(ref.path, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        return Reject(ref.rel, "unreadable", f"cannot read file: {e.strerror}", None, st.st_size)
+    digest = hashlib.sha256(data).hexdigest()
+    if len(data) > max_bytes:  # grew while we looked
+        return Reject(ref.rel, "too_large", f"file is over the {max_bytes}-byte limit", digest, len(data))
+    try:
+        text, encoding = decode(data)
+    except DecodeError as e:
+        return Reject(ref.rel, e.code, e.reason, digest, len(data))
+    text, newline = normalise_newlines(text)
+    if not text.strip():
+        return Reject(ref.rel, "empty", "file has no text (only whitespace)", digest, len(data))
+    return Source(ref.rel, text, digest, len(data), encoding, newline, read_metadata(ref.path))
+
+
+def normalise_newlines(text: str) -> tuple[str, str]:
+    crlf = text.count("\r\n")
+    cr = text.count("\r") - crlf
+    lf = text.count("\n") - crlf
+    kinds = [k for k, n in (("crlf", crlf), ("cr", cr), ("lf", lf)) if n]
+    label = kinds[0] if len(kinds) == 1 else ("mixed" if kinds else "none")
+    if crlf or cr:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text, label
+
+
+def decode(data: bytes) -> tuple[str, str]:
+    """Decode bytes with a strict cascade; raise DecodeError(code, reason) when nothing fits.
+
+    Order: empty -> BOM -> binary signatures/NUL -> ISO-2022-JP (7-bit with ESC) -> UTF-8 ->
+    CP932 / EUC-JP (when both decode strictly, chardet breaks the tie).
+    """
+    if not data:
+        raise DecodeError("empty", "file is empty (0 bytes)")
+    if data.startswith(codecs.BOM_UTF8):
+        return _strict(data[3:], "utf-8", "utf-8-bom"), "utf-8-bom"
+    if data.startswith(codecs.BOM_UTF16_LE):
+        return _strict(data[2:], "utf-16-le", "utf-16le"), "utf-16le"
+    if data.startswith(codecs.BOM_UTF16_BE):
+        return _strict(data[2:], "utf-16-be", "utf-16be"), "utf-16be"
+    for magic, kind in _MAGIC:
+        if data.startswith(magic):
+            raise DecodeError("binary", f"binary file ({kind}), not a text post")
+    if b"\x00" in data:
+        raise DecodeError("binary", f"binary data: NUL byte at offset {data.index(0)}")
+    candidates: list[tuple[str, str]] = []
+    if b"\x1b" in data and max(data) < 0x80:
+        try:
+            candidates.append((data.decode("iso2022_jp"), "iso-2022-jp"))
+        except UnicodeDecodeError:
+            pass
+    if not candidates:
+        try:
+            candidates.append((data.decode("utf-8"), "utf-8"))
+        except UnicodeDecodeError as e:
+            utf8_error = e
+        else:
+            utf8_error = None
+        if utf8_error is not None:
+            for codec, label in (("cp932", "cp932"), ("euc_jp", "euc-jp")):
+                try:
+                    candidates.append((data.decode(codec), label))
+                except UnicodeDecodeError:
+                    pass
+            if not candidates:
+                raise DecodeError(
+                    "undecodable",
+                    f"not valid in any supported encoding (invalid UTF-8 byte 0x{data[utf8_error.start]:02x} "
+                    f"at offset {utf8_error.start}; not CP932 or EUC-JP either; mixed encodings?)",
+                )
+            if len(candidates) > 1:
+                candidates = [_tie_break(data, candidates)]
+    text, label = candidates[0]
+    _reject_control_heavy(text)
+    return text, label
+
+
+def _strict(data: bytes, codec: str, label: str) -> str:
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError as e:
+        raise DecodeError("undecodable", f"has a {label} byte-order mark but invalid {label} at offset {e.start}") from None
+    _reject_control_heavy(text)
+    return text
+
+
+def _tie_break(data: bytes, candidates: list[tuple[str, str]]) -> tuple[str, str]:
+    """Both CP932 and EUC-JP decode: ask chardet, restricted to those two."""
+    import chardet
+
+    guess = chardet.detect(data, include_encodings=["cp932", "euc_jp"], max_bytes=64 * 1024)
+    name = (guess.get("encoding") or "").lower().replace("_", "-")
+    for text, label in candidates:
+        if label == name or (label == "cp932" and name in ("shift-jis", "shift_jis", "sjis")):
+            return text, label
+    # chardet had no opinion: EUC-JP read as CP932 turns into half-width katakana; pick the fewer.
+    return min(candidates, key=lambda c: sum(1 for ch in c[0] if "\uff61" <= ch <= "\uff9f"))
+
+
+def _reject_control_heavy(text: str) -> None:
+    sample = text[:65536]
+    controls = sum(1 for ch in sample if ch < " " and ch not in _ALLOWED_CONTROLS)
+    if controls and controls * 100 > len(sample):
+        raise DecodeError("binary", f"binary data: {controls} control characters in the first {len(sample)} characters")
+
+
+def read_metadata(path: str) -> Metadata:
+    """Optional sidecar `<stem>.meta.json`: {"published_date": "YYYY-MM-DD", "title": "..."}."""
+    p = Path(path)
+    side = p.with_name(p.stem + META_SUFFIX)
+    try:
+        raw = side.read_bytes()
+    except FileNotFoundError:
+        return Metadata()
+    except OSError as e:
+        return Metadata(error=f"cannot read {side.name}: {e.strerror}")
+    digest = hashlib.sha256(raw).hexdigest()
+    try:
+        obj = json.loads(raw.decode("utf-8-sig"))
+        if not isinstance(obj, dict):
+            raise ValueError("not a JSON object")
+        d = obj.get("published_date")
+        published = date.fromisoformat(d) if d else None
+        title = obj.get("title")
+        if title is not None and not isinstance(title, str):
+            raise ValueError("title is not a string")
+    except (ValueError, UnicodeDecodeError, TypeError) as e:
+        return Metadata(sha256=digest, error=f"{side.name}: {e}")
+    return Metadata(published, title.strip() if title else None, digest)

@@ -1,0 +1,104 @@
+"""Pipeline: the Prefect flows that compose the pure stages.
+
+build: discover -> (read + decode + parse -> Parquet parts) per batch -> compact -> swap into place.
+Each stage is a plain function from flows/; this module only wires them, times them and reports.
+"""
+
+from __future__ import annotations
+
+from .prefect_setup import configure
+
+configure()
+
+import shutil  # noqa: E402
+import time  # noqa: E402
+from collections import Counter  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from prefect import flow, task  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+
+from . import PIPELINE_VERSION, __version__  # noqa: E402
+from .ingest import DEFAULT_MAX_BYTES, Reject, SourceRef, discover, read_source  # noqa: E402
+from .records import empty_rows, reject_row, source_rows  # noqa: E402
+from .store import atomic_dir, compact, locked, to_table, views_sql, write_json, write_part, write_table  # noqa: E402
+
+PART_TABLES = ("documents", "excerpts", "paragraphs", "citations")
+DEFAULT_BATCH_FILES = 256
+
+
+def run_batch(refs: list[SourceRef], root: str, batch_no: int, max_bytes: int = DEFAULT_MAX_BYTES) -> dict:
+    """Read, decode and parse one batch of files; write its rows as Parquet parts under `root`.
+    Returns small stats (never the rows themselves)."""
+    rows = empty_rows()
+    rejects: list[Reject] = []
+    n_bytes = 0
+    for ref in refs:
+        src = read_source(ref, max_bytes)
+        if isinstance(src, Reject):
+            rejects.append(src)
+            continue
+        n_bytes += src.size
+        source_rows(src, rows)
+    for name in PART_TABLES:
+        write_part(Path(root), name, batch_no, to_table(name, rows[name]))
+    flags = Counter(f for d in rows["documents"] for f in d["flags"])
+    flags.update(f for e in rows["excerpts"] for f in e["flags"])
+    return {"read": len(refs) - len(rejects), "bytes": n_bytes,
+            "rejects": [reject_row(r) for r in rejects], "flags": dict(flags)}
+
+
+parse_batch = task(run_batch, name="parse-batch", cache_policy=NO_CACHE, persist_result=False)
+
+
+@task(name="write-tables", cache_policy=NO_CACHE, persist_result=False)
+def write_tables(root: str, rejects: list[dict]) -> dict[str, int]:
+    counts = {name: compact(Path(root), name) for name in PART_TABLES}
+    rejects = sorted(rejects, key=lambda r: (r["source_path"], r["code"]))
+    write_table(Path(root), "rejects", to_table("rejects", rejects))
+    counts["rejects"] = len(rejects)
+    return counts
+
+
+def batches(refs: list[SourceRef], size: int) -> list[list[SourceRef]]:
+    return [refs[i : i + size] for i in range(0, len(refs), size)]
+
+
+@flow(name="kirinuki-build", persist_result=False)
+def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
+          max_file_mb: float = DEFAULT_MAX_BYTES / 2**20) -> dict:
+    """Build every table from the posts under `inputs` into the folder `out`, atomically."""
+    out_path = Path(out)
+    max_bytes = int(max_file_mb * 2**20)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    with locked(out_path), atomic_dir(out_path) as tmp:
+        refs, rejected = discover(inputs)
+        timings["discover"] = time.perf_counter() - t0
+        t = time.perf_counter()
+        futures = [parse_batch.submit(b, str(tmp), i, max_bytes) for i, b in enumerate(batches(refs, batch_files))]
+        results = [f.result() for f in futures]
+        timings["parse"] = time.perf_counter() - t
+        rejects = [reject_row(r) for r in rejected] + [r for res in results for r in res["rejects"]]
+        t = time.perf_counter()
+        counts = write_tables(str(tmp), rejects)
+        (tmp / "views.sql").write_text(views_sql(), encoding="utf-8")
+        shutil.rmtree(tmp / "parts")
+        timings["write"] = time.perf_counter() - t
+        flags: Counter = Counter()
+        for res in results:
+            flags.update(res["flags"])
+        summary = {
+            "kirinuki_version": __version__,
+            "pipeline_version": PIPELINE_VERSION,
+            "inputs": {"roots": len(inputs), "files": len(refs) + len(rejected),
+                       "read": sum(r["read"] for r in results), "bytes": sum(r["bytes"] for r in results)},
+            "rejects": dict(sorted(Counter(r["code"] for r in rejects).items())),
+            "rows": counts,
+            "flags": dict(sorted(flags.items())),
+            "parameters": {"batch_files": batch_files, "max_file_mb": max_file_mb},
+            "durations_s": {k: round(v, 3) for k, v in timings.items()},
+        }
+        write_json(tmp / "build.json", summary)
+    summary["durations_s"]["total"] = round(time.perf_counter() - t0, 3)
+    return summary

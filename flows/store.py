@@ -1,0 +1,158 @@
+"""Store: Arrow tables from declared schemas, deterministic Parquet, atomic build folders.
+
+A build is assembled in a hidden sibling folder and swapped into place only when complete, under a
+lock, so an interrupted or failed run leaves the previous build intact and two runs never mix.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .schema import spec, tables
+
+DATA_DIR = "data"
+PARTS_DIR = "parts"
+ROW_GROUP_ROWS = 122_880  # DuckDB's row-group size: one group per scan thread unit
+PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, write_statistics=True)
+
+
+class BuildLocked(RuntimeError):
+    pass
+
+
+def to_table(name: str, rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=spec(name).arrow_schema)
+
+
+def write_part(root: Path, name: str, batch_no: int, table: pa.Table) -> Path:
+    """One batch's rows of one table, as parts/<table>/part-NNNNNN.parquet."""
+    d = root / PARTS_DIR / name
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"part-{batch_no:06d}.parquet"
+    pq.write_table(table, path, **PARQUET_OPTIONS)
+    return path
+
+
+def compact(root: Path, name: str, sort_key: str | None = None) -> int:
+    """Concatenate a table's parts in batch order into data/<table>.parquet with fixed-size row
+    groups, so the file does not depend on how the input was batched. Streams; returns row count.
+    """
+    schema = spec(name).arrow_schema
+    parts = sorted((root / PARTS_DIR / name).glob("part-*.parquet"))
+    dest = root / DATA_DIR / f"{name}.parquet"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with pq.ParquetWriter(dest, schema, **PARQUET_OPTIONS) as w:
+        pending: list[pa.RecordBatch] = []
+        pending_rows = 0
+        for part in parts:
+            for rb in pq.ParquetFile(part).iter_batches(batch_size=ROW_GROUP_ROWS):
+                pending.append(rb)
+                pending_rows += rb.num_rows
+                while pending_rows >= ROW_GROUP_ROWS:
+                    t = pa.Table.from_batches(pending, schema)
+                    w.write_table(t.slice(0, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS)
+                    rest = t.slice(ROW_GROUP_ROWS)
+                    pending = rest.to_batches()
+                    pending_rows = rest.num_rows
+                    n += ROW_GROUP_ROWS
+        if pending_rows:
+            w.write_table(pa.Table.from_batches(pending, schema), row_group_size=ROW_GROUP_ROWS)
+            n += pending_rows
+    return n
+
+
+def write_table(root: Path, name: str, table: pa.Table) -> None:
+    """A small table written whole (already in its final order)."""
+    dest = root / DATA_DIR / f"{name}.parquet"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table.cast(spec(name).arrow_schema), dest, row_group_size=ROW_GROUP_ROWS,
+                   **PARQUET_OPTIONS)
+
+
+def views_sql() -> str:
+    lines = ["-- Open with: cd <build folder> && duckdb -init views.sql", ""]
+    for name in tables():
+        lines.append(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{DATA_DIR}/{name}.parquet');")
+    return "\n".join(lines) + "\n"
+
+
+def write_json(path: Path, obj: object) -> None:
+    path.write_text(json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n",
+                    encoding="utf-8")
+
+
+# ---------------------------------------------------------------- atomic build folders
+
+
+def _siblings(out: Path) -> tuple[Path, Path, Path]:
+    return (out.parent / f".{out.name}.lock", out.parent / f".{out.name}.old",
+            out.parent / f".{out.name}.tmp-{os.getpid()}")
+
+
+def recover(out: Path) -> None:
+    """Finish or undo what an interrupted swap left: restore the previous build, drop temp folders."""
+    _, old, _ = _siblings(out)
+    if old.exists():
+        if out.exists():
+            shutil.rmtree(old)
+        else:
+            old.rename(out)
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def locked(out: Path) -> Iterator[None]:
+    """Exclusive lock for writing `out`; a second writer fails at once with a clear message."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock_path, _, _ = _siblings(out)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BuildLocked(f"another kirinuki run is writing {out}; wait for it to finish or use another --out") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_dir(out: Path) -> Iterator[Path]:
+    """Yield a fresh temporary folder; on success it replaces `out`, on failure it is removed.
+    Call inside `locked(out)`.
+    """
+    recover(out)
+    _, old, tmp = _siblings(out)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_tree(tmp)
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            fd = os.open(os.path.join(dirpath, f), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
