@@ -5,15 +5,18 @@ Japanese clipping posts write the year only for dates outside the post's own yea
 
 - metadata: the sidecar gives the post date; a year-less date takes its year, or the year before
   when that would put it after the post.
-- same_as_explicit / after_explicit: the latest explicitly-dated attribution, citation or caption
-  date E fixes a base year. Year-less dates take E's year when all of them then fall on or after E
+- same_as_explicit / after_explicit: the latest explicitly-dated attribution or citation E fixes
+  a base year (a photo-caption credit always carries its year, so it is not evidence here). Year-less dates take E's year when all of them then fall on or after E
   (the writer spelled out years out of habit); otherwise the next year (the writer spelled out the
   year because E lay in an earlier year than the post).
-- text_year: no explicit dated source, but the text mentions `YYYY年M月`; the same test against
+- text_year: no dated source or caption, but the text mentions `YYYY年M月`; the same test against
   the latest such month.
-- none: no evidence; year-less dates stay NULL and are flagged.
+- caption_year: no dated source but the photo caption; the same test against the caption date.
+- explicit_only: every date carries its year; nothing to decide.
+- unknown: no evidence; year-less dates stay NULL and are flagged.
 
-An inferred post date is the latest date the post quotes or cites (it cannot predate them).
+The year is never before the caption's year. An inferred post date is the latest date the post
+quotes, cites or captions (it cannot predate them).
 """
 
 from __future__ import annotations
@@ -42,32 +45,44 @@ def safe_date(y: int, m: int, d: int) -> date | None:
         return None
 
 
-def infer_post_date(parts: list[DateParts], text: str, meta_date: date | None) -> PostDate:
-    """Decide the post date and the year of its year-less dates from the dates it carries."""
+def infer_post_date(parts: list[DateParts], text: str, meta_date: date | None,
+                    caption: DateParts | None = None) -> PostDate:
+    """Decide the post date and the year of its year-less dates from the dates it carries:
+    `parts` are attribution and citation dates, `caption` the photo-credit date."""
     if meta_date is not None:
         return PostDate(meta_date, False, meta_date.year, "metadata")
     explicit = [d for p in parts if p.year is not None and (d := safe_date(p.year, p.month, p.day))]
     yearless = [(p.month, p.day) for p in parts if p.year is None]
+    cap = safe_date(caption.year, caption.month, caption.day) if caption and caption.year else None
     year: int | None = None
-    rule = "none"
-    if yearless:
-        base: tuple[int, int, int] | None = None
-        if explicit:
-            e = max(explicit)
-            base, rule = (e.year, e.month, e.day), "explicit"
-        else:
-            months = [(int(y), int(m)) for y, m in _YEAR_MONTH_RE.findall(text) if 1 <= int(m) <= 12]
-            if months:
-                y, m = max(months)
-                base, rule = (y, m, 1), "text_year"
+    if not yearless:
+        rule = "explicit_only" if explicit or cap else "unknown"
+    else:
+        base, rule = _year_base(explicit, cap, text)
         if base is not None:
-            fits = all((m, d) >= (base[1], base[2]) for m, d in yearless)
-            year = base[0] if fits else base[0] + 1
+            fits = all((m, d) >= (base.month, base.day) for m, d in yearless)
+            year = base.year if fits else base.year + 1
             if rule == "explicit":
                 rule = "same_as_explicit" if fits else "after_explicit"
+            if cap and cap.year > year:
+                year = cap.year
     resolved = explicit + [d for m, dd in yearless if year and (d := safe_date(year, m, dd))]
+    resolved += [cap] if cap else []
     post = max(resolved) if resolved else None
     return PostDate(post, True, year if yearless else (post.year if post else None), rule)
+
+
+def _year_base(explicit: list[date], cap: date | None, text: str) -> tuple[date | None, str]:
+    """The dated evidence that year-less dates are compared with, strongest first."""
+    if explicit:
+        return max(explicit), "explicit"
+    if cap:
+        return cap, "caption_year"
+    months = [(int(y), int(m)) for y, m in _YEAR_MONTH_RE.findall(text) if 1 <= int(m) <= 12]
+    if months:
+        y, m = max(months)
+        return date(y, m, 1), "text_year"
+    return None, "unknown"
 
 
 def resolve(parts: DateParts | None, post: PostDate) -> tuple[date | None, bool, str | None]:

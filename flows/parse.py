@@ -235,13 +235,14 @@ class _Builder:
             self.add_paragraph(line_no, "lead", s, e)
             return
         att = find_attribution(content, s)
-        if att is not None and ex.attribution is not None and att.raw != ex.attribution.raw:
-            ex.flags.append("several_attributions")
-        if att is None and ex.attribution is not None and HEADING_RE.match(content):
-            # A section heading after the attribution: the closing * line was forgotten.
+        if ex.attribution is not None and HEADING_RE.match(content) and (att is None or att.date is None):
+            # A dateless 【…】 line after the attribution is a section heading: the closing * line
+            # was forgotten.
             self.close_excerpt(self.last_end, "unterminated")
             self.paragraphs_line(line_no, s, e)
             return
+        if att is not None and ex.attribution is not None and att.raw != ex.attribution.raw:
+            ex.flags.append("several_attributions")
         if att is not None:
             ex.attribution = att
             e = s + len(content[: att.start - s].rstrip())

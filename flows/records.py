@@ -38,9 +38,8 @@ def empty_rows() -> TableRows:
 def post_date_of(parsed: ParsedPost, src: Source) -> PostDate:
     parts = [e.attribution.date for e in parsed.excerpts if e.attribution and e.attribution.date]
     parts += [c.date for c in parsed.citations]
-    if parsed.caption and parsed.caption.date:
-        parts.append(parsed.caption.date)
-    return infer_post_date(parts, src.text, src.meta.published_date)
+    caption = parsed.caption.date if parsed.caption else None
+    return infer_post_date(parts, src.text, src.meta.published_date, caption)
 
 
 def source_rows(src: Source, out: TableRows) -> None:

@@ -1,0 +1,172 @@
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import ROOT, SAMPLE, SEED, rows
+from flows.schema import tables
+
+
+def digest_tree(d: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((d / "data").glob("*.parquet"))}
+
+
+def test_every_table_is_written_with_its_declared_schema(seed_build):
+    for name, spec in tables().items():
+        f = seed_build / "data" / f"{name}.parquet"
+        assert pq.read_schema(f).remove_metadata() == spec.arrow_schema, name
+
+
+def test_seed_build_has_the_expected_records(seed_build):
+    ex = rows(seed_build, "SELECT * FROM excerpts ORDER BY ordinal")
+    assert [e["outlet_raw"] for e in ex] == ["AFP", "テレ朝news", "産経", "Newsweek", "ロイター", "MAG2NEWS", "現代ビジネス"]
+    assert [e["published_date"] for e in ex] == [
+        date(2023, 10, 21), date(2023, 11, 2), date(2023, 11, 10), date(2024, 4, 9),
+        date(2024, 4, 8), date(2024, 4, 6), date(2024, 3, 20)]
+    assert [e["date_inferred"] for e in ex] == [False, False, False, True, True, True, True]
+    assert [e["elided"] for e in ex] == [False, False, True, True, False, True, True]
+    assert ex[5]["author"] == "島田久仁彦"
+    assert ex[6]["article_title"].startswith("実は「ウクライナの次」")
+    (doc,) = rows(seed_build, "SELECT * FROM documents")
+    assert doc["published_date"] == date(2024, 4, 9) and doc["date_inferred"] is True
+    assert doc["n_excerpts"] == 7 and doc["source_path"] == SEED.name
+    assert doc["source_sha256"] == hashlib.sha256(SEED.read_bytes()).hexdigest()
+    roles = dict((r["role"], r["n"]) for r in rows(seed_build, "SELECT role, count(*) n FROM paragraphs GROUP BY role"))
+    assert (roles["heading"], roles["caption"], roles["commentary"]) == (4, 1, 19)
+    (cit,) = rows(seed_build, "SELECT * FROM citations")
+    assert cit["published_date"] == date(2024, 4, 2) and cit["date_inferred"] is True
+    dups = rows(seed_build, "SELECT count(*) n FROM paragraphs WHERE duplicate_of IS NOT NULL")
+    assert dups == [{"n": 4}]
+
+
+def test_paragraph_offsets_slice_the_decoded_source(seed_build, sample_build):
+    from flows.ingest import read_source, discover
+
+    for build_dir, root in ((seed_build, SEED.parent), (sample_build, SAMPLE)):
+        refs, _ = discover([str(root)])
+        texts = {r.rel: read_source(r).text for r in refs}
+        paras = rows(build_dir, "SELECT d.source_path, p.text, p.char_start, p.char_end FROM paragraphs p JOIN documents d USING (doc_id)")
+        assert paras
+        for p in paras:
+            assert texts[p["source_path"]][p["char_start"]:p["char_end"]] == p["text"]
+
+
+def test_sample_corpus_covers_encodings_metadata_and_duplicates(sample_build):
+    docs = {d["source_path"]: d for d in rows(sample_build, "SELECT * FROM documents")}
+    assert {d["encoding"] for d in docs.values()} == {"utf-8", "utf-8-bom", "cp932", "euc-jp"}
+    grain = docs["2024-06-12_nordria_grain.txt"]
+    assert (grain["published_date"], grain["date_inferred"], grain["title_source"]) == (date(2024, 6, 12), False, "metadata")
+    election = docs["2025-01-21_nordria_election.txt"]
+    assert election["newline"] == "crlf" and election["published_date"] == date(2025, 1, 20)
+    assert docs["2024-01-05_nordria_power.txt"]["published_date"] == date(2024, 1, 4)
+    pasted = rows(sample_build, "SELECT excerpt_id, duplicate_of FROM excerpts WHERE duplicate_of IS NOT NULL")
+    assert len(pasted) == 1 and pasted[0]["duplicate_of"] < pasted[0]["excerpt_id"]
+    assert rows(sample_build, "SELECT count(*) n FROM rejects") == [{"n": 0}]
+
+
+def test_ids_are_stable_and_output_is_byte_identical(tmp_path, sample_build):
+    from flows.pipeline import build
+
+    out = tmp_path / "again"
+    build([str(SAMPLE)], str(out), batch_files=1)  # other batching, same bytes
+    assert digest_tree(out) == digest_tree(sample_build)
+
+
+def test_bad_inputs_are_rejected_with_reasons_and_good_ones_kept(tmp_path):
+    from flows.pipeline import build
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "good.txt").write_bytes(SEED.read_bytes())
+    (src / "empty.txt").write_bytes(b"")
+    (src / "image.txt").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    (src / "mixed.txt").write_bytes("本文".encode() + "本文".encode("cp932") + b"\xff")
+    summary = build([str(src)], str(tmp_path / "out"))
+    rej = {r["source_path"]: r["code"] for r in rows(tmp_path / "out", "SELECT * FROM rejects")}
+    assert rej == {"empty.txt": "empty", "image.txt": "binary", "mixed.txt": "undecodable"}
+    assert summary["rejects"] == {"binary": 1, "empty": 1, "undecodable": 1}
+    assert rows(tmp_path / "out", "SELECT source_path FROM documents") == [{"source_path": "good.txt"}]
+
+
+def test_failed_build_leaves_the_previous_build_intact(tmp_path, monkeypatch):
+    from flows import pipeline
+
+    out = tmp_path / "out"
+    pipeline.build([str(SAMPLE)], str(out))
+    before = digest_tree(out)
+
+    def boom(*a, **k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(pipeline, "compact", boom)
+    with pytest.raises(Exception):
+        pipeline.build([str(SEED.parent)], str(out))
+    assert digest_tree(out) == before
+    assert not list(tmp_path.glob(".out.tmp-*")) and not list(tmp_path.glob(".out.old"))
+
+
+def test_a_second_writer_is_refused_while_the_lock_is_held(tmp_path):
+    from flows.store import BuildLocked, locked
+
+    out = tmp_path / "out"
+    with locked(out):
+        with pytest.raises(BuildLocked, match="another kirinuki run"):
+            with locked(out):
+                pass
+
+
+def test_recover_restores_a_build_left_mid_swap(tmp_path):
+    from flows.store import recover
+
+    old = tmp_path / ".out.old"
+    (old / "data").mkdir(parents=True)
+    (tmp_path / ".out.tmp-123").mkdir()
+    recover(tmp_path / "out")
+    assert (tmp_path / "out" / "data").is_dir() and not old.exists()
+    assert not (tmp_path / ".out.tmp-123").exists()
+
+
+def test_views_sql_works_from_the_build_folder(sample_build):
+    import duckdb
+
+    con = duckdb.connect()
+    cwd = os.getcwd()
+    try:
+        os.chdir(sample_build)
+        con.execute((sample_build / "views.sql").read_text())
+        assert con.execute("SELECT count(*) FROM documents").fetchone()[0] == 4
+    finally:
+        os.chdir(cwd)
+
+
+def test_query_refuses_writes_and_outside_reads(sample_build):
+    from flows.query import QueryError, open_build, run_query
+
+    con = open_build(sample_build)
+    assert run_query(con, "SELECT count(*) FROM excerpts").fetchall() == [(12,)]
+    for sql in ["COPY excerpts TO 'x.csv'", "SELECT * FROM read_csv('/etc/passwd')", "ATTACH 'x.db'",
+                "INSTALL httpfs", "CREATE TABLE t AS SELECT 1", "SET enable_external_access=true"]:
+        with pytest.raises(QueryError):
+            run_query(con, sql)
+
+
+def test_cli_build_and_query_end_to_end(tmp_path):
+    env = dict(os.environ)
+    exe = [sys.executable, "-m", "flows.cli"]
+    out = tmp_path / "b"
+    r = subprocess.run(exe + ["build", str(SAMPLE), "--out", str(out), "--json"], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["rows"]["documents"] == 4
+    r = subprocess.run(exe + ["query", "SELECT outlet_raw, count(*) n FROM excerpts GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1",
+                              "--out", str(out), "--format", "json"], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert r.returncode == 0 and json.loads(r.stdout) == [{"outlet_raw": "ロイター", "n": 2}]
+    r = subprocess.run(exe + ["query", "DROP VIEW documents", "--out", str(out)], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "read-only" in r.stderr
+    r = subprocess.run(exe + ["build", str(tmp_path / "missing"), "--out", str(out)], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert r.returncode == 2 and "input not found" in r.stderr and r.stderr.count("\n") == 1
