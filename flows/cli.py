@@ -102,6 +102,31 @@ def query(
             out.print(f"… {len(rows) - limit:,} more rows (use --limit or --format csv)")
 
 
+UNKNOWN_OUTLETS_SQL = """
+SELECT outlet_raw, count(*) AS n, min(source) AS seen_in
+FROM (SELECT outlet_raw, 'excerpts' AS source FROM excerpts WHERE outlet_id IS NULL AND outlet_raw IS NOT NULL
+      UNION ALL SELECT outlet_raw, 'citations' FROM citations WHERE outlet_id IS NULL AND outlet_raw IS NOT NULL
+      UNION ALL SELECT caption_outlet_raw, 'documents' FROM documents
+                WHERE caption_outlet_id IS NULL AND caption_outlet_raw IS NOT NULL)
+GROUP BY outlet_raw ORDER BY n DESC, outlet_raw
+"""
+OUTLET_COUNTS_SQL = """
+SELECT o.id, o.name_ja, o.kind, count(e.excerpt_id) AS excerpts
+FROM outlets o LEFT JOIN excerpts e ON e.outlet_id = o.id
+GROUP BY ALL HAVING count(e.excerpt_id) > 0 ORDER BY excerpts DESC, o.id
+"""
+
+
+@app.command()
+def outlets(
+    out_dir: Annotated[Path, typer.Option("--out", help="Build folder to inspect.")] = Path("output/build"),
+    unknown: Annotated[bool, typer.Option("--unknown", help="List outlet names the register does not know.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """Outlets quoted in a build; with --unknown, the names to add to input/reference/outlets.tsv."""
+    query(UNKNOWN_OUTLETS_SQL if unknown else OUTLET_COUNTS_SQL, out_dir, fmt, limit=10_000)
+
+
 def main() -> None:
     app()
 

@@ -29,8 +29,9 @@ CITATION_RE = re.compile(
     rf"[(（]\s*(?P<date>{DATE})\s*(?P<rest>(?:[^()（）“”\n]|“[^”\n]*”)*?)\s*[)）]"
 )
 ELISION_RE = re.compile(r"[(（](?:中略|後略|前略)[)）]")
-_AUTHOR_RE = re.compile(r"^(?P<author>[^\s“”「」]{1,20}?)\s*(?:氏|さん)(?:\s+|(?=\S))(?P<outlet>.*)$")
+_AUTHOR_RE = re.compile(r"^(?P<author>[^\s“”「」]{1,20}?\s*(?:氏|さん))(?:\s+|(?=\S))(?P<outlet>.*)$")
 _TITLE_QUOTES = (("“", "”"), ("『", "』"), ("「", "」"), ('"', '"'))
+_VISIBLE = re.compile(r"[^\s\u200b-\u200f\u2060-\u2064\ufeff]")
 _FULLWIDTH_DIGITS = str.maketrans("０１２３４５６７８９", "0123456789")
 
 SUBHEADING_MAX_CHARS = 40
@@ -137,7 +138,7 @@ def date_parts(m: re.Match) -> DateParts:
 
 
 def split_source(rest: str) -> Source_:
-    """`[author氏] outlet[“title”]` -> parts, each as written (None when absent)."""
+    """`[author氏] outlet[“title”]` -> parts, each as written, honorific included (None when absent)."""
     rest = rest.strip()
     title = None
     for open_q, close_q in _TITLE_QUOTES:
@@ -275,8 +276,8 @@ def parse(text: str) -> ParsedPost:
     for line_no, line in enumerate(text.split("\n"), start=1):
         start, pos = pos, pos + len(line) + 1
         body = line.strip()
-        if not body:
-            continue
+        if not body or not _VISIBLE.search(body):
+            continue  # blank, or only invisible format characters (zero-width space, BOM …)
         s = start + (len(line) - len(line.lstrip()))
         e = s + len(body)
         if CLOSE_RE.match(body):

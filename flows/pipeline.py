@@ -20,32 +20,49 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from . import PIPELINE_VERSION, __version__  # noqa: E402
 from .ingest import DEFAULT_MAX_BYTES, Reject, SourceRef, discover, read_source  # noqa: E402
+from .clean import clean_document, outlet_rows  # noqa: E402
 from .records import empty_rows, reject_row, source_rows  # noqa: E402
 from .store import atomic_dir, compact, locked, to_table, views_sql, write_json, write_part, write_table  # noqa: E402
 
-PART_TABLES = ("documents", "excerpts", "paragraphs", "citations")
+PART_TABLES = ("documents", "excerpts", "paragraphs", "citations", "date_mentions")
 DEFAULT_BATCH_FILES = 256
 
 
 def run_batch(refs: list[SourceRef], root: str, batch_no: int, max_bytes: int = DEFAULT_MAX_BYTES) -> dict:
-    """Read, decode and parse one batch of files; write its rows as Parquet parts under `root`.
-    Returns small stats (never the rows themselves)."""
+    """Read, decode, parse and clean one batch of files; write its rows as Parquet parts under
+    `root`. Returns small stats (never the rows themselves)."""
     rows = empty_rows()
     rejects: list[Reject] = []
     n_bytes = 0
+    seconds = Counter()
     for ref in refs:
+        t = time.perf_counter()
         src = read_source(ref, max_bytes)
+        seconds["read"] += time.perf_counter() - t
         if isinstance(src, Reject):
             rejects.append(src)
             continue
         n_bytes += src.size
-        source_rows(src, rows)
+        t = time.perf_counter()
+        doc_rows = source_rows(src)
+        seconds["parse"] += time.perf_counter() - t
+        t = time.perf_counter()
+        clean_document(doc_rows)
+        seconds["clean"] += time.perf_counter() - t
+        for name, table_rows in doc_rows.items():
+            rows[name].extend(table_rows)
+    t = time.perf_counter()
     for name in PART_TABLES:
         write_part(Path(root), name, batch_no, to_table(name, rows[name]))
+    seconds["write_parts"] += time.perf_counter() - t
     flags = Counter(f for d in rows["documents"] for f in d["flags"])
     flags.update(f for e in rows["excerpts"] for f in e["flags"])
+    unknown = Counter(r["outlet_raw"] for name in ("excerpts", "citations") for r in rows[name]
+                      if r["outlet_raw"] and r["outlet_id"] is None)
+    unresolved = Counter(m["rule"] for m in rows["date_mentions"] if m["date_start"] is None)
     return {"read": len(refs) - len(rejects), "bytes": n_bytes,
-            "rejects": [reject_row(r) for r in rejects], "flags": dict(flags)}
+            "rejects": [reject_row(r) for r in rejects], "flags": dict(flags),
+            "unknown_outlets": dict(unknown), "unresolved_dates": dict(unresolved), "seconds": dict(seconds)}
 
 
 parse_batch = task(run_batch, name="parse-batch", cache_policy=NO_CACHE, persist_result=False)
@@ -57,6 +74,9 @@ def write_tables(root: str, rejects: list[dict]) -> dict[str, int]:
     rejects = sorted(rejects, key=lambda r: (r["source_path"], r["code"]))
     write_table(Path(root), "rejects", to_table("rejects", rejects))
     counts["rejects"] = len(rejects)
+    outlets = outlet_rows()
+    write_table(Path(root), "outlets", to_table("outlets", outlets))
+    counts["outlets"] = len(outlets)
     return counts
 
 
@@ -85,9 +105,11 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         (tmp / "views.sql").write_text(views_sql(), encoding="utf-8")
         shutil.rmtree(tmp / "parts")
         timings["write"] = time.perf_counter() - t
-        flags: Counter = Counter()
+        totals: dict[str, Counter] = {k: Counter() for k in ("flags", "unknown_outlets", "unresolved_dates", "seconds")}
         for res in results:
-            flags.update(res["flags"])
+            for k, c in totals.items():
+                c.update(res[k])
+        timings.update({f"batch_{k}_cpu": v for k, v in totals["seconds"].items()})
         summary = {
             "kirinuki_version": __version__,
             "pipeline_version": PIPELINE_VERSION,
@@ -95,7 +117,10 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
                        "read": sum(r["read"] for r in results), "bytes": sum(r["bytes"] for r in results)},
             "rejects": dict(sorted(Counter(r["code"] for r in rejects).items())),
             "rows": counts,
-            "flags": dict(sorted(flags.items())),
+            "flags": dict(sorted(totals["flags"].items())),
+            "unknown_outlets": {"distinct": len(totals["unknown_outlets"]),
+                                "rows": sum(totals["unknown_outlets"].values())},
+            "unresolved_dates": dict(sorted(totals["unresolved_dates"].items())),
             "parameters": {"batch_files": batch_files, "max_file_mb": max_file_mb},
             "durations_s": {k: round(v, 3) for k, v in timings.items()},
         }

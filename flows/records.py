@@ -32,7 +32,7 @@ def citation_id(doc_id: str, ordinal: int) -> str:
 
 
 def empty_rows() -> TableRows:
-    return {"documents": [], "excerpts": [], "paragraphs": [], "citations": [], "rejects": []}
+    return {"documents": [], "excerpts": [], "paragraphs": [], "citations": [], "date_mentions": []}
 
 
 def post_date_of(parsed: ParsedPost, src: Source) -> PostDate:
@@ -42,8 +42,9 @@ def post_date_of(parsed: ParsedPost, src: Source) -> PostDate:
     return infer_post_date(parts, src.text, src.meta.published_date, caption)
 
 
-def source_rows(src: Source, out: TableRows) -> None:
-    """Parse one decoded source and append its rows to `out`."""
+def source_rows(src: Source) -> TableRows:
+    """Parse one decoded source into its rows of every table (as written; clean adds the rest)."""
+    out = empty_rows()
     parsed = parse(src.text)
     doc = doc_id_for(src.rel)
     sha = src.sha256
@@ -61,7 +62,7 @@ def source_rows(src: Source, out: TableRows) -> None:
             "ordinal": ex.ordinal, "headline": ex.headline, "lead": ex.lead, "body": ex.body,
             "attribution_raw": att.raw if att else None,
             "date_raw": att.date.raw if att and att.date else None,
-            "outlet_raw": att.outlet if att else None, "author": att.author if att else None,
+            "outlet_raw": att.outlet if att else None, "author_raw": att.author if att else None,
             "article_title": att.title if att else None,
             "published_date": d, "date_inferred": inferred, "elided": ex.elided,
             "n_paragraphs": len(ex.paragraphs),
@@ -89,7 +90,7 @@ def source_rows(src: Source, out: TableRows) -> None:
         out["citations"].append({
             "citation_id": citation_id(doc, c.ordinal), "doc_id": doc, "source_sha256": sha,
             "paragraph_id": paragraph_id(doc, c.paragraph), "ordinal": c.ordinal, "raw": c.raw,
-            "date_raw": c.date.raw, "outlet_raw": c.outlet, "author": c.author, "title": c.title,
+            "date_raw": c.date.raw, "outlet_raw": c.outlet, "author_raw": c.author, "title": c.title,
             "published_date": d, "date_inferred": inferred, "char_start": c.start, "char_end": c.end,
         })
 
@@ -113,6 +114,7 @@ def source_rows(src: Source, out: TableRows) -> None:
         "n_paragraphs": len(parsed.paragraphs), "n_excerpts": len(parsed.excerpts),
         "n_citations": len(parsed.citations), "meta_sha256": src.meta.sha256, "flags": doc_flags,
     })
+    return out
 
 
 def reject_row(r: Reject) -> dict:

@@ -30,7 +30,7 @@ SEED_EXCERPTS = [
     ("産経", None, None, "2023年11月10日", True, "プーチン氏、カザフと結束確認"),
     ("Newsweek", None, None, "4月9日", True, "ロシアの隣りの強権国家までがロシア離れ"),
     ("ロイター", None, None, "4月8日", False, "ロシア、カザフからのガソリン供給を模索"),
-    ("MAG2NEWS", "島田久仁彦", None, "4月6日", True, "5月に一斉攻撃か。"),
+    ("MAG2NEWS", "島田久仁彦氏", None, "4月6日", True, "5月に一斉攻撃か。"),
     ("現代ビジネス", None, "実は「ウクライナの次」は起きそうもない、あまりに分が悪いプーチンのロシアの対外関係",
      "3月20日", True, "中央アジアではロシアは「腐っても鯛」"),
 ]
@@ -86,7 +86,7 @@ def test_seed_newsweek_lead_and_subheadings(seed_text):
 def test_seed_citation_and_caption(seed_text):
     post = parse(seed_text)
     (c,) = post.citations
-    assert (c.date.raw, c.author, c.outlet) == ("4月2日", "田中佑真", "新潮社フォーサイト")
+    assert (c.date.raw, c.author, c.outlet) == ("4月2日", "田中佑真氏", "新潮社フォーサイト")
     assert c.title.startswith("「中央アジアのロシア離れ」は本当か?")
     assert post.paragraphs[c.paragraph - 1].role == "commentary"
     assert post.caption.outlet == "日経" and post.caption.date.raw == "2023年11月9日"
@@ -124,7 +124,7 @@ def test_caption_only_on_the_first_line():
 
 @pytest.mark.parametrize("attr,outlet,author,title,year", [
     ("【2023年10月21日 AFP】", "AFP", None, None, 2023),
-    ("【4月6日 島田久仁彦氏 MAG2NEWS】", "MAG2NEWS", "島田久仁彦", None, None),
+    ("【4月6日 島田久仁彦氏 MAG2NEWS】", "MAG2NEWS", "島田久仁彦氏", None, None),
     ("【3月20日 現代ビジネス“記事の題”】", "現代ビジネス", None, "記事の題", None),
     ("【３月２０日 日経】", "日経", None, None, None),
     ("【2024年1月9日(火) NHK】", "NHK", None, None, 2024),
@@ -190,13 +190,18 @@ def test_whole_excerpt_pasted_twice_points_at_the_first():
     assert [p.duplicate_of for p in dup] == [1, 2]
 
 
+def test_lines_of_only_invisible_characters_are_blank():
+    post = parse("解説。\n\u200b\ufeff \n解説二。\n")
+    assert [p.text for p in post.paragraphs] == ["解説。", "解説二。"]
+
+
 def test_bare_elision_lines_are_not_duplicates():
     post = parse("****見出し****\n(中略)\n本文。\n(中略)\n本文二。【1月1日 A】\n*****\n")
     assert all(p.duplicate_of is None for p in post.paragraphs)
 
 
 @pytest.mark.parametrize("text,n,fields", [
-    ("解説(4月2日 田中佑真氏 新潮社フォーサイト“題(副題)”)です。", 1, ("4月2日", "田中佑真", "新潮社フォーサイト", "題(副題)")),
+    ("解説(4月2日 田中佑真氏 新潮社フォーサイト“題(副題)”)です。", 1, ("4月2日", "田中佑真氏", "新潮社フォーサイト", "題(副題)")),
     ("解説(2023年4月2日 日経)と(5月1日 NHK)。", 2, ("2023年4月2日", None, "日経", None)),
     ("(“綱渡り”・・・あるいは“いいとこ取り”でしょうか)", 0, None),
 ])
@@ -211,7 +216,7 @@ def test_inline_citations(text, n, fields):
 
 def test_split_source_keeps_outlets_without_author():
     assert split_source("BBC“A title”").outlet == "BBC"
-    assert split_source("田中氏 日経").author == "田中"
+    assert split_source("田中氏 日経").author == "田中氏"
     assert split_source("").outlet is None
 
 

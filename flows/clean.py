@@ -1,0 +1,174 @@
+"""Clean: normalised text, outlet ids, clean author names and resolved date mentions.
+
+Pure functions over one document's rows. Every cleaned value is added beside its raw source;
+nothing written in the post is changed or dropped. The rules live in data files under
+input/reference/ (normalization.tsv, outlets.tsv, date_rules.tsv, date_lookahead.txt).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date
+from functools import cache
+from pathlib import Path
+
+from .date_mentions import REFERENCE, Run
+
+_WS = re.compile(r"\s+")
+_HONORIFICS = ("氏", "さん", "様", "記者")
+
+
+def read_tsv(path: Path) -> list[dict[str, str]]:
+    """A reference TSV: '#' comment lines, a header, no quoting."""
+    with path.open(encoding="utf-8") as f:
+        lines = [line for line in f if not line.startswith("#")]
+    return list(csv.DictReader(lines, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def _unescape(s: str) -> str:
+    return re.sub(r"\\u([0-9a-fA-F]{4})|\\t", lambda m: chr(int(m.group(1), 16)) if m.group(1) else "\t", s)
+
+
+@dataclass(frozen=True)
+class NormRule:
+    chars: str
+    min_run: int
+    to: str
+    name: str
+    why: str
+
+
+@cache
+def normalization_rules() -> tuple[NormRule, ...]:
+    return tuple(NormRule(_unescape(r["from"]), int(r["min_run"]), _unescape(r["to"]), r["name"], r["why"])
+                 for r in read_tsv(REFERENCE / "normalization.tsv"))
+
+
+@cache
+def _compiled() -> tuple[dict[int, str], list[tuple[re.Pattern, str]]]:
+    table: dict[int, str] = {}
+    runs: list[tuple[re.Pattern, str]] = []
+    for r in normalization_rules():
+        if r.min_run == 1:
+            table.update({ord(c): r.to for c in r.chars})
+        else:
+            runs.append((re.compile(f"[{re.escape(r.chars)}]{{{r.min_run},}}"), r.to))
+    return table, runs
+
+
+def normalize(text: str) -> str:
+    """NFKC, then the table in normalization.tsv, then whitespace runs collapsed and ends trimmed."""
+    table, runs = _compiled()
+    t = unicodedata.normalize("NFKC", text).translate(table)
+    for pattern, to in runs:
+        t = pattern.sub(to, t)
+    return _WS.sub(" ", t).strip()
+
+
+def normalize_lines(text: str) -> str:
+    """`normalize` per line, keeping the line breaks (for excerpt bodies)."""
+    return "\n".join(normalize(line) for line in text.split("\n"))
+
+
+# ---------------------------------------------------------------- outlets
+
+
+def outlet_key(name: str) -> str:
+    """Matching key: normalised, case-folded, without spaces, middle dots, ! and trailing periods."""
+    return re.sub(r"[\s・!.]", "", normalize(name).casefold())
+
+
+@cache
+def outlet_register() -> tuple[dict[str, str], ...]:
+    return tuple(read_tsv(REFERENCE / "outlets.tsv"))
+
+
+@cache
+def _alias_index() -> dict[str, str]:
+    index: dict[str, str] = {}
+    for o in outlet_register():
+        for name in [o["name_ja"], o["name_en"], *filter(None, o["aliases"].split("|"))]:
+            key = outlet_key(name)
+            if index.get(key, o["id"]) != o["id"]:
+                raise ValueError(f"outlets.tsv: alias {name!r} names both {index[key]} and {o['id']}")
+            index[key] = o["id"]
+    return index
+
+
+def outlet_rows() -> list[dict]:
+    """The register as rows of the `outlets` table (empty cells become NULL)."""
+    return [{k: ([a for a in v.split("|") if a] if k == "aliases" else (v or None)) for k, v in o.items()}
+            for o in outlet_register()]
+
+
+def resolve_outlet(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    return _alias_index().get(outlet_key(raw))
+
+
+def clean_author(raw: str | None) -> str | None:
+    """The name without honorifics (氏, さん, …) or stray spaces; None when nothing is left."""
+    if not raw:
+        return None
+    name = normalize(raw)
+    for h in _HONORIFICS:
+        if name.endswith(h) and len(name) > len(h):
+            name = name[: -len(h)]
+            break
+    name = name.strip()
+    return name or None
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def mention_id(doc_id: str, ordinal: int) -> str:
+    return f"{doc_id}-d{ordinal:05d}"
+
+
+def clean_document(rows: dict[str, list[dict]]) -> None:
+    """Add the clean columns to one document's rows and fill its date_mentions (in place)."""
+    (doc,) = rows["documents"]
+    for p in rows["paragraphs"]:
+        p["text_norm"] = normalize(p["text"])
+    for e in rows["excerpts"]:
+        e["headline_norm"] = normalize(e["headline"])
+        e["body_norm"] = normalize_lines(e["body"])
+        e["outlet_id"] = resolve_outlet(e["outlet_raw"])
+        e["author"] = clean_author(e["author_raw"])
+    for c in rows["citations"]:
+        c["outlet_id"] = resolve_outlet(c["outlet_raw"])
+        c["author"] = clean_author(c["author_raw"])
+    doc["caption_outlet_id"] = resolve_outlet(doc["caption_outlet_raw"])
+    rows["date_mentions"] = list(date_mention_rows(doc, rows["excerpts"], rows["paragraphs"]))
+
+
+def date_mention_rows(doc: dict, excerpts: list[dict], paragraphs: list[dict]):
+    article_dates = {e["excerpt_id"]: e["published_date"] for e in excerpts}
+    post_date: date | None = doc["published_date"]
+    run_key: object = object()
+    run = Run(None)
+    anchor_kind = "post"
+    n = 0
+    for p in paragraphs:
+        key = p["excerpt_id"]
+        if key != run_key:
+            run_key = key
+            article = article_dates.get(key) if key else None
+            anchor_kind = "article" if article else "post"
+            run = Run(article or post_date)
+        for m in run.mentions(p["text"]):
+            n += 1
+            yield {
+                "mention_id": mention_id(doc["doc_id"], n), "doc_id": doc["doc_id"],
+                "source_sha256": doc["source_sha256"], "paragraph_id": p["paragraph_id"],
+                "excerpt_id": p["excerpt_id"], "ordinal": n,
+                "char_start": p["char_start"] + m.start, "char_end": p["char_start"] + m.end,
+                "raw": m.raw, "kind": m.kind, "date_start": m.date_start, "date_end": m.date_end,
+                "granularity": m.granularity, "anchor": run.anchor, "anchor_kind": anchor_kind if run.anchor else None,
+                "rule": m.rule,
+            }
