@@ -48,29 +48,27 @@ def normalization_rules() -> tuple[NormRule, ...]:
 
 
 @cache
-def _compiled() -> tuple[dict[int, str], list[tuple[re.Pattern, str]]]:
-    table: dict[int, str] = {}
+def _compiled() -> tuple[re.Pattern, dict[str, str], list[tuple[re.Pattern, str]]]:
+    table: dict[str, str] = {}
     runs: list[tuple[re.Pattern, str]] = []
     for r in normalization_rules():
         if r.min_run == 1:
-            table.update({ord(c): r.to for c in r.chars})
+            table.update({c: r.to for c in r.chars})
         else:
             runs.append((re.compile(f"[{re.escape(r.chars)}]{{{r.min_run},}}"), r.to))
-    return table, runs
+    chars = re.compile("[" + re.escape("".join(table)) + "]")
+    return chars, table, runs
 
 
 def normalize(text: str) -> str:
     """NFKC, then the table in normalization.tsv, then whitespace runs collapsed and ends trimmed."""
-    table, runs = _compiled()
-    t = unicodedata.normalize("NFKC", text).translate(table)
+    chars, table, runs = _compiled()
+    t = text if unicodedata.is_normalized("NFKC", text) else unicodedata.normalize("NFKC", text)
+    if chars.search(t):  # rare: map only where a listed character occurs
+        t = chars.sub(lambda m: table[m.group()], t)
     for pattern, to in runs:
         t = pattern.sub(to, t)
     return _WS.sub(" ", t).strip()
-
-
-def normalize_lines(text: str) -> str:
-    """`normalize` per line, keeping the line breaks (for excerpt bodies)."""
-    return "\n".join(normalize(line) for line in text.split("\n"))
 
 
 # ---------------------------------------------------------------- outlets
@@ -133,11 +131,13 @@ def mention_id(doc_id: str, ordinal: int) -> str:
 def clean_document(rows: dict[str, list[dict]]) -> None:
     """Add the clean columns to one document's rows and fill its date_mentions (in place)."""
     (doc,) = rows["documents"]
+    norm_of: dict[str, str] = {}
     for p in rows["paragraphs"]:
-        p["text_norm"] = normalize(p["text"])
+        p["text_norm"] = norm_of[p["text"]] = normalize(p["text"])
     for e in rows["excerpts"]:
         e["headline_norm"] = normalize(e["headline"])
-        e["body_norm"] = normalize_lines(e["body"])
+        # body lines are paragraph texts: reuse their normal forms
+        e["body_norm"] = "\n".join(norm_of.get(line) or normalize(line) for line in e["body"].split("\n"))
         e["outlet_id"] = resolve_outlet(e["outlet_raw"])
         e["author"] = clean_author(e["author_raw"])
     for c in rows["citations"]:

@@ -44,7 +44,10 @@ _ALTERNATIVES = [
     ("day", lambda i: rf"(?<![0-9０-９.第毎])(?P<d{i}>{_N}{{1,2}})日(?!間|以上|以内|ぶり|分|連続|後|目|付|本)(?:{_TOD})"),
     ("year_part", lambda i: rf"(?<![0-9０-９昨去今本来前翌同])年(?P<ypart{i}>末|初め|内)"),
 ]
-MENTION_RE = re.compile("|".join(f"(?P<{k}>{make(i)})" for i, (k, make) in enumerate(_ALTERNATIVES)))
+# The guard lets the regex engine skip, with one character test, every position where no
+# alternative can start (most of the text); it measured ~4x faster on the seed.
+_GUARD = r"(?=[0-9０-９昨去今本来前翌同先当年令平昭]|[こそ]の)"
+MENTION_RE = re.compile(_GUARD + "(?:" + "|".join(f"(?P<{k}>{make(i)})" for i, (k, make) in enumerate(_ALTERNATIVES)) + ")")
 _PREFILTER = re.compile("[年月日]")
 
 

@@ -39,7 +39,8 @@ _MAGIC = (
     (b"PAR1", "Parquet file"),
     (b"SQLite format 3\x00", "SQLite database"),
 )
-_ALLOWED_CONTROLS = {"\t", "\n", "\r", "\f", "\v", "\x1b"}
+# C0 controls other than tab, LF, VT, FF, CR and ESC (ISO-2022-JP uses ESC).
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f]")
 # Python's cp932 decodes the unassigned single bytes 0x80, 0xA0, 0xFD-0xFF to these.
 _CP932_STRAYS = frozenset("\x80\uf8f0\uf8f1\uf8f2\uf8f3")
 _UTF8_3BYTE = re.compile(rb"[\xe0-\xef][\x80-\xbf]{2}")
@@ -279,7 +280,7 @@ def _tie_break(data: bytes, candidates: list[tuple[str, str]]) -> tuple[str, str
 
 def _reject_control_heavy(text: str) -> None:
     sample = text[:65536]
-    controls = sum(1 for ch in sample if ch < " " and ch not in _ALLOWED_CONTROLS)
+    controls = len(_CONTROL_RE.findall(sample))
     if controls and controls * 100 > len(sample):
         raise DecodeError("binary", f"binary data: {controls} control characters in the first {len(sample)} characters")
 

@@ -30,7 +30,9 @@ class BuildLocked(RuntimeError):
 
 
 def to_table(name: str, rows: list[dict]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=spec(name).arrow_schema)
+    """Rows (dicts with every declared column) -> an Arrow table of the declared schema."""
+    schema = spec(name).arrow_schema
+    return pa.table({f.name: pa.array([r[f.name] for r in rows], type=f.type) for f in schema}, schema=schema)
 
 
 def write_part(root: Path, name: str, batch_no: int, table: pa.Table) -> Path:

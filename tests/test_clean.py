@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.clean import (clean_author, normalization_rules, normalize, normalize_lines, outlet_key,
+from flows.clean import (clean_author, normalization_rules, normalize, outlet_key,
                          outlet_register, read_tsv, resolve_outlet)
 from flows.date_mentions import MENTION_RE, REFERENCE, Run
 from conftest import rows
@@ -36,7 +36,6 @@ def test_nfkc_and_whitespace_handling():
     assert normalize("ＡＦＰ　ｶﾀｶﾅ\t１２３ ") == "AFP カタカナ 123"
     assert normalize("ロシア・ウクライナ") == "ロシア・ウクライナ"  # a single middle dot is a separator
     assert normalize("“綱渡り”・・・あるいは") == '"綱渡り"...あるいは'
-    assert normalize_lines("一　行\n二 行") == "一 行\n二 行"
 
 
 _BLANK = re.compile(r"^[\s\u200b-\u200f\u2060-\u2064\ufeff]*$")
@@ -161,6 +160,8 @@ def test_every_outlet_in_seed_and_sample_has_an_id(seed_build, sample_build):
 def test_text_norm_beside_raw_text(seed_build):
     ps = rows(seed_build, "SELECT text, text_norm FROM paragraphs WHERE text LIKE '%“%'")
     assert ps and all('"' in p["text_norm"] and "“" in p["text"] for p in ps)
+    for e in rows(seed_build, "SELECT body, body_norm FROM excerpts"):
+        assert e["body_norm"].split("\n") == [normalize(line) for line in e["body"].split("\n")]
 
 
 def test_unknown_outlets_are_counted_and_listed(tmp_path):
