@@ -102,6 +102,24 @@ def query(
             out.print(f"… {len(rows) - limit:,} more rows (use --limit or --format csv)")
 
 
+@app.command()
+def synth(
+    posts: Annotated[int, typer.Option("--posts", help="Posts to generate.", min=1)] = 100,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same corpus).")] = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for post_*.txt and ground_truth.csv.")] = Path("output/synth"),
+    excerpts_per_post: Annotated[int, typer.Option(help="Mean excerpts per post.", min=1)] = 7,
+) -> None:
+    """Generate a fictional corpus in the clipping grammar, with ground truth for dedup."""
+    from .synth import write_corpus
+
+    if out_dir.exists() and any(out_dir.glob("post_*.txt")):
+        fail(f"{out_dir} already holds a generated corpus; remove it or choose another --out", 2)
+    stats = write_corpus(out_dir, posts, seed, excerpts_per_post)
+    out.print(f"{stats['posts']:,} posts, {stats['excerpts']:,} excerpts of {stats['articles']:,} articles, "
+              f"{stats['bytes'] / 1e6:,.1f} MB -> {out_dir} (ground truth: {out_dir / 'ground_truth.csv'})",
+              highlight=False)
+
+
 UNKNOWN_OUTLETS_SQL = """
 SELECT outlet_raw, count(*) AS n, min(source) AS seen_in
 FROM (SELECT outlet_raw, 'excerpts' AS source FROM excerpts WHERE outlet_id IS NULL AND outlet_raw IS NOT NULL

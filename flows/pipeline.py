@@ -11,6 +11,9 @@ from .prefect_setup import configure
 configure()
 
 import shutil  # noqa: E402
+
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -22,7 +25,9 @@ from . import PIPELINE_VERSION, __version__  # noqa: E402
 from .ingest import DEFAULT_MAX_BYTES, Reject, SourceRef, discover, read_source  # noqa: E402
 from .clean import clean_document, outlet_rows  # noqa: E402
 from .records import empty_rows, reject_row, source_rows  # noqa: E402
-from .store import atomic_dir, compact, locked, to_table, views_sql, write_json, write_part, write_table  # noqa: E402
+from .dedup import DedupConfig, Excerpt, deduplicate  # noqa: E402
+from .store import (DATA_DIR, add_columns, atomic_dir, compact, locked, to_table, views_sql,  # noqa: E402
+                    write_json, write_part, write_table)
 
 PART_TABLES = ("documents", "excerpts", "paragraphs", "citations", "date_mentions")
 DEFAULT_BATCH_FILES = 256
@@ -53,7 +58,7 @@ def run_batch(refs: list[SourceRef], root: str, batch_no: int, max_bytes: int = 
             rows[name].extend(table_rows)
     t = time.perf_counter()
     for name in PART_TABLES:
-        write_part(Path(root), name, batch_no, to_table(name, rows[name]))
+        write_part(Path(root), name, batch_no, to_table(name, rows[name], final=False))
     seconds["write_parts"] += time.perf_counter() - t
     flags = Counter(f for d in rows["documents"] for f in d["flags"])
     flags.update(f for e in rows["excerpts"] for f in e["flags"])
@@ -80,13 +85,35 @@ def write_tables(root: str, rejects: list[dict]) -> dict[str, int]:
     return counts
 
 
+@task(name="dedup", cache_policy=NO_CACHE, persist_result=False)
+def dedup_tables(root: str, cfg: DedupConfig) -> dict:
+    """Cluster every quote of the same article; add the cluster columns to excerpts and write
+    articles, article_paragraphs and dedup_links."""
+    data = Path(root) / DATA_DIR
+    ex = pq.read_table(data / "excerpts.parquet", columns=[
+        "excerpt_id", "doc_id", "headline", "body_norm", "published_date", "outlet_id"]).to_pydict()
+    docs = pq.read_table(data / "documents.parquet", columns=["doc_id", "published_date"]).to_pydict()
+    doc_date = dict(zip(docs["doc_id"], docs["published_date"]))
+    items = [Excerpt(i, d, h, b, p, o, doc_date.get(d)) for i, d, h, b, p, o in zip(
+        ex["excerpt_id"], ex["doc_id"], ex["headline"], ex["body_norm"], ex["published_date"], ex["outlet_id"])]
+    res = deduplicate(items, cfg)
+    add_columns(Path(root), "excerpts", {
+        "cluster_id": pa.array(res.cluster_id, pa.string()), "relation": pa.array(res.relation, pa.string()),
+        "similarity": pa.array(res.similarity, pa.float64()), "canonical": pa.array(res.canonical, pa.bool_())})
+    write_table(Path(root), "articles", to_table("articles", res.articles))
+    write_table(Path(root), "article_paragraphs", to_table("article_paragraphs", res.article_paragraphs))
+    write_table(Path(root), "dedup_links", to_table("dedup_links", res.links))
+    return dict(res.stats, rows={"articles": len(res.articles), "article_paragraphs": len(res.article_paragraphs),
+                                 "dedup_links": len(res.links)})
+
+
 def batches(refs: list[SourceRef], size: int) -> list[list[SourceRef]]:
     return [refs[i : i + size] for i in range(0, len(refs), size)]
 
 
 @flow(name="kirinuki-build", persist_result=False)
 def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
-          max_file_mb: float = DEFAULT_MAX_BYTES / 2**20) -> dict:
+          max_file_mb: float = DEFAULT_MAX_BYTES / 2**20, dedup: DedupConfig = DedupConfig()) -> dict:
     """Build every table from the posts under `inputs` into the folder `out`, atomically."""
     out_path = Path(out)
     max_bytes = int(max_file_mb * 2**20)
@@ -102,9 +129,15 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         rejects = [reject_row(r) for r in rejected] + [r for res in results for r in res["rejects"]]
         t = time.perf_counter()
         counts = write_tables(str(tmp), rejects)
+        timings["write"] = time.perf_counter() - t
+        t = time.perf_counter()
+        dedup_stats = dedup_tables(str(tmp), dedup)
+        counts.update(dedup_stats.pop("rows"))
+        timings["dedup"] = time.perf_counter() - t
+        t = time.perf_counter()
         (tmp / "views.sql").write_text(views_sql(), encoding="utf-8")
         shutil.rmtree(tmp / "parts")
-        timings["write"] = time.perf_counter() - t
+        timings["finish"] = time.perf_counter() - t
         totals: dict[str, Counter] = {k: Counter() for k in ("flags", "unknown_outlets", "unresolved_dates", "seconds")}
         for res in results:
             for k, c in totals.items():
@@ -121,6 +154,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
             "unknown_outlets": {"distinct": len(totals["unknown_outlets"]),
                                 "rows": sum(totals["unknown_outlets"].values())},
             "unresolved_dates": dict(sorted(totals["unresolved_dates"].items())),
+            "dedup": dedup_stats,
             "parameters": {"batch_files": batch_files, "max_file_mb": max_file_mb},
             "durations_s": {k: round(v, 3) for k, v in timings.items()},
         }

@@ -29,6 +29,7 @@ class Column:
     type: str
     nullable: bool
     description: str
+    stage: str = "parse"  # the stage that fills it: parse/clean rows, or "dedup" (added after)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,11 @@ class TableSpec:
         return pa.schema(
             [pa.field(c.name, ARROW_TYPES[c.type], nullable=c.nullable) for c in self.columns]
         )
+
+    @property
+    def part_schema(self) -> pa.Schema:
+        """Columns the per-batch stages fill (everything but what dedup adds later)."""
+        return pa.schema([f for f, c in zip(self.arrow_schema, self.columns) if c.stage != "dedup"])
 
     @property
     def column_names(self) -> list[str]:

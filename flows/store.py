@@ -29,9 +29,10 @@ class BuildLocked(RuntimeError):
     pass
 
 
-def to_table(name: str, rows: list[dict]) -> pa.Table:
-    """Rows (dicts with every declared column) -> an Arrow table of the declared schema."""
-    schema = spec(name).arrow_schema
+def to_table(name: str, rows: list[dict], final: bool = True) -> pa.Table:
+    """Rows (dicts with every column of the schema) -> an Arrow table of the declared schema
+    (`final=False`: only the columns the per-batch stages fill)."""
+    schema = spec(name).arrow_schema if final else spec(name).part_schema
     return pa.table({f.name: pa.array([r[f.name] for r in rows], type=f.type) for f in schema}, schema=schema)
 
 
@@ -48,7 +49,7 @@ def compact(root: Path, name: str, sort_key: str | None = None) -> int:
     """Concatenate a table's parts in batch order into data/<table>.parquet with fixed-size row
     groups, so the file does not depend on how the input was batched. Streams; returns row count.
     """
-    schema = spec(name).arrow_schema
+    schema = spec(name).part_schema
     parts = sorted((root / PARTS_DIR / name).glob("part-*.parquet"))
     dest = root / DATA_DIR / f"{name}.parquet"
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +72,26 @@ def compact(root: Path, name: str, sort_key: str | None = None) -> int:
             w.write_table(pa.Table.from_batches(pending, schema), row_group_size=ROW_GROUP_ROWS)
             n += pending_rows
     return n
+
+
+def add_columns(root: Path, name: str, columns: dict[str, pa.Array]) -> None:
+    """Rewrite data/<table>.parquet with `columns` appended (aligned to the file's row order),
+    streaming row group by row group, into the table's full declared schema."""
+    schema = spec(name).arrow_schema
+    src = root / DATA_DIR / f"{name}.parquet"
+    tmp = src.with_suffix(".parquet.tmp")
+    offset = 0
+    with pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS) as w:
+        pf = pq.ParquetFile(src)
+        for g in range(pf.num_row_groups):
+            t = pf.read_row_group(g)
+            for col, arr in columns.items():
+                t = t.append_column(col, arr.slice(offset, t.num_rows))
+            w.write_table(t.select(schema.names).cast(schema), row_group_size=ROW_GROUP_ROWS)
+            offset += t.num_rows
+        if pf.num_row_groups == 0:
+            w.write_table(schema.empty_table())
+    tmp.replace(src)
 
 
 def write_table(root: Path, name: str, table: pa.Table) -> None:

@@ -1,0 +1,134 @@
+import csv
+import subprocess
+import sys
+from collections import defaultdict
+from datetime import date
+
+import numpy as np
+import pytest
+
+from conftest import SEED, rows
+from flows import synth
+from flows.dedup import DedupConfig, Excerpt, deduplicate, overlap, shingle_hashes, signatures
+
+
+def ex(i, body, headline="見出し", published=date(2024, 1, 1)):
+    return Excerpt(f"x{i:03d}", f"d{i:03d}", headline, body, published)
+
+
+def test_shingles_and_overlap_are_exact():
+    h, owner = shingle_hashes(["abcdefg", "xyz", "abcdefh"], 5)
+    assert list(np.bincount(owner, minlength=3)) == [3, 0, 3]
+    a = np.unique(h[owner == 0])
+    b = np.unique(h[owner == 2])
+    assert overlap(a, b) == (pytest.approx(2 / 4), pytest.approx(2 / 3))
+
+
+def test_signatures_agree_for_equal_texts_and_differ_for_unrelated():
+    g = synth.Generator(1)
+    texts = [g._paragraph() * 3 for _ in range(2)]
+    h, owner = shingle_hashes([texts[0], texts[0], texts[1]], 5)
+    sig = signatures(h, owner, 3, DedupConfig())
+    assert (sig[0] == sig[1]).all()
+    assert (sig[0] == sig[2]).mean() < 0.3
+
+
+def test_sample_corpus_re_quotes_cluster_across_posts(sample_build):
+    got = rows(sample_build, """
+        SELECT headline, count(*) n, count(DISTINCT doc_id) docs, list(relation ORDER BY relation) rel
+        FROM excerpts GROUP BY cluster_id, headline HAVING count(*) > 1 ORDER BY headline""")
+    by = {r["headline"]: r for r in got}
+    assert by["ノルドリア中銀、政策金利を据え置き 通貨安を警戒"]["rel"] == ["exact", "original"]
+    assert by["ノルドリア中銀、政策金利を据え置き 通貨安を警戒"]["docs"] == 2
+    assert by["ノルドリア、穀物輸出で新協定 港湾使用料を半減"]["rel"] == ["original", "partial"]  # (中略) + a changed word
+    assert by["エスタリア、送電網の相互接続を提案"]["rel"] == ["exact", "original"]  # pasted twice
+    assert len(got) == 3
+    assert rows(sample_build, "SELECT count(*) n FROM excerpts WHERE canonical") == rows(sample_build, "SELECT count(*) n FROM articles")
+
+
+def test_article_reconstruction_merges_elided_quotes_and_records_contributors(sample_build):
+    (art,) = rows(sample_build, "SELECT * FROM articles WHERE headline LIKE 'ノルドリア、穀物%'")
+    paras = rows(sample_build, f"SELECT * FROM article_paragraphs WHERE article_id = '{art['article_id']}' ORDER BY ordinal")
+    assert art["n_quotes"] == 2 and art["n_paragraphs"] == len(paras) == 5
+    assert [len(p["contributed_by"]) for p in paras] == [2, 1, 2, 1, 2]
+    assert art["first_quoted_in"] == rows(sample_build, "SELECT doc_id FROM documents WHERE source_path LIKE '2024-06-12%'")[0]["doc_id"]
+
+
+def test_seed_tv_asahi_quote_clusters_with_a_clean_requote(tmp_path):
+    from flows.pipeline import build
+
+    seed = SEED.read_text(encoding="utf-8")
+    lines = seed.split("\n")
+    tv = [l for l in lines[17:23]]  # the テレ朝news excerpt, quoted once without its repeats
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "seed.txt").write_text(seed, encoding="utf-8")
+    (tmp_path / "in" / "requote.txt").write_text("【再掲】\n解説です。\n" + "\n".join(tv) + "\n" + "*" * 18 + "\n", encoding="utf-8")
+    build([str(tmp_path / "in")], str(tmp_path / "out"))
+    got = rows(tmp_path / "out", "SELECT relation, n_paragraphs FROM excerpts WHERE outlet_raw = 'テレ朝news' ORDER BY canonical")
+    assert [g["relation"] for g in got] == ["exact", "original"]  # repeats are not part of the body
+    assert rows(tmp_path / "out", "SELECT count(DISTINCT cluster_id) n FROM excerpts WHERE outlet_raw = 'テレ朝news'") == [{"n": 1}]
+
+
+def test_boilerplate_only_overlap_does_not_merge_unrelated_articles():
+    g = synth.Generator(3)
+    stock = "※この記事は配信元の許可を得て転載しています。無断での複製と転載を禁じます。"
+    items = []
+    for i in range(30):  # 30 unrelated short articles sharing one stock paragraph
+        items.append(ex(i, g._sentence(8) + "\n" + stock, headline=f"見出し{i}"))
+    # and one pair sharing one long real paragraph but otherwise different
+    shared = g._paragraph() + g._paragraph()
+    items.append(ex(40, shared + "\n" + "\n".join(g._paragraph() for _ in range(8)), headline="甲"))
+    items.append(ex(41, shared + "\n" + "\n".join(g._paragraph() for _ in range(8)), headline="乙"))
+    res = deduplicate(items)
+    assert len(set(res.cluster_id)) == len(items)
+    assert res.links == [] and res.stats["boilerplate_paragraphs"] == 1
+
+
+@pytest.mark.parametrize("edit", synth.EDITS)
+def test_each_kind_of_re_quote_is_clustered(edit):
+    g = synth.Generator(7)
+    art = g.new_article()
+    quotes = [art.paragraphs] + [g._edit(art.paragraphs, edit) for _ in range(3)]
+    others = [g.new_article().paragraphs for _ in range(20)]
+    items = [ex(i, "\n".join(p), headline=art.headline, published=date(2024, 1, 1 + min(i, 1)))
+             for i, p in enumerate(quotes)]  # the first quote is the earliest
+    items += [ex(100 + i, "\n".join(p), headline=f"別{i}") for i, p in enumerate(others)]
+    res = deduplicate(items)
+    assert len({res.cluster_id[i] for i in range(4)}) == 1
+    assert len(set(res.cluster_id)) == 21
+    assert res.relation[0] == "original" and res.canonical[0]
+
+
+def test_generated_corpus_precision_and_recall(tmp_path):
+    items, truth = [], []
+    for i, e in enumerate(synth.excerpts(1500, seed=5)):
+        items.append(Excerpt(f"x{i:05d}", f"d{i // 7:04d}", e.headline, "\n".join(e.lines), e.published))
+        truth.append(e.article_id)
+    res = deduplicate(items)
+    same_truth = defaultdict(set)
+    for i, a in enumerate(truth):
+        same_truth[a].add(i)
+    same_found = defaultdict(set)
+    for i, c in enumerate(res.cluster_id):
+        same_found[c].add(i)
+    tp = sum(len(g) * (len(g) - 1) // 2 for g in ({frozenset(a & b) for a in same_truth.values() for b in same_found.values() if a & b}))
+    true_pairs = sum(len(g) * (len(g) - 1) // 2 for g in same_truth.values())
+    found_pairs = sum(len(g) * (len(g) - 1) // 2 for g in same_found.values())
+    assert true_pairs > 100
+    assert tp / found_pairs >= 0.99 and tp / true_pairs >= 0.97
+
+
+def test_synth_cli_writes_posts_and_ground_truth_that_build(tmp_path):
+    from flows.pipeline import build
+
+    out = tmp_path / "corpus"
+    r = subprocess.run([sys.executable, "-m", "flows.cli", "synth", "--posts", "12", "--seed", "3", "--out", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    truth = list(csv.DictReader((out / "ground_truth.csv").open(encoding="utf-8")))
+    assert len(list(out.glob("post_*.txt"))) == 12 and truth
+    summary = build([str(out)], str(tmp_path / "b"))
+    assert summary["rows"]["excerpts"] == len(truth) and summary["rejects"] == {}
+    again = tmp_path / "corpus2"
+    subprocess.run([sys.executable, "-m", "flows.cli", "synth", "--posts", "12", "--seed", "3", "--out", str(again)], check=True)
+    assert (again / "post_000007.txt").read_bytes() == (out / "post_000007.txt").read_bytes()
