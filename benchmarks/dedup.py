@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import pickle
-import resource
 import sys
 import tempfile
 import time
@@ -46,8 +45,21 @@ def shingle_set(t: str) -> set[str]:
     return {t[i : i + K] for i in range(len(t) - K + 1)}
 
 
+def _status_mb(field: str) -> float:
+    """From /proc/self/status (VmHWM = peak RSS of this process image; unlike ru_maxrss it is not
+    inherited from the parent across fork+exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return _status_mb("VmRSS")
+
+
+def peak_mb() -> float:
+    return _status_mb("VmHWM")
 
 
 def verify_and_cluster(n: int, sets: list[set[str]], candidates) -> list[int]:
@@ -118,7 +130,7 @@ def _child(method: str, path: str, q) -> None:
     base = rss_mb()
     t = time.perf_counter()
     roots = METHODS[method](items)
-    q.put((roots, time.perf_counter() - t, base, rss_mb()))
+    q.put((roots, time.perf_counter() - t, base, peak_mb()))
 
 
 def measure(method: str, path: str) -> tuple[list[int], float, float, float]:

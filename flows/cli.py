@@ -43,6 +43,12 @@ def build(
         summary = build_flow(paths, str(out_dir), batch_files=batch_files, max_file_mb=max_file_mb)
     except BuildLocked as e:
         fail(str(e), 3)
+    except Exception as e:  # a critical validation failure or another stage error: one line
+        from .validate import ValidationFailed
+
+        if isinstance(e, ValidationFailed):
+            fail(f"validation failed, nothing was written: {e}", 1)
+        raise
     except OSError as e:
         fail(f"cannot write the build to {out_dir}: {e.strerror or e}", 1)
     if as_json:
@@ -100,6 +106,30 @@ def query(
         out.print(t)
         if len(rows) > limit:
             out.print(f"… {len(rows) - limit:,} more rows (use --limit or --format csv)")
+
+
+@app.command()
+def validate(
+    build_dir: Annotated[Path, typer.Argument(help="Build folder to check.")] = Path("output/build"),
+) -> None:
+    """Re-validate an existing build against expectations/ (reads only; exit 1 on any failure)."""
+    from .store import DATA_DIR
+
+    if not (build_dir / DATA_DIR).is_dir():
+        fail(f"{build_dir} is not a kirinuki build (no {DATA_DIR}/ folder)", 2)
+    from .validate import ValidationFailed, validate_build
+
+    try:
+        report = validate_build(build_dir, quarantine=False)
+    except ValidationFailed as e:
+        fail(f"critical: {e}", 1)
+    failed = [c for c in report.checks if not c.success]
+    for c in failed:
+        err.print(f"[yellow]warning:[/] {c.line()}", highlight=False, soft_wrap=True)
+    out.print(f"{len(report.checks)} checks on {len(report.rows)} tables: "
+              f"{'all pass' if not failed else f'{len(failed)} failed'}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -107,6 +107,16 @@ def dedup_tables(root: str, cfg: DedupConfig) -> dict:
                                  "dedup_links": len(res.links)})
 
 
+@task(name="validate", cache_policy=NO_CACHE, persist_result=False)
+def validate_tables(root: str) -> dict:
+    """Run every suite; quarantine warning failures; fail the flow on a critical one."""
+    from .validate import validate_build, write_reports
+
+    report = validate_build(Path(root))
+    write_reports(Path(root), report)
+    return {"success": report.success, "checks": len(report.checks), "quarantined": report.quarantined}
+
+
 def batches(refs: list[SourceRef], size: int) -> list[list[SourceRef]]:
     return [refs[i : i + size] for i in range(0, len(refs), size)]
 
@@ -135,6 +145,10 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         counts.update(dedup_stats.pop("rows"))
         timings["dedup"] = time.perf_counter() - t
         t = time.perf_counter()
+        report = validate_tables(str(tmp))
+        counts["quarantine"] = sum(report["quarantined"].values())
+        timings["validate"] = time.perf_counter() - t
+        t = time.perf_counter()
         (tmp / "views.sql").write_text(views_sql(), encoding="utf-8")
         shutil.rmtree(tmp / "parts")
         timings["finish"] = time.perf_counter() - t
@@ -155,6 +169,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
                                 "rows": sum(totals["unknown_outlets"].values())},
             "unresolved_dates": dict(sorted(totals["unresolved_dates"].items())),
             "dedup": dedup_stats,
+            "validation": report,
             "parameters": {"batch_files": batch_files, "max_file_mb": max_file_mb},
             "durations_s": {k: round(v, 3) for k, v in timings.items()},
         }

@@ -1,0 +1,353 @@
+"""Validate: every table against its suite in expectations/<table>.json, before anything is final.
+
+A suite holds Great Expectations 1.x expectations (validated on pandas, SUMMARY format) and DuckDB
+SQL checks for rules across tables; each carries a severity. A `critical` failure stops the build
+(nothing is written, one clear line names the table and the check). A `warning` failure moves the
+failing rows to `quarantine` with the reason, together with the rows that depend on them through
+the declared foreign keys; the published tables are then validated again and must pass everything.
+
+Import this module only where validation runs: `import great_expectations` takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .schema import PROJECT_ROOT, spec, tables
+from .store import DATA_DIR, to_table, write_json, write_table
+
+SUITES = PROJECT_ROOT / "expectations"
+NOT_VALIDATED = {"quarantine"}
+
+
+class ValidationFailed(RuntimeError):
+    """A critical expectation failed; the message is one line naming table and check."""
+
+
+@dataclass
+class Check:
+    table: str
+    name: str
+    severity: str
+    notes: str
+    success: bool
+    unexpected: int
+    elements: int
+    sample: list = field(default_factory=list)
+    kind: str = "gx"  # gx or sql
+
+    def line(self) -> str:
+        return (f"{self.table}: {self.name} failed for {self.unexpected:,} of {self.elements:,} rows "
+                f"({self.notes}); e.g. {self.sample[:3]}")
+
+
+def load_suite(name: str) -> dict:
+    path = SUITES / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"name": name, "expectations": [], "sql_checks": []}
+
+
+def expectation_name(e: dict) -> str:
+    kw = e["kwargs"]
+    cols = kw.get("column") or f"{kw.get('column_A')},{kw.get('column_B')}"
+    return f"{e['type']}({cols})"
+
+
+def row_key_sql(name: str, alias: str = "") -> str:
+    p = f"{alias}." if alias else ""
+    return " || '|' || ".join(f"CAST({p}{c} AS VARCHAR)" for c in spec(name).primary_key)
+
+
+def _row_keys(name: str, df: pd.DataFrame) -> pd.Series:
+    cols = spec(name).primary_key
+    keys = df[cols[0]].astype(str)
+    for c in cols[1:]:
+        keys = keys + "|" + df[c].astype(str)
+    return keys
+
+
+# ---------------------------------------------------------------- Great Expectations
+
+
+class _GX:
+    """One ephemeral GX context for a whole run, quiet."""
+
+    def __init__(self):
+        logging.getLogger("great_expectations").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", module="great_expectations")
+        import great_expectations as gx
+        from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+        for name in list(logging.root.manager.loggerDict):  # GX sets up its own loggers on import
+            if name.startswith("great_expectations"):
+                logging.getLogger(name).setLevel(logging.ERROR)
+        self.gx = gx
+        self.Config = ExpectationConfiguration
+        self.ctx = gx.get_context(mode="ephemeral")
+        self.ctx.variables.progress_bars = {"globally": False, "metric_calculations": False}
+        self.source = self.ctx.data_sources.add_pandas("kirinuki")
+        self.n = 0
+
+    def validate(self, name: str, df: pd.DataFrame, expectations: list[dict]) -> tuple[list[Check], dict]:
+        if not expectations:
+            return [], {"success": True, "results": []}
+        self.n += 1
+        asset = self.source.add_dataframe_asset(name=f"{name}_{self.n}")
+        batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": df})
+        # GX reports results in its own order: tag each expectation to map its result back.
+        suite = self.gx.ExpectationSuite(name=name, expectations=[
+            self.Config(type=e["type"], kwargs=e["kwargs"], meta=dict(e["meta"], kirinuki_index=i)).to_domain_obj()
+            for i, e in enumerate(expectations)])
+        res = batch.validate(suite, result_format="SUMMARY").to_json_dict()
+        by_index = {r["expectation_config"]["meta"]["kirinuki_index"]: r for r in res["results"]}
+        checks = []
+        for i, e in enumerate(expectations):
+            r = by_index[i]
+            if r.get("exception_info", {}).get("raised_exception"):
+                raise ValidationFailed(f"{name}: {expectation_name(e)} could not run: "
+                                       f"{r['exception_info'].get('exception_message', '').splitlines()[0]}")
+            out = r.get("result", {})
+            checks.append(Check(name, expectation_name(e), e["meta"]["severity"], e["meta"].get("notes", ""),
+                                bool(r["success"]), int(out.get("unexpected_count") or 0),
+                                int(out.get("element_count") or len(df)), list(out.get("partial_unexpected_list") or [])))
+        return checks, res
+
+
+def failing_rows(df: pd.DataFrame, e: dict) -> pd.Series:
+    """Rows that fail a warning-level expectation (GX SUMMARY gives counts, not row ids)."""
+    t, kw = e["type"], e["kwargs"]
+    col = df[kw["column"]] if "column" in kw else None
+    present = col.notna() if col is not None else None
+    if t == "expect_column_values_to_not_be_null":
+        return col.isna()
+    if t == "expect_column_values_to_be_in_set":
+        return present & ~col.isin(kw["value_set"])
+    if t == "expect_column_values_to_be_between":
+        lo, hi = kw.get("min_value"), kw.get("max_value")
+        vals = col
+        if isinstance(lo or hi, str):  # dates given as ISO strings
+            vals = pd.to_datetime(col.where(present), errors="coerce")
+            lo, hi = (pd.Timestamp(lo) if lo else None), (pd.Timestamp(hi) if hi else None)
+        bad = pd.Series(False, index=df.index)
+        if lo is not None:
+            bad |= present & (vals < lo)
+        if hi is not None:
+            bad |= present & (vals > hi)
+        return bad
+    if t == "expect_column_value_lengths_to_be_between":
+        lens = col.where(present).str.len()
+        bad = pd.Series(False, index=df.index)
+        if kw.get("min_value") is not None:
+            bad |= present & (lens < kw["min_value"])
+        if kw.get("max_value") is not None:
+            bad |= present & (lens > kw["max_value"])
+        return bad
+    if t == "expect_column_values_to_match_regex":
+        return present & ~col.where(present, "").astype(str).str.match(kw["regex"])
+    if t == "expect_column_pair_values_a_to_be_greater_than_b":
+        a, b = df[kw["column_A"]], df[kw["column_B"]]
+        return a.notna() & b.notna() & ~(a > b)
+    raise ValueError(f"no row-level rule for warning expectation {t}; make it critical or add one")
+
+
+# ---------------------------------------------------------------- the stage
+
+
+@dataclass
+class Report:
+    checks: list[Check]
+    gx_results: dict[str, dict]
+    rows: dict[str, int]
+    quarantined: dict[str, int]
+
+    @property
+    def success(self) -> bool:
+        return all(c.success for c in self.checks)
+
+
+def _load(data: Path) -> dict[str, pa.Table]:
+    return {name: pq.read_table(data / f"{name}.parquet") for name in tables() if (data / f"{name}.parquet").exists()}
+
+
+def _sql_checks(con: duckdb.DuckDBPyConnection, frames: dict[str, pd.DataFrame]) -> list[tuple[Check, list[str]]]:
+    out = []
+    for name in frames:
+        for s in load_suite(name).get("sql_checks", []):
+            keys = [str(r[0]) for r in con.execute(s["sql"]).fetchall()]
+            out.append((Check(name, s["name"], s["severity"], s["notes"], not keys, len(keys), len(frames[name]),
+                              keys[:20], "sql"), keys))
+    return out
+
+
+def run_checks(frames: dict[str, pd.DataFrame], gx: _GX) -> tuple[list[tuple[Check, dict | None, list[str]]], dict]:
+    """Every check of every table: (check, the GX expectation or None, failing keys for SQL checks)."""
+    results: list[tuple[Check, dict | None, list[str]]] = []
+    gx_results = {}
+    for name, df in frames.items():
+        if name in NOT_VALIDATED:
+            continue
+        exps = load_suite(name)["expectations"]
+        checks, res = gx.validate(name, df, exps)
+        gx_results[name] = res
+        results += [(c, e, []) for c, e in zip(checks, exps)]
+    con = duckdb.connect()
+    for name, df in frames.items():
+        con.register(name, df)
+    for check, keys in _sql_checks(con, {k: v for k, v in frames.items() if k not in NOT_VALIDATED}):
+        results.append((check, None, keys))
+    return results, gx_results
+
+
+def validate_build(root: Path, quarantine: bool = True) -> Report:
+    """Validate the tables under root/data; quarantine warning failures (and what depends on them),
+    rewrite the affected tables, validate again. Raises ValidationFailed on a critical failure."""
+    arrows = _load(root / DATA_DIR)
+    arrows.setdefault("quarantine", to_table("quarantine", []))
+    frames = {name: t.to_pandas() for name, t in arrows.items()}
+    gx = _GX()
+    results, gx_results = run_checks(frames, gx)
+    critical = [c for c, _, _ in results if not c.success and c.severity == "critical"]
+    if critical:
+        raise ValidationFailed(critical[0].line())
+    q_rows: list[dict] = []
+    if not quarantine:  # re-validation of a finished build: report only, write nothing
+        return Report([c for c, _, _ in results], gx_results, {n: len(df) for n, df in frames.items()}, {})
+    if any(not c.success for c, _, _ in results):
+        q_rows = _quarantine(frames, arrows, results)
+        for name in {r["table_name"] for r in q_rows}:
+            write_table(root, name, arrows[name])
+        q_rows.sort(key=lambda r: (r["table_name"], r["row_key"], r["expectation"]))
+        frames["quarantine"] = to_table("quarantine", q_rows).to_pandas()
+        results, gx_results = run_checks(frames, gx)  # the published tables must now pass everything
+        still = [c for c, _, _ in results if not c.success]
+        if still:
+            raise ValidationFailed("after quarantine, " + still[0].line())
+    write_table(root, "quarantine", to_table("quarantine", q_rows))
+    counts: dict[str, int] = {}
+    for r in q_rows:
+        counts[f"{r['table_name']}: {r['expectation']}"] = counts.get(f"{r['table_name']}: {r['expectation']}", 0) + 1
+    return Report([c for c, _, _ in results], gx_results,
+                  {n: len(df) for n, df in frames.items()}, dict(sorted(counts.items())))
+
+
+def _quarantine(frames: dict[str, pd.DataFrame], arrows: dict[str, pa.Table], results) -> list[dict]:
+    """Take failing rows out of their frames (in place) and return quarantine rows; then follow
+    the declared foreign keys so no published row points at a quarantined one."""
+    q_rows: list[dict] = []
+    removed: dict[str, set[str]] = {}
+
+    def take(name: str, mask: pd.Series, expectation: str, reason: str) -> None:
+        df = frames[name]
+        if not mask.any():
+            return
+        bad = df[mask]
+        keys = _row_keys(name, bad)
+        for k, row in zip(keys, bad.to_dict(orient="records")):
+            q_rows.append({"table_name": name, "row_key": k, "doc_id": row.get("doc_id"), "expectation": expectation,
+                           "severity": "warning", "reason": reason,
+                           "row_json": json.dumps(row, ensure_ascii=False, sort_keys=True, default=_json_default)})
+        removed.setdefault(name, set()).update(keys)
+        frames[name] = df[~mask].reset_index(drop=True)
+        arrows[name] = arrows[name].filter(pa.array(~mask.to_numpy(dtype=bool)))  # Arrow keeps exact types
+
+    for check, exp, keys in results:
+        if check.success or check.severity != "warning":
+            continue
+        df = frames[check.table]
+        mask = failing_rows(df, exp) if exp is not None else _row_keys(check.table, df).isin(set(keys))
+        take(check.table, mask.fillna(False).astype(bool), check.name, f"{check.notes}")
+    changed = True
+    while changed:  # cascade along foreign keys until nothing more depends on a quarantined row
+        changed = False
+        for name, df in list(frames.items()):
+            if name in NOT_VALIDATED:
+                continue
+            for cols, ref in spec(name).foreign_keys:
+                ref_table, ref_col = ref.split(".")
+                gone = removed.get(ref_table)
+                if not gone or len(cols) != 1 or spec(ref_table).primary_key != (ref_col,):
+                    continue
+                mask = frames[name][cols[0]].astype(str).isin(gone) & frames[name][cols[0]].notna()
+                if mask.any():
+                    take(name, mask, f"cascade:{ref_table}", f"depends on a quarantined {ref_table} row ({cols[0]})")
+                    changed = True
+    return q_rows
+
+
+def _json_default(v):
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    return str(v)
+
+
+# ---------------------------------------------------------------- reports
+
+
+def write_reports(root: Path, report: Report) -> None:
+    out = root / "validation"
+    out.mkdir(exist_ok=True)
+    write_json(out / "results.json", {
+        "success": report.success,
+        "rows": report.rows,
+        "quarantined": report.quarantined,
+        "checks": [c.__dict__ for c in report.checks],
+        "great_expectations": report.gx_results,
+    })
+    (out / "report.html").write_text(render_html(root, report), encoding="utf-8")
+
+
+def render_html(root: Path, report: Report) -> str:
+    """One self-contained page: inline CSS, no scripts, no remote references."""
+    from html import escape
+
+    by_table: dict[str, list[Check]] = {}
+    for c in report.checks:
+        by_table.setdefault(c.table, []).append(c)
+    q = pd.DataFrame()
+    qf = root / DATA_DIR / "quarantine.parquet"
+    if qf.exists():
+        q = pq.read_table(qf).to_pandas()
+    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+             "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'\">",
+             "<title>kirinuki validation report</title><style>",
+             "body{font:14px/1.45 system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}",
+             "td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}th{background:#f3f3f3}",
+             ".ok{color:#176b2c;font-weight:600}.bad{color:#a61b1b;font-weight:600}.warn{color:#8a5a00;font-weight:600}",
+             "code{font-size:12px}</style></head><body>",
+             f"<h1>kirinuki validation: <span class='{'ok' if report.success else 'bad'}'>"
+             f"{'all checks pass' if report.success else 'failures'}</span></h1>",
+             f"<p>{sum(report.quarantined.values()):,} rows quarantined.</p>",
+             "<h2>Tables</h2><table><tr><th>table</th><th>rows</th><th>checks</th><th>passed</th><th>result</th></tr>"]
+    for name, checks in by_table.items():
+        ok = sum(c.success for c in checks)
+        cls = "ok" if ok == len(checks) else "bad"
+        parts.append(f"<tr><td>{escape(name)}</td><td>{report.rows.get(name, 0):,}</td><td>{len(checks)}</td>"
+                     f"<td>{ok}</td><td class='{cls}'>{'pass' if cls == 'ok' else 'fail'}</td></tr>")
+    parts.append("</table><h2>Checks</h2><table><tr><th>table</th><th>check</th><th>severity</th><th>kind</th>"
+                 "<th>failing rows</th><th>what it checks</th></tr>")
+    for c in report.checks:
+        cls = "ok" if c.success else ("bad" if c.severity == "critical" else "warn")
+        parts.append(f"<tr><td>{escape(c.table)}</td><td><code>{escape(c.name)}</code></td><td>{c.severity}</td>"
+                     f"<td>{c.kind}</td><td class='{cls}'>{c.unexpected:,}</td><td>{escape(c.notes)}</td></tr>")
+    parts.append("</table><h2>Quarantined rows</h2>")
+    if q.empty:
+        parts.append("<p>None.</p>")
+    else:
+        parts.append("<table><tr><th>table</th><th>row key</th><th>expectation</th><th>reason</th><th>row</th></tr>")
+        for r in q.head(500).itertuples():
+            parts.append(f"<tr><td>{escape(r.table_name)}</td><td><code>{escape(r.row_key)}</code></td>"
+                         f"<td><code>{escape(r.expectation)}</code></td><td>{escape(r.reason)}</td>"
+                         f"<td><code>{escape(r.row_json[:300])}</code></td></tr>")
+        parts.append("</table>")
+        if len(q) > 500:
+            parts.append(f"<p>… and {len(q) - 500:,} more (query the quarantine table).</p>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)

@@ -1,0 +1,183 @@
+import json
+import re
+import shutil
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import SAMPLE, rows
+from flows.schema import spec
+from flows.validate import ValidationFailed, load_suite, validate_build
+
+
+@pytest.fixture
+def build_copy(sample_build, tmp_path) -> Path:
+    dst = tmp_path / "build"
+    shutil.copytree(sample_build, dst)
+    return dst
+
+
+def corrupt(root: Path, table: str, index: int, **changes) -> str:
+    path = root / "data" / f"{table}.parquet"
+    t = pq.read_table(path).to_pylist()
+    t[index].update(changes)
+    # written like a file from elsewhere: declared types, but nothing enforced as non-null
+    schema = pa.schema([f.with_nullable(True) for f in spec(table).arrow_schema])
+    pq.write_table(pa.Table.from_pylist(t, schema=schema), path)
+    key = {"paragraphs": "paragraph_id", "excerpts": "excerpt_id", "citations": "citation_id", "documents": "doc_id"}[table]
+    return t[index][key]
+
+
+def quarantined(root: Path) -> list[dict]:
+    return pq.read_table(root / "data" / "quarantine.parquet").to_pylist()
+
+
+WARNINGS = [
+    ("paragraphs", dict(role="bogus"), "expect_column_values_to_be_in_set(role)"),
+    ("paragraphs", dict(text=""), "expect_column_value_lengths_to_be_between(text)"),
+    ("paragraphs", dict(char_end=10**9), "paragraphs_offsets_within_document"),
+    ("excerpts", dict(published_date=date(2999, 1, 1)), "expect_column_values_to_be_between(published_date)"),
+    ("citations", dict(paragraph_id="nowhere-p00001"), "citations_paragraph_id_resolves"),
+]
+
+
+@pytest.mark.parametrize("table,change,expectation", WARNINGS, ids=[w[2] for w in WARNINGS])
+def test_warning_rows_are_quarantined_and_the_rest_passes(build_copy, table, change, expectation):
+    key = corrupt(build_copy, table, 1 if table != "citations" else 0, **change)
+    report = validate_build(build_copy)
+    q = quarantined(build_copy)
+    mine = [r for r in q if r["table_name"] == table and r["row_key"] == key]
+    assert mine and mine[0]["expectation"] == expectation and mine[0]["severity"] == "warning"
+    assert json.loads(mine[0]["row_json"])[list(change)[0]] is not None or change == {}
+    published = pq.read_table(build_copy / "data" / f"{table}.parquet").to_pylist()
+    assert key not in {r[next(iter(r))] for r in published}  # the row is gone from the table
+    assert report.success  # re-validation of the published tables is 100% green
+    again = validate_build(build_copy, quarantine=False)
+    assert again.success and all(c.success for c in again.checks)
+
+
+def test_quarantining_an_excerpt_cascades_to_rows_that_point_at_it(build_copy):
+    key = corrupt(build_copy, "excerpts", 3, published_date=date(2999, 1, 1))
+    validate_build(build_copy)
+    q = quarantined(build_copy)
+    cascaded = {r["table_name"] for r in q if r["expectation"] == "cascade:excerpts"}
+    assert "paragraphs" in cascaded
+    assert not rows(build_copy, f"SELECT * FROM paragraphs WHERE excerpt_id = '{key}'")
+
+
+@pytest.mark.parametrize("table,index,change,expectation", [
+    ("documents", 0, dict(doc_id=None), "expect_column_values_to_not_be_null(doc_id)"),
+    ("paragraphs", 1, dict(paragraph_id="PLACEHOLDER"), "expect_column_values_to_be_unique(paragraph_id)"),
+])
+def test_critical_failures_stop_with_one_clear_line(build_copy, table, index, change, expectation):
+    if change.get("paragraph_id") == "PLACEHOLDER":  # duplicate the first paragraph's key
+        change = dict(paragraph_id=pq.read_table(build_copy / "data" / "paragraphs.parquet").column("paragraph_id")[0].as_py())
+    corrupt(build_copy, table, index, **change)
+    with pytest.raises(ValidationFailed) as e:
+        validate_build(build_copy)
+    msg = str(e.value)
+    assert msg.startswith(f"{table}: {expectation} failed for 1") or msg.startswith(f"{table}: {expectation} failed for 2")
+    assert "\n" not in msg
+
+
+def test_critical_failure_in_a_build_leaves_the_previous_build_intact(tmp_path, monkeypatch):
+    from flows import pipeline, validate
+
+    out = tmp_path / "out"
+    pipeline.build([str(SAMPLE)], str(out))
+    before = {p.name: p.read_bytes() for p in (out / "data").glob("*.parquet")}
+    real = validate.load_suite
+
+    def strict(name):
+        suite = real(name)
+        if name == "documents":
+            suite = dict(suite, expectations=suite["expectations"] + [{
+                "type": "expect_column_values_to_be_in_set", "kwargs": {"column": "encoding", "value_set": ["none"]},
+                "meta": {"severity": "critical", "notes": "injected"}}])
+        return suite
+
+    monkeypatch.setattr(validate, "load_suite", strict)
+    with pytest.raises(ValidationFailed, match=r"documents: expect_column_values_to_be_in_set\(encoding\)"):
+        pipeline.build([str(SAMPLE)], str(out))
+    assert {p.name: p.read_bytes() for p in (out / "data").glob("*.parquet")} == before
+
+
+def test_sample_and_seed_build_with_nothing_quarantined(sample_build, seed_build):
+    for b in (sample_build, seed_build):
+        assert rows(b, "SELECT count(*) n FROM quarantine") == [{"n": 0}]
+        res = json.loads((b / "validation" / "results.json").read_text())
+        assert res["success"] and len(res["checks"]) > 50
+        summary = json.loads((b / "build.json").read_text())
+        assert summary["validation"]["success"] and summary["rows"]["quarantine"] == 0
+
+
+def test_suites_are_stable_readable_json_with_severities():
+    from flows.schema import tables
+
+    for name in tables():
+        if name == "quarantine":
+            continue
+        path = Path("expectations") / f"{name}.json"
+        text = path.read_text(encoding="utf-8") if path.exists() else (Path(__file__).parent.parent / path).read_text(encoding="utf-8")
+        suite = json.loads(text)
+        assert text == json.dumps(suite, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+        assert not re.search(r'"id"\s*:', text)  # no generated ids
+        for e in suite["expectations"]:
+            assert e["meta"]["severity"] in ("critical", "warning")
+        for s in suite["sql_checks"]:
+            assert s["severity"] in ("critical", "warning") and s["sql"].lstrip().upper().startswith("SELECT")
+
+
+def test_report_is_self_contained_and_shows_counts(sample_build):
+    html = (sample_build / "validation" / "report.html").read_text(encoding="utf-8")
+    assert not re.search(r"""(src|href)\s*=|https?://|<script|@import|url\(""", html)
+    assert "default-src 'none'" in html
+    assert ">paragraphs</td><td>68</td>" in html
+
+
+def page_requests(page: Path, tmp_path: Path) -> tuple[str, list[str]]:
+    """Open a page in headless Chromium; return its DOM and the URLs the page itself requested
+    (the browser's own background traffic has no page initiator and is not counted)."""
+    netlog = tmp_path / f"{page.stem}-net.json"
+    r = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={tmp_path / 'profile'}", f"--log-net-log={netlog}", "--dump-dom",
+                        page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    raw = netlog.read_text(errors="replace").rstrip()
+    log = json.loads(raw if raw.endswith("}") else raw.rstrip(",") + "]}")
+    types = {v: k for k, v in log["constants"]["logEventTypes"].items()}
+    urls = [e["params"]["url"] for e in log["events"] if "url" in e.get("params", {})
+            and types.get(e["type"]) == "URL_REQUEST_START_JOB" and e["params"].get("initiator") != "not an origin"]
+    return r.stdout, urls
+
+
+needs_chromium = pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium (.ci/run installs it)")
+
+
+@needs_chromium
+def test_report_opens_in_a_headless_browser_without_network_requests(sample_build, tmp_path):
+    dom, urls = page_requests(sample_build / "validation" / "report.html", tmp_path)
+    assert "all checks pass" in dom and ">paragraphs</td><td>68</td>" in dom
+    assert urls == []
+
+
+@needs_chromium
+def test_the_request_detector_does_see_a_page_that_calls_out(tmp_path):
+    page = tmp_path / "control.html"
+    page.write_text("<!doctype html><html><body><img src='http://127.0.0.1:9/x.png'>hi</body></html>")
+    _, urls = page_requests(page, tmp_path)
+    assert urls == ["http://127.0.0.1:9/x.png"]
+
+
+def test_cli_validate_reads_a_build_and_reports(sample_build, build_copy):
+    r = subprocess.run([sys.executable, "-m", "flows.cli", "validate", str(sample_build)], capture_output=True, text=True)
+    assert r.returncode == 0 and "all pass" in r.stdout, r.stderr
+    corrupt(build_copy, "paragraphs", 2, role="bogus")
+    r = subprocess.run([sys.executable, "-m", "flows.cli", "validate", str(build_copy)], capture_output=True, text=True)
+    assert r.returncode == 1 and "expect_column_values_to_be_in_set(role)" in r.stderr
