@@ -17,6 +17,7 @@ lines and (中略) gaps do not hide a duplicate. Pure functions over arrays; no 
 
 from __future__ import annotations
 
+import gc
 import re
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
@@ -41,7 +42,9 @@ class DedupConfig:
     max_headlines: int = 20  # a paragraph under more distinct headlines than this is boilerplate
     paragraph_min_chars: int = 20  # shorter paragraphs are not used as exact-match keys
     min_shingles: int = 8  # excerpts with fewer 5-grams stay alone
-    sample_bits: int = 1  # signatures use the 1/2**bits of 5-grams whose hash ends in zeros
+    sample_bits: int = 1  # signatures use a consistent 1/2**bits of the 5-grams
+    common_5grams: int = 100  # sampled 5-grams seen more often than this stay out of signatures
+    chunk: int = 1000  # texts per numpy pass
     estimate_margin: float = 0.15  # drop candidates estimated this far below both thresholds
     seed: int = 20240409
 
@@ -124,39 +127,73 @@ def shingle_hashes(texts: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         h *= _U32(0x01000193)
         h += cps[j : m + j]
     owner = np.repeat(np.arange(len(texts), dtype=np.int32), lengths)[:m]
-    # a k-gram is valid when it ends inside its own text
+    # a k-gram is valid when it ends inside its own text: drop the k-1 starts before each end
     ends = np.cumsum(lengths)
-    valid = np.arange(m) + k <= ends[owner]
+    bad = (ends[:, None] - np.arange(1, k)).ravel()
+    valid = np.ones(m, dtype=bool)
+    valid[bad[(bad >= 0) & (bad < m)]] = False
     return h[valid], owner[valid]
 
 
-def signatures(h: np.ndarray, owner: np.ndarray, n: int, cfg: DedupConfig) -> np.ndarray:
-    """One-permutation MinHash over a consistent sample of the k-grams: a k-gram is kept when its
-    hash ends in `sample_bits` zero bits (the same k-gram is kept in every text, so the sample's
-    Jaccard estimates the full one); it falls in one of `perms` bins and the bin keeps its minimum.
-    Empty bins borrow from the next non-empty bin (rotation densification)."""
-    K = cfg.perms
-    if cfg.sample_bits:  # top bits of a multiplicative hash decide, the same way in every text
-        keep = (h * _U32(0x9E3779B1)) >> _U32(32 - cfg.sample_bits) == 0
-        h, owner = h[keep], owner[keep]
+def sample_values(h: np.ndarray, owner: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Mix every k-gram hash once; keep a consistent 1/2**sample_bits of them (decided by the
+    lowest bits, the same way in every text, so the sample's Jaccard estimates the full one)."""
     vals = _mix32(h ^ _U32(cfg.seed & 0xFFFFFFFF))
+    if cfg.sample_bits:
+        keep = (vals & _U32((1 << cfg.sample_bits) - 1)) == 0
+        vals, owner = vals[keep], owner[keep]
+    return vals, owner
+
+
+def frequency_buckets(vals: np.ndarray, cfg: DedupConfig) -> np.ndarray:
+    return (vals >> _U32(cfg.sample_bits)) & _U32(0xFFFFFF)
+
+
+def signatures(vals: np.ndarray, owner: np.ndarray, n: int, cfg: DedupConfig,
+               counts: np.ndarray | None = None) -> np.ndarray:
+    """One-permutation MinHash: the top bits of a value pick one of `perms` bins and each bin keeps
+    its minimum. Values whose 5-gram is very common (per `counts`, an approximate frequency table
+    over 2**24 buckets; collisions only over-count) stay out: they make unrelated texts collide in
+    LSH bands. Empty bins borrow from the next non-empty bin (rotation densification)."""
+    K = cfg.perms
+    if counts is not None and cfg.common_5grams:
+        keep = counts[frequency_buckets(vals, cfg)] <= cfg.common_5grams
+        vals, owner = vals[keep], owner[keep]
     bins = ((vals.astype(np.uint64) * _U64(K)) >> _U64(32)).astype(np.int64)
     sig = np.full(n * K, 0xFFFFFFFF, dtype=np.uint32)
     np.minimum.at(sig, owner.astype(np.int64) * K + bins, vals)
     sig = sig.reshape(n, K)
-    rows = np.flatnonzero((sig == 0xFFFFFFFF).any(axis=1))
+    empty = sig == 0xFFFFFFFF
+    rows = np.flatnonzero(empty.any(axis=1))
     if len(rows):
-        sub = sig[rows]
-        filled = np.tile(sub != 0xFFFFFFFF, 2)  # the row twice: "next" wraps around
-        pos = np.where(filled, np.arange(2 * K), 2 * K)
-        nxt = np.minimum.accumulate(pos[:, ::-1], axis=1)[:, ::-1][:, :K]  # next filled bin
+        sub, hole = sig[rows], empty[rows]
+        pos = np.where(np.tile(~hole, 2), np.arange(2 * K, dtype=np.int16), np.int16(2 * K))
+        nxt = np.minimum.accumulate(pos[:, ::-1], axis=1)[:, ::-1][:, :K]  # next filled bin, wrapping
         has = nxt < 2 * K
-        src = np.where(has, nxt % K, 0)
-        borrowed = np.take_along_axis(sub, src, axis=1).astype(np.uint64)
-        shift = (nxt - np.arange(K)).astype(np.uint64) * _U64(0x9E3779B1)
-        dense = ((borrowed + shift) & _U64(0xFFFFFFFF)).astype(np.uint32)
-        sig[rows] = np.where(has & (sub == 0xFFFFFFFF), dense, sub)
+        borrowed = np.take_along_axis(sub, np.where(has, nxt % K, 0), axis=1)
+        shift = (nxt - np.arange(K, dtype=np.int16)).astype(np.uint32) * _U32(0x9E3779B1)
+        sig[rows] = np.where(hole & has, borrowed + shift, sub)
     return sig
+
+
+def sketch(texts: list[str], cfg: DedupConfig) -> tuple[np.ndarray, "ShingleSets"]:
+    """Signatures and exact shingle sets for all texts, in chunks of `chunk` texts (small numpy
+    temporaries are much faster here than corpus-sized ones, and memory stays bounded). Two
+    passes: the first collects sampled values and the corpus-wide 5-gram frequencies."""
+    chunks = []
+    for s in range(0, len(texts), cfg.chunk):
+        h, owner = shingle_hashes(texts[s : s + cfg.chunk], cfg.shingle)
+        vals, vowner = sample_values(h, owner, cfg)
+        chunks.append((s, h, owner, vals, vowner))
+    counts = None
+    if cfg.common_5grams and chunks:
+        b = np.concatenate([frequency_buckets(c[3], cfg) for c in chunks])
+        counts = np.minimum(np.bincount(b, minlength=1 << 24), 65535).astype(np.uint16)
+    sig = np.empty((len(texts), cfg.perms), dtype=np.uint32)
+    for s, h, owner, vals, vowner in chunks:
+        n = min(cfg.chunk, len(texts) - s)
+        sig[s : s + n] = signatures(vals, vowner, n, cfg, counts)
+    return sig, ShingleSets([(s, h, owner) for s, h, owner, _, _ in chunks], len(texts), cfg.chunk)
 
 
 def band_hashes(sig: np.ndarray, cfg: DedupConfig) -> np.ndarray:
@@ -214,22 +251,22 @@ def paragraph_hashes(keys: list[list[str]], boiler: set[str], cfg: DedupConfig) 
 
 
 class ShingleSets:
-    """Sorted distinct k-gram hashes per text, computed on first use."""
+    """Sorted distinct k-gram hashes per text (exact, not sampled), computed on first use."""
 
-    def __init__(self, h: np.ndarray, owner: np.ndarray, n: int):
-        self.h = h
-        self.bounds = np.searchsorted(owner, np.arange(n + 1))
+    def __init__(self, chunks: list[tuple[int, np.ndarray, np.ndarray]], n: int, chunk: int):
+        self.chunk = chunk
+        self.parts = [(h, np.searchsorted(owner, np.arange(min(chunk, n - s) + 1))) for s, h, owner in chunks]
+        self.sizes = np.concatenate([np.diff(b) for _, b in self.parts]) if self.parts else np.zeros(0, np.int64)
         self.cache: dict[int, np.ndarray] = {}
 
     def __getitem__(self, i: int) -> np.ndarray:
         s = self.cache.get(i)
         if s is None:
-            x = np.sort(self.h[self.bounds[i] : self.bounds[i + 1]])
+            h, bounds = self.parts[i // self.chunk]
+            j = i % self.chunk
+            x = np.sort(h[bounds[j] : bounds[j + 1]])
             s = self.cache[i] = x[np.concatenate(([True], x[1:] != x[:-1]))] if len(x) else x
         return s
-
-    def size(self, i: int) -> int:
-        return len(self[i])
 
 
 def overlap(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -276,8 +313,6 @@ class Clusters:
     links: list[tuple[int, int, float, float, str]]  # a, b, jaccard, containment, method
     sets: ShingleSets
     boiler: set[str]
-    keys: list[list[str]]
-    ok: np.ndarray
     stats: dict
 
 
@@ -286,20 +321,31 @@ _METHOD = {1: "minhash", 2: "exact_paragraph", 3: "minhash+exact_paragraph"}
 
 def find_clusters(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
                   con: duckdb.DuckDBPyConnection | None = None) -> Clusters:
+    # Millions of short-lived keys and tuples, no reference cycles: the cyclic GC would only rescan
+    # them again and again (measured: seconds at 50,000 excerpts).
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _find_clusters(excerpts, cfg, con)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _find_clusters(excerpts: list[Excerpt], cfg: DedupConfig, con: duckdb.DuckDBPyConnection | None) -> Clusters:
     n = len(excerpts)
     con = con or duckdb.connect()
     keys = line_keys(excerpts)
     boiler = boilerplate_keys(excerpts, keys, cfg)
     texts = dedup_texts(keys, boiler)
-    h, owner = shingle_hashes(texts, cfg.shingle)
-    sets = ShingleSets(h, owner, n)
-    counts = np.diff(sets.bounds)
+    sig, sets = sketch(texts, cfg)
+    counts = sets.sizes
     ok = counts >= cfg.min_shingles
-    sig = signatures(h, owner, n, cfg)
+    lsh_ok = ok & (sig != 0xFFFFFFFF).any(axis=1)  # a signature with no 5-gram left collides with all
     bands = band_hashes(sig, cfg)
     p_owner, p_hash = paragraph_hashes(keys, boiler, cfg)
     keep = ok[p_owner] if len(p_owner) else np.zeros(0, bool)
-    a, b, how = candidate_pairs(con, ok, bands, p_owner[keep], p_hash[keep])
+    a, b, how = candidate_pairs(con, lsh_ok, bands, p_owner[keep], p_hash[keep])
     n_candidates = len(a)
 
     # Cheap estimates from the signatures drop candidates far below both thresholds; shared-
@@ -325,7 +371,7 @@ def find_clusters(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     stats = {"excerpts": n, "characters": int(sum(len(e.body_norm) for e in excerpts)),
              "candidates": n_candidates, "promising": int(promising.sum()), "verified": verified,
              "links": len(links), "boilerplate_paragraphs": len(boiler), "too_short": int((~ok).sum())}
-    return Clusters([uf.find(i) for i in range(n)], links, sets, boiler, keys, ok, stats)
+    return Clusters([uf.find(i) for i in range(n)], links, sets, boiler, stats)
 
 
 def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),

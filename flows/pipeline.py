@@ -19,6 +19,7 @@ from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from prefect import flow, task  # noqa: E402
+from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from . import PIPELINE_VERSION, __version__  # noqa: E402
@@ -156,7 +157,8 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         for res in results:
             for k, c in totals.items():
                 c.update(res[k])
-        timings.update({f"batch_{k}_cpu": v for k, v in totals["seconds"].items()})
+        # summed over batches; with parallel batches these add up to more than the "parse" wall time
+        timings.update({f"batches_{k}_sum": v for k, v in totals["seconds"].items()})
         summary = {
             "kirinuki_version": __version__,
             "pipeline_version": PIPELINE_VERSION,
@@ -175,4 +177,23 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         }
         write_json(tmp / "build.json", summary)
     summary["durations_s"]["total"] = round(time.perf_counter() - t0, 3)
+    create_table_artifact(key="kirinuki-build-rows", description="Rows per table of the last kirinuki build",
+                          table=[{"table": k, "rows": v} for k, v in summary["rows"].items()])
+    create_markdown_artifact(key="kirinuki-build", markdown=summary_markdown(summary),
+                             description="Summary of the last kirinuki build (same content as build.json)")
     return summary
+
+
+def summary_markdown(s: dict) -> str:
+    """build.json as a short Markdown page for the Prefect UI."""
+    i = s["inputs"]
+    lines = ["# kirinuki build", "",
+             f"{i['read']:,} posts read ({i['bytes']:,} bytes) of {i['files']:,} files; "
+             f"rejected: {s['rejects'] or 'none'}.", "", "| table | rows |", "|---|---:|"]
+    lines += [f"| {k} | {v:,} |" for k, v in s["rows"].items()]
+    v = s["validation"]
+    lines += ["", f"Validation: {v['checks']} checks, {'all pass' if v['success'] else 'failures'}; "
+                  f"quarantined: {v['quarantined'] or 'none'}.", "",
+              "| stage | seconds |", "|---|---:|"]
+    lines += [f"| {k} | {t:.3f} |" for k, t in s["durations_s"].items()]
+    return "\n".join(lines) + "\n"

@@ -51,10 +51,6 @@ class TableSpec:
         """Columns the per-batch stages fill (everything but what dedup adds later)."""
         return pa.schema([f for f, c in zip(self.arrow_schema, self.columns) if c.stage != "dedup"])
 
-    @property
-    def column_names(self) -> list[str]:
-        return [c.name for c in self.columns]
-
 
 def _load(path: Path) -> TableSpec:
     raw = tomllib.loads(path.read_text(encoding="utf-8"))

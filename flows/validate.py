@@ -61,11 +61,6 @@ def expectation_name(e: dict) -> str:
     return f"{e['type']}({cols})"
 
 
-def row_key_sql(name: str, alias: str = "") -> str:
-    p = f"{alias}." if alias else ""
-    return " || '|' || ".join(f"CAST({p}{c} AS VARCHAR)" for c in spec(name).primary_key)
-
-
 def _row_keys(name: str, df: pd.DataFrame) -> pd.Series:
     cols = spec(name).primary_key
     keys = df[cols[0]].astype(str)

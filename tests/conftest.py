@@ -15,6 +15,10 @@ os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = os.path.join(_PREFECT_HOME, "
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("PREFECT_PROFILES_PATH", None)
 
+from flows.prefect_setup import configure  # noqa: E402
+
+configure()  # kirinuki's quiet Prefect settings, before any test imports prefect
+
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT.parent / "shared" / "seed" / "000_b7666d67213713ef.txt"
 SAMPLE = ROOT / "input" / "sample"

@@ -170,3 +170,17 @@ def test_cli_build_and_query_end_to_end(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "read-only" in r.stderr
     r = subprocess.run(exe + ["build", str(tmp_path / "missing"), "--out", str(out)], capture_output=True, text=True, env=env, cwd=ROOT)
     assert r.returncode == 2 and "input not found" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_build_publishes_prefect_artifacts_with_the_summary(tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.pipeline import build
+
+    summary = build([str(SAMPLE)], str(tmp_path / "out"))
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["kirinuki-build"])))
+    assert arts, "no kirinuki-build artifact"
+    md = max(arts, key=lambda a: a.created).data
+    assert f"| paragraphs | {summary['rows']['paragraphs']:,} |" in md and "Validation:" in md

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import SEED, rows
 from flows import synth
-from flows.dedup import DedupConfig, Excerpt, deduplicate, overlap, shingle_hashes, signatures
+from flows.dedup import DedupConfig, Excerpt, deduplicate, overlap, shingle_hashes, sketch
 
 
 def ex(i, body, headline="見出し", published=date(2024, 1, 1)):
@@ -27,8 +27,7 @@ def test_shingles_and_overlap_are_exact():
 def test_signatures_agree_for_equal_texts_and_differ_for_unrelated():
     g = synth.Generator(1)
     texts = [g._paragraph() * 3 for _ in range(2)]
-    h, owner = shingle_hashes([texts[0], texts[0], texts[1]], 5)
-    sig = signatures(h, owner, 3, DedupConfig())
+    sig, _ = sketch([texts[0], texts[0], texts[1]], DedupConfig())
     assert (sig[0] == sig[1]).all()
     assert (sig[0] == sig[2]).mean() < 0.3
 
@@ -132,3 +131,11 @@ def test_synth_cli_writes_posts_and_ground_truth_that_build(tmp_path):
     again = tmp_path / "corpus2"
     subprocess.run([sys.executable, "-m", "flows.cli", "synth", "--posts", "12", "--seed", "3", "--out", str(again)], check=True)
     assert (again / "post_000007.txt").read_bytes() == (out / "post_000007.txt").read_bytes()
+
+
+def test_chunk_size_does_not_change_the_clusters():
+    items = [Excerpt(f"x{i:04d}", f"d{i:04d}", e.headline, "\n".join(e.lines), e.published)
+             for i, e in enumerate(synth.excerpts(400, seed=11))]
+    a = deduplicate(items, DedupConfig(chunk=1000))
+    b = deduplicate(items, DedupConfig(chunk=7))
+    assert a.cluster_id == b.cluster_id and a.links == b.links and a.stats["multi_quote_clusters"] > 20
