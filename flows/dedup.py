@@ -182,18 +182,22 @@ def sketch(texts: list[str], cfg: DedupConfig) -> tuple[np.ndarray, "ShingleSets
     passes: the first collects sampled values and the corpus-wide 5-gram frequencies."""
     chunks = []
     for s in range(0, len(texts), cfg.chunk):
-        h, owner = shingle_hashes(texts[s : s + cfg.chunk], cfg.shingle)
+        part = texts[s : s + cfg.chunk]
+        h, owner = shingle_hashes(part, cfg.shingle)
+        bounds = np.searchsorted(owner, np.arange(len(part) + 1))
         vals, vowner = sample_values(h, owner, cfg)
-        chunks.append((s, h, owner, vals, vowner))
+        chunks.append((s, h, bounds, vals, vowner.astype(np.int16 if cfg.chunk < 1 << 15 else np.int32)))
+        del owner
     counts = None
     if cfg.common_5grams and chunks:
         b = np.concatenate([frequency_buckets(c[3], cfg) for c in chunks])
         counts = np.minimum(np.bincount(b, minlength=1 << 24), 65535).astype(np.uint16)
     sig = np.empty((len(texts), cfg.perms), dtype=np.uint32)
-    for s, h, owner, vals, vowner in chunks:
+    for i, (s, h, bounds, vals, vowner) in enumerate(chunks):
         n = min(cfg.chunk, len(texts) - s)
         sig[s : s + n] = signatures(vals, vowner, n, cfg, counts)
-    return sig, ShingleSets([(s, h, owner) for s, h, owner, _, _ in chunks], len(texts), cfg.chunk)
+        chunks[i] = (s, h, bounds, None, None)  # sampled values are no longer needed
+    return sig, ShingleSets([(h, bounds) for _, h, bounds, _, _ in chunks], cfg.chunk)
 
 
 def band_hashes(sig: np.ndarray, cfg: DedupConfig) -> np.ndarray:
@@ -253,9 +257,9 @@ def paragraph_hashes(keys: list[list[str]], boiler: set[str], cfg: DedupConfig) 
 class ShingleSets:
     """Sorted distinct k-gram hashes per text (exact, not sampled), computed on first use."""
 
-    def __init__(self, chunks: list[tuple[int, np.ndarray, np.ndarray]], n: int, chunk: int):
+    def __init__(self, parts: list[tuple[np.ndarray, np.ndarray]], chunk: int):
         self.chunk = chunk
-        self.parts = [(h, np.searchsorted(owner, np.arange(min(chunk, n - s) + 1))) for s, h, owner in chunks]
+        self.parts = parts  # per chunk: hashes grouped by text, and each text's bounds in them
         self.sizes = np.concatenate([np.diff(b) for _, b in self.parts]) if self.parts else np.zeros(0, np.int64)
         self.cache: dict[int, np.ndarray] = {}
 
@@ -377,6 +381,16 @@ def _find_clusters(excerpts: list[Excerpt], cfg: DedupConfig, con: duckdb.DuckDB
 def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
                 con: duckdb.DuckDBPyConnection | None = None) -> DedupResult:
     """Clusters plus everything built from them: relations, articles, reconstructed text."""
+    enabled = gc.isenabled()
+    gc.disable()  # see find_clusters
+    try:
+        return _deduplicate(excerpts, cfg, con)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _deduplicate(excerpts: list[Excerpt], cfg: DedupConfig, con: duckdb.DuckDBPyConnection | None) -> DedupResult:
     cl = find_clusters(excerpts, cfg, con)
     n = len(excerpts)
     members: dict[int, list[int]] = defaultdict(list)
