@@ -338,7 +338,9 @@ def find_clusters(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
 
 def _find_clusters(excerpts: list[Excerpt], cfg: DedupConfig, con: duckdb.DuckDBPyConnection | None) -> Clusters:
     n = len(excerpts)
-    con = con or duckdb.connect(config={"enable_progress_bar": False})
+    if con is None:
+        con = duckdb.connect()
+        con.execute("SET enable_progress_bar = false")
     keys = line_keys(excerpts)
     boiler = boilerplate_keys(excerpts, keys, cfg)
     texts = dedup_texts(keys, boiler)
