@@ -21,7 +21,7 @@ import gc
 import re
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import lru_cache, wraps
 from datetime import date
 
 import duckdb
@@ -323,20 +323,27 @@ class Clusters:
 _METHOD = {1: "minhash", 2: "exact_paragraph", 3: "minhash+exact_paragraph"}
 
 
+def without_gc(fn):
+    """Run `fn` with the cyclic GC paused: dedup makes millions of short-lived keys and tuples
+    with no reference cycles, which the GC would only rescan again and again (seconds at 50,000
+    excerpts)."""
+
+    @wraps(fn)
+    def run(*args, **kwargs):
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if enabled:
+                gc.enable()
+
+    return run
+
+
+@without_gc
 def find_clusters(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
                   con: duckdb.DuckDBPyConnection | None = None) -> Clusters:
-    # Millions of short-lived keys and tuples, no reference cycles: the cyclic GC would only rescan
-    # them again and again (measured: seconds at 50,000 excerpts).
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _find_clusters(excerpts, cfg, con)
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _find_clusters(excerpts: list[Excerpt], cfg: DedupConfig, con: duckdb.DuckDBPyConnection | None) -> Clusters:
     n = len(excerpts)
     if con is None:
         con = duckdb.connect()
@@ -380,19 +387,10 @@ def _find_clusters(excerpts: list[Excerpt], cfg: DedupConfig, con: duckdb.DuckDB
     return Clusters([uf.find(i) for i in range(n)], links, sets, boiler, stats)
 
 
+@without_gc
 def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
                 con: duckdb.DuckDBPyConnection | None = None) -> DedupResult:
     """Clusters plus everything built from them: relations, articles, reconstructed text."""
-    enabled = gc.isenabled()
-    gc.disable()  # see find_clusters
-    try:
-        return _deduplicate(excerpts, cfg, con)
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _deduplicate(excerpts: list[Excerpt], cfg: DedupConfig, con: duckdb.DuckDBPyConnection | None) -> DedupResult:
     cl = find_clusters(excerpts, cfg, con)
     n = len(excerpts)
     members: dict[int, list[int]] = defaultdict(list)
