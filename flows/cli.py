@@ -58,16 +58,21 @@ def build(
 
 
 def _print_summary(s: dict, out_dir: Path) -> None:
-    t = Table(title=f"kirinuki build -> {out_dir}", title_justify="left")
+    out.print(f"kirinuki build -> {out_dir}", highlight=False)
+    t = Table()
     t.add_column("table")
     t.add_column("rows", justify="right")
     for name, n in s["rows"].items():
         t.add_row(name, f"{n:,}")
     out.print(t)
     i = s["inputs"]
+    v = s["validation"]
     out.print(f"{i['read']:,} posts read ({i['bytes'] / 1e6:,.1f} MB), "
-              f"{sum(s['rejects'].values()):,} rejected {s['rejects'] or ''} "
-              f"in {s['durations_s'].get('total', 0):.1f} s", highlight=False)
+              f"{sum(s['rejects'].values()):,} rejected{' ' + str(s['rejects']) if s['rejects'] else ''}, "
+              f"{v['checks']} checks {'pass' if v['success'] else 'FAILED'}, "
+              f"{sum(v['quarantined'].values()):,} rows quarantined, "
+              f"in {s['durations_s'].get('total', 0):.1f} s (report: {out_dir / 'validation' / 'report.html'})",
+              highlight=False)
 
 
 @app.command()
