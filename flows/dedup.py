@@ -445,8 +445,9 @@ def _article(aid: str, group: list[Excerpt], canon: Excerpt) -> dict:
             "n_documents": len({e.doc_id for e in group}), "first_quoted_in": first.doc_id}
 
 
-def _content_lines(e: Excerpt) -> list[str]:
-    return [line for line in e.body_norm.split("\n") if paragraph_key(line)]
+def _content_lines(e: Excerpt) -> list[tuple[str, str]]:
+    """(line, its paragraph key) for every line with content."""
+    return [(line, k) for line in e.body_norm.split("\n") if (k := paragraph_key(line))]
 
 
 @lru_cache(maxsize=65536)
@@ -464,14 +465,13 @@ def _reconstruct(aid: str, group: list[Excerpt], canon: Excerpt, boiler: set[str
     >= 0.7 among the next few paragraphs after the last match (changed characters); an unmatched
     line is inserted after the last matched one. A quote none of whose lines match (re-flowed) adds
     no paragraphs. Every paragraph records the quotes that carry it."""
-    base = [{"text": line, "key": paragraph_key(line), "by": {canon.excerpt_id}} for line in _content_lines(canon)]
+    base = [{"text": line, "key": k, "by": {canon.excerpt_id}} for line, k in _content_lines(canon)]
     for e in sorted((e for e in group if e is not canon), key=lambda e: (-len(e.body_norm), e.excerpt_id)):
         snapshot = list(base)
         index = {p["key"]: i for i, p in enumerate(snapshot)}
-        plan: list[tuple[str, int | None]] = []
+        plan: list[tuple[str, str, int | None]] = []
         last = -1
-        for line in _content_lines(e):
-            k = paragraph_key(line)
+        for line, k in _content_lines(e):
             m = index.get(k)
             if m is None and len(k) >= 10:
                 g = _grams(k)
@@ -481,16 +481,16 @@ def _reconstruct(aid: str, group: list[Excerpt], canon: Excerpt, boiler: set[str
                         break
             if m is not None:
                 last = m
-            plan.append((line, m))
-        if all(m is None for _, m in plan):
+            plan.append((line, k, m))
+        if all(m is None for _, _, m in plan):
             continue
         prev = None
-        for line, m in plan:
+        for line, k, m in plan:
             if m is not None:
                 prev = snapshot[m]
                 prev["by"].add(e.excerpt_id)
-            elif paragraph_key(line) not in boiler:
-                new = {"text": line, "key": paragraph_key(line), "by": {e.excerpt_id}}
+            elif k not in boiler:
+                new = {"text": line, "key": k, "by": {e.excerpt_id}}
                 base.insert(base.index(prev) + 1 if prev is not None else 0, new)
                 prev = new
     return [{"article_id": aid, "ordinal": i + 1, "text_norm": p["text"], "contributed_by": sorted(p["by"])}
