@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cache
 
-from .schema import PROJECT_ROOT
+from .schema import REFERENCE
 
-REFERENCE = PROJECT_ROOT / "input" / "reference"
 _DIG = str.maketrans("０１２３４５６７８９", "0123456789")
 _N = "[0-9０-９]"
 _ERAS = {"令和": 2018, "平成": 1988, "昭和": 1925}
@@ -201,8 +200,7 @@ def _resolve(kind: str, g: dict, anchor: date | None, last: _Resolved | None, re
             raise _Unresolved("impossible_date")
         here = a.year * 12 + a.month - 1
         yy = min((a.year - 1, a.year, a.year + 1), key=lambda c: (abs(c * 12 + m - 1 - here), c))
-        r = _month_or_day(yy, m, None, part, "month_nearest")
-        return r
+        return _month_or_day(yy, m, None, part, "month_nearest")
     # kind == "day": the anchor's month, or the month before when that would be after the anchor
     day = int(d)
     if day <= a.day:

@@ -27,7 +27,8 @@ def normalization_table() -> str:
 
 def date_rules_table() -> str:
     from .clean import read_tsv
-    from .date_mentions import REFERENCE, lookahead_cues
+    from .date_mentions import lookahead_cues
+    from .schema import REFERENCE
 
     out = ["| kind | rule | example | anchor | resolves to | what it does |", "|---|---|---|---|---|---|"]
     for r in read_tsv(REFERENCE / "date_rules.tsv"):

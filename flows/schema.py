@@ -11,6 +11,7 @@ import pyarrow as pa
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_DIR = PROJECT_ROOT / "schemas"
+REFERENCE = PROJECT_ROOT / "input" / "reference"  # curated data files the stages read
 
 ARROW_TYPES = {
     "string": pa.string(),

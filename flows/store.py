@@ -45,7 +45,7 @@ def write_part(root: Path, name: str, batch_no: int, table: pa.Table) -> Path:
     return path
 
 
-def compact(root: Path, name: str, sort_key: str | None = None) -> int:
+def compact(root: Path, name: str) -> int:
     """Concatenate a table's parts in batch order into data/<table>.parquet with fixed-size row
     groups, so the file does not depend on how the input was batched. Streams; returns row count.
     """

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -226,9 +227,7 @@ def validate_build(root: Path, quarantine: bool = True) -> Report:
         if still:
             raise ValidationFailed("after quarantine, " + still[0].line())
     write_table(root, "quarantine", to_table("quarantine", q_rows))
-    counts: dict[str, int] = {}
-    for r in q_rows:
-        counts[f"{r['table_name']}: {r['expectation']}"] = counts.get(f"{r['table_name']}: {r['expectation']}", 0) + 1
+    counts = Counter(f"{r['table_name']}: {r['expectation']}" for r in q_rows)
     return Report([c for c, _, _ in results], gx_results,
                   {n: len(df) for n, df in frames.items()}, dict(sorted(counts.items())))
 

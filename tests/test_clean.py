@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from flows.clean import (clean_author, normalization_rules, normalize, outlet_key,
                          outlet_register, read_tsv, resolve_outlet)
-from flows.date_mentions import MENTION_RE, REFERENCE, Run
+from flows.date_mentions import MENTION_RE, Run
+from flows.schema import REFERENCE
 from conftest import rows
 
 # ------------------------------------------------------------------ normalisation, one test per rule
