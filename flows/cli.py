@@ -138,6 +138,59 @@ def validate(
 
 
 @app.command()
+def release(
+    version: Annotated[str, typer.Argument(help="Semantic version of the release, e.g. 1.0.0.")],
+    build_dir: Annotated[Path, typer.Option("--from", help="Validated build folder to release.")] = Path("output/build"),
+    dest: Annotated[str, typer.Option("--to", help="Releases folder, or s3://bucket/prefix.")] = "output/releases",
+    text: Annotated[str, typer.Option("--text", help="metadata (quoted text withheld) or full.")] = "metadata",
+    name: Annotated[str, typer.Option("--name", help="Dataset name (folder <name>-<version>).")] = "kirinuki",
+    date: Annotated[Optional[str], typer.Option("--date", help="Release date YYYY-MM-DD (default: today, UTC).")] = None,
+    homepage: Annotated[Optional[str], typer.Option("--homepage", help="URL cited in the card and metadata.")] = None,
+    endpoint_url: Annotated[Optional[str], typer.Option("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL).")] = None,
+) -> None:
+    """Publish a validated build as an immutable, verifiable dataset release."""
+    from .release import ReleaseError
+
+    try:
+        if dest.startswith("s3://"):
+            from .remote import publish_s3
+
+            rel = publish_s3(build_dir, version, dest, text, name, date, homepage, endpoint_url)
+            where = f"{dest.rstrip('/')}/{name}-{version}"
+        else:
+            from .release import make_release
+
+            rel = make_release(build_dir, version, Path(dest), text, name, date, homepage)
+            where = str(rel.path)
+    except ReleaseError as e:
+        fail(str(e), 2)
+    except OSError as e:
+        fail(f"cannot write the release to {dest}: {e.strerror or e}", 1)
+    c = rel.changes
+    since = f"since {c['previous_version']}" if c["previous_version"] else "(first release)"
+    totals = {k: sum(t[k] for t in c["tables"].values()) for k in ("added", "removed", "changed")}
+    out.print(f"released {name} {version} ({text} text) -> {where}: rows {since} "
+              f"+{totals['added']:,} -{totals['removed']:,} ~{totals['changed']:,}", highlight=False)
+
+
+@app.command()
+def verify(
+    release_dir: Annotated[Path, typer.Argument(help="Release folder to check.")],
+) -> None:
+    """Re-check a release's checksums, schemas and row counts from its own files (exit 1 on any problem)."""
+    from .release import verify as verify_release
+
+    if not release_dir.is_dir():
+        fail(f"{release_dir} is not a folder; give a release folder such as output/releases/kirinuki-1.0.0", 2)
+    problems = verify_release(release_dir)
+    for p in problems:
+        err.print(f"[bold red]mismatch:[/] {p}", highlight=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(1)
+    out.print(f"{release_dir}: every checksum, schema and row count matches", highlight=False)
+
+
+@app.command()
 def synth(
     posts: Annotated[int, typer.Option("--posts", help="Posts to generate.", min=1)] = 100,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same corpus).")] = 0,

@@ -27,8 +27,9 @@ from .ingest import DEFAULT_MAX_BYTES, Reject, SourceRef, discover, read_source 
 from .clean import clean_document, outlet_rows  # noqa: E402
 from .records import empty_rows, reject_row, source_rows  # noqa: E402
 from .dedup import DedupConfig, Excerpt, deduplicate  # noqa: E402
-from .store import (DATA_DIR, add_columns, atomic_dir, compact, locked, to_table, views_sql,  # noqa: E402
-                    write_json, write_part, write_table)
+from .schema import schema_version  # noqa: E402
+from .store import (DATA_DIR, add_columns, atomic_dir, compact, corpus_digest, locked, sha256_file,  # noqa: E402
+                    to_table, views_sql, write_json, write_part, write_table)
 
 PART_TABLES = ("documents", "excerpts", "paragraphs", "citations", "date_mentions")
 DEFAULT_BATCH_FILES = 256
@@ -162,6 +163,10 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         summary = {
             "kirinuki_version": __version__,
             "pipeline_version": PIPELINE_VERSION,
+            "schema_version": schema_version(),
+            "corpus_sha256": corpus_digest(tmp),
+            # what was validated: a release refuses data files that no longer match these
+            "files": {f"{DATA_DIR}/{p.name}": sha256_file(p) for p in sorted((tmp / DATA_DIR).glob("*.parquet"))},
             "inputs": {"roots": len(inputs), "files": len(refs) + len(rejected),
                        "read": sum(r["read"] for r in results), "bytes": sum(r["bytes"] for r in results)},
             "rejects": dict(sorted(Counter(r["code"] for r in rejects).items())),

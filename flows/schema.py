@@ -31,6 +31,12 @@ class Column:
     nullable: bool
     description: str
     stage: str = "parse"  # the stage that fills it: parse/clean rows, or "dedup" (added after)
+    # Quoted news text: "always", or a SQL predicate over the row saying when the value is a quote.
+    # The release profile `metadata` withholds it and publishes its sha256 and length instead.
+    quoted: str = ""
+    # Where the value was read from (hashes, offsets, sizes) rather than what was read: a release's
+    # changelog counts a row whose only differences are here as moved, not changed.
+    provenance: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,14 +49,40 @@ class TableSpec:
 
     @property
     def arrow_schema(self) -> pa.Schema:
-        return pa.schema(
-            [pa.field(c.name, ARROW_TYPES[c.type], nullable=c.nullable) for c in self.columns]
-        )
+        return arrow_schema(self.columns)
 
     @property
     def part_schema(self) -> pa.Schema:
         """Columns the per-batch stages fill (everything but what dedup adds later)."""
         return pa.schema([f for f, c in zip(self.arrow_schema, self.columns) if c.stage != "dedup"])
+
+
+TEXT_PROFILES = ("metadata", "full")
+
+
+def release_columns(t: TableSpec, profile: str) -> tuple[Column, ...]:
+    """The columns a release of `profile` publishes: `full` = as declared; `metadata` = quoted text
+    withheld (NULL) with `<col>_sha256` and `<col>_chars` beside it, so quotes stay comparable."""
+    if profile not in TEXT_PROFILES:
+        raise ValueError(f"unknown text profile {profile!r}; use {' or '.join(TEXT_PROFILES)}")
+    if profile == "full":
+        return t.columns
+    out: list[Column] = []
+    for c in t.columns:
+        if not c.quoted:
+            out.append(c)
+            continue
+        when = "" if c.quoted == "always" else f" where {c.quoted}"
+        out += [Column(c.name, c.type, True, f"{c.description} Withheld (NULL){when} in the metadata profile.",
+                       c.stage, c.quoted),
+                Column(f"{c.name}_sha256", "string", c.nullable,
+                       f"sha256 of `{c.name}` (UTF-8), published in place of the withheld text.", c.stage),
+                Column(f"{c.name}_chars", "int64", c.nullable, f"Length of `{c.name}` in characters.", c.stage)]
+    return tuple(out)
+
+
+def arrow_schema(columns: tuple[Column, ...]) -> pa.Schema:
+    return pa.schema([pa.field(c.name, ARROW_TYPES[c.type], nullable=c.nullable) for c in columns])
 
 
 def _load(path: Path) -> TableSpec:
@@ -78,13 +110,25 @@ def spec(name: str) -> TableSpec:
         raise KeyError(f"no table named {name!r}; known: {', '.join(tables())}") from None
 
 
-def markdown_reference() -> str:
+def schema_version() -> str:
+    """Digest of every declared table (names, columns, types, keys): changes whenever schemas/ does."""
+    import hashlib
+    import json
+
+    canon = [[t.name, t.primary_key, t.foreign_keys, [[c.name, c.type, c.nullable, c.quoted] for c in t.columns]]
+             for t in tables().values()]
+    return hashlib.sha256(json.dumps(canon).encode()).hexdigest()[:16]
+
+
+def markdown_reference(profile: str = "full", names: list[str] | None = None, level: str = "###") -> str:
     """The table reference for README and dataset cards, generated from schemas/."""
     out: list[str] = []
     for t in tables().values():
-        out.append(f"### `{t.name}`\n\n{t.description} Key: `{', '.join(t.primary_key)}`.\n")
+        if names is not None and t.name not in names:
+            continue
+        out.append(f"{level} `{t.name}`\n\n{t.description} Key: `{', '.join(t.primary_key)}`.\n")
         out.append("| column | type | nullable | description |\n|---|---|---|---|")
-        for c in t.columns:
+        for c in release_columns(t, profile):
             desc = c.description.replace("|", "\\|")
             out.append(f"| `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} | {desc} |")
         out.append("")

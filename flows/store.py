@@ -89,8 +89,6 @@ def add_columns(root: Path, name: str, columns: dict[str, pa.Array]) -> None:
                 t = t.append_column(col, arr.slice(offset, t.num_rows))
             w.write_table(t.select(schema.names).cast(schema), row_group_size=ROW_GROUP_ROWS)
             offset += t.num_rows
-        if pf.num_row_groups == 0:
-            w.write_table(schema.empty_table())
     tmp.replace(src)
 
 
@@ -98,8 +96,10 @@ def write_table(root: Path, name: str, table: pa.Table) -> None:
     """A small table written whole (already in its final order)."""
     dest = root / DATA_DIR / f"{name}.parquet"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table.cast(spec(name).arrow_schema), dest, row_group_size=ROW_GROUP_ROWS,
-                   **PARQUET_OPTIONS)
+    schema = spec(name).arrow_schema
+    with pq.ParquetWriter(dest, schema, **PARQUET_OPTIONS) as w:
+        if table.num_rows:  # an empty table has no row groups at all (readers choke on 0-row groups)
+            w.write_table(table.cast(schema), row_group_size=ROW_GROUP_ROWS)
 
 
 def views_sql() -> str:
@@ -107,6 +107,28 @@ def views_sql() -> str:
     for name in tables():
         lines.append(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{DATA_DIR}/{name}.parquet');")
     return "\n".join(lines) + "\n"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def corpus_digest(root: Path) -> str:
+    """sha256 over the sorted lines '<sha256>  <source_path>' of every input read or rejected with
+    known bytes: the identity of the corpus a build was made from."""
+    import hashlib
+
+    lines = []
+    for name in ("documents", "rejects"):
+        t = pq.read_table(root / DATA_DIR / f"{name}.parquet", columns=["source_path", "source_sha256"])
+        lines += [f"{h}  {p}" for p, h in zip(t["source_path"].to_pylist(), t["source_sha256"].to_pylist()) if h]
+    return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
 
 
 def write_json(path: Path, obj: object) -> None:
@@ -163,7 +185,7 @@ def atomic_dir(out: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync_tree(tmp)
+    fsync_tree(tmp)
     if out.exists():
         out.rename(old)
     tmp.rename(out)
@@ -171,7 +193,7 @@ def atomic_dir(out: Path) -> Iterator[Path]:
         shutil.rmtree(old)
 
 
-def _fsync_tree(root: Path) -> None:
+def fsync_tree(root: Path) -> None:
     for dirpath, _, files in os.walk(root):
         for f in files:
             fd = os.open(os.path.join(dirpath, f), os.O_RDONLY)

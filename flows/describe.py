@@ -1,0 +1,261 @@
+"""Describe a release in the formats data tools already read, all generated from schemas/:
+a dataset card (README.md with Hugging Face YAML), ML Croissant 1.0 and a Frictionless Data Package.
+
+Pure functions from the release's manifest (tables, columns, checksums, counts) to text or JSON.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .schema import markdown_reference, spec
+
+STRUCTURE_LICENSE = "CC-BY-4.0"
+STRUCTURE_LICENSE_URL = "https://creativecommons.org/licenses/by/4.0/"
+
+CROISSANT_TYPES = {"string": "sc:Text", "int32": "sc:Integer", "int64": "sc:Integer", "float64": "sc:Float",
+                   "bool": "sc:Boolean", "date32": "sc:Date", "list<string>": "sc:Text"}
+FRICTIONLESS_TYPES = {"string": "string", "int32": "integer", "int64": "integer", "float64": "number",
+                      "bool": "boolean", "date32": "date", "list<string>": "any"}  # Parquet lists load as arrays no type accepts
+
+PROFILE_TEXT = {
+    "metadata": ("Quoted news text is withheld: excerpt bodies and leads, the excerpt paragraphs of `paragraphs`, "
+                 "reconstructed `articles` text, `article_paragraphs` text and quarantined row payloads are NULL, "
+                 "each with its sha256 and length in characters beside it (`<column>_sha256`, `<column>_chars`). "
+                 "Headlines, attributions, outlets, dates, offsets and every id are kept, so quotes can still be "
+                 "counted, dated, linked across posts and matched against a copy of the text you hold yourself."),
+    "full": ("Quoted news text is included as the posts quote it. It belongs to its publishers: share this "
+             "profile only where you have the right to."),
+}
+
+
+def _title(m: dict) -> str:
+    return f"{m['dataset']} {m['version']}: Japanese news-clipping posts as tables"
+
+
+def citation(m: dict) -> str:
+    key = f"{m['dataset'].replace('-', '_')}_{m['version'].replace('.', '_').replace('-', '_')}"
+    return (f"@misc{{{key},\n  title = {{{_title(m)}}},\n  author = {{{{kirinuki maintainers}}}},\n"
+            f"  year = {{{m['release_date'][:4]}}},\n  version = {{{m['version']}}},\n"
+            f"  note = {{Source corpus sha256 {m['source']['corpus_sha256']}}}"
+            + (f",\n  url = {{{m['homepage']}}}" if m.get("homepage") else "") + "\n}")
+
+
+def dataset_card(m: dict, changelog_entry: str) -> str:
+    """README.md of a release: Hugging Face YAML front matter, then the human description."""
+    names = list(m["tables"])
+    yaml = ["---", f"pretty_name: {json.dumps(_title(m), ensure_ascii=False)}", "license: other",
+            "license_name: kirinuki-mixed", "license_link: LICENSE.md", "language:", "- ja",
+            "task_categories:", "- text-classification", "- text-retrieval", "tags:", "- news", "- quotation",
+            "- provenance", "- deduplication", "size_categories:", f"- {_size_category(m)}", "configs:"]
+    for name in names:
+        if not m["tables"][name]["rows"]:
+            continue  # `datasets` cannot load a split with no rows; the file is still in data/
+        yaml += [f"- config_name: {name}", "  data_files:", "  - split: train",
+                 f"    path: {m['tables'][name]['path']}"]
+        if name == "documents":
+            yaml.append("  default: true")
+    yaml.append("---")
+    src, counts = m["source"], m["tables"]
+    rows = "\n".join(f"| `{n}` | {t['rows']:,} | {spec(n).description} |" for n, t in counts.items())
+    limits = _limitations(m)
+    body = f"""
+# {_title(m)}
+
+Posts in which a writer's commentary alternates with quoted Japanese news excerpts, turned into
+linked tables: every post, paragraph, quoted excerpt, inline citation and date expression, with the
+exact character offsets of the decoded post it came from, the outlet register, and the articles
+reconstructed from every quote of the same article across posts.
+
+- Version **{m['version']}**, released {m['release_date']}, text profile **{m['text_profile']}**.
+- Made by kirinuki {m['kirinuki_version']} (pipeline {m['pipeline_version']}, schema {m['schema_version']})
+  from {src['documents']:,} posts ({src['bytes']:,} bytes; {src['rejects']:,} inputs rejected);
+  source corpus sha256 `{src['corpus_sha256']}`.
+- Every file is listed in `SHA256SUMS` (`sha256sum -c SHA256SUMS`); `manifest.json` holds the
+  counts, schemas and build parameters; `croissant.json` and `datapackage.json` describe the same
+  tables for ML Croissant and Frictionless tools; `validation/` has the checks this data passed.
+
+## Text profile
+
+{PROFILE_TEXT[m['text_profile']]}
+
+## Tables
+
+| table | rows | what a row is |
+|---|---:|---|
+{rows}
+
+## How it was made
+
+1. Inputs were decoded (UTF-8, UTF-8/16 with BOM, CP932, EUC-JP, ISO-2022-JP) and line endings
+   normalised to LF; every offset refers to that decoded text. Files that could not be read as a
+   post are rows of `rejects` with the reason.
+2. Each post was parsed into headings, commentary, excerpts (headline, lead, body, elisions,
+   attribution) and inline citations; year-less dates take the post's year, inferred as described
+   in `documents.year_rule`.
+3. Text was normalised (NFKC plus a small documented rule set) into the `*_norm` columns; outlets
+   were resolved against a curated register (`outlets`); every date expression became a row of
+   `date_mentions` with the rule that resolved it.
+4. Quotes of the same article across posts were found by MinHash candidates verified with exact
+   character 5-gram Jaccard and containment (parameters in `manifest.json`), clustered into
+   `articles`.
+5. The tables were validated with Great Expectations suites; rows failing a warning-level check
+   were moved to `quarantine` with the reason, and the published tables passed every check.
+
+## Known limitations
+
+{limits}
+
+## Query it with DuckDB
+
+```sql
+-- from this folder
+SELECT o.name_ja, count(*) AS quotes, count(DISTINCT e.cluster_id) AS articles
+FROM 'data/excerpts.parquet' e LEFT JOIN 'data/outlets.parquet' o ON o.id = e.outlet_id
+GROUP BY ALL ORDER BY quotes DESC;
+```
+
+With Hugging Face `datasets`: `load_dataset("<this folder>", "excerpts", split="train")` (one config
+per table that has rows; an empty table is only in `data/`).
+
+## License
+
+- Structure, ids, offsets, annotations, normalised metadata, the outlet register and the dedup
+  results: {STRUCTURE_LICENSE} ({STRUCTURE_LICENSE_URL}), by the kirinuki maintainers.
+- Commentary paragraphs: the copyright of the posts' authors; included for research on quotation.
+- Quoted news text (headlines, and in the `full` profile the excerpt bodies): the copyright of the
+  outlets that published it; this release grants no licence to it.
+- `LICENSE.md` in this folder states the same in full.
+
+## How to cite
+
+```bibtex
+{citation(m)}
+```
+
+## Changes in this version
+
+{changelog_entry}
+## Table reference
+
+{markdown_reference(m['text_profile'], names, level='###')}"""
+    return "\n".join(yaml) + "\n" + body.rstrip() + "\n"
+
+
+def license_text(m: dict) -> str:
+    return f"""# Licence of {m['dataset']} {m['version']}
+
+This release combines material with different owners.
+
+1. The dataset's structure and everything kirinuki derived — ids, offsets, hashes, lengths, flags,
+   normalised dates, outlet ids, the outlet register, dedup clusters and links, validation results,
+   and the metadata files — is licensed under {STRUCTURE_LICENSE} ({STRUCTURE_LICENSE_URL}).
+2. The commentary text of the posts remains the copyright of the posts' authors.
+3. Quoted news text (headlines, leads and excerpt bodies, reconstructed article text) remains the
+   copyright of the outlets that published it. Nothing in this release licenses it to you. This
+   release uses the text profile `{m['text_profile']}`: {PROFILE_TEXT[m['text_profile']]}
+"""
+
+
+def _size_category(m: dict) -> str:
+    n = max(t["rows"] for t in m["tables"].values())
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                        (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")):
+        if n < limit:
+            return name
+    return "10M<n<100M"
+
+
+def _limitations(m: dict) -> str:
+    b = m["build"]
+    items = [
+        "Post years are inferred when a post has no metadata; `documents.year_rule` says how, and "
+        "`year_unknown` flags the posts where no rule applied.",
+        "Dedup links quotes whose 5-gram Jaccard or containment is at least the thresholds in "
+        "`manifest.json`; heavily rewritten quotes of one article stay separate clusters.",
+        f"Outlet names the register does not know keep `outlet_id` NULL "
+        f"({b['unknown_outlets']['rows']:,} rows, {b['unknown_outlets']['distinct']:,} distinct names).",
+        f"Date expressions that could not be resolved: {_fmt_counts(b['unresolved_dates'])}.",
+        f"Parse flags (malformed excerpts and the like): {_fmt_counts(b['flags'])}.",
+        f"Rejected inputs: {_fmt_counts(b['rejects'])}; quarantined rows: {_fmt_counts(b['quarantined'])}.",
+    ]
+    return "\n".join(f"- {i}" for i in items)
+
+
+def _fmt_counts(c: dict) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in c.items()) if c else "none"
+
+
+def croissant(m: dict) -> dict:
+    """ML Croissant 1.0 metadata: one FileObject and one RecordSet per table."""
+    ctx = {
+        "@language": "en", "@vocab": "https://schema.org/", "citeAs": "cr:citeAs", "column": "cr:column",
+        "conformsTo": "dct:conformsTo", "cr": "http://mlcommons.org/croissant/",
+        "rai": "http://mlcommons.org/croissant/RAI/", "data": {"@id": "cr:data", "@type": "@json"},
+        "dataType": {"@id": "cr:dataType", "@type": "@vocab"}, "dct": "http://purl.org/dc/terms/",
+        "examples": {"@id": "cr:examples", "@type": "@json"}, "extract": "cr:extract", "field": "cr:field",
+        "fileProperty": "cr:fileProperty", "fileObject": "cr:fileObject", "fileSet": "cr:fileSet",
+        "format": "cr:format", "includes": "cr:includes", "isLiveDataset": "cr:isLiveDataset",
+        "jsonPath": "cr:jsonPath", "key": "cr:key", "md5": "cr:md5", "parentField": "cr:parentField",
+        "path": "cr:path", "recordSet": "cr:recordSet", "references": "cr:references", "regex": "cr:regex",
+        "repeated": "cr:repeated", "replace": "cr:replace", "sc": "https://schema.org/",
+        "separator": "cr:separator", "source": "cr:source", "subField": "cr:subField", "transform": "cr:transform",
+        "equivalentProperty": "cr:equivalentProperty", "samplingRate": "cr:samplingRate",
+    }
+    dist, record_sets = [], []
+    for name, t in m["tables"].items():
+        file_id = f"file-{name}"
+        dist.append({"@type": "cr:FileObject", "@id": file_id, "name": file_id, "contentUrl": t["path"],
+                     "contentSize": f"{t['bytes']} B", "encodingFormat": "application/x-parquet",
+                     "sha256": t["sha256"]})
+        fields = []
+        for c in t["columns"]:
+            f = {"@type": "cr:Field", "@id": f"{name}/{c['name']}", "name": c["name"],
+                 "description": c["description"], "dataType": CROISSANT_TYPES[c["type"]],
+                 "source": {"fileObject": {"@id": file_id}, "extract": {"column": c["name"]}}}
+            if c["type"].startswith("list<"):
+                f["repeated"] = True
+            fields.append(f)
+        rs = {"@type": "cr:RecordSet", "@id": name, "name": name, "description": spec(name).description,
+              "field": fields}
+        rs["key"] = [{"@id": f"{name}/{k}"} for k in spec(name).primary_key]
+        record_sets.append(rs)
+    return {
+        "@context": ctx, "@type": "sc:Dataset", "conformsTo": "http://mlcommons.org/croissant/1.0",
+        "name": m["dataset"], "description": _title(m) + ". " + PROFILE_TEXT[m["text_profile"]],
+        "version": m["version"], "license": STRUCTURE_LICENSE_URL,
+        **({"url": m["homepage"]} if m.get("homepage") else {}), "inLanguage": "ja", "citeAs": citation(m),
+        "keywords": ["news", "quotation", "Japanese", "provenance", "deduplication"],
+        "distribution": dist, "recordSet": record_sets,
+    }
+
+
+def datapackage(m: dict) -> dict:
+    """Frictionless Data Package (v1): one Parquet resource with a Table Schema per table."""
+    resources = []
+    for name, t in m["tables"].items():
+        s = spec(name)
+        fields = []
+        for c in t["columns"]:
+            f = {"name": c["name"], "type": FRICTIONLESS_TYPES[c["type"]], "description": c["description"]}
+            if c["type"].startswith("list<"):
+                f["description"] += " (A list of strings.)"
+            if not c["nullable"]:
+                f["constraints"] = {"required": True}
+            fields.append(f)
+        # Frictionless reads Parquet through pandas, where a NULL in an integer column becomes NaN
+        schema: dict = {"fields": fields, "primaryKey": list(s.primary_key), "missingValues": ["", "nan"]}
+        fks = [{"fields": list(cols), "reference": {"resource": ref.split(".")[0], "fields": [ref.split(".")[1]]}}
+               for cols, ref in s.foreign_keys if ref.split(".")[0] in m["tables"]]
+        if fks:
+            schema["foreignKeys"] = fks
+        resources.append({"name": name, "path": t["path"], "profile": "tabular-data-resource",
+                          "format": "parquet", "mediatype": "application/vnd.apache.parquet",
+                          # not `bytes`/`hash`: Frictionless cannot measure Parquet sources and fails them
+                          "sha256": t["sha256"], "description": s.description,
+                          "schema": schema})
+    return {"profile": "tabular-data-package", "name": m["dataset"], "title": _title(m), "version": m["version"],
+            **({"homepage": m["homepage"]} if m.get("homepage") else {}),
+            "licenses": [{"name": STRUCTURE_LICENSE, "path": STRUCTURE_LICENSE_URL,
+                          "title": "Creative Commons Attribution 4.0 (structure and derived metadata; see LICENSE.md)"}],
+            "resources": resources}

@@ -1,0 +1,114 @@
+"""Publish a release to S3-compatible storage (s3fs): stage, confirm every checksum remotely, promote.
+
+The release is made and verified locally first (flows/release.py), against a local mirror of the
+remote history so the changelog compares with the remote's latest release. Then:
+1. every file is uploaded under `<prefix>/.staging/<name>-<token>/`;
+2. each staged object is read back and its sha256 compared with SHA256SUMS;
+3. objects are copied server-side to `<prefix>/<name>/`, SHA256SUMS last: a remote release exists
+   only once its SHA256SUMS does, so a promotion that dies half-way is cleaned up by the next one;
+4. versions.json, then latest.json, are replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .release import SUMS, Release, ReleaseError, check_dataset_name, check_version, make_release
+
+STAGING = ".staging"
+
+
+def _fs(endpoint_url: str | None):
+    try:
+        import s3fs
+    except ImportError:
+        raise ReleaseError("publishing to s3:// needs s3fs: pip install 'kirinuki[s3]'") from None
+    endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    return s3fs.S3FileSystem(endpoint_url=endpoint_url, use_listings_cache=False) if endpoint_url \
+        else s3fs.S3FileSystem(use_listings_cache=False)
+
+
+def split_url(url: str) -> str:
+    """s3://bucket/prefix -> 'bucket/prefix' (no trailing slash), refusing path tricks."""
+    if not url.startswith("s3://"):
+        raise ReleaseError(f"{url!r} is not an s3://bucket/prefix URL")
+    path = url[len("s3://"):].strip("/")
+    parts = path.split("/")
+    if not parts[0] or any(p in ("", ".", "..") for p in parts):
+        raise ReleaseError(f"{url!r} is not a valid s3://bucket/prefix URL")
+    return path
+
+
+def _sha256_remote(fs, path: str) -> str:
+    h = hashlib.sha256()
+    with fs.open(path, "rb", block_size=8 << 20) as f:
+        while block := f.read(8 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def publish_s3(build: Path, version: str, url: str, profile: str = "metadata", dataset: str = "kirinuki",
+               date: str | None = None, homepage: str | None = None, endpoint_url: str | None = None) -> Release:
+    check_version(version)
+    check_dataset_name(dataset)
+    base = split_url(url)
+    fs = _fs(endpoint_url)
+    name = f"{dataset}-{version}"
+    final = f"{base}/{name}"
+    try:
+        if fs.exists(f"{final}/{SUMS}"):
+            raise ReleaseError(f"s3://{final} already exists; releases are immutable, choose a new version")
+        with tempfile.TemporaryDirectory(prefix="kirinuki-release-") as tmp:
+            mirror = Path(tmp)
+            _mirror_history(fs, base, mirror, dataset)
+            rel = make_release(build, version, mirror, profile, dataset, date, homepage)
+            _promote(fs, base, rel.path, name)
+            for meta in ("versions.json", "latest.json"):  # latest last
+                fs.put_file(str(mirror / meta), f"{base}/{meta}")
+    except ReleaseError:
+        raise
+    except (OSError, ValueError) as e:  # botocore/s3fs errors surface as OSError subclasses
+        raise ReleaseError(f"cannot publish to {url}: {e}") from None
+    return Release(f"s3://{final}", version, rel.manifest, rel.changes)
+
+
+def _mirror_history(fs, base: str, mirror: Path, dataset: str) -> None:
+    """Copy the remote versions.json and the latest release's data and changelog into `mirror`."""
+    if not fs.exists(f"{base}/versions.json"):
+        return
+    fs.get_file(f"{base}/versions.json", str(mirror / "versions.json"))
+    releases = [h for h in json.loads((mirror / "versions.json").read_text(encoding="utf-8"))["releases"]
+                if h["dataset"] == dataset]
+    if not releases:
+        return
+    prev = max(releases, key=lambda h: check_version(h["version"]))
+    local = mirror / prev["path"]
+    (local / "data").mkdir(parents=True)
+    for path in fs.find(f"{base}/{prev['path']}"):
+        rel = path[len(f"{base}/{prev['path']}/"):]
+        if rel.startswith("data/") or rel in ("CHANGELOG.md", SUMS, "manifest.json"):
+            fs.get_file(path, str(local / rel))
+
+
+def _promote(fs, base: str, local: Path, name: str) -> None:
+    sums = {line.split("  ", 1)[1]: line.split("  ", 1)[0]
+            for line in (local / SUMS).read_text(encoding="utf-8").splitlines()}
+    staging = f"{base}/{STAGING}/{name}-{os.urandom(6).hex()}"
+    final = f"{base}/{name}"
+    try:
+        for rel in [*sorted(sums), SUMS]:
+            fs.put_file(str(local / rel), f"{staging}/{rel}")
+        for rel, digest in sorted(sums.items()):
+            if _sha256_remote(fs, f"{staging}/{rel}") != digest:
+                raise ReleaseError(f"s3://{staging}/{rel} does not match its sha256 after upload; nothing was published")
+        if fs.exists(final):  # a promotion that died before SHA256SUMS: never a release, remove it
+            fs.rm(final, recursive=True)
+        for rel in [*sorted(sums), SUMS]:  # SHA256SUMS last: it marks the release complete
+            fs.copy(f"{staging}/{rel}", f"{final}/{rel}")
+    finally:
+        if fs.exists(staging):
+            fs.rm(staging, recursive=True)

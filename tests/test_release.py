@@ -1,0 +1,382 @@
+"""Releases of the sample corpus: checked with the tools that data users run (sha256sum, frictionless,
+mlcroissant, datasets, DuckDB) and by reading every record ourselves."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import SAMPLE
+
+from flows.release import ReleaseError, make_release, verify
+
+BIN = Path(sys.executable).parent
+DATE = "2026-01-15"
+EDITED = "2024-06-12_nordria_grain.txt"
+OLD_LINE = "隣国エスタリアとの関係改善が、ようやく具体的な形になってきたようです。"
+NEW_LINE = "隣国エスタリアとの関係改善が、少しずつ形になってきたようです。"
+
+
+def _corpus(dest: Path, edited: bool) -> Path:
+    shutil.copytree(SAMPLE, dest, ignore=shutil.ignore_patterns("README.md"))
+    (dest / "unreadable_notes.txt").write_bytes(b"")  # a reject, so `rejects` has a row
+    if edited:
+        p = dest / EDITED
+        text = p.read_text(encoding="utf-8")
+        assert OLD_LINE in text
+        p.write_text(text.replace(OLD_LINE, NEW_LINE), encoding="utf-8")
+    return dest
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory) -> dict[str, Path]:
+    from flows.pipeline import build
+
+    root = tmp_path_factory.mktemp("release-builds")
+    out = {}
+    for name, edited in (("v1", False), ("v2", True)):
+        out[name] = root / f"build-{name}"
+        build([str(_corpus(root / f"corpus-{name}", edited))], str(out[name]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def releases(builds, tmp_path_factory) -> Path:
+    dest = tmp_path_factory.mktemp("releases")
+    make_release(builds["v1"], "1.0.0", dest, "full", date=DATE)
+    make_release(builds["v2"], "1.1.0", dest, "full", date=DATE)
+    return dest
+
+
+def _sha256(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_release_layout_checksums_and_history(releases):
+    rel = releases / "kirinuki-1.0.0"
+    expected = {"README.md", "LICENSE.md", "CHANGELOG.md", "changes.json", "croissant.json", "datapackage.json",
+                "manifest.json", "SHA256SUMS", "data", "validation"}
+    assert {p.name for p in rel.iterdir()} == expected
+    manifest = json.loads((rel / "manifest.json").read_text())
+    assert set(manifest["tables"]) == {p.stem for p in (rel / "data").glob("*.parquet")}
+    assert {p.name for p in (rel / "validation").iterdir()} == {"results.json", "report.html"}
+    r = subprocess.run(["sha256sum", "-c", "--strict", "SHA256SUMS"], cwd=rel, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    listed = {line.split("  ", 1)[1] for line in (rel / "SHA256SUMS").read_text().splitlines()}
+    on_disk = {p.relative_to(rel).as_posix() for p in rel.rglob("*") if p.is_file()} - {"SHA256SUMS"}
+    assert listed == on_disk
+    assert verify(rel) == []
+    history = json.loads((releases / "versions.json").read_text())["releases"]
+    assert [h["version"] for h in history] == ["1.0.0", "1.1.0"]
+    latest = json.loads((releases / "latest.json").read_text())
+    assert latest["version"] == "1.1.0" and latest["sha256sums"] == _sha256(releases / "kirinuki-1.1.0" / "SHA256SUMS")
+
+
+def test_manifest_records_provenance_and_no_clock_time_in_data(releases, builds):
+    rel = releases / "kirinuki-1.0.0"
+    m = json.loads((rel / "manifest.json").read_text())
+    summary = json.loads((builds["v1"] / "build.json").read_text())
+    lines = sorted(f"{_sha256(p)}  {p.name}" for p in (builds["v1"].parent / "corpus-v1").glob("*.txt"))
+    assert m["source"]["corpus_sha256"] == hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    assert m["source"]["corpus_sha256"] == summary["corpus_sha256"]
+    assert m["schema_version"] and m["kirinuki_version"] and m["build"]["dedup"]["shingle"] == 5
+    for name, t in m["tables"].items():
+        assert pq.ParquetFile(rel / t["path"]).metadata.num_rows == t["rows"]
+        assert _sha256(rel / t["path"]) == t["sha256"]
+        # the full profile publishes the validated build files byte for byte
+        assert t["sha256"] == summary["files"][f"data/{name}.parquet"]
+    assert m["release_date"] == DATE
+    for p in (rel / "data").glob("*.parquet"):
+        assert DATE.encode() not in p.read_bytes() and b"2026-" not in p.read_bytes()
+
+
+def test_frictionless_validates_the_data_package(releases):
+    rel = releases / "kirinuki-1.0.0"
+    r = subprocess.run([str(BIN / "frictionless"), "validate", "--json", "datapackage.json"], cwd=rel,
+                       capture_output=True, text=True)
+    report = json.loads(r.stdout)
+    assert r.returncode == 0 and report["valid"], json.dumps(report)[:2000]
+    # Frictionless does not check hashes of Parquet resources: check them here
+    dp = json.loads((rel / "datapackage.json").read_text())
+    assert len(dp["resources"]) == len(list((rel / "data").glob("*.parquet")))
+    for res in dp["resources"]:
+        assert _sha256(rel / res["path"]) == res["sha256"]
+        assert [f["name"] for f in res["schema"]["fields"]] == pq.read_schema(rel / res["path"]).names
+
+
+def test_croissant_validates_and_every_record_loads(releases):
+    rel = releases / "kirinuki-1.0.0"
+    r = subprocess.run([str(BIN / "mlcroissant"), "validate", "--jsonld", "croissant.json"], cwd=rel,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    import mlcroissant as mlc
+
+    ds = mlc.Dataset(jsonld=str(rel / "croissant.json"))
+    crois = json.loads((rel / "croissant.json").read_text())
+    for fo in crois["distribution"]:
+        assert _sha256(rel / fo["contentUrl"]) == fo["sha256"]
+    assert {rs.name for rs in ds.metadata.record_sets} == {p.stem for p in (rel / "data").glob("*.parquet")}
+    for rs in ds.metadata.record_sets:
+        table = pq.read_table(rel / "data" / f"{rs.name}.parquet")
+        records = list(ds.records(record_set=rs.uuid))
+        assert len(records) == table.num_rows, rs.name
+        key = table.column_names[0]
+        got = [r[f"{rs.name}/{key}"] for r in records]
+        got = [g.decode() if isinstance(g, bytes) else g for g in got]
+        assert got == table.column(key).to_pylist(), rs.name
+
+
+def test_datasets_loads_each_table_offline_with_the_expected_features(releases, tmp_path):
+    rel = releases / "kirinuki-1.0.0"
+    script = f"""
+import json, os, sys
+import datasets, pyarrow.parquet as pq
+rel = {str(rel)!r}
+card = open(os.path.join(rel, "README.md"), encoding="utf-8").read()
+out = {{}}
+for name in json.load(open(os.path.join(rel, "manifest.json")))["tables"]:
+    path = os.path.join(rel, "data", name + ".parquet")
+    if pq.ParquetFile(path).metadata.num_rows == 0:
+        out[name] = "empty"
+        continue
+    ds = datasets.load_dataset(rel, name, split="train", cache_dir={str(tmp_path / 'cache')!r})
+    want = datasets.Features.from_arrow_schema(pq.read_schema(path))
+    first = pq.read_table(path).slice(0, 1).to_pylist()[0]
+    out[name] = [ds.num_rows, ds.features == want, ds[0] == first]
+print(json.dumps(out))
+"""
+    env = dict(os.environ, HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    m = json.loads((rel / "manifest.json").read_text())
+    for name, t in m["tables"].items():
+        if t["rows"] == 0:
+            assert got[name] == "empty"
+        else:
+            assert got[name] == [t["rows"], True, True], name
+    assert got["rejects"] == [1, True, True]
+
+
+def test_duckdb_queries_the_release_parquet_directly(releases):
+    import duckdb
+
+    rel = releases / "kirinuki-1.1.0"
+    con = duckdb.connect()
+    n = con.execute(f"""SELECT count(*) FROM read_parquet('{rel}/data/excerpts.parquet') e
+                        JOIN read_parquet('{rel}/data/documents.parquet') d USING (doc_id)
+                        JOIN read_parquet('{rel}/data/articles.parquet') a ON a.article_id = e.cluster_id""").fetchone()[0]
+    m = json.loads((rel / "manifest.json").read_text())
+    assert n == m["tables"]["excerpts"]["rows"] > 0
+
+
+def test_second_release_changelog_names_exactly_the_changed_file_and_paragraph(releases, builds):
+    rel = releases / "kirinuki-1.1.0"
+    changes = json.loads((rel / "changes.json").read_text())
+    assert changes["previous_version"] == "1.0.0"
+    assert changes["inputs"]["changed"] == [EDITED]
+    assert changes["inputs"]["n_added"] == changes["inputs"]["n_removed"] == 0
+    para = pq.read_table(builds["v2"] / "data" / "paragraphs.parquet").to_pylist()
+    edited = [p["paragraph_id"] for p in para if p["text"] == NEW_LINE]
+    assert len(edited) == 1
+    changed = {name: c["keys"].get("changed", []) for name, c in changes["tables"].items()}
+    assert changed == {name: (edited if name == "paragraphs" else []) for name in changes["tables"]}
+    assert all(c["added"] == c["removed"] == 0 for c in changes["tables"].values())
+    # rows after the edit moved (offsets), and only rows of the edited post did
+    doc = edited[0].split("-")[0]
+    for c in changes["tables"].values():
+        assert all(k.startswith(doc) for k in c["keys"].get("moved", []))
+    log = (rel / "CHANGELOG.md").read_text()
+    assert f"`{EDITED}`" in log and f"paragraphs changed: `{edited[0]}`" in log
+    assert log.index("## 1.1.0") < log.index("## 1.0.0")  # the history is kept, newest first
+    card = (rel / "README.md").read_text()
+    assert card.startswith("---\n") and "## 1.1.0" in card
+
+
+def test_refusals_overwrite_bad_names_older_versions_and_unvalidated_builds(releases, builds, tmp_path):
+    with pytest.raises(ReleaseError, match="already exists"):
+        make_release(builds["v2"], "1.1.0", releases, "full", date=DATE)
+    with pytest.raises(ReleaseError, match="not newer"):
+        make_release(builds["v2"], "1.0.1", releases, "full", date=DATE)
+    for bad in ("1.0", "v1.0.0", "01.0.0", "1.0.0/../x", "../1.0.0", "1.0.0 ", ""):
+        with pytest.raises(ReleaseError, match="semantic version"):
+            make_release(builds["v2"], bad, tmp_path / "r", date=DATE)
+    for bad in ("../up", "a/b", "UPPER", "/abs"):
+        with pytest.raises(ReleaseError, match="dataset name"):
+            make_release(builds["v2"], "1.0.0", tmp_path / "r", dataset=bad, date=DATE)
+    # a build whose validation failed, and one whose data changed after validation
+    failed = tmp_path / "failed"
+    shutil.copytree(builds["v1"], failed)
+    res = json.loads((failed / "validation" / "results.json").read_text())
+    res["success"] = False
+    (failed / "validation" / "results.json").write_text(json.dumps(res))
+    with pytest.raises(ReleaseError, match="did not pass validation"):
+        make_release(failed, "1.0.0", tmp_path / "r", date=DATE)
+    changed = tmp_path / "changed"
+    shutil.copytree(builds["v1"], changed)
+    with open(changed / "data" / "excerpts.parquet", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ReleaseError, match="excerpts.parquet is not the file that was validated"):
+        make_release(changed, "1.0.0", tmp_path / "r", date=DATE)
+    with pytest.raises(ReleaseError, match="not a finished kirinuki build"):
+        make_release(tmp_path, "1.0.0", tmp_path / "r", date=DATE)
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").glob("kirinuki-*"))
+
+
+def test_cli_release_errors_are_one_line(builds, tmp_path):
+    r = subprocess.run([str(BIN / "kirinuki"), "release", "v1", "--from", str(builds["v1"]), "--to", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "semantic version" in r.stderr
+
+
+def test_release_is_deterministic(builds, tmp_path):
+    a = make_release(builds["v1"], "1.0.0", tmp_path / "a", "metadata", date=DATE)
+    b = make_release(builds["v1"], "1.0.0", tmp_path / "b", "metadata", date=DATE)
+    assert (a.path / "SHA256SUMS").read_bytes() == (b.path / "SHA256SUMS").read_bytes()
+
+
+def test_metadata_profile_withholds_quoted_text_and_keeps_its_hashes(releases, builds, tmp_path):
+    meta = make_release(builds["v1"], "1.0.0", tmp_path, "metadata", date=DATE).path
+    full = releases / "kirinuki-1.0.0"
+    ex_full = pq.read_table(full / "data" / "excerpts.parquet").to_pylist()
+    quoted = {line for e in ex_full for line in e["body"].split("\n") if len(line) > 15}
+    assert quoted
+    # no quoted paragraph appears in any string value of any table of the metadata release
+    for p in (meta / "data").glob("*.parquet"):
+        t = pq.read_table(p)
+        for col in t.column_names:
+            for v in t.column(col).to_pylist():
+                if isinstance(v, str):
+                    assert not any(q in v for q in quoted), (p.name, col)
+    ex_meta = pq.read_table(meta / "data" / "excerpts.parquet").to_pylist()
+    for f, m in zip(ex_full, ex_meta):
+        assert m["body"] is None and m["body_norm"] is None and m["headline"] == f["headline"]
+        assert m["body_sha256"] == hashlib.sha256(f["body"].encode()).hexdigest()
+        assert m["body_chars"] == len(f["body"]) and m["char_start"] == f["char_start"]
+    pf = pq.read_table(full / "data" / "paragraphs.parquet").to_pylist()
+    pm = pq.read_table(meta / "data" / "paragraphs.parquet").to_pylist()
+    for f, m in zip(pf, pm):
+        assert m["text"] == (None if f["excerpt_id"] else f["text"])  # commentary is kept
+        assert m["text_chars"] == len(f["text"])
+    card = (meta / "README.md").read_text()
+    assert "text profile **metadata**" in card and "withheld" in card
+    assert verify(meta) == []
+
+
+def test_verify_names_every_tampered_file(releases, tmp_path):
+    rel = tmp_path / "rel"
+    shutil.copytree(releases / "kirinuki-1.0.0", rel)
+    data = bytearray((rel / "data" / "documents.parquet").read_bytes())
+    data[100] ^= 1
+    (rel / "data" / "documents.parquet").write_bytes(bytes(data))
+    (rel / "data" / "extra.parquet").write_bytes(b"x")
+    (rel / "croissant.json").unlink()
+    problems = verify(rel)
+    assert any(p.startswith("data/documents.parquet: sha256 does not match") for p in problems)
+    assert any(p.startswith("data/extra.parquet: not listed") for p in problems)
+    assert any(p.startswith("croissant.json: listed in SHA256SUMS but missing") for p in problems)
+    r = subprocess.run([str(BIN / "kirinuki"), "verify", str(rel)], capture_output=True, text=True)
+    assert r.returncode == 1 and "documents.parquet" in r.stderr
+    r = subprocess.run([str(BIN / "kirinuki"), "verify", str(releases / "kirinuki-1.1.0")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_verify_reports_a_schema_or_row_count_that_disagrees_with_the_manifest(releases, tmp_path):
+    rel = tmp_path / "rel"
+    shutil.copytree(releases / "kirinuki-1.0.0", rel)
+    m = json.loads((rel / "manifest.json").read_text())
+    m["tables"]["outlets"]["rows"] += 1
+    m["tables"]["documents"]["columns"][0]["type"] = "int64"
+    (rel / "manifest.json").write_text(json.dumps(m))
+    problems = verify(rel)
+    assert any(p.startswith("manifest.json: sha256 does not match") for p in problems)
+    assert any(p.startswith("data/outlets.parquet:") and "rows" in p for p in problems)
+    assert any(p.startswith("data/documents.parquet: schema differs") for p in problems)
+
+
+def test_interrupted_release_leaves_no_partial_version_and_latest_unchanged(releases, builds, tmp_path):
+    dest = tmp_path / "dest"
+    shutil.copytree(releases, dest)
+    before = (dest / "latest.json").read_bytes()
+    rng = random.Random(7)
+    cmd = [str(BIN / "kirinuki"), "release", "2.0.0", "--from", str(builds["v2"]), "--to", str(dest),
+           "--text", "metadata", "--date", DATE]
+    t0 = time.perf_counter()
+    probe = [*cmd[:6], str(tmp_path / "probe"), *cmd[7:]]
+    subprocess.run(probe, capture_output=True, check=True)  # how long a whole release takes here
+    full_run = time.perf_counter() - t0
+    for _ in range(4):
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, full_run * 0.95))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        done = dest / "kirinuki-2.0.0"
+        if done.exists():  # killed after the rename: complete and verified, but not yet latest
+            assert verify(done) == []
+            break
+        assert (dest / "latest.json").read_bytes() == before
+        assert verify(dest / "kirinuki-1.1.0") == [] and verify(dest / "kirinuki-1.0.0") == []
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if (dest / "kirinuki-2.0.0").exists() and r.returncode != 0:
+        assert "already exists" in r.stderr
+    else:
+        assert r.returncode == 0, r.stderr
+    # a version killed after its rename was complete: the next run records it before anything else
+    assert json.loads((dest / "latest.json").read_text())["version"] == "2.0.0"
+    assert not list(dest.glob(".kirinuki-*.tmp-*"))
+    assert verify(dest / "kirinuki-2.0.0") == []
+
+
+def test_publish_to_s3_stages_confirms_and_promotes(builds, tmp_path, monkeypatch):
+    import socket
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from flows.remote import publish_s3
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        for k, v in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+                     "AWS_ENDPOINT_URL": endpoint}.items():
+            monkeypatch.setenv(k, v)
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="open-data")
+        first = publish_s3(builds["v1"], "1.0.0", "s3://open-data/kirinuki", "full", date=DATE)
+        second = publish_s3(builds["v2"], "1.1.0", "s3://open-data/kirinuki", "full", date=DATE)
+        assert second.changes["previous_version"] == "1.0.0"
+        assert second.changes["inputs"]["changed"] == [EDITED]
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="open-data")["Contents"]]
+        assert not [k for k in keys if "/.staging/" in k]
+        # download the published release and check it like any other
+        local = tmp_path / "download"
+        for k in keys:
+            if k.startswith("kirinuki/kirinuki-1.1.0/"):
+                dest = local / k[len("kirinuki/kirinuki-1.1.0/"):]
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file("open-data", k, str(dest))
+        assert verify(local) == []
+        latest = json.loads(s3.get_object(Bucket="open-data", Key="kirinuki/latest.json")["Body"].read())
+        assert latest["version"] == "1.1.0"
+        with pytest.raises(ReleaseError, match="already exists"):
+            publish_s3(builds["v2"], "1.1.0", "s3://open-data/kirinuki", "full", date=DATE)
+        assert first.path == "s3://open-data/kirinuki/kirinuki-1.0.0"
+    finally:
+        server.stop()
