@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -15,6 +16,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="kirinuki: Japanese news-clipping posts -> clean, validated Parquet tables.")
 err = Console(stderr=True)
 out = Console()
+
+
+SHOWN_REJECTS = 50
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -30,31 +34,54 @@ def build(
     max_file_mb: Annotated[float, typer.Option(help="Reject files larger than this.", min=0.001)] = 64.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the build summary as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
+    duckdb_memory_mb: Annotated[int, typer.Option(help="Memory limit for DuckDB stages (spills to disk beyond).", min=64)] = 2048,
 ) -> None:
     """Read posts, parse them and write the Parquet tables to --out (atomically)."""
-    from .store import BuildLocked
+    from .store import BuildLocked, UnsafeOutput, check_output, locked
 
-    missing = [p for p in paths if not Path(p).exists()]
+    missing = [p for p in paths if not Path(p).exists() and not Path(p).is_symlink()]
     if missing:
         fail(f"input not found: {missing[0]} (give existing post files or folders)", 2)
-    from .pipeline import build as build_flow
-
-    try:
-        summary = build_flow(paths, str(out_dir), batch_files=batch_files, max_file_mb=max_file_mb)
+    try:  # before Prefect starts, so that a refusal is instant (the flow checks both again)
+        check_output(out_dir, paths)
+        with locked(out_dir):
+            pass
+    except UnsafeOutput as e:
+        fail(str(e), 2)
     except BuildLocked as e:
         fail(str(e), 3)
-    except Exception as e:  # a critical validation failure or another stage error: one line
-        from .validate import ValidationFailed
+    from .pipeline import build as build_flow
+    from .validate import ValidationFailed
 
-        if isinstance(e, ValidationFailed):
-            fail(f"validation failed, nothing was written: {e}", 1)
-        raise
+    try:
+        summary = build_flow(paths, str(out_dir), batch_files=batch_files, max_file_mb=max_file_mb,
+                             duckdb_memory_mb=duckdb_memory_mb)
+    except UnsafeOutput as e:
+        fail(str(e), 2)
+    except BuildLocked as e:
+        fail(str(e), 3)
+    except ValidationFailed as e:
+        fail(f"validation failed, nothing was written (the previous build is unchanged): {e}", 1)
+    except KeyboardInterrupt:
+        fail("interrupted; nothing was written and the previous build is unchanged", 130)
     except OSError as e:
-        fail(f"cannot write the build to {out_dir}: {e.strerror or e}", 1)
+        fail(f"cannot write the build to {out_dir}: {e.strerror or e}; the previous build is unchanged", 1)
+    except Exception as e:  # noqa: BLE001 - a bug: still one line, and the previous build stays
+        if os.environ.get("KIRINUKI_DEBUG"):
+            raise
+        from .pipeline import failed_log
+
+        fail(f"build failed ({type(e).__name__}: {_one_line(e)}); the previous build is unchanged. "
+             f"Log: {failed_log(out_dir)}", 1)
     if as_json:
         print(json.dumps(summary, ensure_ascii=False, sort_keys=True))
     elif not quiet:
         _print_summary(summary, out_dir)
+
+
+def _one_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else "no message"
 
 
 def _print_summary(s: dict, out_dir: Path) -> None:
@@ -73,6 +100,13 @@ def _print_summary(s: dict, out_dir: Path) -> None:
               f"{sum(v['quarantined'].values()):,} rows quarantined, "
               f"in {s['durations_s'].get('total', 0):.1f} s (report: {out_dir / 'validation' / 'report.html'})",
               highlight=False)
+    listed = s.get("rejected_files", [])
+    for r in listed[:SHOWN_REJECTS]:
+        out.print(f"  rejected {r['source_path']}: {r['code']} — {r['reason']}", highlight=False, soft_wrap=True)
+    n = sum(s["rejects"].values())
+    if n > SHOWN_REJECTS:
+        out.print(f"  … and {n - SHOWN_REJECTS:,} more: kirinuki query \"SELECT * FROM rejects\" --out {out_dir}",
+                  highlight=False)
 
 
 @app.command()

@@ -92,6 +92,8 @@ def resolve(parts: DateParts | None, post: PostDate) -> tuple[date | None, bool,
     if parts.year is not None:
         d = safe_date(parts.year, parts.month, parts.day)
         return d, False, None if d else "impossible_date"
+    if safe_date(2000, parts.month, parts.day) is None:  # no year has it (2000 was a leap year)
+        return None, False, "impossible_date"
     if post.year is None:
         return None, False, "year_unknown"
     d = safe_date(post.year, parts.month, parts.day)

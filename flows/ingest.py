@@ -47,6 +47,7 @@ _UTF8_3BYTE = re.compile(rb"[\xe0-\xef][\x80-\xbf]{2}")
 # Share of high bytes that form valid 3-byte UTF-8 sequences: ~0.05-0.09 in genuine CP932/EUC-JP
 # Japanese text (measured on the seed), ~0.66 when half a file is UTF-8 and half CP932.
 MIXED_UTF8_SHARE = 0.3
+MIXED_MIN_SEQUENCES = 8
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ def discover(
         if not root.is_dir():
             rejects.append(Reject(printable_path(raw), "unreadable", "input path does not exist"))
             continue
+        real_root = os.path.realpath(root)
         for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: rejects.append(
             Reject(printable_path(os.path.relpath(e.filename, root)) if e.filename else printable_path(raw),
                    "unreadable", f"cannot list folder: {e.strerror}"))):
@@ -135,10 +137,18 @@ def discover(
                     continue
                 full = os.path.join(dirpath, name)
                 rel = printable_path(Path(os.path.relpath(full, root)).as_posix())
+                if os.path.islink(full) and not _inside(os.path.realpath(full), real_root):
+                    rejects.append(Reject(rel, "outside_root", "symlink to a file outside the input folder; "
+                                                               "copy the file in or pass it as an input itself"))
+                    continue
                 _add(found, rejects, SourceRef(full, rel))
     refs = sorted(found.values(), key=lambda r: r.rel)
     rejects.sort(key=lambda r: r.source_path)
     return refs, rejects
+
+
+def _inside(path: str, folder: str) -> bool:
+    return os.path.commonpath([path, folder]) == folder
 
 
 def _add(found: dict[str, SourceRef], rejects: list[Reject], ref: SourceRef) -> None:
@@ -250,8 +260,10 @@ def decode(data: bytes) -> tuple[str, str]:
 
 def _reject_mixed_utf8(data: bytes, error_at: int) -> None:
     high = sum(1 for b in data if b >= 0x80) if len(data) < 1 << 20 else len(re.findall(rb"[\x80-\xff]", data))
-    share = 3 * len(_UTF8_3BYTE.findall(data)) / max(high, 1)
-    if share > MIXED_UTF8_SHARE:
+    utf8_like = len(_UTF8_3BYTE.findall(data))
+    share = 3 * utf8_like / max(high, 1)
+    # a few UTF-8-shaped byte triples occur by chance in short CP932/EUC-JP text: ask for real evidence
+    if utf8_like >= MIXED_MIN_SEQUENCES and share > MIXED_UTF8_SHARE:
         raise DecodeError("undecodable", f"mixed encodings: mostly UTF-8, but byte 0x{data[error_at]:02x} at offset "
                                          f"{error_at} is not UTF-8 (re-save the file in one encoding)")
 
@@ -266,13 +278,28 @@ def _strict(data: bytes, codec: str, label: str) -> str:
 
 
 def _tie_break(data: bytes, candidates: list[tuple[str, str]]) -> tuple[str, str]:
-    """Both CP932 and EUC-JP decode: ask chardet, restricted to those two."""
+    """Both CP932 and EUC-JP decode. EUC-JP read as CP932 turns into half-width katakana, which
+    Japanese text written in CP932 rarely uses: when that reading is mostly half-width katakana and
+    the EUC-JP one has none, it is EUC-JP. Otherwise ask chardet, restricted to those two."""
     import chardet
 
-    guess = chardet.detect(data, include_encodings=["cp932", "euc_jp"], max_bytes=64 * 1024)
-    name = (guess.get("encoding") or "").lower().replace("_", "-")
+    def halfwidth(t: str) -> int:
+        return sum(1 for ch in t if "\uff61" <= ch <= "\uff9f")
+
+    by_label = {label: text for text, label in candidates}
+    wide = sum(1 for ch in by_label["cp932"] if ord(ch) > 0x7F)
+    if not halfwidth(by_label["euc-jp"]) and wide and halfwidth(by_label["cp932"]) * 2 > wide:
+        return by_label["euc-jp"], "euc-jp"
+
+    try:
+        guess = chardet.detect(data, include_encodings=["cp932", "euc-jp"], max_bytes=64 * 1024,
+                               no_match_encoding="cp932", empty_input_encoding="cp932")
+        name = (guess.get("encoding") or "").lower().replace("_", "-")
+    except Exception:  # noqa: BLE001 - a detector failure must not fail the file: fall through
+        name = ""
+    family = "euc-jp" if name.startswith("euc") else "cp932" if name.startswith(("cp932", "shift", "sjis")) else ""
     for text, label in candidates:
-        if label == name or (label == "cp932" and name in ("shift-jis", "shift_jis", "sjis")):
+        if label == family:
             return text, label
     # chardet had no opinion: EUC-JP read as CP932 turns into half-width katakana; pick the fewer.
     return min(candidates, key=lambda c: sum(1 for ch in c[0] if "\uff61" <= ch <= "\uff9f"))

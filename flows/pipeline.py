@@ -10,7 +10,10 @@ from .prefect_setup import configure
 
 configure()
 
+import logging  # noqa: E402
 import shutil  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from typing import Iterator  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -28,11 +31,15 @@ from .clean import clean_document, outlet_rows  # noqa: E402
 from .records import empty_rows, reject_row, source_rows  # noqa: E402
 from .dedup import DedupConfig, Excerpt, deduplicate  # noqa: E402
 from .schema import schema_version  # noqa: E402
-from .store import (DATA_DIR, add_columns, atomic_dir, compact, corpus_digest, locked, sha256_file,  # noqa: E402
-                    to_table, views_sql, write_json, write_part, write_table)
+from .store import (DATA_DIR, DUCKDB_TMP, add_columns, atomic_dir, check_output, compact,  # noqa: E402
+                    corpus_digest, duckdb_for_build, locked, sha256_file, to_table, views_sql, write_json,
+                    write_part, write_table)
+
+log = logging.getLogger("kirinuki")
 
 PART_TABLES = ("documents", "excerpts", "paragraphs", "citations", "date_mentions")
 DEFAULT_BATCH_FILES = 256
+MAX_LISTED_REJECTS = 1000  # in build.json; the rejects table has them all
 
 
 def run_batch(refs: list[SourceRef], root: str, batch_no: int, max_bytes: int = DEFAULT_MAX_BYTES) -> dict:
@@ -88,7 +95,7 @@ def write_tables(root: str, rejects: list[dict]) -> dict[str, int]:
 
 
 @task(name="dedup", cache_policy=NO_CACHE, persist_result=False)
-def dedup_tables(root: str, cfg: DedupConfig) -> dict:
+def dedup_tables(root: str, cfg: DedupConfig, duckdb_memory_mb: int = 2048) -> dict:
     """Cluster every quote of the same article; add the cluster columns to excerpts and write
     articles, article_paragraphs and dedup_links."""
     data = Path(root) / DATA_DIR
@@ -98,7 +105,12 @@ def dedup_tables(root: str, cfg: DedupConfig) -> dict:
     doc_date = dict(zip(docs["doc_id"], docs["published_date"]))
     items = [Excerpt(i, d, h, b, p, o, doc_date.get(d)) for i, d, h, b, p, o in zip(
         ex["excerpt_id"], ex["doc_id"], ex["headline"], ex["body_norm"], ex["published_date"], ex["outlet_id"])]
-    res = deduplicate(items, cfg)
+    con = duckdb_for_build(Path(root), duckdb_memory_mb)
+    try:
+        res = deduplicate(items, cfg, con)
+    finally:
+        con.close()
+        shutil.rmtree(Path(root) / DUCKDB_TMP, ignore_errors=True)
     add_columns(Path(root), "excerpts", {
         "cluster_id": pa.array(res.cluster_id, pa.string()), "relation": pa.array(res.relation, pa.string()),
         "similarity": pa.array(res.similarity, pa.float64()), "canonical": pa.array(res.canonical, pa.bool_())})
@@ -119,41 +131,76 @@ def validate_tables(root: str) -> dict:
     return {"success": report.success, "checks": len(report.checks), "quarantined": report.quarantined}
 
 
+def failed_log(out: Path) -> Path:
+    return out.parent / f"{out.name}.failed.log"
+
+
+@contextmanager
+def build_log(path: Path, keep_on_failure: Path) -> Iterator[None]:
+    """Send this run's log records (Prefect's warnings and errors, kirinuki's stage lines) to a
+    file in the build folder. The folder is renamed into place with the file still open."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield
+    except BaseException as e:
+        log.error("build failed: %r", e, exc_info=True)
+        handler.flush()
+        shutil.copyfile(path, keep_on_failure)  # the build folder is about to be removed
+        raise
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
 def batches(refs: list[SourceRef], size: int) -> list[list[SourceRef]]:
     return [refs[i : i + size] for i in range(0, len(refs), size)]
 
 
 @flow(name="kirinuki-build", persist_result=False)
 def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
-          max_file_mb: float = DEFAULT_MAX_BYTES / 2**20, dedup: DedupConfig = DedupConfig()) -> dict:
+          max_file_mb: float = DEFAULT_MAX_BYTES / 2**20, dedup: DedupConfig = DedupConfig(),
+          duckdb_memory_mb: int = 2048) -> dict:
     """Build every table from the posts under `inputs` into the folder `out`, atomically."""
     out_path = Path(out)
+    check_output(out_path, inputs)
     max_bytes = int(max_file_mb * 2**20)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    with locked(out_path), atomic_dir(out_path) as tmp:
+    with locked(out_path), atomic_dir(out_path) as tmp, build_log(tmp / "logs" / "build.log", failed_log(out_path)):
+        log.info("kirinuki %s build of %s into %s", __version__, inputs, out)
         refs, rejected = discover(inputs)
         timings["discover"] = time.perf_counter() - t0
+        log.info("discover: %.2f s", timings["discover"])
         t = time.perf_counter()
         futures = [parse_batch.submit(b, str(tmp), i, max_bytes) for i, b in enumerate(batches(refs, batch_files))]
         results = [f.result() for f in futures]
         timings["parse"] = time.perf_counter() - t
+        log.info("parse: %.2f s", timings["parse"])
         rejects = [reject_row(r) for r in rejected] + [r for res in results for r in res["rejects"]]
         t = time.perf_counter()
         counts = write_tables(str(tmp), rejects)
         timings["write"] = time.perf_counter() - t
+        log.info("write: %.2f s", timings["write"])
         t = time.perf_counter()
-        dedup_stats = dedup_tables(str(tmp), dedup)
+        dedup_stats = dedup_tables(str(tmp), dedup, duckdb_memory_mb)
         counts.update(dedup_stats.pop("rows"))
         timings["dedup"] = time.perf_counter() - t
+        log.info("dedup: %.2f s", timings["dedup"])
         t = time.perf_counter()
         report = validate_tables(str(tmp))
         counts["quarantine"] = sum(report["quarantined"].values())
         timings["validate"] = time.perf_counter() - t
+        log.info("validate: %.2f s", timings["validate"])
         t = time.perf_counter()
         (tmp / "views.sql").write_text(views_sql(), encoding="utf-8")
         shutil.rmtree(tmp / "parts")
         timings["finish"] = time.perf_counter() - t
+        log.info("finish: %.2f s", timings["finish"])
         totals: dict[str, Counter] = {k: Counter() for k in ("flags", "unknown_outlets", "unresolved_dates", "seconds")}
         for res in results:
             for k, c in totals.items():
@@ -177,7 +224,10 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
             "unresolved_dates": dict(sorted(totals["unresolved_dates"].items())),
             "dedup": dedup_stats,
             "validation": report,
-            "parameters": {"batch_files": batch_files, "max_file_mb": max_file_mb},
+            "rejected_files": [{k: r[k] for k in ("source_path", "code", "reason")}
+                               for r in sorted(rejects, key=lambda r: r["source_path"])[:MAX_LISTED_REJECTS]],
+            "parameters": {"batch_files": batch_files, "max_file_mb": max_file_mb,
+                           "duckdb_memory_mb": duckdb_memory_mb},
             "durations_s": {k: round(v, 3) for k, v in timings.items()},
         }
         write_json(tmp / "build.json", summary)

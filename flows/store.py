@@ -21,12 +21,45 @@ from .schema import spec, tables
 
 DATA_DIR = "data"
 PARTS_DIR = "parts"
+DUCKDB_TMP = ".duckdb-tmp"  # DuckDB spills here; removed before the build is swapped in
 ROW_GROUP_ROWS = 122_880  # DuckDB's row-group size: one group per scan thread unit
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, write_statistics=True)
 
 
 class BuildLocked(RuntimeError):
     pass
+
+
+class UnsafeOutput(ValueError):
+    """--out points somewhere a build must not replace."""
+
+
+def check_output(out: Path, inputs: list[str]) -> None:
+    """A build replaces its whole output folder: refuse one that holds the inputs or is not a build."""
+    real = Path(os.path.realpath(out))
+    for raw in inputs:
+        src = Path(os.path.realpath(raw))
+        if real == src or real in src.parents:
+            raise UnsafeOutput(f"--out {out} would replace the input {raw}; choose an output folder outside your inputs")
+    if out.exists() or out.is_symlink():
+        if not out.is_dir() or out.is_symlink():
+            raise UnsafeOutput(f"--out {out} exists and is not a folder; choose a new or empty folder")
+        if any(out.iterdir()) and not (out / "build.json").is_file():
+            raise UnsafeOutput(f"--out {out} is a non-empty folder that is not a kirinuki build; "
+                               "choose a new or empty folder (a build replaces the whole folder)")
+
+
+def duckdb_for_build(root: Path, memory_mb: int):
+    """A DuckDB connection for the heavy stages: bounded memory, spilling to a folder in the build."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    con.execute(f"SET memory_limit = '{int(memory_mb)}MB'")
+    spill = root / DUCKDB_TMP
+    spill.mkdir(exist_ok=True)
+    con.execute("SET temp_directory = '" + str(spill).replace("'", "''") + "'")
+    return con
 
 
 def to_table(name: str, rows: list[dict], final: bool = True) -> pa.Table:

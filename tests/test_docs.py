@@ -13,3 +13,16 @@ def test_readme_documents_every_column():
     for spec in tables().values():
         for col in spec.columns:
             assert f"| `{col.name}` |" in text
+
+
+def test_every_test_named_in_guarantees_exists():
+    import re
+    from pathlib import Path
+
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Guarantees"):text.index("## Table reference")]
+    named = set(re.findall(r"`(test_[a-z0-9_]+)`", section))
+    defined = set()
+    for f in Path(__file__).parent.glob("test_*.py"):
+        defined |= set(re.findall(r"^def (test_[a-z0-9_]+)", f.read_text(encoding="utf-8"), re.M))
+    assert len(named) >= 15 and named <= defined, named - defined
