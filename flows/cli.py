@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -35,6 +37,8 @@ def build(
     as_json: Annotated[bool, typer.Option("--json", help="Print the build summary as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
     duckdb_memory_mb: Annotated[int, typer.Option(help="Memory limit for DuckDB stages (spills to disk beyond).", min=64)] = 2048,
+    workers: Annotated[int, typer.Option(help="Parse processes (0: one per core).", min=0)] = 0,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Parse every file again, ignoring the previous build's cache.")] = False,
 ) -> None:
     """Read posts, parse them and write the Parquet tables to --out (atomically)."""
     from .store import BuildLocked, UnsafeOutput, check_output, locked
@@ -53,9 +57,13 @@ def build(
     from .pipeline import build as build_flow
     from .validate import ValidationFailed
 
+    from . import pipeline
+
     try:
-        summary = build_flow(paths, str(out_dir), batch_files=batch_files, max_file_mb=max_file_mb,
-                             duckdb_memory_mb=duckdb_memory_mb)
+        with _progress(enabled=not (quiet or as_json)) as hook:
+            pipeline.progress = hook
+            summary = build_flow(paths, str(out_dir), batch_files=batch_files, max_file_mb=max_file_mb,
+                                 duckdb_memory_mb=duckdb_memory_mb, workers=workers, cache=not no_cache)
     except UnsafeOutput as e:
         fail(str(e), 2)
     except BuildLocked as e:
@@ -79,12 +87,51 @@ def build(
         _print_summary(summary, out_dir)
 
 
+@contextmanager
+def _progress(enabled: bool):
+    """A progress hook for the parse stage: a rich bar (files, MB, ETA) on a terminal, a plain line
+    every 10 s otherwise, nothing when disabled."""
+    if not enabled:
+        yield None
+        return
+    if err.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("parsing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                      TextColumn("{task.fields[mb]:,.1f} MB"), TimeRemainingColumn(), console=err,
+                      transient=True) as bar:
+            task = bar.add_task("parse", total=None, mb=0.0)
+
+            def hook(done: int, total: int, n_bytes: int) -> None:
+                bar.update(task, completed=done, total=total, mb=n_bytes / 1e6)
+
+            yield hook
+        return
+    started = last = time.monotonic()
+
+    def plain(done: int, total: int, n_bytes: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= 10 or done == total:
+            last = now
+            rate = done / max(now - started, 1e-9)
+            eta = (total - done) / rate if rate else 0
+            err.print(f"parsing: {done:,}/{total:,} files, {n_bytes / 1e6:,.1f} MB, ETA {eta:,.0f} s", highlight=False)
+
+    yield plain
+
+
 def _one_line(e: Exception) -> str:
     text = str(e).strip()
     return text.splitlines()[0][:300] if text else "no message"
 
 
 def _print_summary(s: dict, out_dir: Path) -> None:
+    if s.get("up_to_date"):
+        out.print(f"{out_dir} is up to date: no input, parameter or code change since it was built "
+                  f"(checked {s['inputs']['files']:,} files in {s['durations_s']['total']:.1f} s; --no-cache rebuilds)",
+                  highlight=False)
+        return
     out.print(f"kirinuki build -> {out_dir}", highlight=False)
     t = Table()
     t.add_column("table")

@@ -12,8 +12,15 @@ configure()
 
 import logging  # noqa: E402
 import shutil  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from typing import Iterator  # noqa: E402
+import threading  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import os  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from contextlib import contextmanager, nullcontext  # noqa: E402
+from dataclasses import asdict  # noqa: E402
+from typing import Callable, Iterator  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -22,13 +29,16 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from prefect import flow, task  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.futures import as_completed  # noqa: E402
 
 from . import PIPELINE_VERSION, __version__  # noqa: E402
-from .ingest import DEFAULT_MAX_BYTES, Reject, SourceRef, discover, read_source  # noqa: E402
-from .clean import clean_document, outlet_rows  # noqa: E402
-from .records import empty_rows, reject_row, source_rows  # noqa: E402
+from .batch import PART_TABLES, cache_key, code_digest, fingerprint, run_batch  # noqa: E402
+from .ingest import DEFAULT_MAX_BYTES, SourceRef, discover  # noqa: E402
+from .clean import outlet_rows  # noqa: E402
+from .records import reject_row  # noqa: E402
 from .dedup import DedupConfig, Excerpt, deduplicate  # noqa: E402
 from .schema import schema_version  # noqa: E402
 from .store import (DATA_DIR, DUCKDB_TMP, add_columns, atomic_dir, check_output, compact,  # noqa: E402
@@ -37,49 +47,23 @@ from .store import (DATA_DIR, DUCKDB_TMP, add_columns, atomic_dir, check_output,
 
 log = logging.getLogger("kirinuki")
 
-PART_TABLES = ("documents", "excerpts", "paragraphs", "citations", "date_mentions")
 DEFAULT_BATCH_FILES = 256
 MAX_LISTED_REJECTS = 1000  # in build.json; the rejects table has them all
 
 
-def run_batch(refs: list[SourceRef], root: str, batch_no: int, max_bytes: int = DEFAULT_MAX_BYTES) -> dict:
-    """Read, decode, parse and clean one batch of files; write its rows as Parquet parts under
-    `root`. Returns small stats (never the rows themselves)."""
-    rows = empty_rows()
-    rejects: list[Reject] = []
-    n_bytes = 0
-    seconds = Counter()
-    for ref in refs:
-        t = time.perf_counter()
-        src = read_source(ref, max_bytes)
-        seconds["read"] += time.perf_counter() - t
-        if isinstance(src, Reject):
-            rejects.append(src)
-            continue
-        n_bytes += src.size
-        t = time.perf_counter()
-        doc_rows = source_rows(src)
-        seconds["parse"] += time.perf_counter() - t
-        t = time.perf_counter()
-        clean_document(doc_rows)
-        seconds["clean"] += time.perf_counter() - t
-        for name, table_rows in doc_rows.items():
-            rows[name].extend(table_rows)
-    t = time.perf_counter()
-    for name in PART_TABLES:
-        write_part(Path(root), name, batch_no, to_table(name, rows[name], final=False))
-    seconds["write_parts"] += time.perf_counter() - t
-    flags = Counter(f for d in rows["documents"] for f in d["flags"])
-    flags.update(f for e in rows["excerpts"] for f in e["flags"])
-    unknown = Counter(r["outlet_raw"] for name in ("excerpts", "citations") for r in rows[name]
-                      if r["outlet_raw"] and r["outlet_id"] is None)
-    unresolved = Counter(m["rule"] for m in rows["date_mentions"] if m["date_start"] is None)
-    return {"read": len(refs) - len(rejects), "bytes": n_bytes,
-            "rejects": [reject_row(r) for r in rejects], "flags": dict(flags),
-            "unknown_outlets": dict(unknown), "unresolved_dates": dict(unresolved), "seconds": dict(seconds)}
+# Set while a build runs with a local process pool: parse tasks hand their batch to it. Without one
+# (a Dask worker, or workers=1) a task runs its batch itself.
+_POOL: ProcessPoolExecutor | None = None
+# Called with (files done, files total, bytes done) as batches finish; the CLI draws progress with it.
+progress: Callable[[int, int, int], None] | None = None
 
 
-parse_batch = task(run_batch, name="parse-batch", cache_policy=NO_CACHE, persist_result=False)
+@task(name="parse-batch", cache_policy=NO_CACHE, persist_result=False)
+def parse_batch(refs: list[SourceRef], root: str, batch_no: int, max_bytes: int, keys: list[str | None],
+                cache_old: str | None, cache_new: str | None) -> dict:
+    args = (refs, root, batch_no, max_bytes, keys, cache_old, cache_new)
+    pool = _POOL
+    return pool.submit(run_batch, *args).result() if pool is not None else run_batch(*args)
 
 
 @task(name="write-tables", cache_policy=NO_CACHE, persist_result=False)
@@ -131,6 +115,13 @@ def validate_tables(root: str) -> dict:
     return {"success": report.success, "checks": len(report.checks), "quarantined": report.quarantined}
 
 
+def _preload_validation() -> None:
+    try:
+        import great_expectations  # noqa: F401
+    except Exception:  # noqa: BLE001 - the validate stage imports it again and reports any problem
+        pass
+
+
 def failed_log(out: Path) -> Path:
     return out.parent / f"{out.name}.failed.log"
 
@@ -157,28 +148,105 @@ def build_log(path: Path, keep_on_failure: Path) -> Iterator[None]:
         handler.close()
 
 
-def batches(refs: list[SourceRef], size: int) -> list[list[SourceRef]]:
+def batches(refs: list, size: int) -> list[list]:
     return [refs[i : i + size] for i in range(0, len(refs), size)]
 
 
-@flow(name="kirinuki-build", persist_result=False)
+CACHE_DIR = "cache"
+
+
+def build_digest(keys: list[str | None], refs: list[SourceRef], rejected: list, max_bytes: int,
+                 dedup: DedupConfig) -> str:
+    """Identity of everything a build's tables depend on: code, every input, parameters."""
+    h = hashlib.sha256(json.dumps([__version__, code_digest(whole_build=True), max_bytes, asdict(dedup),
+                                   [r.source_path + ":" + r.code for r in rejected]]).encode())
+    for ref, key in zip(refs, keys):
+        h.update(f"{ref.rel}\0{key or _stat_signature(ref.path)}\n".encode())
+    return h.hexdigest()
+
+
+def _stat_signature(path: str) -> str:
+    """For inputs that are not hashed (too large, not regular, unreadable): what stat says."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return f"error:{e.errno}"
+    return f"stat:{st.st_mode}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def previous_summary(out: Path) -> dict | None:
+    try:
+        summary = json.loads((out / "build.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return summary if summary.get("validation", {}).get("success") else None
+
+
+def parse_all(refs: list[SourceRef], keys: list[str | None], tmp: Path, batch_files: int, max_bytes: int,
+              workers: int, cache_old: str | None, cache_new: str | None) -> list[dict]:
+    """One parse task per batch; batches run in a pool of `workers` processes (spawned from a
+    forkserver that has imported only the parsing stages). Results come back in batch order."""
+    global _POOL
+    ref_batches, key_batches = batches(refs, batch_files), batches(keys, batch_files)
+    total, done, done_bytes = len(refs), 0, 0
+    use_pool = workers > 1 and len(ref_batches) > 1 and _POOL is None
+    ctx = multiprocessing.get_context("forkserver")
+    if use_pool:
+        ctx.set_forkserver_preload(["flows.batch"])
+    with (ProcessPoolExecutor(workers, mp_context=ctx) if use_pool else nullcontext()) as pool:
+        if use_pool:
+            _POOL = pool
+        try:
+            futures = [parse_batch.submit(b, str(tmp), i, max_bytes, k, cache_old, cache_new)
+                       for i, (b, k) in enumerate(zip(ref_batches, key_batches))]
+            for f in as_completed(futures):
+                res = f.result()
+                done += res["files"]
+                done_bytes += res["bytes"]
+                if progress:
+                    progress(done, total, done_bytes)
+            return [f.result() for f in futures]
+        finally:
+            if use_pool:
+                _POOL = None
+
+
+@flow(name="kirinuki-build", persist_result=False, task_runner=ThreadPoolTaskRunner(max_workers=4))
 def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
           max_file_mb: float = DEFAULT_MAX_BYTES / 2**20, dedup: DedupConfig = DedupConfig(),
-          duckdb_memory_mb: int = 2048) -> dict:
-    """Build every table from the posts under `inputs` into the folder `out`, atomically."""
+          duckdb_memory_mb: int = 2048, workers: int = 0, cache: bool = True) -> dict:
+    """Build every table from the posts under `inputs` into the folder `out`, atomically.
+
+    workers: parse processes (0 = one per core); cache: reuse the rows of files unchanged since the
+    previous build in `out`, and return that build as it is when nothing changed at all."""
     out_path = Path(out)
     check_output(out_path, inputs)
     max_bytes = int(max_file_mb * 2**20)
+    workers = workers or os.cpu_count() or 1
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    with locked(out_path), atomic_dir(out_path) as tmp, build_log(tmp / "logs" / "build.log", failed_log(out_path)):
-        log.info("kirinuki %s build of %s into %s", __version__, inputs, out)
+    with locked(out_path):
         refs, rejected = discover(inputs)
         timings["discover"] = time.perf_counter() - t0
-        log.info("discover: %.2f s", timings["discover"])
         t = time.perf_counter()
-        futures = [parse_batch.submit(b, str(tmp), i, max_bytes) for i, b in enumerate(batches(refs, batch_files))]
-        results = [f.result() for f in futures]
+        keys = [cache_key(r.rel, fingerprint(r, max_bytes), max_bytes) for r in refs]
+        timings["hash"] = time.perf_counter() - t
+        digest = build_digest(keys, refs, rejected, max_bytes, dedup)
+        previous = previous_summary(out_path)
+        if cache and previous and previous.get("build_digest") == digest:
+            previous["up_to_date"] = True
+            previous["durations_s"] = {**{k: round(v, 3) for k, v in timings.items()},
+                                       "total": round(time.perf_counter() - t0, 3)}
+            return previous
+    with locked(out_path), atomic_dir(out_path) as tmp, build_log(tmp / "logs" / "build.log", failed_log(out_path)):
+        log.info("kirinuki %s build of %s into %s (%d workers)", __version__, inputs, out, workers)
+        log.info("discover: %.2f s, hash: %.2f s", timings["discover"], timings["hash"])
+        # importing Great Expectations takes seconds: do it while the parse processes work
+        threading.Thread(target=_preload_validation, daemon=True).start()
+        t = time.perf_counter()
+        cache_old = str(out_path / CACHE_DIR) if cache and (out_path / CACHE_DIR).is_dir() else None
+        cache_new = str(tmp / CACHE_DIR) if cache else None
+        results = parse_all(refs, keys, tmp, batch_files, max_bytes, workers, cache_old, cache_new)
         timings["parse"] = time.perf_counter() - t
         log.info("parse: %.2f s", timings["parse"])
         rejects = [reject_row(r) for r in rejected] + [r for res in results for r in res["rejects"]]
@@ -214,8 +282,10 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
             "corpus_sha256": corpus_digest(tmp),
             # what was validated: a release refuses data files that no longer match these
             "files": {f"{DATA_DIR}/{p.name}": sha256_file(p) for p in sorted((tmp / DATA_DIR).glob("*.parquet"))},
+            "build_digest": digest,
             "inputs": {"roots": len(inputs), "files": len(refs) + len(rejected),
-                       "read": sum(r["read"] for r in results), "bytes": sum(r["bytes"] for r in results)},
+                       "read": sum(r["read"] for r in results), "bytes": sum(r["bytes"] for r in results),
+                       "from_cache": sum(r["cache_hits"] for r in results)},
             "rejects": dict(sorted(Counter(r["code"] for r in rejects).items())),
             "rows": counts,
             "flags": dict(sorted(totals["flags"].items())),
@@ -227,7 +297,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
             "rejected_files": [{k: r[k] for k in ("source_path", "code", "reason")}
                                for r in sorted(rejects, key=lambda r: r["source_path"])[:MAX_LISTED_REJECTS]],
             "parameters": {"batch_files": batch_files, "max_file_mb": max_file_mb,
-                           "duckdb_memory_mb": duckdb_memory_mb},
+                           "duckdb_memory_mb": duckdb_memory_mb, "workers": workers, "cache": cache},
             "durations_s": {k: round(v, 3) for k, v in timings.items()},
         }
         write_json(tmp / "build.json", summary)

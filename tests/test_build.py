@@ -1,6 +1,7 @@
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import date
@@ -184,3 +185,41 @@ def test_build_publishes_prefect_artifacts_with_the_summary(tmp_path):
     assert arts, "no kirinuki-build artifact"
     md = max(arts, key=lambda a: a.created).data
     assert f"| paragraphs | {summary['rows']['paragraphs']:,} |" in md and "Validation:" in md
+
+
+def test_incremental_rebuild_after_adding_changing_and_deleting_files_equals_a_clean_build(tmp_path):
+    from flows.pipeline import build
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SAMPLE, corpus, ignore=shutil.ignore_patterns("README.md"))
+    shutil.copy(SEED, corpus / "seed.txt")
+    out = tmp_path / "out"
+    first = build([str(corpus)], str(out))
+    assert first["inputs"]["from_cache"] == 0 and (out / "cache").is_dir()
+    again = build([str(corpus)], str(out))
+    assert again.get("up_to_date") and again["build_digest"] == first["build_digest"]
+    # change one post, delete one, add one (a second copy of the seed under a new name)
+    edited = corpus / "2024-06-12_nordria_grain.txt"
+    edited.write_text(edited.read_text(encoding="utf-8") + "書き足した解説の段落です。\n", encoding="utf-8")
+    (corpus / "2024-01-05_nordria_power.txt").unlink()
+    shutil.copy(SEED, corpus / "seed_copy.txt")
+    inc = build([str(corpus)], str(out))
+    assert not inc.get("up_to_date")
+    assert inc["inputs"]["from_cache"] == 3  # the two untouched sample posts and seed.txt
+    clean = build([str(corpus)], str(tmp_path / "clean"), cache=False)
+    assert clean["inputs"]["from_cache"] == 0
+    assert digest_tree(out) == digest_tree(tmp_path / "clean")
+    # a damaged cache entry is parsed again, not trusted
+    for entry in (out / "cache").rglob("*.pkl"):
+        entry.write_bytes(b"not a pickle")
+    edited.write_text(edited.read_text(encoding="utf-8") + "もう一段落。\n", encoding="utf-8")
+    rebuilt = build([str(corpus)], str(out))
+    assert rebuilt["inputs"]["from_cache"] == 0
+    assert digest_tree(out) == digest_tree(build_clean(corpus, tmp_path / "clean2"))
+
+
+def build_clean(corpus: Path, out: Path) -> Path:
+    from flows.pipeline import build
+
+    build([str(corpus)], str(out), cache=False)
+    return out

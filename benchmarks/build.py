@@ -1,0 +1,160 @@
+"""End-to-end build benchmark: generated corpora of seed-sized posts, full build, no-change and
+1%-changed rebuilds, against a floor measured in the same run.
+
+    .venv/bin/python benchmarks/build.py                      # 1,000 and 10,000 posts
+    .venv/bin/python benchmarks/build.py --sizes 1000,10000,100000 --workdir /tmp/kb
+
+Corpora come from `kirinuki synth` (6 excerpts per post on average: ~24 KB per post, the seed is
+23 KB) and are kept in --workdir between runs. Every build runs as its own `kirinuki build --json`
+process with a persistent PREFECT_HOME (so the database is migrated once, not per run). Peak RSS
+is sampled from /proc every 0.1 s over the whole process tree (the CLI and its parse workers,
+summed). "prefect" is the wall time the flow did not account for: the temporary Prefect server's
+start and stop plus interpreter start-up.
+
+Floor: read + decode + split into lines + write one Parquet table of the lines with pyarrow, in
+one process: the least any Python pipeline over these files must do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants."""
+    total = 0
+    pids = [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                pids += [int(c) for c in f.read().split()]
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def measured(cmd: list[str], env: dict) -> tuple[float, int, str]:
+    """(wall seconds, peak tree RSS bytes, stdout) of one command."""
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, tree_rss(p.pid))
+            stop.wait(0.1)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    out, err = p.communicate()
+    stop.set()
+    th.join()
+    wall = time.perf_counter() - t
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}): {err.strip().splitlines()[-1] if err else ''}")
+    return wall, peak, out
+
+
+FLOOR = r"""
+import sys, time, pyarrow as pa, pyarrow.parquet as pq
+from pathlib import Path
+files = sorted(Path(sys.argv[1]).glob("post_*.txt"))
+t = time.perf_counter()
+lines, paths = [], []
+for f in files:
+    text = f.read_bytes().decode("utf-8")
+    for line in text.splitlines():
+        lines.append(line)
+        paths.append(f.name)
+pq.write_table(pa.table({"path": paths, "line": lines}), sys.argv[2], compression="zstd")
+print(time.perf_counter() - t)
+"""
+
+
+def corpus(workdir: Path, posts: int, env: dict) -> Path:
+    d = workdir / f"corpus-{posts}"
+    if not (d / "ground_truth.csv").exists():
+        print(f"generating {posts:,} posts in {d} ...", file=sys.stderr, flush=True)
+        subprocess.run([str(BIN / "kirinuki"), "synth", "--posts", str(posts), "--seed", "1", "--out", str(d),
+                        "--excerpts-per-post", "6"], check=True, env=env, cwd=ROOT, capture_output=True)
+    return d
+
+
+def change_one_percent(d: Path, seed: int = 5) -> int:
+    files = sorted(d.glob("post_*.txt"))
+    chosen = random.Random(seed).sample(files, max(1, len(files) // 100))
+    for f in chosen:
+        f.write_text(f.read_text(encoding="utf-8") + "ベンチマークで書き足した解説の一行。\n", encoding="utf-8")
+    return len(chosen)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="1000,10000")
+    ap.add_argument("--workdir", default="/tmp/kirinuki-bench")
+    ap.add_argument("--workers", type=int, default=0)
+    args = ap.parse_args()
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PREFECT_HOME=str(workdir / "prefect-home"))
+    env.pop("PREFECT_API_URL", None)
+    rows = []
+    for posts in [int(s) for s in args.sizes.split(",")]:
+        src = corpus(workdir, posts, env)
+        mb = sum(f.stat().st_size for f in src.glob("post_*.txt")) / 1e6
+        out = workdir / f"build-{posts}"
+        wall, rss, _ = measured([sys.executable, "-c", FLOOR, str(src), str(workdir / "floor.parquet")], env)
+        rows.append({"posts": posts, "run": "floor", "wall": wall, "flow": wall, "rss": rss, "mb": mb, "stages": {}})
+        build = [str(BIN / "kirinuki"), "build", str(src), "--out", str(out), "--json", "--workers", str(args.workers)]
+        for run in ("full", "no change", "1% changed"):
+            if run == "full":
+                cmd = build + ["--no-cache"]
+            else:
+                cmd = build
+                if run == "1% changed":
+                    change_one_percent(src)
+            wall, rss, stdout = measured(cmd, env)
+            s = json.loads(stdout.strip().splitlines()[-1])
+            d = s["durations_s"]
+            stages = {k: d.get(k, 0.0) for k in ("discover", "hash", "parse", "write", "dedup", "validate")}
+            rows.append({"posts": posts, "run": run, "wall": wall, "flow": d["total"], "rss": rss, "mb": mb,
+                         "stages": stages, "cached": s["inputs"].get("from_cache", 0)})
+        print_table(rows)
+    json.dump(rows, open(workdir / "results.json", "w"), indent=1)
+
+
+def print_table(rows: list[dict]) -> None:
+    head = (f"{'posts':>7} {'run':<11} {'MB':>7} {'wall s':>7} {'flow s':>7} {'prefect':>7} {'hash':>5} "
+            f"{'parse':>6} {'write':>6} {'dedup':>6} {'valid.':>6} {'MB/s':>6} {'posts/s':>7} {'µs/post':>8} {'RSS MB':>7}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        st = r["stages"]
+        flow = r["flow"]
+        print(f"{r['posts']:>7,} {r['run']:<11} {r['mb']:>7,.0f} {r['wall']:>7.1f} {flow:>7.1f} "
+              f"{r['wall'] - flow:>7.1f} {st.get('hash', 0):>5.1f} {st.get('parse', 0):>6.1f} {st.get('write', 0):>6.1f} "
+              f"{st.get('dedup', 0):>6.1f} {st.get('validate', 0):>6.1f} {r['mb'] / flow:>6.1f} "
+              f"{r['posts'] / flow:>7,.0f} {flow / r['posts'] * 1e6:>8,.0f} {r['rss'] / 1e6:>7,.0f}")
+    print(flush=True)
+
+
+if __name__ == "__main__":
+    main()
