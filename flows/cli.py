@@ -39,6 +39,8 @@ def build(
     duckdb_memory_mb: Annotated[int, typer.Option(help="Memory limit for DuckDB stages (spills to disk beyond).", min=64)] = 2048,
     workers: Annotated[int, typer.Option(help="Parse processes (0: one per core).", min=0)] = 0,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Parse every file again, ignoring the previous build's cache.")] = False,
+    runner: Annotated[str, typer.Option(help="local, or dask (parse on an existing Dask cluster).")] = "local",
+    scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address for --runner dask, e.g. tcp://10.0.0.5:8786.")] = None,
 ) -> None:
     """Read posts, parse them and write the Parquet tables to --out (atomically)."""
     from .store import BuildLocked, UnsafeOutput, check_output, locked
@@ -54,8 +56,13 @@ def build(
         fail(str(e), 2)
     except BuildLocked as e:
         fail(str(e), 3)
-    from .pipeline import build as build_flow
+    from .pipeline import build_flow as flow_for
     from .validate import ValidationFailed
+
+    try:
+        build_flow = flow_for(runner, scheduler)
+    except ValueError as e:
+        fail(str(e), 2)
 
     from . import pipeline
 
@@ -63,7 +70,8 @@ def build(
         with _progress(enabled=not (quiet or as_json)) as hook:
             pipeline.progress = hook
             summary = build_flow(paths, str(out_dir), batch_files=batch_files, max_file_mb=max_file_mb,
-                                 duckdb_memory_mb=duckdb_memory_mb, workers=workers, cache=not no_cache)
+                                 duckdb_memory_mb=duckdb_memory_mb, workers=workers, cache=not no_cache,
+                                 runner=runner)
     except UnsafeOutput as e:
         fail(str(e), 2)
     except BuildLocked as e:

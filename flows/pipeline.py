@@ -214,11 +214,13 @@ def parse_all(refs: list[SourceRef], keys: list[str | None], tmp: Path, batch_fi
 @flow(name="kirinuki-build", persist_result=False, task_runner=ThreadPoolTaskRunner(max_workers=4))
 def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
           max_file_mb: float = DEFAULT_MAX_BYTES / 2**20, dedup: DedupConfig = DedupConfig(),
-          duckdb_memory_mb: int = 2048, workers: int = 0, cache: bool = True) -> dict:
+          duckdb_memory_mb: int = 2048, workers: int = 0, cache: bool = True, runner: str = "local") -> dict:
     """Build every table from the posts under `inputs` into the folder `out`, atomically.
 
     workers: parse processes (0 = one per core); cache: reuse the rows of files unchanged since the
-    previous build in `out`, and return that build as it is when nothing changed at all."""
+    previous build in `out`, and return that build as it is when nothing changed at all; runner:
+    "local", or "dask" when the flow runs with a DaskTaskRunner (see `build_flow`): parse tasks then
+    run on the cluster's workers, which must see the same file system."""
     out_path = Path(out)
     check_output(out_path, inputs)
     max_bytes = int(max_file_mb * 2**20)
@@ -246,7 +248,8 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         t = time.perf_counter()
         cache_old = str(out_path / CACHE_DIR) if cache and (out_path / CACHE_DIR).is_dir() else None
         cache_new = str(tmp / CACHE_DIR) if cache else None
-        results = parse_all(refs, keys, tmp, batch_files, max_bytes, workers, cache_old, cache_new)
+        results = parse_all(refs, keys, tmp, batch_files, max_bytes, workers if runner == "local" else 1,
+                            cache_old, cache_new)
         timings["parse"] = time.perf_counter() - t
         log.info("parse: %.2f s", timings["parse"])
         rejects = [reject_row(r) for r in rejected] + [r for res in results for r in res["rejects"]]
@@ -297,7 +300,8 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
             "rejected_files": [{k: r[k] for k in ("source_path", "code", "reason")}
                                for r in sorted(rejects, key=lambda r: r["source_path"])[:MAX_LISTED_REJECTS]],
             "parameters": {"batch_files": batch_files, "max_file_mb": max_file_mb,
-                           "duckdb_memory_mb": duckdb_memory_mb, "workers": workers, "cache": cache},
+                           "duckdb_memory_mb": duckdb_memory_mb, "workers": workers, "cache": cache,
+                           "runner": runner},
             "durations_s": {k: round(v, 3) for k, v in timings.items()},
         }
         write_json(tmp / "build.json", summary)
@@ -307,6 +311,22 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
     create_markdown_artifact(key="kirinuki-build", markdown=summary_markdown(summary),
                              description="Summary of the last kirinuki build (same content as build.json)")
     return summary
+
+
+def build_flow(runner: str = "local", scheduler: str | None = None):
+    """The build flow for a runner: local (threads feeding a process pool) or an existing Dask
+    cluster at `scheduler` (tcp://HOST:PORT) through prefect-dask."""
+    if runner == "local":
+        return build
+    if runner != "dask":
+        raise ValueError(f"unknown runner {runner!r}; use local or dask")
+    if not scheduler:
+        raise ValueError("--runner dask needs --scheduler tcp://HOST:PORT of a running Dask scheduler")
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError:
+        raise ValueError("--runner dask needs prefect-dask: pip install 'kirinuki[dask]'") from None
+    return build.with_options(task_runner=DaskTaskRunner(address=scheduler))
 
 
 def summary_markdown(s: dict) -> str:

@@ -223,3 +223,16 @@ def build_clean(corpus: Path, out: Path) -> Path:
 
     build([str(corpus)], str(out), cache=False)
     return out
+
+
+def test_dask_runner_gives_the_same_tables_as_the_local_one(tmp_path, sample_build):
+    from distributed import LocalCluster
+
+    from flows.pipeline import build_flow
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
+                      processes=True) as cluster:
+        flow = build_flow("dask", cluster.scheduler_address)
+        summary = flow([str(SAMPLE)], str(tmp_path / "dask"), batch_files=1, runner="dask")
+    assert summary["parameters"]["runner"] == "dask"
+    assert digest_tree(tmp_path / "dask") == digest_tree(sample_build)
