@@ -165,6 +165,27 @@ def _print_summary(s: dict, out_dir: Path) -> None:
 
 
 @app.command()
+def serve(
+    paths: Annotated[list[str], typer.Argument(help="Post files or folders to build from on every run.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Build folder each run replaces.")] = Path("output/build"),
+    name: Annotated[str, typer.Option(help="Deployment name (flow kirinuki-build/<name>).")] = "kirinuki",
+    cron: Annotated[Optional[str], typer.Option(help="Schedule as a cron string, e.g. '0 3 * * *'.")] = None,
+    interval: Annotated[Optional[int], typer.Option(help="Schedule every N seconds.", min=60)] = None,
+) -> None:
+    """Serve the build flow as a Prefect deployment (needs PREFECT_API_URL): runs on its schedule and
+    whenever triggered from the Prefect UI or `prefect deployment run kirinuki-build/<name>`."""
+    if not os.environ.get("PREFECT_API_URL"):
+        fail("kirinuki serve needs a Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)", 2)
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        fail(f"input not found: {missing[0]} (give existing post files or folders)", 2)
+    from .pipeline import build as build_flow
+
+    params = {"inputs": [str(Path(p).resolve()) for p in paths], "out": str(out_dir.resolve())}
+    build_flow.serve(name=name, parameters=params, cron=cron, interval=interval, print_starting_message=False)
+
+
+@app.command()
 def query(
     sql: Annotated[str, typer.Argument(help="DuckDB SQL; tables are views by name (documents, excerpts, …).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Build folder to query.")] = Path("output/build"),

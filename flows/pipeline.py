@@ -213,7 +213,7 @@ def parse_all(refs: list[SourceRef], keys: list[str | None], tmp: Path, batch_fi
 
 @flow(name="kirinuki-build", persist_result=False, task_runner=ThreadPoolTaskRunner(max_workers=4))
 def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
-          max_file_mb: float = DEFAULT_MAX_BYTES / 2**20, dedup: DedupConfig = DedupConfig(),
+          max_file_mb: float = DEFAULT_MAX_BYTES / 2**20, dedup: dict | None = None,
           duckdb_memory_mb: int = 2048, workers: int = 0, cache: bool = True, runner: str = "local") -> dict:
     """Build every table from the posts under `inputs` into the folder `out`, atomically.
 
@@ -223,6 +223,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
     run on the cluster's workers, which must see the same file system."""
     out_path = Path(out)
     check_output(out_path, inputs)
+    dedup_cfg = DedupConfig(**(dedup or {}))  # plain dict parameter: deployments and the UI can set it
     max_bytes = int(max_file_mb * 2**20)
     workers = workers or os.cpu_count() or 1
     timings: dict[str, float] = {}
@@ -233,7 +234,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         t = time.perf_counter()
         keys = [cache_key(r.rel, fingerprint(r, max_bytes), max_bytes) for r in refs]
         timings["hash"] = time.perf_counter() - t
-        digest = build_digest(keys, refs, rejected, max_bytes, dedup)
+        digest = build_digest(keys, refs, rejected, max_bytes, dedup_cfg)
         previous = previous_summary(out_path)
         if cache and previous and previous.get("build_digest") == digest:
             previous["up_to_date"] = True
@@ -258,7 +259,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         timings["write"] = time.perf_counter() - t
         log.info("write: %.2f s", timings["write"])
         t = time.perf_counter()
-        dedup_stats = dedup_tables(str(tmp), dedup, duckdb_memory_mb)
+        dedup_stats = dedup_tables(str(tmp), dedup_cfg, duckdb_memory_mb)
         counts.update(dedup_stats.pop("rows"))
         timings["dedup"] = time.perf_counter() - t
         log.info("dedup: %.2f s", timings["dedup"])

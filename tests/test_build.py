@@ -236,3 +236,59 @@ def test_dask_runner_gives_the_same_tables_as_the_local_one(tmp_path, sample_bui
         summary = flow([str(SAMPLE)], str(tmp_path / "dask"), batch_files=1, runner="dask")
     assert summary["parameters"]["runner"] == "dask"
     assert digest_tree(tmp_path / "dask") == digest_tree(sample_build)
+
+
+def test_served_deployment_runs_on_a_prefect_server(tmp_path):
+    """`kirinuki serve` registers the build flow with a Prefect server (started here on 127.0.0.1)
+    and a run triggered through the server builds the corpus."""
+    import socket
+    import time
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_API_URL=f"http://127.0.0.1:{port}/api")
+    bin_dir = Path(sys.executable).parent
+    server = subprocess.Popen([str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    served = None
+    try:
+        deadline = time.monotonic() + 120
+        while subprocess.run([str(bin_dir / "prefect"), "config", "view"], env=env, capture_output=True).returncode != 0 \
+                or _health(port) is False:
+            assert time.monotonic() < deadline, "the Prefect server did not start"
+            time.sleep(1)
+        out = tmp_path / "served"
+        served = subprocess.Popen([str(bin_dir / "kirinuki"), "serve", str(SAMPLE), "--out", str(out), "--name", "sample"],
+                                  env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        while True:  # the deployment appears once `serve` has registered it
+            r = subprocess.run([str(bin_dir / "prefect"), "deployment", "run", "kirinuki-build/sample"],
+                               env=env, capture_output=True, text=True)
+            if r.returncode == 0:
+                break
+            assert served.poll() is None, served.stderr.read()
+            assert time.monotonic() < deadline, r.stdout + r.stderr
+            time.sleep(1)
+        while not (out / "build.json").exists():
+            assert time.monotonic() < deadline + 120, "the triggered run did not finish"
+            time.sleep(1)
+        assert json.loads((out / "build.json").read_text())["rows"]["documents"] == 4
+    finally:
+        for p in (served, server):
+            if p is not None:
+                p.terminate()
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+
+def _health(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
