@@ -18,10 +18,12 @@ from collections import Counter
 from functools import cache
 from pathlib import Path
 
+import pyarrow as pa
+
 from . import PIPELINE_VERSION
 from .clean import clean_document
 from .ingest import META_SUFFIX, Reject, SourceRef, read_source
-from .records import empty_rows, reject_row, source_rows
+from .records import reject_row, source_rows
 from .schema import PROJECT_ROOT, REFERENCE, SCHEMA_DIR
 from .store import to_table, write_part
 
@@ -107,13 +109,27 @@ def _store(new: str | None, key: str | None, obj) -> None:
     tmp.replace(dst)
 
 
+def _to_ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _from_ipc(buf: bytes) -> pa.Table:
+    return pa.ipc.open_stream(buf).read_all()
+
+
 def run_batch(refs: list[SourceRef], root: str, batch_no: int, max_bytes: int,
               keys: list[str | None] | None = None, cache_old: str | None = None,
               cache_new: str | None = None) -> dict:
     """Read, decode, parse and clean one batch of files (or load them from the cache); write its
-    rows as Parquet parts under `root`. Returns small stats, never the rows."""
+    rows as Parquet parts under `root`. Returns small stats, never the rows.
+
+    A cache entry holds one file's rows of every table as Arrow IPC, so a hit costs a read, not a
+    parse nor a conversion from Python objects."""
     keys = keys or [None] * len(refs)
-    rows = empty_rows()
+    docs: list[tuple] = []  # ("arrow", {table: Table}) or ("rows", rows, key, size), in file order
     rejects: list[dict] = []
     n_bytes = 0
     seconds: Counter = Counter()
@@ -127,10 +143,9 @@ def run_batch(refs: list[SourceRef], root: str, batch_no: int, max_bytes: int,
             kind, payload, size = cached
             if kind == "reject":
                 rejects.append(payload)
-                continue
-            n_bytes += size
-            for name, table_rows in payload.items():
-                rows[name].extend(table_rows)
+            else:
+                n_bytes += size
+                docs.append(("arrow", {name: _from_ipc(b) for name, b in payload.items()}))
             continue
         src = read_source(ref, max_bytes)
         seconds["read"] += time.perf_counter() - t
@@ -145,18 +160,41 @@ def run_batch(refs: list[SourceRef], root: str, batch_no: int, max_bytes: int,
         t = time.perf_counter()
         clean_document(doc_rows)
         seconds["clean"] += time.perf_counter() - t
-        _store(cache_new, key, ("rows", doc_rows, src.size))
-        for name, table_rows in doc_rows.items():
-            rows[name].extend(table_rows)
+        docs.append(("rows", doc_rows, key, src.size))
     t = time.perf_counter()
+    # the parsed files' rows become Arrow in one conversion per table, then are cut back per file
+    fresh = {name: to_table(name, [r for d in docs if d[0] == "rows" for r in d[1][name]], final=False)
+             for name in PART_TABLES}
+    offsets = dict.fromkeys(PART_TABLES, 0)
+    pieces: dict[str, list[pa.Table]] = {name: [] for name in PART_TABLES}
+    for d in docs:
+        if d[0] == "arrow":
+            for name in PART_TABLES:
+                pieces[name].append(d[1][name])
+            continue
+        own = {}
+        for name in PART_TABLES:
+            n = len(d[1][name])
+            own[name] = fresh[name].slice(offsets[name], n)
+            offsets[name] += n
+            pieces[name].append(own[name])
+        _store(cache_new, d[2], ("arrow", {name: _to_ipc(tb) for name, tb in own.items()}, d[3]))
+    seconds["to_arrow"] += time.perf_counter() - t
+    t = time.perf_counter()
+    tables = {}
     for name in PART_TABLES:
-        write_part(Path(root), name, batch_no, to_table(name, rows[name], final=False))
+        schema = fresh[name].schema
+        tables[name] = pa.concat_tables(pieces[name]) if pieces[name] else schema.empty_table()
+        write_part(Path(root), name, batch_no, tables[name])
     seconds["write_parts"] += time.perf_counter() - t
-    flags = Counter(f for d in rows["documents"] for f in d["flags"])
-    flags.update(f for e in rows["excerpts"] for f in e["flags"])
-    unknown = Counter(r["outlet_raw"] for name in ("excerpts", "citations") for r in rows[name]
-                      if r["outlet_raw"] and r["outlet_id"] is None)
-    unresolved = Counter(m["rule"] for m in rows["date_mentions"] if m["date_start"] is None)
+    flags = Counter(f for col in (tables["documents"]["flags"], tables["excerpts"]["flags"])
+                    for fl in col.to_pylist() for f in fl)
+    unknown: Counter = Counter()
+    for name in ("excerpts", "citations"):
+        tb = tables[name].select(["outlet_raw", "outlet_id"]).to_pydict()
+        unknown.update(r for r, i in zip(tb["outlet_raw"], tb["outlet_id"]) if r and i is None)
+    dm = tables["date_mentions"].select(["rule", "date_start"]).to_pydict()
+    unresolved = Counter(r for r, d in zip(dm["rule"], dm["date_start"]) if d is None)
     return {"files": len(refs), "read": len(refs) - len(rejects), "bytes": n_bytes, "cache_hits": hits,
             "rejects": rejects, "flags": dict(flags), "unknown_outlets": dict(unknown),
             "unresolved_dates": dict(unresolved), "seconds": dict(seconds)}

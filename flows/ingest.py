@@ -48,6 +48,7 @@ _UTF8_3BYTE = re.compile(rb"[\xe0-\xef][\x80-\xbf]{2}")
 # Japanese text (measured on the seed), ~0.66 when half a file is UTF-8 and half CP932.
 MIXED_UTF8_SHARE = 0.3
 MIXED_MIN_SEQUENCES = 8
+_ISO2022_DESIGNATION = re.compile(rb"\x1b(\$[@B]|\([BJ])")
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class Source:
     encoding: str
     newline: str
     meta: Metadata = field(default_factory=Metadata)
+    notes: tuple[str, ...] = ()  # repairs made while decoding, e.g. truncated_character
 
 
 class DecodeError(ValueError):
@@ -183,13 +185,13 @@ def read_source(ref: SourceRef, max_bytes: int = DEFAULT_MAX_BYTES) -> Source | 
     if len(data) > max_bytes:  # grew while we looked
         return Reject(ref.rel, "too_large", f"file is over the {max_bytes}-byte limit", digest, len(data))
     try:
-        text, encoding = decode(data)
+        text, encoding, notes = decode_with_notes(data)
     except DecodeError as e:
         return Reject(ref.rel, e.code, e.reason, digest, len(data))
     text, newline = normalise_newlines(text)
     if not text.strip():
         return Reject(ref.rel, "empty", "file has no text (only whitespace)", digest, len(data))
-    return Source(ref.rel, text, digest, len(data), encoding, newline, read_metadata(ref.path))
+    return Source(ref.rel, text, digest, len(data), encoding, newline, read_metadata(ref.path), notes)
 
 
 def normalise_newlines(text: str) -> tuple[str, str]:
@@ -207,16 +209,38 @@ def decode(data: bytes) -> tuple[str, str]:
     """Decode bytes with a strict cascade; raise DecodeError(code, reason) when nothing fits.
 
     Order: empty -> BOM -> binary signatures/NUL -> ISO-2022-JP (7-bit with ESC) -> UTF-8 ->
-    CP932 / EUC-JP (when both decode strictly, chardet breaks the tie).
+    CP932 / EUC-JP (when both decode strictly, chardet breaks the tie). A file cut off inside its
+    last multi-byte character decodes with U+FFFD in its place (see `decode_with_notes`).
     """
+    text, label, _ = decode_with_notes(data)
+    return text, label
+
+
+def _truncated(data: bytes, codec: str) -> str | None:
+    """The text of `data` when its only fault is an incomplete last character: the complete part
+    plus U+FFFD. None when the bytes are wrong elsewhere."""
+    try:
+        data.decode(codec)
+        return None
+    except UnicodeDecodeError as e:
+        if e.end != len(data) or len(data) - e.start > 3 or e.start == 0:
+            return None
+        try:
+            return data[: e.start].decode(codec) + "\ufffd"
+        except UnicodeDecodeError:
+            return None
+
+
+def decode_with_notes(data: bytes) -> tuple[str, str, tuple[str, ...]]:
+    """decode(), plus notes about what was repaired ("truncated_character")."""
     if not data:
         raise DecodeError("empty", "file is empty (0 bytes)")
     if data.startswith(codecs.BOM_UTF8):
-        return _strict(data[3:], "utf-8", "utf-8-bom"), "utf-8-bom"
+        return _strict(data[3:], "utf-8", "utf-8-bom"), "utf-8-bom", ()
     if data.startswith(codecs.BOM_UTF16_LE):
-        return _strict(data[2:], "utf-16-le", "utf-16le"), "utf-16le"
+        return _strict(data[2:], "utf-16-le", "utf-16le"), "utf-16le", ()
     if data.startswith(codecs.BOM_UTF16_BE):
-        return _strict(data[2:], "utf-16-be", "utf-16be"), "utf-16be"
+        return _strict(data[2:], "utf-16-be", "utf-16be"), "utf-16be", ()
     for magic, kind in _MAGIC:
         if data.startswith(magic):
             raise DecodeError("binary", f"binary file ({kind}), not a text post")
@@ -226,8 +250,9 @@ def decode(data: bytes) -> tuple[str, str]:
     if b"\x1b" in data and max(data) < 0x80:
         try:
             candidates.append((data.decode("iso2022_jp"), "iso-2022-jp"))
-        except UnicodeDecodeError:
-            pass
+        except UnicodeDecodeError as e:
+            if _ISO2022_DESIGNATION.search(data):
+                raise DecodeError("undecodable", f"invalid ISO-2022-JP at offset {e.start}") from None
     if not candidates:
         try:
             candidates.append((data.decode("utf-8"), "utf-8"))
@@ -235,13 +260,20 @@ def decode(data: bytes) -> tuple[str, str]:
             utf8_error = e
         else:
             utf8_error = None
+        if utf8_error is not None and (text := _truncated(data, "utf-8")) is not None \
+                and text.count("\ufffd") == 1 and len(_UTF8_3BYTE.findall(data)) >= MIXED_MIN_SEQUENCES:
+            return text, "utf-8", ("truncated_character",)
         if utf8_error is not None:
             _reject_mixed_utf8(data, utf8_error.start)
+            notes: dict[str, tuple[str, ...]] = {}
             for codec, label in (("cp932", "cp932"), ("euc_jp", "euc-jp")):
                 try:
                     text = data.decode(codec)
                 except UnicodeDecodeError:
-                    continue
+                    text = _truncated(data, codec)
+                    if text is None:
+                        continue
+                    notes[label] = ("truncated_character",)
                 if label == "cp932" and any(ch in _CP932_STRAYS for ch in text):
                     continue  # bytes CP932 leaves unassigned, which Python maps to private-use code points
                 candidates.append((text, label))
@@ -253,9 +285,12 @@ def decode(data: bytes) -> tuple[str, str]:
                 )
             if len(candidates) > 1:
                 candidates = [_tie_break(data, candidates)]
+            text, label = candidates[0]
+            _reject_control_heavy(text)
+            return text, label, notes.get(label, ())
     text, label = candidates[0]
     _reject_control_heavy(text)
-    return text, label
+    return text, label, ()
 
 
 def _reject_mixed_utf8(data: bytes, error_at: int) -> None:

@@ -52,6 +52,7 @@ def source_rows(src: Source) -> TableRows:
     doc_flags = list(dict.fromkeys(parsed.flags))
     if src.meta.error:
         doc_flags.append("metadata_invalid")
+    doc_flags += list(src.notes)
 
     for ex in parsed.excerpts:
         att = ex.attribution

@@ -118,3 +118,23 @@ def test_non_utf8_file_names_become_printable(tmp_path):
     refs, _ = discover([str(tmp_path)])
     assert refs[0].rel == "\\xff\\xfepost.txt"
     assert isinstance(read_source(refs[0]), Source)
+
+
+@pytest.mark.parametrize("data,code", [
+    (codecs.BOM_UTF16_LE + "本文です。".encode("utf-16-le") + b"\x00", "undecodable"),  # odd byte count
+    (codecs.BOM_UTF16_LE + "本文".encode("utf-16-le") + b"\x00\xd8" + "です".encode("utf-16-le"), "undecodable"),
+    (codecs.BOM_UTF8 + "本文".encode() + b"\xff", "undecodable"),
+    ("本文です。".encode("iso2022_jp")[:-3] + b"\x1b$B\x7f\x7f\x1b(B", "undecodable"),  # bad JIS pair
+    (("本文です。" * 20).encode("cp932") + b"\x81\x20" + ("続き。" * 20).encode("cp932"), "undecodable"),
+])
+def test_invalid_bytes_in_each_encoding_are_rejected(tmp_path, data, code):
+    r = read_bytes(tmp_path, data)
+    assert isinstance(r, Reject) and r.code == code, r
+
+
+@pytest.mark.parametrize("codec,label", [("utf-8", "utf-8"), ("cp932", "cp932"), ("euc_jp", "euc-jp")])
+def test_a_file_cut_inside_its_last_character_is_read_and_flagged(tmp_path, codec, label):
+    text = "【見出し】\n本文の段落です。" * 10
+    src = read_bytes(tmp_path, text.encode(codec)[:-1])
+    assert isinstance(src, Source) and src.encoding == label, src
+    assert src.text == text[:-1] + "\ufffd" and src.notes == ("truncated_character",)
