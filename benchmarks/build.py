@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import threading
@@ -125,8 +126,9 @@ def main() -> None:
         rows.append({"posts": posts, "run": "floor", "wall": wall, "flow": wall, "rss": rss, "mb": mb, "stages": {}})
         build = [str(BIN / "kirinuki"), "build", str(src), "--out", str(out), "--json", "--workers", str(args.workers)]
         for run in ("full", "no change", "1% changed"):
-            if run == "full":
-                cmd = build + ["--no-cache"]
+            if run == "full":  # from nothing, as a first build: it also fills the cache
+                shutil.rmtree(out, ignore_errors=True)
+                cmd = build
             else:
                 cmd = build
                 if run == "1% changed":
