@@ -120,7 +120,7 @@ def _progress(enabled: bool):
     def plain(done: int, total: int, n_bytes: int) -> None:
         nonlocal last
         now = time.monotonic()
-        if now - last >= 10 or done == total:
+        if now - last >= 10:  # long runs only: a short one stays quiet
             last = now
             rate = done / max(now - started, 1e-9)
             eta = (total - done) / rate if rate else 0
