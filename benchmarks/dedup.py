@@ -210,7 +210,7 @@ def main() -> None:
         sizes = [int(s) for s in args.scale.split(",") if s] or [args.excerpts]
         if args.scale:
             print(f"\nkirinuki dedup scaling (seed {args.seed})\n")
-            print(f"| excerpts | characters | seconds | M chars/s | µs per excerpt | peak RSS MB (above corpus) |")
+            print("| excerpts | characters | seconds | M chars/s | µs per excerpt | peak RSS MB (above corpus) |")
             print("|---:|---:|---:|---:|---:|---:|")
             for n in sizes:
                 items, articles, edits = corpus(n, args.seed)

@@ -318,12 +318,9 @@ def _tie_break(data: bytes, candidates: list[tuple[str, str]]) -> tuple[str, str
     the EUC-JP one has none, it is EUC-JP. Otherwise ask chardet, restricted to those two."""
     import chardet
 
-    def halfwidth(t: str) -> int:
-        return sum(1 for ch in t if "\uff61" <= ch <= "\uff9f")
-
     by_label = {label: text for text, label in candidates}
     wide = sum(1 for ch in by_label["cp932"] if ord(ch) > 0x7F)
-    if not halfwidth(by_label["euc-jp"]) and wide and halfwidth(by_label["cp932"]) * 2 > wide:
+    if not _halfwidth(by_label["euc-jp"]) and wide and _halfwidth(by_label["cp932"]) * 2 > wide:
         return by_label["euc-jp"], "euc-jp"
 
     try:
@@ -333,11 +330,15 @@ def _tie_break(data: bytes, candidates: list[tuple[str, str]]) -> tuple[str, str
     except Exception:  # noqa: BLE001 - a detector failure must not fail the file: fall through
         name = ""
     family = "euc-jp" if name.startswith("euc") else "cp932" if name.startswith(("cp932", "shift", "sjis")) else ""
-    for text, label in candidates:
-        if label == family:
-            return text, label
+    if family:
+        return by_label[family], family
     # chardet had no opinion: EUC-JP read as CP932 turns into half-width katakana; pick the fewer.
-    return min(candidates, key=lambda c: sum(1 for ch in c[0] if "\uff61" <= ch <= "\uff9f"))
+    return min(candidates, key=lambda c: _halfwidth(c[0]))
+
+
+def _halfwidth(text: str) -> int:
+    """Half-width katakana characters in `text`."""
+    return sum(1 for ch in text if "\uff61" <= ch <= "\uff9f")
 
 
 def _reject_control_heavy(text: str) -> None:

@@ -10,29 +10,29 @@ from .prefect_setup import configure
 
 configure()
 
-import logging  # noqa: E402
-import shutil  # noqa: E402
-import threading  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
+import logging  # noqa: E402
 import multiprocessing  # noqa: E402
 import os  # noqa: E402
+import shutil  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections import Counter  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 from contextlib import contextmanager, nullcontext  # noqa: E402
 from dataclasses import asdict  # noqa: E402
-from typing import Callable, Iterator  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Callable, Iterator  # noqa: E402
 
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from prefect import flow, task  # noqa: E402
-from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.futures import as_completed  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from . import PIPELINE_VERSION, __version__  # noqa: E402
 from .batch import PART_TABLES, cache_key, code_digest, fingerprint, run_batch  # noqa: E402
@@ -43,7 +43,7 @@ from .dedup import DedupConfig, Excerpt, deduplicate  # noqa: E402
 from .schema import schema_version  # noqa: E402
 from .store import (DATA_DIR, DUCKDB_TMP, add_columns, atomic_dir, check_output, compact,  # noqa: E402
                     corpus_digest, duckdb_for_build, locked, sha256_file, to_table, views_sql, write_json,
-                    write_part, write_table)
+                    write_table)
 
 log = logging.getLogger("kirinuki")
 

@@ -19,7 +19,8 @@ import pyarrow.parquet as pq
 from . import PIPELINE_VERSION, __version__
 from .describe import croissant, datapackage, dataset_card, license_text
 from .schema import ARROW_TYPES, TEXT_PROFILES, arrow_schema, release_columns, schema_version, spec, tables
-from .store import DATA_DIR, PARQUET_OPTIONS, ROW_GROUP_ROWS, fsync_tree, locked, sha256_file, write_json
+from .store import (DATA_DIR, PARQUET_OPTIONS, ROW_GROUP_ROWS, fsync_tree, input_files, locked, sha256_file,
+                    write_json)
 
 SEMVER = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?")
 DATASET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -95,9 +96,9 @@ def write_release_table(src: Path, dest: Path, name: str, profile: str) -> None:
 
     select = []
     for c in cols:
-        if c.name.endswith(("_sha256", "_chars")) and c.name.rsplit("_", 1)[0] in {q.name for q in cols if q.quoted}:
-            base = c.name.rsplit("_", 1)[0]
-            select.append(f'sha256("{base}") AS "{c.name}"' if c.name.endswith("_sha256")
+        if c.derived_from:  # the withheld text's sha256 (a string) or its length (a count)
+            base = c.derived_from
+            select.append(f'sha256("{base}") AS "{c.name}"' if c.type == "string"
                           else f'length("{base}")::BIGINT AS "{c.name}"')
         elif c.quoted:
             when = "TRUE" if c.quoted == "always" else c.quoted
@@ -170,19 +171,11 @@ def table_changes(prev: Path | None, new: Path, name: str) -> dict:
 
 def input_changes(prev_data: Path | None, new_data: Path) -> dict:
     """Input files added, removed and changed (by source_sha256), from documents and rejects."""
-    def files(data: Path) -> dict[str, str | None]:
-        out: dict[str, str | None] = {}
-        for name in ("documents", "rejects"):
-            if (data / f"{name}.parquet").exists():
-                t = pq.read_table(data / f"{name}.parquet", columns=["source_path", "source_sha256"])
-                out.update(zip(t["source_path"].to_pylist(), t["source_sha256"].to_pylist()))
-        return out
-
-    new = files(new_data)
+    new = input_files(new_data)
     if prev_data is None:
         return {"added": sorted(new)[:KEYS_LISTED], "n_added": len(new), "removed": [], "n_removed": 0,
                 "changed": [], "n_changed": 0}
-    old = files(prev_data)
+    old = input_files(prev_data)
     added = sorted(set(new) - set(old))
     removed = sorted(set(old) - set(new))
     changed = sorted(p for p in set(new) & set(old) if new[p] != old[p])

@@ -11,13 +11,13 @@ remote history so the changelog compares with the remote's latest release. Then:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
 
 from .release import SUMS, Release, ReleaseError, check_dataset_name, check_version, make_release
+from .store import sha256_file
 
 STAGING = ".staging"
 
@@ -41,14 +41,6 @@ def split_url(url: str) -> str:
     if not parts[0] or any(p in ("", ".", "..") for p in parts):
         raise ReleaseError(f"{url!r} is not a valid s3://bucket/prefix URL")
     return path
-
-
-def _sha256_remote(fs, path: str) -> str:
-    h = hashlib.sha256()
-    with fs.open(path, "rb", block_size=8 << 20) as f:
-        while block := f.read(8 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def publish_s3(build: Path, version: str, url: str, profile: str = "metadata", dataset: str = "kirinuki",
@@ -103,7 +95,7 @@ def _promote(fs, base: str, local: Path, name: str) -> None:
         for rel in [*sorted(sums), SUMS]:
             fs.put_file(str(local / rel), f"{staging}/{rel}")
         for rel, digest in sorted(sums.items()):
-            if _sha256_remote(fs, f"{staging}/{rel}") != digest:
+            if sha256_file(f"{staging}/{rel}", opener=fs.open) != digest:
                 raise ReleaseError(f"s3://{staging}/{rel} does not match its sha256 after upload; nothing was published")
         if fs.exists(final):  # a promotion that died before SHA256SUMS: never a release, remove it
             fs.rm(final, recursive=True)

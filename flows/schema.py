@@ -37,6 +37,7 @@ class Column:
     # Where the value was read from (hashes, offsets, sizes) rather than what was read: a release's
     # changelog counts a row whose only differences are here as moved, not changed.
     provenance: bool = False
+    derived_from: str = ""  # release-only columns: the quoted column whose sha256/length this is
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,10 @@ def release_columns(t: TableSpec, profile: str) -> tuple[Column, ...]:
         out += [Column(c.name, c.type, True, f"{c.description} Withheld (NULL){when} in the metadata profile.",
                        c.stage, c.quoted),
                 Column(f"{c.name}_sha256", "string", c.nullable,
-                       f"sha256 of `{c.name}` (UTF-8), published in place of the withheld text.", c.stage),
-                Column(f"{c.name}_chars", "int64", c.nullable, f"Length of `{c.name}` in characters.", c.stage)]
+                       f"sha256 of `{c.name}` (UTF-8), published in place of the withheld text.", c.stage,
+                       derived_from=c.name),
+                Column(f"{c.name}_chars", "int64", c.nullable, f"Length of `{c.name}` in characters.", c.stage,
+                       derived_from=c.name)]
     return tuple(out)
 
 

@@ -142,14 +142,26 @@ def views_sql() -> str:
     return "\n".join(lines) + "\n"
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+def sha256_file(path, chunk: int = 8 << 20, opener=open) -> str:
+    """sha256 of a file read in chunks; `opener` may be a remote file system's open (fsspec)."""
     import hashlib
 
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with opener(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def input_files(data: Path) -> dict[str, str | None]:
+    """source_path -> source_sha256 of every input a build read or rejected (from the tables in
+    `data`; a rejected file whose bytes could not be read has None)."""
+    out: dict[str, str | None] = {}
+    for name in ("documents", "rejects"):
+        if (data / f"{name}.parquet").exists():
+            t = pq.read_table(data / f"{name}.parquet", columns=["source_path", "source_sha256"])
+            out.update(zip(t["source_path"].to_pylist(), t["source_sha256"].to_pylist()))
+    return out
 
 
 def corpus_digest(root: Path) -> str:
@@ -157,11 +169,8 @@ def corpus_digest(root: Path) -> str:
     known bytes: the identity of the corpus a build was made from."""
     import hashlib
 
-    lines = []
-    for name in ("documents", "rejects"):
-        t = pq.read_table(root / DATA_DIR / f"{name}.parquet", columns=["source_path", "source_sha256"])
-        lines += [f"{h}  {p}" for p, h in zip(t["source_path"].to_pylist(), t["source_sha256"].to_pylist()) if h]
-    return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
+    lines = sorted(f"{h}  {p}" for p, h in input_files(root / DATA_DIR).items() if h)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def write_json(path: Path, obj: object) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import SAMPLE, rows
 from flows.schema import spec
-from flows.validate import ValidationFailed, load_suite, validate_build
+from flows.validate import ValidationFailed, validate_build
 
 
 @pytest.fixture
