@@ -1,20 +1,23 @@
-"""One batch of input files -> Parquet parts, with a per-file cache. Knows nothing of Prefect, so a
-worker process imports only this and the stages it runs.
+"""One batch of input files -> Arrow parts, which are also the cache of the next build. Knows nothing
+of Prefect, so a worker process imports only this and the stages it runs.
 
-Incremental rebuilds: each readable file gets a key from the pipeline's code digest, its relative
-path and the sha256 of its bytes and sidecar. A file whose key is in the previous build's cache is
-not parsed again: its rows are loaded from the cache (and hard-linked into the new build's cache,
-so a cache holds exactly what its build used).
+A batch writes `<parts>/<table>/part-NNNNNN.arrow` (Arrow IPC, LZ4) for each per-file table, and
+`<parts>/index/part-NNNNNN.json` saying which file's rows are where: for every file its cache key
+(pipeline code digest + relative path + sha256 of its bytes and sidecar), its size and its row range
+in each table; for every rejected file its reject row. A build keeps its parts under `<out>/cache`;
+the next build looks each file's key up in them and, on a hit, copies the rows instead of parsing
+the file again (a hit costs a memory-mapped read, not a parse nor a conversion from Python objects).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import pickle
 import stat
 import time
 from collections import Counter
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -24,12 +27,14 @@ from . import PIPELINE_VERSION
 from .clean import clean_document
 from .ingest import META_SUFFIX, Reject, SourceRef, read_source
 from .records import reject_row, source_rows
-from .schema import PROJECT_ROOT, REFERENCE, SCHEMA_DIR
-from .store import to_table, write_part
+from .schema import PROJECT_ROOT, REFERENCE, SCHEMA_DIR, spec
+from .store import to_table
 
 PART_TABLES = ("documents", "excerpts", "paragraphs", "citations", "date_mentions")
 # Modules and data whose change can change a file's rows: any edit to them invalidates the cache.
 ROW_SOURCES = ("ingest", "parse", "dates", "records", "clean", "date_mentions", "schema", "store", "batch")
+INDEX = "index"
+IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 
 
 @cache
@@ -73,119 +78,163 @@ def cache_key(rel: str, fp: str | None, max_bytes: int) -> str | None:
     return hashlib.sha256(f"{code_digest()}\0{rel}\0{fp}\0{max_bytes}".encode()).hexdigest()
 
 
-def _entry(cache_dir: str, key: str) -> Path:
-    return Path(cache_dir) / key[:2] / f"{key}.pkl"
+# ---------------------------------------------------------------- parts and their index
 
 
-def _load(old: str | None, new: str | None, key: str | None):
-    if key is None or old is None:
-        return None
-    src = _entry(old, key)
-    try:
-        with open(src, "rb") as f:
-            obj = pickle.load(f)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
-        return None  # missing or damaged: parse the file again
-    if new:
-        dst = _entry(new, key)
-        dst.parent.mkdir(parents=True, exist_ok=True)
+def part_path(parts: str | Path, table: str, batch_no: int) -> Path:
+    return Path(parts) / table / f"part-{batch_no:06d}.arrow"
+
+
+def index_path(parts: str | Path, batch_no: int) -> Path:
+    return Path(parts) / INDEX / f"part-{batch_no:06d}.json"
+
+
+def part_numbers(parts: str | Path) -> list[int]:
+    """The batches whose parts are complete (a batch writes its index last)."""
+    return sorted(int(p.stem.split("-")[1]) for p in (Path(parts) / INDEX).glob("part-*.json"))
+
+
+def read_part(parts: str | Path, table: str, batch_no: int, columns: list[str] | None = None) -> pa.Table:
+    with pa.memory_map(str(part_path(parts, table, batch_no))) as src:
+        t = pa.ipc.open_file(src).read_all()
+    return t.select(columns) if columns else t
+
+
+def read_parts(parts: str | Path, table: str, columns: list[str] | None = None) -> pa.Table:
+    """A table's rows from every part, in batch order."""
+    pieces = [read_part(parts, table, n, columns) for n in part_numbers(parts)]
+    if not pieces:
+        schema = spec(table).part_schema
+        return (pa.schema([schema.field(c) for c in columns]) if columns else schema).empty_table()
+    return pa.concat_tables(pieces)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """Where a file's rows are in a previous build's parts (or its reject row)."""
+
+    batch_no: int = -1
+    rows: tuple[tuple[int, int], ...] = ()  # (start, length) per PART_TABLES
+    size: int = 0
+    reject: dict | None = None
+
+
+def cache_lookup(parts: str | Path | None) -> dict[str, Hit]:
+    """key -> Hit for every file recorded in the index of a previous build's parts."""
+    found: dict[str, Hit] = {}
+    if parts is None:
+        return found
+    for n in part_numbers(parts):
         try:
-            os.link(src, dst)
-        except FileExistsError:
-            pass
-        except OSError:
-            _store(new, key, obj)
-    return obj
+            idx = json.loads(index_path(parts, n).read_text(encoding="utf-8"))
+            for f in idx["files"]:
+                found[f["key"]] = Hit(n, tuple(tuple(r) for r in f["rows"]), f["size"])
+            for r in idx["rejects"]:
+                found[r["key"]] = Hit(reject=r["row"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a damaged index: its files are parsed again
+    return found
 
 
-def _store(new: str | None, key: str | None, obj) -> None:
-    if key is None or new is None:
-        return
-    dst = _entry(new, key)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_suffix(f".tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
-    tmp.replace(dst)
-
-
-def _to_ipc(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as w:
+def _write_ipc(path: Path, table: pa.Table) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema, options=IPC_OPTIONS) as w:
         w.write_table(table)
-    return sink.getvalue().to_pybytes()
 
 
-def _from_ipc(buf: bytes) -> pa.Table:
-    return pa.ipc.open_stream(buf).read_all()
-
-
-def run_batch(refs: list[SourceRef], root: str, batch_no: int, max_bytes: int,
-              keys: list[str | None] | None = None, cache_old: str | None = None,
-              cache_new: str | None = None) -> dict:
-    """Read, decode, parse and clean one batch of files (or load them from the cache); write its
-    rows as Parquet parts under `root`. Returns small stats, never the rows.
-
-    A cache entry holds one file's rows of every table as Arrow IPC, so a hit costs a read, not a
-    parse nor a conversion from Python objects."""
-    keys = keys or [None] * len(refs)
-    docs: list[tuple] = []  # ("arrow", {table: Table}) or ("rows", rows, key, size), in file order
-    rejects: list[dict] = []
-    n_bytes = 0
-    seconds: Counter = Counter()
-    hits = 0
-    for ref, key in zip(refs, keys):
-        t = time.perf_counter()
-        cached = _load(cache_old, cache_new, key)
-        if cached is not None:
-            seconds["cache"] += time.perf_counter() - t
-            hits += 1
-            kind, payload, size = cached
-            if kind == "reject":
-                rejects.append(payload)
-            else:
-                n_bytes += size
-                docs.append(("arrow", {name: _from_ipc(b) for name, b in payload.items()}))
+def _load_hits(refs, hits, old_parts, schemas) -> dict[int, dict[str, pa.Table]]:
+    """Each hit's rows per table, read from the old parts; a part that cannot be read or does not
+    hold what its index says is a miss (the file is parsed again)."""
+    loaded: dict[int, dict[str, pa.Table]] = {}
+    opened: dict[tuple[str, int], pa.Table | None] = {}
+    for i, hit in enumerate(hits):
+        if hit is None or hit.reject is not None:
             continue
+        rows = {}
+        for name, (start, n) in zip(PART_TABLES, hit.rows):
+            key = (name, hit.batch_no)
+            if key not in opened:
+                try:
+                    t = read_part(old_parts, name, hit.batch_no)
+                    opened[key] = t if t.schema.equals(schemas[name]) else None
+                except (OSError, pa.ArrowException):
+                    opened[key] = None
+            t = opened[key]
+            if t is None or start + n > t.num_rows:
+                rows = None
+                break
+            rows[name] = t.slice(start, n)
+        if rows is not None:
+            loaded[i] = rows
+    return loaded
+
+
+def run_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int,
+              keys: list[str | None] | None = None, hits: list[Hit | None] | None = None,
+              old_parts: str | None = None) -> dict:
+    """Read, decode, parse and clean one batch of files (or copy their rows from `old_parts`);
+    write the batch's parts and index under `parts`. Returns small stats, never the rows."""
+    keys = keys or [None] * len(refs)
+    hits = hits or [None] * len(refs)
+    schemas = {name: spec(name).part_schema for name in PART_TABLES}
+    seconds: Counter = Counter()
+    t = time.perf_counter()
+    loaded = _load_hits(refs, hits, old_parts, schemas) if old_parts else {}
+    seconds["cache"] += time.perf_counter() - t
+    docs: list[tuple[int, str, dict, int]] = []  # (file index, "arrow"/"rows", per-table data, size)
+    rejects: list[tuple[str | None, dict]] = []
+    for i, (ref, key, hit) in enumerate(zip(refs, keys, hits)):
+        if i in loaded:
+            docs.append((i, "arrow", loaded[i], hit.size))
+            continue
+        if hit is not None and hit.reject is not None:
+            rejects.append((key, hit.reject))
+            continue
+        t = time.perf_counter()
         src = read_source(ref, max_bytes)
         seconds["read"] += time.perf_counter() - t
         if isinstance(src, Reject):
-            rejects.append(reject_row(src))
-            _store(cache_new, key, ("reject", rejects[-1], 0))
+            rejects.append((key, reject_row(src)))
             continue
-        n_bytes += src.size
         t = time.perf_counter()
         doc_rows = source_rows(src)
         seconds["parse"] += time.perf_counter() - t
         t = time.perf_counter()
         clean_document(doc_rows)
         seconds["clean"] += time.perf_counter() - t
-        docs.append(("rows", doc_rows, key, src.size))
+        docs.append((i, "rows", doc_rows, src.size))
     t = time.perf_counter()
     # the parsed files' rows become Arrow in one conversion per table, then are cut back per file
-    fresh = {name: to_table(name, [r for d in docs if d[0] == "rows" for r in d[1][name]], final=False)
+    fresh = {name: to_table(name, [r for _, kind, d, _ in docs if kind == "rows" for r in d[name]], final=False)
              for name in PART_TABLES}
     offsets = dict.fromkeys(PART_TABLES, 0)
     pieces: dict[str, list[pa.Table]] = {name: [] for name in PART_TABLES}
-    for d in docs:
-        if d[0] == "arrow":
-            for name in PART_TABLES:
-                pieces[name].append(d[1][name])
-            continue
-        own = {}
+    filled = dict.fromkeys(PART_TABLES, 0)
+    files = []
+    for i, kind, d, size in docs:
+        ranges = []
         for name in PART_TABLES:
-            n = len(d[1][name])
-            own[name] = fresh[name].slice(offsets[name], n)
-            offsets[name] += n
-            pieces[name].append(own[name])
-        _store(cache_new, d[2], ("arrow", {name: _to_ipc(tb) for name, tb in own.items()}, d[3]))
+            if kind == "arrow":
+                piece = d[name]
+            else:
+                piece = fresh[name].slice(offsets[name], len(d[name]))
+                offsets[name] += len(d[name])
+            ranges.append((filled[name], len(piece)))
+            filled[name] += len(piece)
+            pieces[name].append(piece)
+        files.append({"key": keys[i], "size": size, "rows": ranges})
     seconds["to_arrow"] += time.perf_counter() - t
     t = time.perf_counter()
-    tables = {}
+    # one record batch per part: many small ones (a slice per file) make LZ4 and IPC slow
+    tables = {name: pa.concat_tables(pieces[name]).combine_chunks() if pieces[name] else schemas[name].empty_table()
+              for name in PART_TABLES}
     for name in PART_TABLES:
-        schema = fresh[name].schema
-        tables[name] = pa.concat_tables(pieces[name]) if pieces[name] else schema.empty_table()
-        write_part(Path(root), name, batch_no, tables[name])
+        _write_ipc(part_path(parts, name, batch_no), tables[name])
+    index = {"files": [f for f in files if f["key"]],
+             "rejects": [{"key": k, "row": r} for k, r in rejects if k]}
+    idx = index_path(parts, batch_no)
+    idx.parent.mkdir(parents=True, exist_ok=True)
+    idx.write_text(json.dumps(index, default=str), encoding="utf-8")  # last: the batch is complete
     seconds["write_parts"] += time.perf_counter() - t
     flags = Counter(f for col in (tables["documents"]["flags"], tables["excerpts"]["flags"])
                     for fl in col.to_pylist() for f in fl)
@@ -195,6 +244,7 @@ def run_batch(refs: list[SourceRef], root: str, batch_no: int, max_bytes: int,
         unknown.update(r for r, i in zip(tb["outlet_raw"], tb["outlet_id"]) if r and i is None)
     dm = tables["date_mentions"].select(["rule", "date_start"]).to_pydict()
     unresolved = Counter(r for r, d in zip(dm["rule"], dm["date_start"]) if d is None)
-    return {"files": len(refs), "read": len(refs) - len(rejects), "bytes": n_bytes, "cache_hits": hits,
-            "rejects": rejects, "flags": dict(flags), "unknown_outlets": dict(unknown),
+    return {"files": len(refs), "read": len(docs), "bytes": sum(size for *_, size in docs),
+            "cache_hits": len(loaded) + sum(1 for h in hits if h is not None and h.reject is not None),
+            "rejects": [r for _, r in rejects], "flags": dict(flags), "unknown_outlets": dict(unknown),
             "unresolved_dates": dict(unresolved), "seconds": dict(seconds)}

@@ -1,6 +1,6 @@
 """Pipeline: the Prefect flows that compose the pure stages.
 
-build: discover -> (read + decode + parse -> Parquet parts) per batch -> compact -> swap into place.
+build: discover -> (read + decode + parse -> Arrow parts) per batch -> dedup -> compact -> validate -> swap.
 Each stage is a plain function from flows/; this module only wires them, times them and reports.
 """
 
@@ -19,14 +19,13 @@ import shutil  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor  # noqa: E402
 from contextlib import contextmanager, nullcontext  # noqa: E402
 from dataclasses import asdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable, Iterator  # noqa: E402
 
 import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
 
 from prefect import flow, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
@@ -35,13 +34,14 @@ from prefect.futures import as_completed  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from . import PIPELINE_VERSION, __version__  # noqa: E402
-from .batch import PART_TABLES, cache_key, code_digest, fingerprint, run_batch  # noqa: E402
+from .batch import (PART_TABLES, Hit, cache_key, cache_lookup, code_digest, fingerprint, part_numbers,  # noqa: E402
+                    read_part, read_parts, run_batch)
 from .ingest import DEFAULT_MAX_BYTES, SourceRef, discover  # noqa: E402
 from .clean import outlet_rows  # noqa: E402
 from .records import reject_row  # noqa: E402
 from .dedup import DedupConfig, Excerpt, deduplicate  # noqa: E402
 from .schema import schema_version  # noqa: E402
-from .store import (DATA_DIR, DUCKDB_TMP, add_columns, atomic_dir, check_output, compact,  # noqa: E402
+from .store import (DATA_DIR, DUCKDB_TMP, atomic_dir, check_output, compact,  # noqa: E402
                     corpus_digest, duckdb_for_build, locked, sha256_file, to_table, views_sql, write_json,
                     write_table)
 
@@ -59,50 +59,63 @@ progress: Callable[[int, int, int], None] | None = None
 
 
 @task(name="parse-batch", cache_policy=NO_CACHE, persist_result=False)
-def parse_batch(refs: list[SourceRef], root: str, batch_no: int, max_bytes: int, keys: list[str | None],
-                cache_old: str | None, cache_new: str | None) -> dict:
-    args = (refs, root, batch_no, max_bytes, keys, cache_old, cache_new)
+def parse_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int, keys: list[str | None],
+                hits: list[Hit | None], old_parts: str | None) -> dict:
+    args = (refs, parts, batch_no, max_bytes, keys, hits, old_parts)
     pool = _POOL
     return pool.submit(run_batch, *args).result() if pool is not None else run_batch(*args)
 
 
-@task(name="write-tables", cache_policy=NO_CACHE, persist_result=False)
-def write_tables(root: str, rejects: list[dict]) -> dict[str, int]:
-    counts = {name: compact(Path(root), name) for name in PART_TABLES}
-    rejects = sorted(rejects, key=lambda r: (r["source_path"], r["code"]))
-    write_table(Path(root), "rejects", to_table("rejects", rejects))
-    counts["rejects"] = len(rejects)
-    outlets = outlet_rows()
-    write_table(Path(root), "outlets", to_table("outlets", outlets))
-    counts["outlets"] = len(outlets)
-    return counts
-
-
 @task(name="dedup", cache_policy=NO_CACHE, persist_result=False)
-def dedup_tables(root: str, cfg: DedupConfig, duckdb_memory_mb: int = 2048) -> dict:
-    """Cluster every quote of the same article; add the cluster columns to excerpts and write
-    articles, article_paragraphs and dedup_links."""
-    data = Path(root) / DATA_DIR
-    ex = pq.read_table(data / "excerpts.parquet", columns=[
-        "excerpt_id", "doc_id", "headline", "body_norm", "published_date", "outlet_id"]).to_pydict()
-    docs = pq.read_table(data / "documents.parquet", columns=["doc_id", "published_date"]).to_pydict()
+def dedup_tables(root: str, parts: str, cfg: DedupConfig, duckdb_memory_mb: int = 2048) -> tuple[dict, dict]:
+    """Cluster every quote of the same article (reading the excerpts from the parts); write
+    articles, article_paragraphs and dedup_links. Returns the stats and the excerpts' cluster
+    columns, in part order, for the write stage to add."""
+    ex = read_parts(parts, "excerpts", ["excerpt_id", "doc_id", "headline", "body_norm", "published_date",
+                                        "outlet_id"]).to_pydict()
+    docs = read_parts(parts, "documents", ["doc_id", "published_date"]).to_pydict()
     doc_date = dict(zip(docs["doc_id"], docs["published_date"]))
     items = [Excerpt(i, d, h, b, p, o, doc_date.get(d)) for i, d, h, b, p, o in zip(
         ex["excerpt_id"], ex["doc_id"], ex["headline"], ex["body_norm"], ex["published_date"], ex["outlet_id"])]
+    del ex, docs
     con = duckdb_for_build(Path(root), duckdb_memory_mb)
     try:
         res = deduplicate(items, cfg, con)
     finally:
         con.close()
         shutil.rmtree(Path(root) / DUCKDB_TMP, ignore_errors=True)
-    add_columns(Path(root), "excerpts", {
-        "cluster_id": pa.array(res.cluster_id, pa.string()), "relation": pa.array(res.relation, pa.string()),
-        "similarity": pa.array(res.similarity, pa.float64()), "canonical": pa.array(res.canonical, pa.bool_())})
     write_table(Path(root), "articles", to_table("articles", res.articles))
     write_table(Path(root), "article_paragraphs", to_table("article_paragraphs", res.article_paragraphs))
     write_table(Path(root), "dedup_links", to_table("dedup_links", res.links))
-    return dict(res.stats, rows={"articles": len(res.articles), "article_paragraphs": len(res.article_paragraphs),
-                                 "dedup_links": len(res.links)})
+    columns = {"cluster_id": pa.array(res.cluster_id, pa.string()), "relation": pa.array(res.relation, pa.string()),
+               "similarity": pa.array(res.similarity, pa.float64()), "canonical": pa.array(res.canonical, pa.bool_())}
+    stats = dict(res.stats, rows={"articles": len(res.articles), "article_paragraphs": len(res.article_paragraphs),
+                                  "dedup_links": len(res.links)})
+    return stats, columns
+
+
+@task(name="write-tables", cache_policy=NO_CACHE, persist_result=False)
+def write_tables(root: str, parts: str, names: list[str], excerpt_columns: dict | None = None) -> dict[str, int]:
+    """Per-file tables from their parts (excerpts with dedup's columns added), in parallel threads
+    (Parquet encoding releases the GIL)."""
+    numbers = part_numbers(parts)
+
+    def one(name: str) -> int:
+        return compact(Path(root), name, (read_part(parts, name, n) for n in numbers),
+                       excerpt_columns if name == "excerpts" else None)
+
+    with ThreadPoolExecutor(max(1, min(len(names), os.cpu_count() or 1))) as pool:
+        return dict(zip(names, pool.map(one, names)))
+
+
+@task(name="write-reference", cache_policy=NO_CACHE, persist_result=False)
+def write_reference_tables(root: str, rejects: list[dict]) -> dict[str, int]:
+    """Rejected inputs, and the curated outlets table."""
+    rejects = sorted(rejects, key=lambda r: (r["source_path"], r["code"]))
+    write_table(Path(root), "rejects", to_table("rejects", rejects))
+    outlets = outlet_rows()
+    write_table(Path(root), "outlets", to_table("outlets", outlets))
+    return {"rejects": len(rejects), "outlets": len(outlets)}
 
 
 @task(name="validate", cache_policy=NO_CACHE, persist_result=False)
@@ -182,12 +195,14 @@ def previous_summary(out: Path) -> dict | None:
     return summary if summary.get("validation", {}).get("success") else None
 
 
-def parse_all(refs: list[SourceRef], keys: list[str | None], tmp: Path, batch_files: int, max_bytes: int,
-              workers: int, cache_old: str | None, cache_new: str | None) -> list[dict]:
+def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_files: int, max_bytes: int,
+              workers: int, old_parts: Path | None) -> list[dict]:
     """One parse task per batch; batches run in a pool of `workers` processes (spawned from a
     forkserver that has imported only the parsing stages). Results come back in batch order."""
     global _POOL
-    ref_batches, key_batches = batches(refs, batch_files), batches(keys, batch_files)
+    lookup = cache_lookup(old_parts)
+    hits = [lookup.get(k) if k else None for k in keys]
+    ref_batches, key_batches, hit_batches = batches(refs, batch_files), batches(keys, batch_files), batches(hits, batch_files)
     total, done, done_bytes = len(refs), 0, 0
     use_pool = workers > 1 and len(ref_batches) > 1 and _POOL is None
     ctx = multiprocessing.get_context("forkserver")
@@ -197,8 +212,8 @@ def parse_all(refs: list[SourceRef], keys: list[str | None], tmp: Path, batch_fi
         if use_pool:
             _POOL = pool
         try:
-            futures = [parse_batch.submit(b, str(tmp), i, max_bytes, k, cache_old, cache_new)
-                       for i, (b, k) in enumerate(zip(ref_batches, key_batches))]
+            futures = [parse_batch.submit(b, str(parts), i, max_bytes, k, h, str(old_parts) if old_parts else None)
+                       for i, (b, k, h) in enumerate(zip(ref_batches, key_batches, hit_batches))]
             for f in as_completed(futures):
                 res = f.result()
                 done += res["files"]
@@ -247,22 +262,29 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         # importing Great Expectations takes seconds: do it while the parse processes work
         threading.Thread(target=_preload_validation, daemon=True).start()
         t = time.perf_counter()
-        cache_old = str(out_path / CACHE_DIR) if cache and (out_path / CACHE_DIR).is_dir() else None
-        cache_new = str(tmp / CACHE_DIR) if cache else None
-        results = parse_all(refs, keys, tmp, batch_files, max_bytes, workers if runner == "local" else 1,
-                            cache_old, cache_new)
+        # the parts are the next build's cache: kept in the build (cache/) unless caching is off
+        parts = tmp / CACHE_DIR
+        old_parts = out_path / CACHE_DIR if cache and (out_path / CACHE_DIR).is_dir() else None
+        results = parse_all(refs, keys, parts, batch_files, max_bytes, workers if runner == "local" else 1,
+                            old_parts)
         timings["parse"] = time.perf_counter() - t
         log.info("parse: %.2f s", timings["parse"])
         rejects = [reject_row(r) for r in rejected] + [r for res in results for r in res["rejects"]]
         t = time.perf_counter()
-        counts = write_tables(str(tmp), rejects)
-        timings["write"] = time.perf_counter() - t
-        log.info("write: %.2f s", timings["write"])
-        t = time.perf_counter()
-        dedup_stats = dedup_tables(str(tmp), dedup_cfg, duckdb_memory_mb)
-        counts.update(dedup_stats.pop("rows"))
+        # tables that dedup does not touch are written while it runs (it is mostly Python, they
+        # are mostly Parquet encoding: the two share the cores well)
+        others = write_tables.submit(str(tmp), str(parts), [n for n in PART_TABLES if n != "excerpts"])
+        dedup_stats, excerpt_columns = dedup_tables(str(tmp), str(parts), dedup_cfg, duckdb_memory_mb)
         timings["dedup"] = time.perf_counter() - t
         log.info("dedup: %.2f s", timings["dedup"])
+        t = time.perf_counter()
+        counts = write_tables(str(tmp), str(parts), ["excerpts"], excerpt_columns)
+        del excerpt_columns
+        counts.update(others.result())
+        counts.update(write_reference_tables(str(tmp), rejects))
+        counts.update(dedup_stats.pop("rows"))
+        timings["write"] = time.perf_counter() - t  # what is left to write after dedup
+        log.info("write: %.2f s", timings["write"])
         t = time.perf_counter()
         report = validate_tables(str(tmp))
         counts["quarantine"] = sum(report["quarantined"].values())
@@ -270,7 +292,8 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         log.info("validate: %.2f s", timings["validate"])
         t = time.perf_counter()
         (tmp / "views.sql").write_text(views_sql(), encoding="utf-8")
-        shutil.rmtree(tmp / "parts")
+        if not cache:
+            shutil.rmtree(parts)
         timings["finish"] = time.perf_counter() - t
         log.info("finish: %.2f s", timings["finish"])
         totals: dict[str, Counter] = {k: Counter() for k in ("flags", "unknown_outlets", "unresolved_dates", "seconds")}

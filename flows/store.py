@@ -12,7 +12,7 @@ import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,7 +20,6 @@ import pyarrow.parquet as pq
 from .schema import spec, tables
 
 DATA_DIR = "data"
-PARTS_DIR = "parts"
 DUCKDB_TMP = ".duckdb-tmp"  # DuckDB spills here; removed before the build is swapped in
 ROW_GROUP_ROWS = 122_880  # DuckDB's row-group size: one group per scan thread unit
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, write_statistics=True)
@@ -69,60 +68,41 @@ def to_table(name: str, rows: list[dict], final: bool = True) -> pa.Table:
     return pa.table({f.name: pa.array([r[f.name] for r in rows], type=f.type) for f in schema}, schema=schema)
 
 
-def write_part(root: Path, name: str, batch_no: int, table: pa.Table) -> Path:
-    """One batch's rows of one table, as parts/<table>/part-NNNNNN.parquet."""
-    d = root / PARTS_DIR / name
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / f"part-{batch_no:06d}.parquet"
-    pq.write_table(table, path, **PARQUET_OPTIONS)
-    return path
-
-
-def compact(root: Path, name: str) -> int:
-    """Concatenate a table's parts in batch order into data/<table>.parquet with fixed-size row
-    groups, so the file does not depend on how the input was batched. Streams; returns row count.
-    """
-    schema = spec(name).part_schema
-    parts = sorted((root / PARTS_DIR / name).glob("part-*.parquet"))
+def compact(root: Path, name: str, pieces: Iterable[pa.Table], extra: dict[str, pa.Array] | None = None) -> int:
+    """Write a table's pieces (its parts, in batch order) into data/<table>.parquet with fixed-size
+    row groups, so the file does not depend on how the input was batched; `extra` holds the columns
+    a later stage computed for every row (dedup's), aligned to that order. Streams one row group at
+    a time; returns the row count."""
+    schema = spec(name).arrow_schema
+    extra = extra or {}
     dest = root / DATA_DIR / f"{name}.parquet"
     dest.parent.mkdir(parents=True, exist_ok=True)
     n = 0
+
+    def flush(w: pq.ParquetWriter, t: pa.Table) -> None:
+        nonlocal n
+        for col, arr in extra.items():
+            t = t.append_column(col, arr.slice(n, t.num_rows))
+        w.write_table(t.select(schema.names).cast(schema), row_group_size=ROW_GROUP_ROWS)
+        n += t.num_rows
+
     with pq.ParquetWriter(dest, schema, **PARQUET_OPTIONS) as w:
-        pending: list[pa.RecordBatch] = []
+        pending: list[pa.Table] = []
         pending_rows = 0
-        for part in parts:
-            for rb in pq.ParquetFile(part).iter_batches(batch_size=ROW_GROUP_ROWS):
-                pending.append(rb)
-                pending_rows += rb.num_rows
-                while pending_rows >= ROW_GROUP_ROWS:
-                    t = pa.Table.from_batches(pending, schema)
-                    w.write_table(t.slice(0, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS)
-                    rest = t.slice(ROW_GROUP_ROWS)
-                    pending = rest.to_batches()
-                    pending_rows = rest.num_rows
-                    n += ROW_GROUP_ROWS
+        for piece in pieces:
+            pending.append(piece)
+            pending_rows += piece.num_rows
+            while pending_rows >= ROW_GROUP_ROWS:
+                t = pa.concat_tables(pending)
+                flush(w, t.slice(0, ROW_GROUP_ROWS))
+                rest = t.slice(ROW_GROUP_ROWS)
+                pending, pending_rows = [rest], rest.num_rows
         if pending_rows:
-            w.write_table(pa.Table.from_batches(pending, schema), row_group_size=ROW_GROUP_ROWS)
-            n += pending_rows
+            flush(w, pa.concat_tables(pending))
+    for col, arr in extra.items():
+        if len(arr) != n:
+            raise ValueError(f"{name}.{col} has {len(arr)} values for {n} rows")
     return n
-
-
-def add_columns(root: Path, name: str, columns: dict[str, pa.Array]) -> None:
-    """Rewrite data/<table>.parquet with `columns` appended (aligned to the file's row order),
-    streaming row group by row group, into the table's full declared schema."""
-    schema = spec(name).arrow_schema
-    src = root / DATA_DIR / f"{name}.parquet"
-    tmp = src.with_suffix(".parquet.tmp")
-    offset = 0
-    with pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS) as w:
-        pf = pq.ParquetFile(src)
-        for g in range(pf.num_row_groups):
-            t = pf.read_row_group(g)
-            for col, arr in columns.items():
-                t = t.append_column(col, arr.slice(offset, t.num_rows))
-            w.write_table(t.select(schema.names).cast(schema), row_group_size=ROW_GROUP_ROWS)
-            offset += t.num_rows
-    tmp.replace(src)
 
 
 def write_table(root: Path, name: str, table: pa.Table) -> None:

@@ -209,9 +209,12 @@ def test_incremental_rebuild_after_adding_changing_and_deleting_files_equals_a_c
     clean = build([str(corpus)], str(tmp_path / "clean"), cache=False)
     assert clean["inputs"]["from_cache"] == 0
     assert digest_tree(out) == digest_tree(tmp_path / "clean")
-    # a damaged cache entry is parsed again, not trusted
-    for entry in (out / "cache").rglob("*.pkl"):
-        entry.write_bytes(b"not a pickle")
+    # damaged cached parts are parsed again, not trusted: one cut short, the others overwritten
+    damaged = sorted((out / "cache").rglob("part-*.arrow"))
+    assert damaged
+    damaged[0].write_bytes(damaged[0].read_bytes()[:100])
+    for entry in damaged[1:]:
+        entry.write_bytes(b"not an Arrow file")
     edited.write_text(edited.read_text(encoding="utf-8") + "もう一段落。\n", encoding="utf-8")
     rebuilt = build([str(corpus)], str(out))
     assert rebuilt["inputs"]["from_cache"] == 0

@@ -400,7 +400,7 @@ def test_a_hundred_thousand_tiny_files_are_each_read_or_rejected(tmp_path):
     """Discovery, hashing and the batch worker over 100,000 tiny files (10% empty) in 100 folders:
     every file ends as a document or a reject, nothing raises. (A whole CLI build of the same
     folder takes ~2.5 min here, too long for the suite; see README "Guarantees".)"""
-    from flows.batch import cache_key, fingerprint, run_batch
+    from flows.batch import cache_key, fingerprint, read_parts, run_batch
     from flows.ingest import discover
 
     root = tmp_path / "tiny"
@@ -420,5 +420,5 @@ def test_a_hundred_thousand_tiny_files_are_each_read_or_rejected(tmp_path):
         rejects += len(res["rejects"])
         assert {r["code"] for r in res["rejects"]} <= {"empty"}
     assert (read, rejects) == (90_000, 10_000)
-    docs = pq.read_table(tmp_path / "out" / "parts" / "documents", columns=["source_path"])
+    docs = read_parts(tmp_path / "out", "documents", ["source_path"])
     assert docs.num_rows == 90_000 and len(set(docs.column(0).to_pylist())) == 90_000
