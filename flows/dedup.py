@@ -18,8 +18,10 @@ lines and (中略) gaps do not hide a duplicate. Pure functions over arrays; no 
 from __future__ import annotations
 
 import gc
+import os
 import re
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import lru_cache, wraps
 from datetime import date
@@ -93,9 +95,13 @@ def line_keys(excerpts: list[Excerpt]) -> list[list[str]]:
 
 
 def boilerplate_keys(excerpts: list[Excerpt], keys: list[list[str]], cfg: DedupConfig) -> set[str]:
-    pairs = {(k, e.headline) for e, ks in zip(excerpts, keys) for k in ks if k}
-    counts = Counter(k for k, _ in pairs)
-    return {k for k, c in counts.items() if c > cfg.max_headlines}
+    by_headline: dict[str, set[str]] = defaultdict(set)
+    for e, ks in zip(excerpts, keys):
+        by_headline[e.headline].update(ks)
+    counts: Counter = Counter()
+    for ks in by_headline.values():
+        counts.update(ks)
+    return {k for k, c in counts.items() if k and c > cfg.max_headlines}
 
 
 def dedup_texts(keys: list[list[str]], boiler: set[str]) -> list[str]:
@@ -179,24 +185,32 @@ def signatures(vals: np.ndarray, owner: np.ndarray, n: int, cfg: DedupConfig,
 def sketch(texts: list[str], cfg: DedupConfig) -> tuple[np.ndarray, "ShingleSets"]:
     """Signatures and exact shingle sets for all texts, in chunks of `chunk` texts (small numpy
     temporaries are much faster here than corpus-sized ones, and memory stays bounded). Two
-    passes: the first collects sampled values and the corpus-wide 5-gram frequencies."""
-    chunks = []
-    for s in range(0, len(texts), cfg.chunk):
+    passes: the first collects sampled values and the corpus-wide 5-gram frequencies. Chunks run
+    in threads: numpy releases the GIL in its loops, so this uses every core."""
+
+    def first(s: int):
         part = texts[s : s + cfg.chunk]
         h, owner = shingle_hashes(part, cfg.shingle)
         bounds = np.searchsorted(owner, np.arange(len(part) + 1))
         vals, vowner = sample_values(h, owner, cfg)
-        chunks.append((s, h, bounds, vals, vowner.astype(np.int16 if cfg.chunk < 1 << 15 else np.int32)))
-        del owner
-    counts = None
-    if cfg.common_5grams and chunks:
-        b = np.concatenate([frequency_buckets(c[3], cfg) for c in chunks])
-        counts = np.minimum(np.bincount(b, minlength=1 << 24), 65535).astype(np.uint16)
-    sig = np.empty((len(texts), cfg.perms), dtype=np.uint32)
-    for i, (s, h, bounds, vals, vowner) in enumerate(chunks):
-        n = min(cfg.chunk, len(texts) - s)
-        sig[s : s + n] = signatures(vals, vowner, n, cfg, counts)
-        chunks[i] = (s, h, bounds, None, None)  # sampled values are no longer needed
+        return s, h, bounds, vals, vowner.astype(np.int16 if cfg.chunk < 1 << 15 else np.int32)
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        chunks = list(pool.map(first, range(0, len(texts), cfg.chunk)))
+        counts = None
+        if cfg.common_5grams and chunks:
+            b = np.concatenate([frequency_buckets(c[3], cfg) for c in chunks])
+            counts = np.minimum(np.bincount(b, minlength=1 << 24), 65535).astype(np.uint16)
+            del b
+        sig = np.empty((len(texts), cfg.perms), dtype=np.uint32)
+
+        def second(i: int) -> None:
+            s, h, bounds, vals, vowner = chunks[i]
+            n = min(cfg.chunk, len(texts) - s)
+            sig[s : s + n] = signatures(vals, vowner, n, cfg, counts)
+            chunks[i] = (s, h, bounds, None, None)  # sampled values are no longer needed
+
+        list(pool.map(second, range(len(chunks))))
     return sig, ShingleSets([(h, bounds) for _, h, bounds, _, _ in chunks], cfg.chunk)
 
 
@@ -318,6 +332,7 @@ class Clusters:
     sets: ShingleSets
     boiler: set[str]
     stats: dict
+    keys: list[list[str]]  # per excerpt, the paragraph key of each line of body_norm
 
 
 _METHOD = {1: "minhash", 2: "exact_paragraph", 3: "minhash+exact_paragraph"}
@@ -384,7 +399,7 @@ def find_clusters(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     stats = {"excerpts": n, "characters": int(sum(len(e.body_norm) for e in excerpts)),
              "candidates": n_candidates, "promising": int(promising.sum()), "verified": verified,
              "links": len(links), "boilerplate_paragraphs": len(boiler), "too_short": int((~ok).sum())}
-    return Clusters([uf.find(i) for i in range(n)], links, sets, boiler, stats)
+    return Clusters([uf.find(i) for i in range(n)], links, sets, boiler, stats, keys)
 
 
 @without_gc
@@ -417,7 +432,9 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
             similarity[i] = round(j, 6)
             relation[i] = "near" if j >= cfg.jaccard else "partial"
         art = _article(aid, [excerpts[i] for i in group], excerpts[canon])
-        paras = _reconstruct(aid, [excerpts[i] for i in group], excerpts[canon], cl.boiler)
+        lines = {i: _content_lines(excerpts[i], cl.keys[i]) for i in group}
+        paras = _reconstruct(aid, [excerpts[i] for i in group], excerpts[canon], cl.boiler,
+                             {excerpts[i].excerpt_id: lines[i] for i in group})
         art["text"] = "\n".join(p["text_norm"] for p in paras)
         art["n_paragraphs"] = len(paras)
         articles.append(art)
@@ -445,33 +462,42 @@ def _article(aid: str, group: list[Excerpt], canon: Excerpt) -> dict:
             "n_documents": len({e.doc_id for e in group}), "first_quoted_in": first.doc_id}
 
 
-def _content_lines(e: Excerpt) -> list[tuple[str, str]]:
+def _content_lines(e: Excerpt, keys: list[str]) -> list[tuple[str, str]]:
     """(line, its paragraph key) for every line with content."""
-    return [(line, k) for line in e.body_norm.split("\n") if (k := paragraph_key(line))]
+    return [(line, k) for line, k in zip(e.body_norm.split("\n"), keys) if k]
 
 
 @lru_cache(maxsize=65536)
 def _grams(s: str) -> frozenset[str]:
-    return frozenset(s[i : i + 3] for i in range(max(1, len(s) - 2)))
+    return frozenset({s[i : i + 3] for i in range(max(1, len(s) - 2))})
 
 
-def _similar(a: set[str], b: set[str]) -> bool:
-    return len(a & b) >= 0.7 * len(a | b)
+def _similar(a: frozenset[str], b: frozenset[str]) -> bool:
+    """3-gram Jaccard >= 0.7 (the bound on sizes first: it needs min/max >= 0.7)."""
+    la, lb = len(a), len(b)
+    if 10 * min(la, lb) < 7 * max(la, lb):
+        return False
+    inter = len(a & b)
+    return 10 * inter >= 7 * (la + lb - inter)
 
 
-def _reconstruct(aid: str, group: list[Excerpt], canon: Excerpt, boiler: set[str]) -> list[dict]:
+def _reconstruct(aid: str, group: list[Excerpt], canon: Excerpt, boiler: set[str],
+                 lines: dict[str, list[tuple[str, str]]]) -> list[dict]:
     """Union of the quotes' paragraphs in source order: start from the canonical quote, then merge
     every other quote (longest first). A line matches a paragraph exactly, or by 3-gram Jaccard
     >= 0.7 among the next few paragraphs after the last match (changed characters); an unmatched
     line is inserted after the last matched one. A quote none of whose lines match (re-flowed) adds
     no paragraphs. Every paragraph records the quotes that carry it."""
-    base = [{"text": line, "key": k, "by": {canon.excerpt_id}} for line, k in _content_lines(canon)]
+    base = [{"text": line, "key": k, "by": {canon.excerpt_id}} for line, k in lines[canon.excerpt_id]]
+    if len(group) == 1:
+        return [{"article_id": aid, "ordinal": i + 1, "text_norm": p["text"], "contributed_by": [canon.excerpt_id]}
+                for i, p in enumerate(base)]
     for e in sorted((e for e in group if e is not canon), key=lambda e: (-len(e.body_norm), e.excerpt_id)):
         snapshot = list(base)
         index = {p["key"]: i for i, p in enumerate(snapshot)}
         plan: list[tuple[str, str, int | None]] = []
         last = -1
-        for line, k in _content_lines(e):
+        for line, k in lines[e.excerpt_id]:
             m = index.get(k)
             if m is None and len(k) >= 10:
                 g = _grams(k)
