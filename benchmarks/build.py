@@ -43,8 +43,9 @@ def tree_rss(pid: int) -> int:
                 for line in f:
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1]) * 1024
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                pids += [int(c) for c in f.read().split()]
+            for tid in os.listdir(f"/proc/{p}/task"):  # children of every thread, not just the main one
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    pids += [int(c) for c in f.read().split()]
         except (OSError, ValueError):
             continue
     return total

@@ -23,7 +23,7 @@ import re
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from functools import lru_cache, wraps
+from functools import wraps
 from datetime import date
 
 import duckdb
@@ -76,8 +76,8 @@ class DedupResult:
     similarity: list[float]
     canonical: list[bool]
     links: list[dict]
-    articles: list[dict]
-    article_paragraphs: list[dict]
+    articles: list[dict]  # in article_id order
+    article_paragraphs: dict[str, list]  # columns, in (article_id, ordinal) order
     stats: dict
 
 
@@ -90,22 +90,70 @@ def paragraph_key(line: str) -> str:
     return _ELISION.sub("", key) if "略" in key else key
 
 
-def line_keys(excerpts: list[Excerpt]) -> list[list[str]]:
-    return [[paragraph_key(line) for line in e.body_norm.split("\n")] for e in excerpts]
+def key_hash(k: str) -> int:
+    """A paragraph key's 64-bit hash (Python's, so it is only compared within one run)."""
+    return hash(k) & 0xFFFFFFFFFFFFFFFF
 
 
-def boilerplate_keys(excerpts: list[Excerpt], keys: list[list[str]], cfg: DedupConfig) -> set[str]:
-    by_headline: dict[str, set[str]] = defaultdict(set)
-    for e, ks in zip(excerpts, keys):
-        by_headline[e.headline].update(ks)
-    counts: Counter = Counter()
-    for ks in by_headline.values():
-        counts.update(ks)
-    return {k for k, c in counts.items() if k and c > cfg.max_headlines}
+@dataclass
+class LineIndex:
+    """Every content line of every excerpt as numbers, not strings (the strings are most of the
+    corpus again): its excerpt, its key's hash and its key's length, in body order."""
+
+    owner: np.ndarray  # int64
+    hash: np.ndarray  # uint64
+    length: np.ndarray  # int64
 
 
-def dedup_texts(keys: list[list[str]], boiler: set[str]) -> list[str]:
-    return ["".join(k for k in ks if k and k not in boiler) for ks in keys]
+def line_index(excerpts: list[Excerpt]) -> LineIndex:
+    owner, hashes, lengths = [], [], []
+    for i, e in enumerate(excerpts):
+        for line in e.body_norm.split("\n"):
+            k = paragraph_key(line)
+            if k:
+                owner.append(i)
+                hashes.append(key_hash(k))
+                lengths.append(len(k))
+    return LineIndex(np.array(owner, np.int64), np.array(hashes, np.uint64), np.array(lengths, np.int64))
+
+
+def boilerplate_keys(excerpts: list[Excerpt], lines: LineIndex, cfg: DedupConfig) -> set[int]:
+    """Hashes of the keys found under more than `max_headlines` distinct headlines."""
+    headline_ids: dict[str, int] = {}
+    hid = np.array([headline_ids.setdefault(e.headline, len(headline_ids)) for e in excerpts], np.int64)
+    h, heads = _distinct_pairs(lines.hash, hid[lines.owner])
+    if not len(h):
+        return set()
+    starts = np.flatnonzero(np.concatenate(([True], h[1:] != h[:-1])))
+    counts = np.diff(np.append(starts, len(h)))
+    return set(h[starts[counts > cfg.max_headlines]].tolist())
+
+
+def _distinct_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (a, b) pairs, sorted by a then b (a sort, not np.unique: much faster here)."""
+    order = np.lexsort((b, a))
+    a, b = a[order], b[order]
+    keep = np.ones(len(a), bool)
+    keep[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    return a[keep], b[keep]
+
+
+class DedupTexts:
+    """The texts compared, built a slice at a time when sketch asks (never all held at once)."""
+
+    def __init__(self, excerpts: list[Excerpt], boiler: set[int]):
+        self.excerpts, self.boiler = excerpts, boiler
+
+    def __len__(self) -> int:
+        return len(self.excerpts)
+
+    def __getitem__(self, s: slice) -> list[str]:
+        return [dedup_text(e, self.boiler) for e in self.excerpts[s]]
+
+
+def dedup_text(e: Excerpt, boiler: set[int]) -> str:
+    """The text compared: the body's keys without boilerplate, joined."""
+    return "".join(k for line in e.body_norm.split("\n") if (k := paragraph_key(line)) and key_hash(k) not in boiler)
 
 
 _U32 = np.uint32
@@ -182,36 +230,58 @@ def signatures(vals: np.ndarray, owner: np.ndarray, n: int, cfg: DedupConfig,
     return sig
 
 
-def sketch(texts: list[str], cfg: DedupConfig) -> tuple[np.ndarray, "ShingleSets"]:
-    """Signatures and exact shingle sets for all texts, in chunks of `chunk` texts (small numpy
-    temporaries are much faster here than corpus-sized ones, and memory stays bounded). Two
-    passes: the first collects sampled values and the corpus-wide 5-gram frequencies. Chunks run
-    in threads: numpy releases the GIL in its loops, so this uses every core."""
+def sketch(texts, cfg: DedupConfig) -> tuple[np.ndarray, "ShingleSets"]:
+    """Signatures and exact shingle sets for all texts (a sequence whose slices are lists of str),
+    in chunks of `chunk` texts: small numpy temporaries are much faster here than corpus-sized
+    ones, and memory stays bounded. Two passes: the first keeps each text's distinct 5-gram hashes
+    and counts the corpus-wide 5-gram frequencies (over every occurrence); the second makes the
+    signatures from the distinct hashes (a minimum does not care about repeats). Chunks run in
+    threads: numpy releases the GIL in its loops, so this uses every core."""
 
     def first(s: int):
         part = texts[s : s + cfg.chunk]
         h, owner = shingle_hashes(part, cfg.shingle)
-        bounds = np.searchsorted(owner, np.arange(len(part) + 1))
-        vals, vowner = sample_values(h, owner, cfg)
-        return s, h, bounds, vals, vowner.astype(np.int16 if cfg.chunk < 1 << 15 else np.int32)
+        sizes = np.diff(np.searchsorted(owner, np.arange(len(part) + 1)))
+        buckets = frequency_buckets(sample_values(h, owner, cfg)[0], cfg) if cfg.common_5grams else None
+        # the exact sets verification compares: each text's distinct hashes, sorted
+        u = np.sort((owner.astype(np.uint64) << _U64(32)) | h)
+        del h, owner
+        if len(u):
+            u = u[np.concatenate(([True], u[1:] != u[:-1]))]
+        sets = (u & _U64(0xFFFFFFFF)).astype(np.uint32)
+        bounds = np.searchsorted(u >> _U64(32), np.arange(len(part) + 1, dtype=np.uint64))
+        return s, (sets, bounds, sizes), buckets
+
+    chunks = []
+    counts = np.zeros(1 << 24, np.uint32) if cfg.common_5grams else None
+    pending: list[np.ndarray] = []
+
+    def count_pending() -> None:  # one bincount per ~8M values: each costs a 2**24 table
+        if pending:
+            np.add(counts, np.bincount(np.concatenate(pending), minlength=1 << 24), out=counts, casting="unsafe")
+            pending.clear()
 
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        chunks = list(pool.map(first, range(0, len(texts), cfg.chunk)))
-        counts = None
-        if cfg.common_5grams and chunks:
-            b = np.concatenate([frequency_buckets(c[3], cfg) for c in chunks])
-            counts = np.minimum(np.bincount(b, minlength=1 << 24), 65535).astype(np.uint16)
-            del b
+        for s, sets, buckets in pool.map(first, range(0, len(texts), cfg.chunk)):
+            chunks.append((s, sets))
+            if buckets is not None:
+                pending.append(buckets)
+                if sum(len(b) for b in pending) >= 1 << 23:
+                    count_pending()
+        if counts is not None:
+            count_pending()
+            counts = np.minimum(counts, 65535).astype(np.uint16)
         sig = np.empty((len(texts), cfg.perms), dtype=np.uint32)
 
         def second(i: int) -> None:
-            s, h, bounds, vals, vowner = chunks[i]
-            n = min(cfg.chunk, len(texts) - s)
+            s, (sets, bounds, _) = chunks[i]
+            n = len(bounds) - 1
+            owner = np.repeat(np.arange(n, dtype=np.int32), np.diff(bounds))
+            vals, vowner = sample_values(sets, owner, cfg)
             sig[s : s + n] = signatures(vals, vowner, n, cfg, counts)
-            chunks[i] = (s, h, bounds, None, None)  # sampled values are no longer needed
 
         list(pool.map(second, range(len(chunks))))
-    return sig, ShingleSets([(h, bounds) for _, h, bounds, _, _ in chunks], cfg.chunk)
+    return sig, ShingleSets([sets for _, sets in chunks], cfg.chunk)
 
 
 def band_hashes(sig: np.ndarray, cfg: DedupConfig) -> np.ndarray:
@@ -253,38 +323,29 @@ def candidate_pairs(con: duckdb.DuckDBPyConnection, sig_ok: np.ndarray, bands: n
             res["how"].to_numpy().astype(np.int8))
 
 
-def paragraph_hashes(keys: list[list[str]], boiler: set[str], cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
-    owners, hashes = [], []
-    for i, ks in enumerate(keys):
-        seen = set()
-        for k in ks:
-            if len(k) >= cfg.paragraph_min_chars and k not in boiler and k not in seen:
-                seen.add(k)
-                owners.append(i)
-                hashes.append(hash(k) & 0xFFFFFFFFFFFFFFFF)
-    return np.array(owners, dtype=np.int64), np.array(hashes, dtype=np.uint64)
+def paragraph_hashes(lines: LineIndex, boiler: set[int], cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(excerpt, key hash) of every distinct long enough, non-boilerplate paragraph of each excerpt."""
+    keep = lines.length >= cfg.paragraph_min_chars
+    if boiler:
+        keep &= ~np.isin(lines.hash, np.fromiter(boiler, np.uint64, len(boiler)))
+    return _distinct_pairs(lines.owner[keep], lines.hash[keep])
 
 
 # ---------------------------------------------------------------- verification and clusters
 
 
 class ShingleSets:
-    """Sorted distinct k-gram hashes per text (exact, not sampled), computed on first use."""
+    """Sorted distinct k-gram hashes per text (exact, not sampled), and each text's k-gram count."""
 
-    def __init__(self, parts: list[tuple[np.ndarray, np.ndarray]], chunk: int):
+    def __init__(self, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], chunk: int):
         self.chunk = chunk
-        self.parts = parts  # per chunk: hashes grouped by text, and each text's bounds in them
-        self.sizes = np.concatenate([np.diff(b) for _, b in self.parts]) if self.parts else np.zeros(0, np.int64)
-        self.cache: dict[int, np.ndarray] = {}
+        self.parts = parts  # per chunk: distinct hashes grouped by text, each text's bounds, k-gram counts
+        self.sizes = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.int64)
 
     def __getitem__(self, i: int) -> np.ndarray:
-        s = self.cache.get(i)
-        if s is None:
-            h, bounds = self.parts[i // self.chunk]
-            j = i % self.chunk
-            x = np.sort(h[bounds[j] : bounds[j + 1]])
-            s = self.cache[i] = x[np.concatenate(([True], x[1:] != x[:-1]))] if len(x) else x
-        return s
+        sets, bounds, _ = self.parts[i // self.chunk]
+        j = i % self.chunk
+        return sets[bounds[j] : bounds[j + 1]]
 
 
 def overlap(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -329,10 +390,9 @@ class Clusters:
 
     root: list[int]
     links: list[tuple[int, int, float, float, str]]  # a, b, jaccard, containment, method
-    sets: ShingleSets
-    boiler: set[str]
+    sets: ShingleSets | None
+    boiler: set[int]  # hashes of the boilerplate paragraphs' keys
     stats: dict
-    keys: list[list[str]]  # per excerpt, the paragraph key of each line of body_norm
 
 
 _METHOD = {1: "minhash", 2: "exact_paragraph", 3: "minhash+exact_paragraph"}
@@ -363,15 +423,15 @@ def find_clusters(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     if con is None:
         con = duckdb.connect()
         con.execute("SET enable_progress_bar = false")
-    keys = line_keys(excerpts)
-    boiler = boilerplate_keys(excerpts, keys, cfg)
-    texts = dedup_texts(keys, boiler)
-    sig, sets = sketch(texts, cfg)
+    lines = line_index(excerpts)
+    boiler = boilerplate_keys(excerpts, lines, cfg)
+    sig, sets = sketch(DedupTexts(excerpts, boiler), cfg)
     counts = sets.sizes
     ok = counts >= cfg.min_shingles
     lsh_ok = ok & (sig != 0xFFFFFFFF).any(axis=1)  # a signature with no 5-gram left collides with all
     bands = band_hashes(sig, cfg)
-    p_owner, p_hash = paragraph_hashes(keys, boiler, cfg)
+    p_owner, p_hash = paragraph_hashes(lines, boiler, cfg)
+    del lines
     keep = ok[p_owner] if len(p_owner) else np.zeros(0, bool)
     a, b, how = candidate_pairs(con, lsh_ok, bands, p_owner[keep], p_hash[keep])
     n_candidates = len(a)
@@ -399,7 +459,7 @@ def find_clusters(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     stats = {"excerpts": n, "characters": int(sum(len(e.body_norm) for e in excerpts)),
              "candidates": n_candidates, "promising": int(promising.sum()), "verified": verified,
              "links": len(links), "boilerplate_paragraphs": len(boiler), "too_short": int((~ok).sum())}
-    return Clusters([uf.find(i) for i in range(n)], links, sets, boiler, stats, keys)
+    return Clusters([uf.find(i) for i in range(n)], links, sets, boiler, stats)
 
 
 @without_gc
@@ -415,11 +475,13 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     relation = ["original"] * n
     similarity = [1.0] * n
     canonical = [False] * n
-    articles, article_paragraphs = [], []
+    groups = []
     for group in members.values():
         canon = min(group, key=lambda i: (excerpts[i].published is None, excerpts[i].published or date.min,
                                           -len(excerpts[i].body_norm), excerpts[i].excerpt_id))
-        aid = article_id_for(excerpts[canon].excerpt_id)
+        groups.append((article_id_for(excerpts[canon].excerpt_id), canon, group))
+    groups.sort()  # article order: the tables come out sorted
+    for aid, canon, group in groups:
         canonical[canon] = True
         for i in group:
             cluster_id[i] = aid
@@ -431,23 +493,28 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
             j, c = overlap(cl.sets[i], cl.sets[canon])
             similarity[i] = round(j, 6)
             relation[i] = "near" if j >= cfg.jaccard else "partial"
-        art = _article(aid, [excerpts[i] for i in group], excerpts[canon])
-        lines = {i: _content_lines(excerpts[i], cl.keys[i]) for i in group}
-        paras = _reconstruct(aid, [excerpts[i] for i in group], excerpts[canon], cl.boiler,
-                             {excerpts[i].excerpt_id: lines[i] for i in group})
-        art["text"] = "\n".join(p["text_norm"] for p in paras)
+    cl.sets = None  # the shingle sets are done with: free them before the articles' text is made
+    articles = []
+    paragraphs: dict[str, list] = {"article_id": [], "ordinal": [], "text_norm": [], "contributed_by": []}
+    for aid, canon, group in groups:
+        quotes = [excerpts[i] for i in group]
+        art = _article(aid, quotes, excerpts[canon])
+        paras = _reconstruct(quotes, excerpts[canon], cl.boiler)
+        art["text"] = "\n".join(text for text, _ in paras)
         art["n_paragraphs"] = len(paras)
         articles.append(art)
-        article_paragraphs += paras
-    articles.sort(key=lambda r: r["article_id"])
-    article_paragraphs.sort(key=lambda r: (r["article_id"], r["ordinal"]))
+        paragraphs["article_id"] += [aid] * len(paras)
+        paragraphs["ordinal"] += range(1, len(paras) + 1)
+        for text, by in paras:
+            paragraphs["text_norm"].append(text)
+            paragraphs["contributed_by"].append(by)
     links = [{"excerpt_a": excerpts[x].excerpt_id, "excerpt_b": excerpts[y].excerpt_id,
               "jaccard": round(j, 6), "containment": round(c, 6), "method": meth,
               "relation": "near" if j >= cfg.jaccard else "partial"} for x, y, j, c, meth in cl.links]
     links.sort(key=lambda r: (r["excerpt_a"], r["excerpt_b"]))
     stats = dict(cl.stats, clusters=len(members),
                  multi_quote_clusters=sum(1 for g in members.values() if len(g) > 1), config=cfg.as_dict())
-    return DedupResult(cluster_id, relation, similarity, canonical, links, articles, article_paragraphs, stats)
+    return DedupResult(cluster_id, relation, similarity, canonical, links, articles, paragraphs, stats)
 
 
 def _article(aid: str, group: list[Excerpt], canon: Excerpt) -> dict:
@@ -462,12 +529,11 @@ def _article(aid: str, group: list[Excerpt], canon: Excerpt) -> dict:
             "n_documents": len({e.doc_id for e in group}), "first_quoted_in": first.doc_id}
 
 
-def _content_lines(e: Excerpt, keys: list[str]) -> list[tuple[str, str]]:
+def _content_lines(e: Excerpt) -> list[tuple[str, str]]:
     """(line, its paragraph key) for every line with content."""
-    return [(line, k) for line, k in zip(e.body_norm.split("\n"), keys) if k]
+    return [(line, k) for line in e.body_norm.split("\n") if (k := paragraph_key(line))]
 
 
-@lru_cache(maxsize=65536)
 def _grams(s: str) -> frozenset[str]:
     return frozenset({s[i : i + 3] for i in range(max(1, len(s) - 2))})
 
@@ -481,28 +547,34 @@ def _similar(a: frozenset[str], b: frozenset[str]) -> bool:
     return 10 * inter >= 7 * (la + lb - inter)
 
 
-def _reconstruct(aid: str, group: list[Excerpt], canon: Excerpt, boiler: set[str],
-                 lines: dict[str, list[tuple[str, str]]]) -> list[dict]:
-    """Union of the quotes' paragraphs in source order: start from the canonical quote, then merge
-    every other quote (longest first). A line matches a paragraph exactly, or by 3-gram Jaccard
-    >= 0.7 among the next few paragraphs after the last match (changed characters); an unmatched
-    line is inserted after the last matched one. A quote none of whose lines match (re-flowed) adds
-    no paragraphs. Every paragraph records the quotes that carry it."""
-    base = [{"text": line, "key": k, "by": {canon.excerpt_id}} for line, k in lines[canon.excerpt_id]]
+def _reconstruct(group: list[Excerpt], canon: Excerpt, boiler: set[int]) -> list[tuple[str, list[str]]]:
+    """Union of the quotes' paragraphs in source order, as (text, the quotes that carry it): start
+    from the canonical quote, then merge every other quote (longest first). A line matches a
+    paragraph exactly, or by 3-gram Jaccard >= 0.7 among the next few paragraphs after the last
+    match (changed characters); an unmatched line is inserted after the last matched one. A quote
+    none of whose lines match (re-flowed) adds no paragraphs."""
     if len(group) == 1:
-        return [{"article_id": aid, "ordinal": i + 1, "text_norm": p["text"], "contributed_by": [canon.excerpt_id]}
-                for i, p in enumerate(base)]
+        return [(line, [canon.excerpt_id]) for line, _ in _content_lines(canon)]
+    base = [{"text": line, "key": k, "by": {canon.excerpt_id}} for line, k in _content_lines(canon)]
+    grams: dict[str, frozenset[str]] = {}
+
+    def gram(k: str) -> frozenset[str]:
+        g = grams.get(k)
+        if g is None:
+            g = grams[k] = _grams(k)
+        return g
+
     for e in sorted((e for e in group if e is not canon), key=lambda e: (-len(e.body_norm), e.excerpt_id)):
         snapshot = list(base)
         index = {p["key"]: i for i, p in enumerate(snapshot)}
         plan: list[tuple[str, str, int | None]] = []
         last = -1
-        for line, k in lines[e.excerpt_id]:
+        for line, k in _content_lines(e):
             m = index.get(k)
             if m is None and len(k) >= 10:
-                g = _grams(k)
+                g = gram(k)
                 for i in range(last + 1, min(last + 4, len(snapshot))):
-                    if _similar(g, _grams(snapshot[i]["key"])):
+                    if _similar(g, gram(snapshot[i]["key"])):
                         m = i
                         break
             if m is not None:
@@ -515,9 +587,72 @@ def _reconstruct(aid: str, group: list[Excerpt], canon: Excerpt, boiler: set[str
             if m is not None:
                 prev = snapshot[m]
                 prev["by"].add(e.excerpt_id)
-            elif k not in boiler:
+            elif key_hash(k) not in boiler:
                 new = {"text": line, "key": k, "by": {e.excerpt_id}}
                 base.insert(base.index(prev) + 1 if prev is not None else 0, new)
                 prev = new
-    return [{"article_id": aid, "ordinal": i + 1, "text_norm": p["text"], "contributed_by": sorted(p["by"])}
-            for i, p in enumerate(base)]
+    return [(p["text"], sorted(p["by"])) for p in base]
+
+
+# ---------------------------------------------------------------- the stage over a build's parts
+
+CLUSTER_COLUMNS = ".dedup-columns.arrow"  # in the build folder until the excerpts table is written
+
+
+def read_excerpts(parts: str) -> list[Excerpt]:
+    """Every excerpt of a build's parts, in part order, a part at a time (an Arrow table of the
+    whole corpus would sit beside the Python strings made from it)."""
+    from .batch import part_numbers, read_part
+
+    items: list[Excerpt] = []
+    for n in part_numbers(parts):
+        docs = read_part(parts, "documents", n, ["doc_id", "published_date"]).to_pydict()
+        doc_date = dict(zip(docs["doc_id"], docs["published_date"]))
+        ex = read_part(parts, "excerpts", n, ["excerpt_id", "doc_id", "headline", "body_norm", "published_date",
+                                              "outlet_id"]).to_pydict()
+        items += [Excerpt(i, d, h, b, p, o, doc_date.get(d)) for i, d, h, b, p, o in zip(
+            ex["excerpt_id"], ex["doc_id"], ex["headline"], ex["body_norm"], ex["published_date"], ex["outlet_id"])]
+    return items
+
+
+def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int) -> dict:
+    """Deduplicate the excerpts of a build's parts; write articles, article_paragraphs and
+    dedup_links under `root`, and the excerpts' cluster columns (in part order) to
+    `root`/CLUSTER_COLUMNS for the excerpts table. Returns the stats with the row counts. Runs in a
+    child process of its own on a large build, so its memory goes back to the system when done."""
+    from pathlib import Path
+
+    from .store import DUCKDB_TMP, duckdb_for_build, to_table, write_rows, write_table
+
+    out = Path(root)
+    items = read_excerpts(parts)
+    con = duckdb_for_build(out, memory_mb)
+    try:
+        res = deduplicate(items, cfg, con)
+    finally:
+        con.close()
+        import shutil
+
+        shutil.rmtree(out / DUCKDB_TMP, ignore_errors=True)
+    del items
+    rows = {"articles": len(res.articles), "article_paragraphs": len(res.article_paragraphs["article_id"]),
+            "dedup_links": len(res.links)}
+    write_rows(out, "article_paragraphs", res.article_paragraphs)
+    res.article_paragraphs = {}  # free the paragraphs' text before the articles' is converted
+    write_rows(out, "articles", {c: [a[c] for a in res.articles] for c in res.articles[0]} if res.articles else {})
+    write_table(out, "dedup_links", to_table("dedup_links", res.links))
+    columns = pa.table({"cluster_id": pa.array(res.cluster_id, pa.string()),
+                        "relation": pa.array(res.relation, pa.string()),
+                        "similarity": pa.array(res.similarity, pa.float64()),
+                        "canonical": pa.array(res.canonical, pa.bool_())})
+    with pa.OSFile(str(out / CLUSTER_COLUMNS), "wb") as sink, pa.ipc.new_file(sink, columns.schema) as w:
+        w.write_table(columns)
+    return dict(res.stats, rows=rows)
+
+
+def read_cluster_columns(root: str) -> dict[str, pa.Array]:
+    """What dedup_parts left for the excerpts table (memory-mapped, not copied)."""
+    from pathlib import Path
+
+    t = pa.ipc.open_file(pa.memory_map(str(Path(root) / CLUSTER_COLUMNS))).read_all()
+    return {name: t.column(name).combine_chunks() for name in t.column_names}

@@ -25,7 +25,6 @@ from dataclasses import asdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable, Iterator  # noqa: E402
 
-import pyarrow as pa  # noqa: E402
 
 from prefect import flow, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
@@ -35,15 +34,14 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from . import PIPELINE_VERSION, __version__  # noqa: E402
 from .batch import (PART_TABLES, Hit, cache_key, cache_lookup, code_digest, fingerprint, part_numbers,  # noqa: E402
-                    read_part, read_parts, run_batch)
+                    read_part, run_batch)
 from .ingest import DEFAULT_MAX_BYTES, SourceRef, discover  # noqa: E402
 from .clean import outlet_rows  # noqa: E402
 from .records import reject_row  # noqa: E402
-from .dedup import DedupConfig, Excerpt, deduplicate  # noqa: E402
+from .dedup import CLUSTER_COLUMNS, DedupConfig, dedup_parts, read_cluster_columns  # noqa: E402
 from .schema import schema_version  # noqa: E402
-from .store import (DATA_DIR, DUCKDB_TMP, atomic_dir, check_output, compact,  # noqa: E402
-                    corpus_digest, duckdb_for_build, locked, sha256_file, to_table, views_sql, write_json,
-                    write_table)
+from .store import (DATA_DIR, atomic_dir, check_output, compact, corpus_digest, locked,  # noqa: E402
+                    sha256_file, to_table, views_sql, write_json, write_table)
 
 log = logging.getLogger("kirinuki")
 
@@ -67,31 +65,13 @@ def parse_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int
 
 
 @task(name="dedup", cache_policy=NO_CACHE, persist_result=False)
-def dedup_tables(root: str, parts: str, cfg: DedupConfig, duckdb_memory_mb: int = 2048) -> tuple[dict, dict]:
+def dedup_tables(root: str, parts: str, cfg: DedupConfig, duckdb_memory_mb: int = 2048) -> dict:
     """Cluster every quote of the same article (reading the excerpts from the parts); write
-    articles, article_paragraphs and dedup_links. Returns the stats and the excerpts' cluster
-    columns, in part order, for the write stage to add."""
-    ex = read_parts(parts, "excerpts", ["excerpt_id", "doc_id", "headline", "body_norm", "published_date",
-                                        "outlet_id"]).to_pydict()
-    docs = read_parts(parts, "documents", ["doc_id", "published_date"]).to_pydict()
-    doc_date = dict(zip(docs["doc_id"], docs["published_date"]))
-    items = [Excerpt(i, d, h, b, p, o, doc_date.get(d)) for i, d, h, b, p, o in zip(
-        ex["excerpt_id"], ex["doc_id"], ex["headline"], ex["body_norm"], ex["published_date"], ex["outlet_id"])]
-    del ex, docs
-    con = duckdb_for_build(Path(root), duckdb_memory_mb)
-    try:
-        res = deduplicate(items, cfg, con)
-    finally:
-        con.close()
-        shutil.rmtree(Path(root) / DUCKDB_TMP, ignore_errors=True)
-    write_table(Path(root), "articles", to_table("articles", res.articles))
-    write_table(Path(root), "article_paragraphs", to_table("article_paragraphs", res.article_paragraphs))
-    write_table(Path(root), "dedup_links", to_table("dedup_links", res.links))
-    columns = {"cluster_id": pa.array(res.cluster_id, pa.string()), "relation": pa.array(res.relation, pa.string()),
-               "similarity": pa.array(res.similarity, pa.float64()), "canonical": pa.array(res.canonical, pa.bool_())}
-    stats = dict(res.stats, rows={"articles": len(res.articles), "article_paragraphs": len(res.article_paragraphs),
-                                  "dedup_links": len(res.links)})
-    return stats, columns
+    articles, article_paragraphs, dedup_links and the excerpts' cluster columns. Runs in a child
+    process (the parse stage's forkserver) so the memory it needs is returned when it ends."""
+    ctx = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        return pool.submit(dedup_parts, root, parts, cfg, duckdb_memory_mb).result()
 
 
 @task(name="write-tables", cache_policy=NO_CACHE, persist_result=False)
@@ -259,8 +239,6 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
     with locked(out_path), atomic_dir(out_path) as tmp, build_log(tmp / "logs" / "build.log", failed_log(out_path)):
         log.info("kirinuki %s build of %s into %s (%d workers)", __version__, inputs, out, workers)
         log.info("discover: %.2f s, hash: %.2f s", timings["discover"], timings["hash"])
-        # importing Great Expectations takes seconds: do it while the parse processes work
-        threading.Thread(target=_preload_validation, daemon=True).start()
         t = time.perf_counter()
         # the parts are the next build's cache: kept in the build (cache/) unless caching is off
         parts = tmp / CACHE_DIR
@@ -274,12 +252,15 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         # tables that dedup does not touch are written while it runs (it is mostly Python, they
         # are mostly Parquet encoding: the two share the cores well)
         others = write_tables.submit(str(tmp), str(parts), [n for n in PART_TABLES if n != "excerpts"])
-        dedup_stats, excerpt_columns = dedup_tables(str(tmp), str(parts), dedup_cfg, duckdb_memory_mb)
+        dedup_stats = dedup_tables(str(tmp), str(parts), dedup_cfg, duckdb_memory_mb)
         timings["dedup"] = time.perf_counter() - t
+        # importing Great Expectations takes seconds (and ~200 MB): do it while the last tables
+        # are written, not earlier, so it does not add to the dedup process's peak
+        threading.Thread(target=_preload_validation, daemon=True).start()
         log.info("dedup: %.2f s", timings["dedup"])
         t = time.perf_counter()
-        counts = write_tables(str(tmp), str(parts), ["excerpts"], excerpt_columns)
-        del excerpt_columns
+        counts = write_tables(str(tmp), str(parts), ["excerpts"], read_cluster_columns(str(tmp)))
+        (tmp / CLUSTER_COLUMNS).unlink()
         counts.update(others.result())
         counts.update(write_reference_tables(str(tmp), rejects))
         counts.update(dedup_stats.pop("rows"))

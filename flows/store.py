@@ -68,6 +68,20 @@ def to_table(name: str, rows: list[dict], final: bool = True) -> pa.Table:
     return pa.table({f.name: pa.array([r[f.name] for r in rows], type=f.type) for f in schema}, schema=schema)
 
 
+def write_rows(root: Path, name: str, columns: dict[str, list]) -> None:
+    """A table given as Python lists per column (in final order; {} for no rows), converted and
+    written one row group at a time: only one row group is ever held as Arrow."""
+    dest = root / DATA_DIR / f"{name}.parquet"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    schema = spec(name).arrow_schema
+    n = len(next(iter(columns.values()))) if columns else 0
+    with pq.ParquetWriter(dest, schema, **PARQUET_OPTIONS) as w:
+        for start in range(0, n, ROW_GROUP_ROWS):
+            end = min(n, start + ROW_GROUP_ROWS)
+            w.write_table(pa.table({f.name: pa.array(columns[f.name][start:end], type=f.type) for f in schema},
+                                   schema=schema), row_group_size=ROW_GROUP_ROWS)
+
+
 def compact(root: Path, name: str, pieces: Iterable[pa.Table], extra: dict[str, pa.Array] | None = None) -> int:
     """Write a table's pieces (its parts, in batch order) into data/<table>.parquet with fixed-size
     row groups, so the file does not depend on how the input was batched; `extra` holds the columns

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .schema import PROJECT_ROOT, spec, tables
-from .store import DATA_DIR, to_table, write_json, write_table
+from .store import DATA_DIR, ROW_GROUP_ROWS, to_table, write_json, write_table
 
 SUITES = PROJECT_ROOT / "expectations"
 NOT_VALIDATED = {"quarantine"}
@@ -113,6 +113,12 @@ class _GX:
             self.Config(type=e["type"], kwargs=e["kwargs"], meta=dict(e["meta"], kirinuki_index=i)).to_domain_obj()
             for i, e in enumerate(expectations)])
         res = batch.validate(suite, result_format="SUMMARY").to_json_dict()
+        # GX's execution engine keeps every batch's data (the frame) for the rest of the run
+        self.source.delete_asset(asset.name)
+        manager = self.source.get_execution_engine().batch_manager
+        manager.batch_data_cache.clear()
+        manager.reset_batch_cache()
+        del batch, asset
         by_index = {r["expectation_config"]["meta"]["kirinuki_index"]: r for r in res["results"]}
         checks = []
         for i, e in enumerate(expectations):
@@ -197,69 +203,161 @@ def needed_columns(name: str) -> list[str]:
 
 
 def _load(data: Path, full: bool = False) -> dict[str, pa.Table]:
-    return {name: pq.read_table(data / f"{name}.parquet", columns=None if full else needed_columns(name))
-            for name in tables() if (data / f"{name}.parquet").exists()}
+    return {name: _load_one(data, name, full) for name in tables() if (data / f"{name}.parquet").exists()}
 
 
-def _sql_checks(con: duckdb.DuckDBPyConnection, frames: dict[str, pd.DataFrame]) -> list[tuple[Check, list[str]]]:
+def _load_one(data: Path, name: str, full: bool = False) -> pa.Table:
+    return pq.read_table(data / f"{name}.parquet", columns=None if full else needed_columns(name))
+
+
+def _sql_checks(con: duckdb.DuckDBPyConnection, rows: dict[str, int]) -> list[tuple[Check, list[str]]]:
     out = []
-    for name in frames:
+    for name in rows:
         for s in load_suite(name).get("sql_checks", []):
             keys = [str(r[0]) for r in con.execute(s["sql"]).fetchall()]
-            out.append((Check(name, s["name"], s["severity"], s["notes"], not keys, len(keys), len(frames[name]),
+            out.append((Check(name, s["name"], s["severity"], s["notes"], not keys, len(keys), rows[name],
                               keys[:20], "sql"), keys))
     return out
 
 
-def run_checks(frames: dict[str, pd.DataFrame], gx: _GX) -> tuple[list[tuple[Check, dict | None, list[str]]], dict]:
-    """Every check of every table: (check, the GX expectation or None, failing keys for SQL checks)."""
+def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | None = None
+               ) -> tuple[list[tuple[Check, dict | None, list[str]]], dict, dict[str, int]]:
+    """Every check of every table: (check, the GX expectation or None, failing keys for SQL checks),
+    the GX results and the row counts. Over `frames` held in memory, or (frames None) over the
+    Parquet files in `data`: then one table's frame at a time is in memory, and the SQL checks
+    read the files through DuckDB."""
     results: list[tuple[Check, dict | None, list[str]]] = []
     gx_results = {}
-    for name, df in frames.items():
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    if frames is not None:
+        names = list(frames)
+        for name, df in frames.items():
+            con.register(name, df)
+    else:
+        names = [name for name in tables() if (data / f"{name}.parquet").exists()]
+        for name in names:
+            path = str(data / f"{name}.parquet").replace("'", "''")
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
+        if "quarantine" not in names:
+            con.register("quarantine", to_table("quarantine", []))
+    rows = {}
+    for name in names:
         if name in NOT_VALIDATED:
             continue
         exps = load_suite(name)["expectations"]
-        checks, res = gx.validate(name, df, exps)
+        if frames is not None:
+            rows[name] = len(frames[name])
+            checks, res = gx.validate(name, frames[name], exps)
+        else:
+            rows[name] = _rows(data, name)
+            checks, res = _validate_file(gx, data, name, exps)
         gx_results[name] = res
         results += [(c, e, []) for c, e in zip(checks, exps)]
-    con = duckdb.connect()
-    for name, df in frames.items():
-        con.register(name, df)
-    for check, keys in _sql_checks(con, {k: v for k, v in frames.items() if k not in NOT_VALIDATED}):
+    for check, keys in _sql_checks(con, rows):
         results.append((check, None, keys))
-    return results, gx_results
+    con.close()
+    return results, gx_results, rows
+
+
+# Expectations that judge each row on its own: a large table is checked in slices of rows for
+# these (results summed), so its text columns are never all in memory at once. The others
+# (uniqueness) see the whole of their column, which is a key, not text.
+ROW_LOCAL = {"expect_column_values_to_not_be_null", "expect_column_values_to_be_in_set",
+             "expect_column_values_to_be_between", "expect_column_value_lengths_to_be_between",
+             "expect_column_values_to_match_regex", "expect_column_pair_values_a_to_be_greater_than_b"}
+SLICE_ROWS = ROW_GROUP_ROWS
+
+
+def _columns_of(exps: list[dict]) -> list[str]:
+    return sorted({e["kwargs"][k] for e in exps for k in ("column", "column_A", "column_B") if k in e["kwargs"]})
+
+
+def _validate_file(gx: _GX, data: Path, name: str, exps: list[dict]) -> tuple[list[Check], dict]:
+    """GX over one table's Parquet file: whole when small; else the whole-column expectations over
+    their columns, and the row-local ones slice by slice, each expectation's results summed."""
+    path = data / f"{name}.parquet"
+    pf = pq.ParquetFile(path)
+    if pf.metadata.num_rows <= SLICE_ROWS or not exps:
+        return gx.validate(name, _load_one(data, name).to_pandas(), exps)
+    local = [i for i, e in enumerate(exps) if e["type"] in ROW_LOCAL]
+    whole = [i for i, e in enumerate(exps) if e["type"] not in ROW_LOCAL]
+    checks: dict[int, Check] = {}
+    results: dict[int, dict] = {}
+
+    def add(indices: list[int], df: pd.DataFrame) -> None:
+        part_checks, res = gx.validate(name, df, [exps[i] for i in indices])
+        by_index = {r["expectation_config"]["meta"]["kirinuki_index"]: r for r in res["results"]}
+        for j, (i, c) in enumerate(zip(indices, part_checks)):
+            r = by_index[j]
+            if i not in checks:
+                checks[i], results[i] = c, r
+                results[i]["expectation_config"]["meta"]["kirinuki_index"] = i
+                continue
+            have, out, more = checks[i], results[i]["result"], r.get("result", {})
+            have.success = have.success and c.success
+            have.unexpected += c.unexpected
+            have.elements += c.elements
+            have.sample = (have.sample + c.sample)[:20]
+            results[i]["success"] = have.success
+            for k in ("element_count", "unexpected_count"):
+                out[k] = (out.get(k) or 0) + (more.get(k) or 0)
+            out["unexpected_percent"] = 100.0 * out["unexpected_count"] / out["element_count"] if out["element_count"] else 0.0
+            for k in ("partial_unexpected_list", "partial_unexpected_index_list"):
+                if k in out:
+                    out[k] = (list(out[k]) + list(more.get(k) or []))[:20]
+
+    if whole:
+        add(whole, pq.read_table(path, columns=_columns_of([exps[i] for i in whole])).to_pandas())
+    if local:
+        for batch in pf.iter_batches(batch_size=SLICE_ROWS, columns=_columns_of([exps[i] for i in local])):
+            add(local, batch.to_pandas())
+    ordered = [results[i] for i in range(len(exps))]
+    ok = sum(1 for r in ordered if r["success"])
+    res = {"success": ok == len(ordered), "suite_name": name, "results": ordered,
+           "statistics": {"evaluated_expectations": len(ordered), "successful_expectations": ok,
+                          "unsuccessful_expectations": len(ordered) - ok,
+                          "success_percent": 100.0 * ok / len(ordered)}}
+    return [checks[i] for i in range(len(exps))], res
 
 
 def validate_build(root: Path, quarantine: bool = True) -> Report:
     """Validate the tables under root/data; quarantine warning failures (and what depends on them),
-    rewrite the affected tables, validate again. Raises ValidationFailed on a critical failure."""
-    arrows = _load(root / DATA_DIR)
-    arrows.setdefault("quarantine", to_table("quarantine", []))
-    frames = {name: t.to_pandas() for name, t in arrows.items()}
+    rewrite the affected tables, validate again. Raises ValidationFailed on a critical failure.
+    A build that passes is checked one table at a time; only a failing one is held whole."""
+    data = root / DATA_DIR
     gx = _GX()
-    results, gx_results = run_checks(frames, gx)
+    results, gx_results, rows = run_checks(None, gx, data)
     critical = [c for c, _, _ in results if not c.success and c.severity == "critical"]
     if critical:
         raise ValidationFailed(critical[0].line())
     q_rows: list[dict] = []
     if not quarantine:  # re-validation of a finished build: report only, write nothing
-        return Report([c for c, _, _ in results], gx_results, {n: len(df) for n, df in frames.items()}, {})
+        return Report([c for c, _, _ in results], gx_results, dict(rows, quarantine=_rows(data, "quarantine")), {})
     if any(not c.success for c, _, _ in results):
-        arrows = _load(root / DATA_DIR, full=True)  # rows move whole: read every column now
+        arrows = _load(data)
+        arrows.setdefault("quarantine", to_table("quarantine", []))
+        frames = {name: t.to_pandas() for name, t in arrows.items()}
+        arrows = _load(data, full=True)  # rows move whole: read every column now
         arrows.setdefault("quarantine", to_table("quarantine", []))
         q_rows = _quarantine(frames, arrows, results)
         for name in {r["table_name"] for r in q_rows}:
             write_table(root, name, arrows[name])
         q_rows.sort(key=lambda r: (r["table_name"], r["row_key"], r["expectation"]))
         frames["quarantine"] = to_table("quarantine", q_rows).to_pandas()
-        results, gx_results = run_checks(frames, gx)  # the published tables must now pass everything
+        results, gx_results, rows = run_checks(frames, gx)  # the published tables must now pass everything
         still = [c for c, _, _ in results if not c.success]
         if still:
             raise ValidationFailed("after quarantine, " + still[0].line())
     write_table(root, "quarantine", to_table("quarantine", q_rows))
     counts = Counter(f"{r['table_name']}: {r['expectation']}" for r in q_rows)
-    return Report([c for c, _, _ in results], gx_results,
-                  {n: len(df) for n, df in frames.items()}, dict(sorted(counts.items())))
+    return Report([c for c, _, _ in results], gx_results, dict(rows, quarantine=len(q_rows)),
+                  dict(sorted(counts.items())))
+
+
+def _rows(data: Path, name: str) -> int:
+    path = data / f"{name}.parquet"
+    return pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
 
 
 def _quarantine(frames: dict[str, pd.DataFrame], arrows: dict[str, pa.Table], results) -> list[dict]:
