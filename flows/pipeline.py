@@ -33,8 +33,8 @@ from prefect.futures import as_completed  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from . import PIPELINE_VERSION, __version__  # noqa: E402
-from .batch import (PART_TABLES, Hit, cache_key, cache_lookup, code_digest, fingerprint, part_numbers,  # noqa: E402
-                    read_part, run_batch)
+from .batch import (PART_TABLES, Hit, cache_key, cache_lookup, code_digest, exit_with,  # noqa: E402
+                    fingerprint, part_numbers, read_part, run_batch)
 from .ingest import DEFAULT_MAX_BYTES, SourceRef, discover  # noqa: E402
 from .clean import outlet_rows  # noqa: E402
 from .records import reject_row  # noqa: E402
@@ -70,7 +70,7 @@ def dedup_tables(root: str, parts: str, cfg: DedupConfig, duckdb_memory_mb: int 
     articles, article_paragraphs, dedup_links and the excerpts' cluster columns. Runs in a child
     process (the parse stage's forkserver) so the memory it needs is returned when it ends."""
     ctx = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(1, mp_context=ctx, initializer=exit_with, initargs=(os.getpid(),)) as pool:
         return pool.submit(dedup_parts, root, parts, cfg, duckdb_memory_mb).result()
 
 
@@ -188,7 +188,8 @@ def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_
     ctx = multiprocessing.get_context("forkserver")
     if use_pool:
         ctx.set_forkserver_preload(["flows.batch"])
-    with (ProcessPoolExecutor(workers, mp_context=ctx) if use_pool else nullcontext()) as pool:
+    pool_args = dict(mp_context=ctx, initializer=exit_with, initargs=(os.getpid(),))
+    with ProcessPoolExecutor(workers, **pool_args) if use_pool else nullcontext() as pool:
         if use_pool:
             _POOL = pool
         try:
