@@ -230,13 +230,14 @@ def signatures(vals: np.ndarray, owner: np.ndarray, n: int, cfg: DedupConfig,
     return sig
 
 
-def sketch(texts, cfg: DedupConfig) -> tuple[np.ndarray, "ShingleSets"]:
+def sketch(texts, cfg: DedupConfig, spill_dir: str | None = None) -> tuple[np.ndarray, "ShingleSets"]:
     """Signatures and exact shingle sets for all texts (a sequence whose slices are lists of str),
     in chunks of `chunk` texts: small numpy temporaries are much faster here than corpus-sized
-    ones, and memory stays bounded. Two passes: the first keeps each text's distinct 5-gram hashes
-    and counts the corpus-wide 5-gram frequencies (over every occurrence); the second makes the
-    signatures from the distinct hashes (a minimum does not care about repeats). Chunks run in
-    threads: numpy releases the GIL in its loops, so this uses every core."""
+    ones, and memory stays bounded. Two passes: the first writes each text's distinct 5-gram
+    hashes to a file in `spill_dir` (they are ~4 bytes per character of the corpus: on disk, not
+    in memory) and counts the corpus-wide 5-gram frequencies (over every occurrence); the second
+    makes the signatures from the distinct hashes read back (a minimum does not care about
+    repeats). Chunks run in threads: numpy releases the GIL in its loops, so this uses every core."""
 
     def first(s: int):
         part = texts[s : s + cfg.chunk]
@@ -249,10 +250,10 @@ def sketch(texts, cfg: DedupConfig) -> tuple[np.ndarray, "ShingleSets"]:
         if len(u):
             u = u[np.concatenate(([True], u[1:] != u[:-1]))]
         sets = (u & _U64(0xFFFFFFFF)).astype(np.uint32)
-        bounds = np.searchsorted(u >> _U64(32), np.arange(len(part) + 1, dtype=np.uint64))
-        return s, (sets, bounds, sizes), buckets
+        bounds = np.searchsorted(u >> _U64(32), np.arange(len(part) + 1, dtype=np.uint64)).astype(np.int64)
+        return sets, bounds, sizes, buckets
 
-    chunks = []
+    store = ShingleSets(cfg.chunk, spill_dir)
     counts = np.zeros(1 << 24, np.uint32) if cfg.common_5grams else None
     pending: list[np.ndarray] = []
 
@@ -262,26 +263,28 @@ def sketch(texts, cfg: DedupConfig) -> tuple[np.ndarray, "ShingleSets"]:
             pending.clear()
 
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        for s, sets, buckets in pool.map(first, range(0, len(texts), cfg.chunk)):
-            chunks.append((s, sets))
+        for sets, bounds, sizes, buckets in pool.map(first, range(0, len(texts), cfg.chunk)):
+            store.append(sets, bounds, sizes)
             if buckets is not None:
                 pending.append(buckets)
                 if sum(len(b) for b in pending) >= 1 << 23:
                     count_pending()
+        store.close_appends()
         if counts is not None:
             count_pending()
             counts = np.minimum(counts, 65535).astype(np.uint16)
         sig = np.empty((len(texts), cfg.perms), dtype=np.uint32)
 
-        def second(i: int) -> None:
-            s, (sets, bounds, _) = chunks[i]
+        def second(c: int) -> None:
+            s = c * cfg.chunk
+            sets, bounds = store.chunk_sets(c)
             n = len(bounds) - 1
             owner = np.repeat(np.arange(n, dtype=np.int32), np.diff(bounds))
             vals, vowner = sample_values(sets, owner, cfg)
             sig[s : s + n] = signatures(vals, vowner, n, cfg, counts)
 
-        list(pool.map(second, range(len(chunks))))
-    return sig, ShingleSets([sets for _, sets in chunks], cfg.chunk)
+        list(pool.map(second, range(store.n_chunks)))
+    return sig, store
 
 
 def band_hashes(sig: np.ndarray, cfg: DedupConfig) -> np.ndarray:
@@ -335,17 +338,53 @@ def paragraph_hashes(lines: LineIndex, boiler: set[int], cfg: DedupConfig) -> tu
 
 
 class ShingleSets:
-    """Sorted distinct k-gram hashes per text (exact, not sampled), and each text's k-gram count."""
+    """Sorted distinct k-gram hashes per text (exact, not sampled), kept in an unlinked temporary
+    file and read back with pread (thread-safe, and page cache rather than process memory), and
+    each text's k-gram count (with repeats)."""
 
-    def __init__(self, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], chunk: int):
+    def __init__(self, chunk: int, spill_dir: str | None = None):
+        import tempfile
+
         self.chunk = chunk
-        self.parts = parts  # per chunk: distinct hashes grouped by text, each text's bounds, k-gram counts
-        self.sizes = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.int64)
+        self.file = tempfile.TemporaryFile(dir=spill_dir, prefix="kirinuki-shingles-")
+        self.starts: list[int] = []  # per chunk: where its hashes begin in the file (in hashes)
+        self.bounds: list[np.ndarray] = []  # per chunk: each text's range in the chunk's hashes
+        self.size_parts: list[np.ndarray] = []
+        self.total = 0
+        self.sizes = np.zeros(0, np.int64)
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.starts)
+
+    def append(self, sets: np.ndarray, bounds: np.ndarray, sizes: np.ndarray) -> None:
+        self.starts.append(self.total)
+        self.bounds.append(bounds)
+        self.size_parts.append(sizes)
+        self.file.write(sets.astype("<u4", copy=False).tobytes())
+        self.total += len(sets)
+
+    def close_appends(self) -> None:
+        self.file.flush()
+        self.sizes = np.concatenate(self.size_parts) if self.size_parts else np.zeros(0, np.int64)
+        self.size_parts = []
+
+    def _read(self, start: int, n: int) -> np.ndarray:
+        if n <= 0:
+            return np.zeros(0, np.uint32)
+        return np.frombuffer(os.pread(self.file.fileno(), 4 * n, 4 * start), dtype="<u4").astype(np.uint32, copy=False)
+
+    def chunk_sets(self, c: int) -> tuple[np.ndarray, np.ndarray]:
+        bounds = self.bounds[c]
+        return self._read(self.starts[c], int(bounds[-1])), bounds
 
     def __getitem__(self, i: int) -> np.ndarray:
-        sets, bounds, _ = self.parts[i // self.chunk]
-        j = i % self.chunk
-        return sets[bounds[j] : bounds[j + 1]]
+        c, j = divmod(i, self.chunk)
+        b = self.bounds[c]
+        return self._read(self.starts[c] + int(b[j]), int(b[j + 1] - b[j]))
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def overlap(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -418,14 +457,16 @@ def without_gc(fn):
 
 @without_gc
 def find_clusters(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
-                  con: duckdb.DuckDBPyConnection | None = None) -> Clusters:
+                  con: duckdb.DuckDBPyConnection | None = None, spill_dir: str | None = None) -> Clusters:
+    """Verified links and clusters; `spill_dir` holds the exact shingle sets' temporary file
+    (default: the system's temporary folder)."""
     n = len(excerpts)
     if con is None:
         con = duckdb.connect()
         con.execute("SET enable_progress_bar = false")
     lines = line_index(excerpts)
     boiler = boilerplate_keys(excerpts, lines, cfg)
-    sig, sets = sketch(DedupTexts(excerpts, boiler), cfg)
+    sig, sets = sketch(DedupTexts(excerpts, boiler), cfg, spill_dir)
     counts = sets.sizes
     ok = counts >= cfg.min_shingles
     lsh_ok = ok & (sig != 0xFFFFFFFF).any(axis=1)  # a signature with no 5-gram left collides with all
@@ -464,9 +505,12 @@ def find_clusters(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
 
 @without_gc
 def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
-                con: duckdb.DuckDBPyConnection | None = None) -> DedupResult:
-    """Clusters plus everything built from them: relations, articles, reconstructed text."""
-    cl = find_clusters(excerpts, cfg, con)
+                con: duckdb.DuckDBPyConnection | None = None, spill_dir: str | None = None,
+                sink: "ArticleSink | None" = None) -> DedupResult:
+    """Clusters plus everything built from them: relations, articles, reconstructed text. With a
+    `sink`, articles and their paragraphs go to it as they are made, in article order (the result
+    then holds none: at scale they are the corpus's text again); without one, the result holds them."""
+    cl = find_clusters(excerpts, cfg, con, spill_dir)
     n = len(excerpts)
     members: dict[int, list[int]] = defaultdict(list)
     for i, r in enumerate(cl.root):
@@ -493,21 +537,19 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
             j, c = overlap(cl.sets[i], cl.sets[canon])
             similarity[i] = round(j, 6)
             relation[i] = "near" if j >= cfg.jaccard else "partial"
-    cl.sets = None  # the shingle sets are done with: free them before the articles' text is made
-    articles = []
-    paragraphs: dict[str, list] = {"article_id": [], "ordinal": [], "text_norm": [], "contributed_by": []}
+    cl.sets.close()  # the shingle sets are done with
+    cl.sets = None
+    kept = ArticleSink() if sink is None else None
+    out = sink or kept
     for aid, canon, group in groups:
         quotes = [excerpts[i] for i in group]
         art = _article(aid, quotes, excerpts[canon])
         paras = _reconstruct(quotes, excerpts[canon], cl.boiler)
         art["text"] = "\n".join(text for text, _ in paras)
         art["n_paragraphs"] = len(paras)
-        articles.append(art)
-        paragraphs["article_id"] += [aid] * len(paras)
-        paragraphs["ordinal"] += range(1, len(paras) + 1)
-        for text, by in paras:
-            paragraphs["text_norm"].append(text)
-            paragraphs["contributed_by"].append(by)
+        out.add(art, paras)
+    articles = kept.articles if kept else []
+    paragraphs = kept.paragraphs if kept else {}
     links = [{"excerpt_a": excerpts[x].excerpt_id, "excerpt_b": excerpts[y].excerpt_id,
               "jaccard": round(j, 6), "containment": round(c, 6), "method": meth,
               "relation": "near" if j >= cfg.jaccard else "partial"} for x, y, j, c, meth in cl.links]
@@ -515,6 +557,27 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     stats = dict(cl.stats, clusters=len(members),
                  multi_quote_clusters=sum(1 for g in members.values() if len(g) > 1), config=cfg.as_dict())
     return DedupResult(cluster_id, relation, similarity, canonical, links, articles, paragraphs, stats)
+
+
+class ArticleSink:
+    """Where deduplicate puts each article and its paragraphs; this one keeps them (the result's
+    lists). dedup_parts uses one that writes them out a row group at a time."""
+
+    def __init__(self):
+        self.articles: list[dict] = []
+        self.paragraphs: dict[str, list] = {"article_id": [], "ordinal": [], "text_norm": [], "contributed_by": []}
+
+    def add(self, article: dict, paras: list[tuple[str, list[str]]]) -> None:
+        self.articles.append(article)
+        self.add_paragraphs(article["article_id"], paras)
+
+    def add_paragraphs(self, aid: str, paras: list[tuple[str, list[str]]]) -> None:
+        p = self.paragraphs
+        p["article_id"] += [aid] * len(paras)
+        p["ordinal"] += range(1, len(paras) + 1)
+        for text, by in paras:
+            p["text_norm"].append(text)
+            p["contributed_by"].append(by)
 
 
 def _article(aid: str, group: list[Excerpt], canon: Excerpt) -> dict:
@@ -622,24 +685,22 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int) -> dict
     child process of its own on a large build, so its memory goes back to the system when done."""
     from pathlib import Path
 
-    from .store import DUCKDB_TMP, duckdb_for_build, to_table, write_rows, write_table
+    from .store import DUCKDB_TMP, RowGroupWriter, duckdb_for_build, to_table, write_table
 
     out = Path(root)
     items = read_excerpts(parts)
     con = duckdb_for_build(out, memory_mb)
-    try:
-        res = deduplicate(items, cfg, con)
-    finally:
-        con.close()
-        import shutil
+    with RowGroupWriter(out, "articles") as arts, RowGroupWriter(out, "article_paragraphs") as paras:
+        sink = _WritingSink(arts, paras)
+        try:
+            res = deduplicate(items, cfg, con, str(out / DUCKDB_TMP), sink)
+        finally:
+            con.close()
+            import shutil
 
-        shutil.rmtree(out / DUCKDB_TMP, ignore_errors=True)
+            shutil.rmtree(out / DUCKDB_TMP, ignore_errors=True)
     del items
-    rows = {"articles": len(res.articles), "article_paragraphs": len(res.article_paragraphs["article_id"]),
-            "dedup_links": len(res.links)}
-    write_rows(out, "article_paragraphs", res.article_paragraphs)
-    res.article_paragraphs = {}  # free the paragraphs' text before the articles' is converted
-    write_rows(out, "articles", {c: [a[c] for a in res.articles] for c in res.articles[0]} if res.articles else {})
+    rows = {"articles": arts.rows, "article_paragraphs": paras.rows, "dedup_links": len(res.links)}
     write_table(out, "dedup_links", to_table("dedup_links", res.links))
     columns = pa.table({"cluster_id": pa.array(res.cluster_id, pa.string()),
                         "relation": pa.array(res.relation, pa.string()),
@@ -648,6 +709,21 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int) -> dict
     with pa.OSFile(str(out / CLUSTER_COLUMNS), "wb") as sink, pa.ipc.new_file(sink, columns.schema) as w:
         w.write_table(columns)
     return dict(res.stats, rows=rows)
+
+
+class _WritingSink(ArticleSink):
+    """Articles and paragraphs straight to their Parquet writers."""
+
+    def __init__(self, articles, paragraphs):
+        super().__init__()
+        self.articles_out, self.paragraphs_out = articles, paragraphs
+
+    def add(self, article: dict, paras: list[tuple[str, list[str]]]) -> None:
+        self.articles_out.add_row(article)
+        self.add_paragraphs(article["article_id"], paras)
+        self.paragraphs_out.add_columns(self.paragraphs)
+        for col in self.paragraphs.values():
+            col.clear()
 
 
 def read_cluster_columns(root: str) -> dict[str, pa.Array]:

@@ -47,6 +47,7 @@ class TableSpec:
     primary_key: tuple[str, ...]
     columns: tuple[Column, ...]
     foreign_keys: tuple[tuple[tuple[str, ...], str], ...] = ()
+    row_group_rows: int = 122_880  # DuckDB's row-group size; a table of long texts declares fewer
 
     @property
     def arrow_schema(self) -> pa.Schema:
@@ -95,7 +96,8 @@ def _load(path: Path) -> TableSpec:
     if unknown:
         raise ValueError(f"{path.name}: unknown column types {unknown}")
     fks = tuple((tuple(fk["columns"]), fk["references"]) for fk in raw.get("foreign_keys", []))
-    return TableSpec(raw["name"], raw["description"], tuple(raw["primary_key"]), columns, fks)
+    return TableSpec(raw["name"], raw["description"], tuple(raw["primary_key"]), columns, fks,
+                     int(raw.get("row_group_rows", TableSpec.row_group_rows)))
 
 
 @cache

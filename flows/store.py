@@ -17,11 +17,11 @@ from typing import Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import spec, tables
+from .schema import TableSpec, spec, tables
 
 DATA_DIR = "data"
 DUCKDB_TMP = ".duckdb-tmp"  # DuckDB spills here; removed before the build is swapped in
-ROW_GROUP_ROWS = 122_880  # DuckDB's row-group size: one group per scan thread unit
+ROW_GROUP_ROWS = TableSpec.row_group_rows  # DuckDB's row-group size (a table's schema may declare fewer)
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, write_statistics=True)
 
 
@@ -68,18 +68,61 @@ def to_table(name: str, rows: list[dict], final: bool = True) -> pa.Table:
     return pa.table({f.name: pa.array([r[f.name] for r in rows], type=f.type) for f in schema}, schema=schema)
 
 
-def write_rows(root: Path, name: str, columns: dict[str, list]) -> None:
-    """A table given as Python lists per column (in final order; {} for no rows), converted and
-    written one row group at a time: only one row group is ever held as Arrow."""
-    dest = root / DATA_DIR / f"{name}.parquet"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    schema = spec(name).arrow_schema
-    n = len(next(iter(columns.values()))) if columns else 0
-    with pq.ParquetWriter(dest, schema, **PARQUET_OPTIONS) as w:
-        for start in range(0, n, ROW_GROUP_ROWS):
-            end = min(n, start + ROW_GROUP_ROWS)
-            w.write_table(pa.table({f.name: pa.array(columns[f.name][start:end], type=f.type) for f in schema},
-                                   schema=schema), row_group_size=ROW_GROUP_ROWS)
+class RowGroupWriter:
+    """A table written as its rows arrive (in final order): Python values are buffered per column
+    and converted and written one full row group at a time, so only one row group is ever held.
+    The row groups are the same as a whole-table write's, so the file is byte-identical to it."""
+
+    def __init__(self, root: Path, name: str):
+        dest = root / DATA_DIR / f"{name}.parquet"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self.schema = spec(name).arrow_schema
+        self.group = spec(name).row_group_rows
+        self.writer = pq.ParquetWriter(dest, self.schema, **PARQUET_OPTIONS)
+        self.buffer: dict[str, list] = {f.name: [] for f in self.schema}
+        self.pending = 0
+        self.rows = 0
+
+    def add_row(self, row: dict) -> None:
+        for name, col in self.buffer.items():
+            col.append(row[name])
+        self.pending += 1
+        self.rows += 1
+        if self.pending >= self.group:
+            self._flush()
+
+    def add_columns(self, columns: dict[str, list]) -> None:
+        n = len(next(iter(columns.values()))) if columns else 0
+        for name, col in self.buffer.items():
+            col += columns[name]
+        self.pending += n
+        self.rows += n
+        while self.pending >= self.group:
+            self._flush()
+
+    def _flush(self) -> None:
+        n = min(self.pending, self.group)
+        if not n:
+            return
+        table = pa.table({f.name: pa.array(self.buffer[f.name][:n], type=f.type) for f in self.schema},
+                         schema=self.schema)
+        self.writer.write_table(table, row_group_size=self.group)
+        for col in self.buffer.values():
+            del col[:n]
+        self.pending -= n
+
+    def close(self) -> None:
+        self._flush()
+        self.writer.close()
+
+    def __enter__(self) -> "RowGroupWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            self.close()
+        else:
+            self.writer.close()
 
 
 def compact(root: Path, name: str, pieces: Iterable[pa.Table], extra: dict[str, pa.Array] | None = None) -> int:
@@ -88,6 +131,7 @@ def compact(root: Path, name: str, pieces: Iterable[pa.Table], extra: dict[str, 
     a later stage computed for every row (dedup's), aligned to that order. Streams one row group at
     a time; returns the row count."""
     schema = spec(name).arrow_schema
+    group = spec(name).row_group_rows
     extra = extra or {}
     dest = root / DATA_DIR / f"{name}.parquet"
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +141,7 @@ def compact(root: Path, name: str, pieces: Iterable[pa.Table], extra: dict[str, 
         nonlocal n
         for col, arr in extra.items():
             t = t.append_column(col, arr.slice(n, t.num_rows))
-        w.write_table(t.select(schema.names).cast(schema), row_group_size=ROW_GROUP_ROWS)
+        w.write_table(t.select(schema.names).cast(schema), row_group_size=group)
         n += t.num_rows
 
     with pq.ParquetWriter(dest, schema, **PARQUET_OPTIONS) as w:
@@ -106,10 +150,10 @@ def compact(root: Path, name: str, pieces: Iterable[pa.Table], extra: dict[str, 
         for piece in pieces:
             pending.append(piece)
             pending_rows += piece.num_rows
-            while pending_rows >= ROW_GROUP_ROWS:
+            while pending_rows >= group:
                 t = pa.concat_tables(pending)
-                flush(w, t.slice(0, ROW_GROUP_ROWS))
-                rest = t.slice(ROW_GROUP_ROWS)
+                flush(w, t.slice(0, group))
+                rest = t.slice(group)
                 pending, pending_rows = [rest], rest.num_rows
         if pending_rows:
             flush(w, pa.concat_tables(pending))
@@ -126,7 +170,7 @@ def write_table(root: Path, name: str, table: pa.Table) -> None:
     schema = spec(name).arrow_schema
     with pq.ParquetWriter(dest, schema, **PARQUET_OPTIONS) as w:
         if table.num_rows:  # an empty table has no row groups at all (readers choke on 0-row groups)
-            w.write_table(table.cast(schema), row_group_size=ROW_GROUP_ROWS)
+            w.write_table(table.cast(schema), row_group_size=spec(name).row_group_rows)
 
 
 def views_sql() -> str:
