@@ -68,6 +68,62 @@ class Excerpt:
     outlet_id: str | None = None
     doc_published: date | None = None
 
+    @property
+    def body_len(self) -> int:
+        return len(self.body_norm)
+
+    @property
+    def body_hash(self) -> int:
+        return hash(self.body_norm)
+
+
+class BodyStore:
+    """Excerpt bodies in an unlinked temporary file (UTF-8), read back by index with pread: at
+    scale the bodies are the corpus, too much to hold as Python strings."""
+
+    def __init__(self, spill_dir: str | None = None):
+        import tempfile
+
+        self.file = tempfile.TemporaryFile(dir=spill_dir, prefix="kirinuki-bodies-")
+        self.offsets = [0]
+
+    def append(self, text: str) -> int:
+        data = text.encode("utf-8")
+        self.file.write(data)
+        self.offsets.append(self.offsets[-1] + len(data))
+        return len(self.offsets) - 2
+
+    def done(self) -> None:
+        self.file.flush()
+        self.offsets = np.array(self.offsets, dtype=np.int64)
+
+    def get(self, i: int) -> str:
+        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+        return os.pread(self.file.fileno(), end - start, start).decode("utf-8")
+
+
+class StoredExcerpt(Excerpt):
+    """An Excerpt whose body stays in a BodyStore until asked for; its length and hash are kept."""
+
+    def __init__(self, excerpt_id: str, doc_id: str, headline: str, body: str, store: BodyStore,
+                 published: date | None, outlet_id: str | None = None, doc_published: date | None = None):
+        self.excerpt_id, self.doc_id, self.headline = excerpt_id, doc_id, headline
+        self.published, self.outlet_id, self.doc_published = published, outlet_id, doc_published
+        self._store, self._index = store, store.append(body)
+        self._len, self._hash = len(body), hash(body)
+
+    @property
+    def body_norm(self) -> str:
+        return self._store.get(self._index)
+
+    @property
+    def body_len(self) -> int:
+        return self._len
+
+    @property
+    def body_hash(self) -> int:
+        return self._hash
+
 
 @dataclass
 class DedupResult:
@@ -497,7 +553,7 @@ def find_clusters(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
         if j >= cfg.jaccard or c >= cfg.containment:
             uf.union(x, y)
             links.append((x, y, j, c, _METHOD[int(how[i])]))
-    stats = {"excerpts": n, "characters": int(sum(len(e.body_norm) for e in excerpts)),
+    stats = {"excerpts": n, "characters": int(sum(e.body_len for e in excerpts)),
              "candidates": n_candidates, "promising": int(promising.sum()), "verified": verified,
              "links": len(links), "boilerplate_paragraphs": len(boiler), "too_short": int((~ok).sum())}
     return Clusters([uf.find(i) for i in range(n)], links, sets, boiler, stats)
@@ -522,7 +578,7 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     groups = []
     for group in members.values():
         canon = min(group, key=lambda i: (excerpts[i].published is None, excerpts[i].published or date.min,
-                                          -len(excerpts[i].body_norm), excerpts[i].excerpt_id))
+                                          -excerpts[i].body_len, excerpts[i].excerpt_id))
         groups.append((article_id_for(excerpts[canon].excerpt_id), canon, group))
     groups.sort()  # article order: the tables come out sorted
     for aid, canon, group in groups:
@@ -531,7 +587,8 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
             cluster_id[i] = aid
             if i == canon:
                 continue
-            if excerpts[i].body_norm == excerpts[canon].body_norm:
+            a, b = excerpts[i], excerpts[canon]
+            if a.body_hash == b.body_hash and a.body_norm == b.body_norm:
                 relation[i] = "exact"
                 continue
             j, c = overlap(cl.sets[i], cl.sets[canon])
@@ -627,7 +684,7 @@ def _reconstruct(group: list[Excerpt], canon: Excerpt, boiler: set[int]) -> list
             g = grams[k] = _grams(k)
         return g
 
-    for e in sorted((e for e in group if e is not canon), key=lambda e: (-len(e.body_norm), e.excerpt_id)):
+    for e in sorted((e for e in group if e is not canon), key=lambda e: (-e.body_len, e.excerpt_id)):
         snapshot = list(base)
         index = {p["key"]: i for i, p in enumerate(snapshot)}
         plan: list[tuple[str, str, int | None]] = []
@@ -662,19 +719,21 @@ def _reconstruct(group: list[Excerpt], canon: Excerpt, boiler: set[int]) -> list
 CLUSTER_COLUMNS = ".dedup-columns.arrow"  # in the build folder until the excerpts table is written
 
 
-def read_excerpts(parts: str) -> list[Excerpt]:
-    """Every excerpt of a build's parts, in part order, a part at a time (an Arrow table of the
-    whole corpus would sit beside the Python strings made from it)."""
+def read_excerpts(parts: str, spill_dir: str | None = None) -> list[Excerpt]:
+    """Every excerpt of a build's parts, in part order, a part at a time; the bodies go to a
+    BodyStore file in `spill_dir`, not into memory."""
     from .batch import part_numbers, read_part
 
+    store = BodyStore(spill_dir)
     items: list[Excerpt] = []
     for n in part_numbers(parts):
         docs = read_part(parts, "documents", n, ["doc_id", "published_date"]).to_pydict()
         doc_date = dict(zip(docs["doc_id"], docs["published_date"]))
         ex = read_part(parts, "excerpts", n, ["excerpt_id", "doc_id", "headline", "body_norm", "published_date",
                                               "outlet_id"]).to_pydict()
-        items += [Excerpt(i, d, h, b, p, o, doc_date.get(d)) for i, d, h, b, p, o in zip(
+        items += [StoredExcerpt(i, d, h, b, store, p, o, doc_date.get(d)) for i, d, h, b, p, o in zip(
             ex["excerpt_id"], ex["doc_id"], ex["headline"], ex["body_norm"], ex["published_date"], ex["outlet_id"])]
+    store.done()
     return items
 
 
@@ -688,8 +747,8 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int) -> dict
     from .store import DUCKDB_TMP, RowGroupWriter, duckdb_for_build, to_table, write_table
 
     out = Path(root)
-    items = read_excerpts(parts)
-    con = duckdb_for_build(out, memory_mb)
+    con = duckdb_for_build(out, memory_mb)  # makes DUCKDB_TMP, where the bodies and sets spill too
+    items = read_excerpts(parts, str(out / DUCKDB_TMP))
     with RowGroupWriter(out, "articles") as arts, RowGroupWriter(out, "article_paragraphs") as paras:
         sink = _WritingSink(arts, paras)
         try:

@@ -338,8 +338,7 @@ def validate_build(root: Path, quarantine: bool = True) -> Report:
         arrows = _load(data)
         arrows.setdefault("quarantine", to_table("quarantine", []))
         frames = {name: t.to_pandas() for name, t in arrows.items()}
-        arrows = _load(data, full=True)  # rows move whole: read every column now
-        arrows.setdefault("quarantine", to_table("quarantine", []))
+        arrows = _WholeTables(data)  # rows move whole: every column, of the tables that lose rows only
         q_rows = _quarantine(frames, arrows, results)
         for name in {r["table_name"] for r in q_rows}:
             write_table(root, name, arrows[name])
@@ -358,6 +357,18 @@ def validate_build(root: Path, quarantine: bool = True) -> Report:
 def _rows(data: Path, name: str) -> int:
     path = data / f"{name}.parquet"
     return pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
+
+
+class _WholeTables(dict):
+    """Table name -> the whole table (every column), read from `data` the first time it is asked for."""
+
+    def __init__(self, data: Path):
+        super().__init__()
+        self.data = data
+
+    def __missing__(self, name: str) -> pa.Table:
+        self[name] = _load_one(self.data, name, full=True)
+        return self[name]
 
 
 def _quarantine(frames: dict[str, pd.DataFrame], arrows: dict[str, pa.Table], results) -> list[dict]:
