@@ -37,6 +37,7 @@ def rss_mb() -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("build", help="a build folder whose cache/ holds the parts (kirinuki build keeps them)")
+    ap.add_argument("--duckdb-memory-mb", type=int, default=2048)
     args = ap.parse_args()
     parts = Path(args.build) / "cache"
     if not (parts / "index").is_dir():
@@ -64,7 +65,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "data").mkdir()
         t = time.perf_counter()
-        stats = dedup.dedup_parts(tmp, str(parts), dedup.DedupConfig(), 2048)
+        stats = dedup.dedup_parts(tmp, str(parts), dedup.DedupConfig(), args.duckdb_memory_mb)
         rows.append(("dedup_parts", time.perf_counter() - t, time.perf_counter() - t0, rss_mb(), peak[0]))
     print(f"{stats['excerpts']:,} excerpts, {stats['characters']:,} characters, {stats['links']:,} links\n")
     print(f"{'step':<18} {'seconds':>8} {'ends at':>8} {'RSS MB':>7} {'peak MB':>8}")

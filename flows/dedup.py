@@ -58,7 +58,7 @@ class DedupConfig:
         return asdict(self)
 
 
-@dataclass
+@dataclass(slots=True)
 class Excerpt:
     excerpt_id: str
     doc_id: str
@@ -104,6 +104,8 @@ class BodyStore:
 
 class StoredExcerpt(Excerpt):
     """An Excerpt whose body stays in a BodyStore until asked for; its length and hash are kept."""
+
+    __slots__ = ("_store", "_index", "_len", "_hash")
 
     def __init__(self, excerpt_id: str, doc_id: str, headline: str, body: str, store: BodyStore,
                  published: date | None, outlet_id: str | None = None, doc_published: date | None = None):
@@ -162,7 +164,9 @@ class LineIndex:
 
 
 def line_index(excerpts: list[Excerpt]) -> LineIndex:
-    owner, hashes, lengths = [], [], []
+    from array import array
+
+    owner, hashes, lengths = array("q"), array("Q"), array("q")  # 8 bytes a line, not a Python int's 32
     for i, e in enumerate(excerpts):
         for line in e.body_norm.split("\n"):
             k = paragraph_key(line)
@@ -170,7 +174,8 @@ def line_index(excerpts: list[Excerpt]) -> LineIndex:
                 owner.append(i)
                 hashes.append(key_hash(k))
                 lengths.append(len(k))
-    return LineIndex(np.array(owner, np.int64), np.array(hashes, np.uint64), np.array(lengths, np.int64))
+    return LineIndex(np.frombuffer(owner, np.int64).copy(), np.frombuffer(hashes, np.uint64).copy(),
+                     np.frombuffer(lengths, np.int64).copy())
 
 
 def boilerplate_keys(excerpts: list[Excerpt], lines: LineIndex, cfg: DedupConfig) -> set[int]:
@@ -355,20 +360,28 @@ def band_hashes(sig: np.ndarray, cfg: DedupConfig) -> np.ndarray:
 
 
 def candidate_pairs(con: duckdb.DuckDBPyConnection, sig_ok: np.ndarray, bands: np.ndarray,
-                    para_owner: np.ndarray, para_hash: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct pairs (a < b) from band collisions and shared paragraphs, with the method."""
-    ids = np.flatnonzero(sig_ok)
+                    para_owner: np.ndarray, para_hash: np.ndarray, bands_per_join: int = 7
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct pairs (a < b) from band collisions and shared paragraphs, with the method. The
+    band self-join runs `bands_per_join` bands at a time (each join's tables and hash tables a
+    fraction of the whole), collecting pairs in a DuckDB table."""
+    ids = np.flatnonzero(sig_ok).astype(np.int32)
     nb = bands.shape[1]
-    band_tbl = pa.table({"e": np.repeat(ids, nb).astype(np.int32),
-                         "band": np.tile(np.arange(nb, dtype=np.int16), len(ids)),
-                         "h": bands[ids].ravel()})
+    con.execute("CREATE OR REPLACE TEMP TABLE lsh_pairs (a INTEGER, b INTEGER)")
+    for g in range(0, nb, bands_per_join):
+        k = min(bands_per_join, nb - g)
+        band_tbl = pa.table({"e": np.repeat(ids, k), "band": np.tile(np.arange(g, g + k, dtype=np.int16), len(ids)),
+                             "h": bands[ids, g : g + k].ravel()})
+        con.register("band_tbl", band_tbl)
+        con.execute("""
+            INSERT INTO lsh_pairs SELECT DISTINCT a.e, b.e FROM band_tbl a JOIN band_tbl b
+              ON a.band = b.band AND a.h = b.h AND a.e < b.e""")
+        con.unregister("band_tbl")
+        del band_tbl
     para_tbl = pa.table({"e": para_owner.astype(np.int32), "h": para_hash})
-    con.register("band_tbl", band_tbl)
     con.register("para_tbl", para_tbl)
     res = con.sql("""
-        WITH lsh AS (
-          SELECT DISTINCT a.e AS a, b.e AS b FROM band_tbl a JOIN band_tbl b
-            ON a.band = b.band AND a.h = b.h AND a.e < b.e),
+        WITH lsh AS (SELECT DISTINCT a, b FROM lsh_pairs),
         para AS (
           SELECT DISTINCT a.e AS a, b.e AS b FROM para_tbl a JOIN para_tbl b
             ON a.h = b.h AND a.e < b.e)
@@ -376,8 +389,8 @@ def candidate_pairs(con: duckdb.DuckDBPyConnection, sig_ok: np.ndarray, bands: n
                (l.a IS NOT NULL)::INT + 2 * (p.a IS NOT NULL)::INT AS how
         FROM lsh l FULL OUTER JOIN para p ON l.a = p.a AND l.b = p.b
         ORDER BY a, b""").to_arrow_table()
-    con.unregister("band_tbl")
     con.unregister("para_tbl")
+    con.execute("DROP TABLE lsh_pairs")
     return (res["a"].to_numpy().astype(np.int64), res["b"].to_numpy().astype(np.int64),
             res["how"].to_numpy().astype(np.int8))
 
@@ -535,7 +548,10 @@ def find_clusters(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
 
     # Cheap estimates from the signatures drop candidates far below both thresholds; shared-
     # paragraph candidates always go on to exact verification.
-    est_j = (sig[a] == sig[b]).mean(axis=1) if len(a) else np.zeros(0)
+    est_j = np.zeros(len(a))
+    for lo in range(0, len(a), 1 << 16):  # in slices: sig[a] whole would be candidates x perms x 4 bytes
+        hi = lo + (1 << 16)
+        est_j[lo:hi] = (sig[a[lo:hi]] == sig[b[lo:hi]]).mean(axis=1)
     size_a, size_b = counts[a].astype(float), counts[b].astype(float)
     est_c = est_j * (size_a + size_b) / (1 + est_j) / np.maximum(np.minimum(size_a, size_b), 1)
     m = cfg.estimate_margin
@@ -726,13 +742,17 @@ def read_excerpts(parts: str, spill_dir: str | None = None) -> list[Excerpt]:
 
     store = BodyStore(spill_dir)
     items: list[Excerpt] = []
+    shared: dict = {}  # one object per distinct doc id, headline, date and outlet (they repeat)
+    one = shared.setdefault
     for n in part_numbers(parts):
         docs = read_part(parts, "documents", n, ["doc_id", "published_date"]).to_pydict()
         doc_date = dict(zip(docs["doc_id"], docs["published_date"]))
         ex = read_part(parts, "excerpts", n, ["excerpt_id", "doc_id", "headline", "body_norm", "published_date",
                                               "outlet_id"]).to_pydict()
-        items += [StoredExcerpt(i, d, h, b, store, p, o, doc_date.get(d)) for i, d, h, b, p, o in zip(
-            ex["excerpt_id"], ex["doc_id"], ex["headline"], ex["body_norm"], ex["published_date"], ex["outlet_id"])]
+        for i, d, h, b, p, o in zip(ex["excerpt_id"], ex["doc_id"], ex["headline"], ex["body_norm"],
+                                    ex["published_date"], ex["outlet_id"]):
+            dp = doc_date.get(d)
+            items.append(StoredExcerpt(i, one(d, d), one(h, h), b, store, one(p, p), one(o, o), one(dp, dp)))
     store.done()
     return items
 
