@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from flows import dedup  # noqa: E402
 
-STEPS = ["read_excerpts", "line_index", "boilerplate_keys", "sketch", "paragraph_hashes", "candidate_pairs",
-         "find_clusters", "deduplicate"]
+STEPS = ["read_excerpts", "line_index", "boilerplate_keys", "sketch", "band_hashes", "paragraph_hashes",
+         "candidate_pairs", "find_clusters", "deduplicate"]
 
 
 def rss_mb() -> int:

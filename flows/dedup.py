@@ -349,10 +349,10 @@ def sketch(texts, cfg: DedupConfig, spill_dir: str | None = None) -> tuple[np.nd
 
 
 def band_hashes(sig: np.ndarray, cfg: DedupConfig) -> np.ndarray:
-    b = sig.reshape(len(sig), cfg.bands, cfg.rows).astype(np.uint64)
+    b = sig.reshape(len(sig), cfg.bands, cfg.rows)  # widened one row at a time, not all 126 at once
     h = np.zeros(b.shape[:2], dtype=np.uint64)
     for r in range(cfg.rows):
-        h = (h * _U64(0x100000001B3)) ^ b[:, :, r]
+        h = (h * _U64(0x100000001B3)) ^ b[:, :, r].astype(np.uint64)
     return h
 
 
