@@ -56,6 +56,11 @@ def load_suite(name: str) -> dict:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"name": name, "expectations": [], "sql_checks": []}
 
 
+def _columns_of(exps: list[dict]) -> list[str]:
+    """The columns a list of expectations names."""
+    return sorted({e["kwargs"][k] for e in exps for k in ("column", "column_A", "column_B") if k in e["kwargs"]})
+
+
 def expectation_name(e: dict) -> str:
     kw = e["kwargs"]
     cols = kw.get("column") or f"{kw.get('column_A')},{kw.get('column_B')}"
@@ -104,7 +109,7 @@ class _GX:
         self.n += 1
         # only the columns the suite names: GX fingerprints every batch by hashing the whole frame
         # (pickling it when a column holds lists), which cost more than the checks themselves
-        used = {e["kwargs"][k] for e in expectations for k in ("column", "column_A", "column_B") if k in e["kwargs"]}
+        used = set(_columns_of(expectations))
         df = df[[c for c in df.columns if c in used]]
         asset = self.source.add_dataframe_asset(name=f"{name}_{self.n}")
         batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": df})
@@ -202,8 +207,7 @@ def needed_columns(name: str) -> list[str]:
         for q in load_suite(other).get("sql_checks", []):
             words |= set(re.findall(r"[a-z_][a-z0-9_]*", q["sql"]))
     used = set(t.primary_key) | {c for cols, _ in t.foreign_keys for c in cols} | {"doc_id"}
-    used |= {e["kwargs"][k] for e in load_suite(name)["expectations"]
-             for k in ("column", "column_A", "column_B") if k in e["kwargs"]}
+    used |= set(_columns_of(load_suite(name)["expectations"]))
     return [c.name for c in t.columns if c.name in used or c.name in words]
 
 
@@ -272,10 +276,6 @@ ROW_LOCAL = {"expect_column_values_to_not_be_null", "expect_column_values_to_be_
              "expect_column_values_to_be_between", "expect_column_value_lengths_to_be_between",
              "expect_column_values_to_match_regex", "expect_column_pair_values_a_to_be_greater_than_b"}
 SLICE_ROWS = ROW_GROUP_ROWS
-
-
-def _columns_of(exps: list[dict]) -> list[str]:
-    return sorted({e["kwargs"][k] for e in exps for k in ("column", "column_A", "column_B") if k in e["kwargs"]})
 
 
 def _validate_file(gx: _GX, data: Path, name: str, exps: list[dict]) -> tuple[list[Check], dict]:
