@@ -161,7 +161,8 @@ def _write_ipc(path: Path, table: pa.Table) -> None:
         w.write_table(table)
 
 
-def _load_hits(refs, hits, old_parts, schemas) -> dict[int, dict[str, pa.Table]]:
+def _load_hits(hits: list[Hit | None], old_parts: str,
+               schemas: dict[str, pa.Schema]) -> dict[int, dict[str, pa.Table]]:
     """Each hit's rows per table, read from the old parts; a part that cannot be read or does not
     hold what its index says is a miss (the file is parsed again)."""
     loaded: dict[int, dict[str, pa.Table]] = {}
@@ -198,7 +199,7 @@ def run_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int,
     schemas = {name: spec(name).part_schema for name in PART_TABLES}
     seconds: Counter = Counter()
     t = time.perf_counter()
-    loaded = _load_hits(refs, hits, old_parts, schemas) if old_parts else {}
+    loaded = _load_hits(hits, old_parts, schemas) if old_parts else {}
     seconds["cache"] += time.perf_counter() - t
     docs: list[tuple[int, str, dict, int]] = []  # (file index, "arrow"/"rows", per-table data, size)
     rejects: list[tuple[str | None, dict]] = []

@@ -25,7 +25,6 @@ from dataclasses import asdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable, Iterator  # noqa: E402
 
-
 from prefect import flow, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
@@ -182,7 +181,7 @@ def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_
     global _POOL
     lookup = cache_lookup(old_parts)
     hits = [lookup.get(k) if k else None for k in keys]
-    ref_batches, key_batches, hit_batches = batches(refs, batch_files), batches(keys, batch_files), batches(hits, batch_files)
+    ref_batches, key_batches, hit_batches = (batches(x, batch_files) for x in (refs, keys, hits))
     total, done, done_bytes = len(refs), 0, 0
     use_pool = workers > 1 and len(ref_batches) > 1 and _POOL is None
     ctx = multiprocessing.get_context("forkserver")
