@@ -41,7 +41,8 @@ def main() -> None:
     args = ap.parse_args()
     parts = Path(args.build) / "cache"
     if not (parts / "index").is_dir():
-        raise SystemExit(f"{parts} holds no parts: build with the cache on first (kirinuki build ... --out {args.build})")
+        raise SystemExit(f"{parts} holds no parts: build with the cache on first "
+                         f"(kirinuki build ... --out {args.build})")
     peak = [0]
     rows: list[tuple[str, float, float, int, int]] = []
     t0 = time.perf_counter()

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import wraps
 from datetime import date
+from typing import Callable
 
 import duckdb
 import numpy as np
@@ -77,29 +78,53 @@ class Excerpt:
         return hash(self.body_norm)
 
 
-class BodyStore:
-    """Excerpt bodies in an unlinked temporary file (UTF-8), read back by index with pread: at
-    scale the bodies are the corpus, too much to hold as Python strings."""
+class SpillFile:
+    """An unlinked temporary file (in `spill_dir`) that data is appended to and read back from by
+    offset with pread: thread-safe, and held by the page cache rather than the process."""
 
-    def __init__(self, spill_dir: str | None = None):
+    def __init__(self, spill_dir: str | None, prefix: str):
         import tempfile
 
-        self.file = tempfile.TemporaryFile(dir=spill_dir, prefix="kirinuki-bodies-")
+        self.file = tempfile.TemporaryFile(dir=spill_dir, prefix=prefix)
+        self.size = 0
+
+    def append(self, data: bytes) -> int:
+        """Write `data` at the end; returns the offset it starts at."""
+        start = self.size
+        self.file.write(data)
+        self.size += len(data)
+        return start
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def read(self, start: int, n: int) -> bytes:
+        return os.pread(self.file.fileno(), n, start) if n > 0 else b""
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class BodyStore:
+    """Excerpt bodies (UTF-8) in a SpillFile, read back by index: at scale the bodies are the
+    corpus, too much to hold as Python strings."""
+
+    def __init__(self, spill_dir: str | None = None):
+        self.spill = SpillFile(spill_dir, "kirinuki-bodies-")
         self.offsets = [0]
 
     def append(self, text: str) -> int:
         data = text.encode("utf-8")
-        self.file.write(data)
-        self.offsets.append(self.offsets[-1] + len(data))
+        self.offsets.append(self.spill.append(data) + len(data))
         return len(self.offsets) - 2
 
     def done(self) -> None:
-        self.file.flush()
+        self.spill.flush()
         self.offsets = np.array(self.offsets, dtype=np.int64)
 
     def get(self, i: int) -> str:
         start, end = int(self.offsets[i]), int(self.offsets[i + 1])
-        return os.pread(self.file.fileno(), end - start, start).decode("utf-8")
+        return self.spill.read(start, end - start).decode("utf-8")
 
 
 class StoredExcerpt(Excerpt):
@@ -407,19 +432,15 @@ def paragraph_hashes(lines: LineIndex, boiler: set[int], cfg: DedupConfig) -> tu
 
 
 class ShingleSets:
-    """Sorted distinct k-gram hashes per text (exact, not sampled), kept in an unlinked temporary
-    file and read back with pread (thread-safe, and page cache rather than process memory), and
-    each text's k-gram count (with repeats)."""
+    """Sorted distinct k-gram hashes per text (exact, not sampled), kept in a SpillFile, and each
+    text's k-gram count (with repeats)."""
 
     def __init__(self, chunk: int, spill_dir: str | None = None):
-        import tempfile
-
         self.chunk = chunk
-        self.file = tempfile.TemporaryFile(dir=spill_dir, prefix="kirinuki-shingles-")
+        self.spill = SpillFile(spill_dir, "kirinuki-shingles-")
         self.starts: list[int] = []  # per chunk: where its hashes begin in the file (in hashes)
         self.bounds: list[np.ndarray] = []  # per chunk: each text's range in the chunk's hashes
         self.size_parts: list[np.ndarray] = []
-        self.total = 0
         self.sizes = np.zeros(0, np.int64)
 
     @property
@@ -427,21 +448,17 @@ class ShingleSets:
         return len(self.starts)
 
     def append(self, sets: np.ndarray, bounds: np.ndarray, sizes: np.ndarray) -> None:
-        self.starts.append(self.total)
+        self.starts.append(self.spill.append(sets.astype("<u4", copy=False).tobytes()) // 4)
         self.bounds.append(bounds)
         self.size_parts.append(sizes)
-        self.file.write(sets.astype("<u4", copy=False).tobytes())
-        self.total += len(sets)
 
     def close_appends(self) -> None:
-        self.file.flush()
+        self.spill.flush()
         self.sizes = np.concatenate(self.size_parts) if self.size_parts else np.zeros(0, np.int64)
         self.size_parts = []
 
     def _read(self, start: int, n: int) -> np.ndarray:
-        if n <= 0:
-            return np.zeros(0, np.uint32)
-        return np.frombuffer(os.pread(self.file.fileno(), 4 * n, 4 * start), dtype="<u4").astype(np.uint32, copy=False)
+        return np.frombuffer(self.spill.read(4 * start, 4 * n), dtype="<u4").astype(np.uint32, copy=False)
 
     def chunk_sets(self, c: int) -> tuple[np.ndarray, np.ndarray]:
         bounds = self.bounds[c]
@@ -453,7 +470,7 @@ class ShingleSets:
         return self._read(self.starts[c] + int(b[j]), int(b[j + 1] - b[j]))
 
     def close(self) -> None:
-        self.file.close()
+        self.spill.close()
 
 
 def overlap(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -578,10 +595,11 @@ def find_clusters(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
 @without_gc
 def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
                 con: duckdb.DuckDBPyConnection | None = None, spill_dir: str | None = None,
-                sink: "ArticleSink | None" = None) -> DedupResult:
+                sink: Callable[[dict, dict[str, list]], None] | None = None) -> DedupResult:
     """Clusters plus everything built from them: relations, articles, reconstructed text. With a
-    `sink`, articles and their paragraphs go to it as they are made, in article order (the result
-    then holds none: at scale they are the corpus's text again); without one, the result holds them."""
+    `sink`, each article and its paragraphs' columns go to `sink(article, paragraphs)` as they are
+    made, in article order (the result then holds none: at scale they are the corpus's text
+    again); without one, the result holds them."""
     cl = find_clusters(excerpts, cfg, con, spill_dir)
     n = len(excerpts)
     members: dict[int, list[int]] = defaultdict(list)
@@ -612,17 +630,21 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
             relation[i] = "near" if j >= cfg.jaccard else "partial"
     cl.sets.close()  # the shingle sets are done with
     cl.sets = None
-    kept = ArticleSink() if sink is None else None
-    out = sink or kept
+    articles: list[dict] = []
+    paragraphs = _paragraph_columns("", [])  # the table's columns, empty
     for aid, canon, group in groups:
         quotes = [excerpts[i] for i in group]
         art = _article(aid, quotes, excerpts[canon])
         paras = _reconstruct(quotes, excerpts[canon], cl.boiler)
         art["text"] = "\n".join(text for text, _ in paras)
         art["n_paragraphs"] = len(paras)
-        out.add(art, paras)
-    articles = kept.articles if kept else []
-    paragraphs = kept.paragraphs if kept else {}
+        columns = _paragraph_columns(aid, paras)
+        if sink is not None:
+            sink(art, columns)
+            continue
+        articles.append(art)
+        for name, values in columns.items():
+            paragraphs[name].extend(values)
     links = [{"excerpt_a": excerpts[x].excerpt_id, "excerpt_b": excerpts[y].excerpt_id,
               "jaccard": round(j, 6), "containment": round(c, 6), "method": meth,
               "relation": "near" if j >= cfg.jaccard else "partial"} for x, y, j, c, meth in cl.links]
@@ -632,25 +654,10 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     return DedupResult(cluster_id, relation, similarity, canonical, links, articles, paragraphs, stats)
 
 
-class ArticleSink:
-    """Where deduplicate puts each article and its paragraphs; this one keeps them (the result's
-    lists). dedup_parts uses one that writes them out a row group at a time."""
-
-    def __init__(self):
-        self.articles: list[dict] = []
-        self.paragraphs: dict[str, list] = {"article_id": [], "ordinal": [], "text_norm": [], "contributed_by": []}
-
-    def add(self, article: dict, paras: list[tuple[str, list[str]]]) -> None:
-        self.articles.append(article)
-        self.add_paragraphs(article["article_id"], paras)
-
-    def add_paragraphs(self, aid: str, paras: list[tuple[str, list[str]]]) -> None:
-        p = self.paragraphs
-        p["article_id"] += [aid] * len(paras)
-        p["ordinal"] += range(1, len(paras) + 1)
-        for text, by in paras:
-            p["text_norm"].append(text)
-            p["contributed_by"].append(by)
+def _paragraph_columns(aid: str, paras: list[tuple[str, list[str]]]) -> dict[str, list]:
+    """One article's reconstructed paragraphs as the article_paragraphs table's columns."""
+    return {"article_id": [aid] * len(paras), "ordinal": list(range(1, len(paras) + 1)),
+            "text_norm": [text for text, _ in paras], "contributed_by": [by for _, by in paras]}
 
 
 def _article(aid: str, group: list[Excerpt], canon: Excerpt) -> dict:
@@ -762,6 +769,7 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int) -> dict
     dedup_links under `root`, and the excerpts' cluster columns (in part order) to
     `root`/CLUSTER_COLUMNS for the excerpts table. Returns the stats with the row counts. Runs in a
     child process of its own on a large build, so its memory goes back to the system when done."""
+    import shutil
     from pathlib import Path
 
     from .store import DUCKDB_TMP, RowGroupWriter, duckdb_for_build, to_table, write_table
@@ -770,13 +778,14 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int) -> dict
     con = duckdb_for_build(out, memory_mb)  # makes DUCKDB_TMP, where the bodies and sets spill too
     items = read_excerpts(parts, str(out / DUCKDB_TMP))
     with RowGroupWriter(out, "articles") as arts, RowGroupWriter(out, "article_paragraphs") as paras:
-        sink = _WritingSink(arts, paras)
+        def write(article: dict, paragraphs: dict[str, list]) -> None:
+            arts.add_row(article)
+            paras.add_columns(paragraphs)
+
         try:
-            res = deduplicate(items, cfg, con, str(out / DUCKDB_TMP), sink)
+            res = deduplicate(items, cfg, con, str(out / DUCKDB_TMP), write)
         finally:
             con.close()
-            import shutil
-
             shutil.rmtree(out / DUCKDB_TMP, ignore_errors=True)
     del items
     rows = {"articles": arts.rows, "article_paragraphs": paras.rows, "dedup_links": len(res.links)}
@@ -785,24 +794,9 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int) -> dict
                         "relation": pa.array(res.relation, pa.string()),
                         "similarity": pa.array(res.similarity, pa.float64()),
                         "canonical": pa.array(res.canonical, pa.bool_())})
-    with pa.OSFile(str(out / CLUSTER_COLUMNS), "wb") as sink, pa.ipc.new_file(sink, columns.schema) as w:
+    with pa.OSFile(str(out / CLUSTER_COLUMNS), "wb") as f, pa.ipc.new_file(f, columns.schema) as w:
         w.write_table(columns)
     return dict(res.stats, rows=rows)
-
-
-class _WritingSink(ArticleSink):
-    """Articles and paragraphs straight to their Parquet writers."""
-
-    def __init__(self, articles, paragraphs):
-        super().__init__()
-        self.articles_out, self.paragraphs_out = articles, paragraphs
-
-    def add(self, article: dict, paras: list[tuple[str, list[str]]]) -> None:
-        self.articles_out.add_row(article)
-        self.add_paragraphs(article["article_id"], paras)
-        self.paragraphs_out.add_columns(self.paragraphs)
-        for col in self.paragraphs.values():
-            col.clear()
 
 
 def read_cluster_columns(root: str) -> dict[str, pa.Array]:

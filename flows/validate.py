@@ -307,7 +307,8 @@ def _validate_file(gx: _GX, data: Path, name: str, exps: list[dict]) -> tuple[li
             results[i]["success"] = have.success
             for k in ("element_count", "unexpected_count"):
                 out[k] = (out.get(k) or 0) + (more.get(k) or 0)
-            out["unexpected_percent"] = 100.0 * out["unexpected_count"] / out["element_count"] if out["element_count"] else 0.0
+            total = out["element_count"]
+            out["unexpected_percent"] = 100.0 * out["unexpected_count"] / total if total else 0.0
             for k in ("partial_unexpected_list", "partial_unexpected_index_list"):
                 if k in out:
                     out[k] = (list(out[k]) + list(more.get(k) or []))[:20]
