@@ -9,7 +9,10 @@ Corpora come from `kirinuki synth` (6 excerpts per post on average: ~24 KB per p
 process with a persistent PREFECT_HOME (so the database is migrated once, not per run). Peak RSS
 is sampled from /proc every 0.1 s over the whole process tree (the CLI and its parse workers,
 summed). "prefect" is the wall time the flow did not account for: the temporary Prefect server's
-start and stop plus interpreter start-up.
+start and stop plus interpreter start-up. "of full" is a rebuild's flow time over the full
+build's. The two 1% rebuilds edit 1% of the posts at random: "1% comment" appends a line of
+commentary to each (the quotes are unchanged, so dedup's output is reused), "1% quotes" changes
+a paragraph of a quoted article in each (dedup runs again over the whole corpus).
 
 Floor: read + decode + split into lines + write one Parquet table of the lines with pyarrow, in
 one process: the least any Python pipeline over these files must do.
@@ -21,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -100,11 +104,22 @@ def corpus(workdir: Path, posts: int, env: dict) -> Path:
     return d
 
 
-def change_one_percent(d: Path, seed: int = 5) -> int:
+def change_one_percent(d: Path, seed: int = 5, quote: bool = False) -> int:
+    """Edit 1% of the posts, chosen at random: append a line of commentary to each or, with
+    `quote`, change the first paragraph of its first quoted article (the quotes change, so dedup
+    cannot reuse the last build's output)."""
     files = sorted(d.glob("post_*.txt"))
     chosen = random.Random(seed).sample(files, max(1, len(files) // 100))
     for f in chosen:
-        f.write_text(f.read_text(encoding="utf-8") + "ベンチマークで書き足した解説の一行。\n", encoding="utf-8")
+        text = f.read_text(encoding="utf-8")
+        if quote:
+            lines = text.split("\n")
+            i = next(i for i, line in enumerate(lines) if re.match(r"\*{3,5}[^*]", line))
+            lines[i + 1] = "ベンチマークで変えた記事の一文。" + lines[i + 1]
+            text = "\n".join(lines)
+        else:
+            text += "ベンチマークで書き足した解説の一行。\n"
+        f.write_text(text, encoding="utf-8")
     return len(chosen)
 
 
@@ -126,15 +141,12 @@ def main() -> None:
         wall, rss, _ = measured([sys.executable, "-c", FLOOR, str(src), str(workdir / "floor.parquet")], env)
         rows.append({"posts": posts, "run": "floor", "wall": wall, "flow": wall, "rss": rss, "mb": mb, "stages": {}})
         build = [str(BIN / "kirinuki"), "build", str(src), "--out", str(out), "--json", "--workers", str(args.workers)]
-        for run in ("full", "no change", "1% changed"):
+        for run in ("full", "no change", "1% comment", "1% quotes"):
             if run == "full":  # from nothing, as a first build: it also fills the cache
                 shutil.rmtree(out, ignore_errors=True)
-                cmd = build
-            else:
-                cmd = build
-                if run == "1% changed":
-                    change_one_percent(src)
-            wall, rss, stdout = measured(cmd, env)
+            elif run != "no change":
+                change_one_percent(src, seed=5 if run == "1% comment" else 7, quote=run == "1% quotes")
+            wall, rss, stdout = measured(build, env)
             s = json.loads(stdout.strip().splitlines()[-1])
             d = s["durations_s"]
             stages = {k: d.get(k, 0.0) for k in ("discover", "hash", "parse", "write", "dedup", "validate")}
@@ -146,16 +158,21 @@ def main() -> None:
 
 def print_table(rows: list[dict]) -> None:
     head = (f"{'posts':>7} {'run':<11} {'MB':>7} {'wall s':>7} {'flow s':>7} {'prefect':>7} {'hash':>5} "
-            f"{'parse':>6} {'write':>6} {'dedup':>6} {'valid.':>6} {'MB/s':>6} {'posts/s':>7} {'µs/post':>8} {'RSS MB':>7}")
+            f"{'parse':>6} {'write':>6} {'dedup':>6} {'valid.':>6} {'MB/s':>6} {'posts/s':>7} {'µs/post':>8} {'RSS MB':>7} "
+            f"{'of full':>7}")
     print(head)
     print("-" * len(head))
+    full: dict[int, float] = {}
     for r in rows:
         st = r["stages"]
         flow = r["flow"]
+        if r["run"] == "full":
+            full[r["posts"]] = flow
+        share = f"{flow / full[r['posts']]:.0%}" if r["run"] not in ("full", "floor") and r["posts"] in full else ""
         print(f"{r['posts']:>7,} {r['run']:<11} {r['mb']:>7,.0f} {r['wall']:>7.1f} {flow:>7.1f} "
               f"{r['wall'] - flow:>7.1f} {st.get('hash', 0):>5.1f} {st.get('parse', 0):>6.1f} {st.get('write', 0):>6.1f} "
               f"{st.get('dedup', 0):>6.1f} {st.get('validate', 0):>6.1f} {r['mb'] / flow:>6.1f} "
-              f"{r['posts'] / flow:>7,.0f} {flow / r['posts'] * 1e6:>8,.0f} {r['rss'] / 1e6:>7,.0f}")
+              f"{r['posts'] / flow:>7,.0f} {flow / r['posts'] * 1e6:>8,.0f} {r['rss'] / 1e6:>7,.0f} {share:>7}")
     print(flush=True)
 
 

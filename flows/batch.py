@@ -136,6 +136,7 @@ class Hit:
     rows: tuple[tuple[int, int], ...] = ()  # (start, length) per PART_TABLES
     size: int = 0
     reject: dict | None = None
+    dedup: str = ""  # the file's dedup_digest
 
 
 def cache_lookup(parts: str | Path | None) -> dict[str, Hit]:
@@ -147,12 +148,25 @@ def cache_lookup(parts: str | Path | None) -> dict[str, Hit]:
         try:
             idx = json.loads(index_path(parts, n).read_text(encoding="utf-8"))
             for f in idx["files"]:
-                found[f["key"]] = Hit(n, tuple(tuple(r) for r in f["rows"]), f["size"])
+                found[f["key"]] = Hit(n, tuple(tuple(r) for r in f["rows"]), f["size"], dedup=f["dedup"])
             for r in idx["rejects"]:
                 found[r["key"]] = Hit(reject=r["row"])
         except (OSError, ValueError, KeyError, TypeError):
             continue  # a damaged index: its files are parsed again
     return found
+
+
+# What the dedup stage reads of a file's rows: if these are unchanged for every file, so is its output.
+DEDUP_FIELDS = ("excerpt_id", "doc_id", "headline", "body_norm", "published_date", "outlet_id")
+
+
+def dedup_digest(doc_rows: dict[str, list[dict]]) -> str:
+    """sha256 of what dedup reads of one parsed file: its excerpts' DEDUP_FIELDS and its
+    documents' publication dates (an edit to the commentary alone leaves it unchanged)."""
+    h = hashlib.sha256(repr([(d["doc_id"], d["published_date"]) for d in doc_rows["documents"]]).encode())
+    for e in doc_rows["excerpts"]:
+        h.update(repr(tuple(e[f] for f in DEDUP_FIELDS)).encode())
+    return h.hexdigest()
 
 
 def _write_ipc(path: Path, table: pa.Table) -> None:
@@ -201,11 +215,11 @@ def run_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int,
     t = time.perf_counter()
     loaded = _load_hits(hits, old_parts, schemas) if old_parts else {}
     seconds["cache"] += time.perf_counter() - t
-    docs: list[tuple[int, str, dict, int]] = []  # (file index, "arrow"/"rows", per-table data, size)
+    docs: list[tuple[int, str, dict, int, str]] = []  # (file index, "arrow"/"rows", per-table data, size, dedup digest)
     rejects: list[tuple[str | None, dict]] = []
     for i, (ref, key, hit) in enumerate(zip(refs, keys, hits)):
         if i in loaded:
-            docs.append((i, "arrow", loaded[i], hit.size))
+            docs.append((i, "arrow", loaded[i], hit.size, hit.dedup))
             continue
         if hit is not None and hit.reject is not None:
             rejects.append((key, hit.reject))
@@ -222,16 +236,16 @@ def run_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int,
         t = time.perf_counter()
         clean_document(doc_rows)
         seconds["clean"] += time.perf_counter() - t
-        docs.append((i, "rows", doc_rows, src.size))
+        docs.append((i, "rows", doc_rows, src.size, dedup_digest(doc_rows)))
     t = time.perf_counter()
     # the parsed files' rows become Arrow in one conversion per table, then are cut back per file
-    fresh = {name: to_table(name, [r for _, kind, d, _ in docs if kind == "rows" for r in d[name]], final=False)
+    fresh = {name: to_table(name, [r for _, kind, d, *_ in docs if kind == "rows" for r in d[name]], final=False)
              for name in PART_TABLES}
     offsets = dict.fromkeys(PART_TABLES, 0)
     pieces: dict[str, list[pa.Table]] = {name: [] for name in PART_TABLES}
     filled = dict.fromkeys(PART_TABLES, 0)
     files = []
-    for i, kind, d, size in docs:
+    for i, kind, d, size, digest in docs:
         ranges = []
         for name in PART_TABLES:
             if kind == "arrow":
@@ -242,7 +256,7 @@ def run_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int,
             ranges.append((filled[name], len(piece)))
             filled[name] += len(piece)
             pieces[name].append(piece)
-        files.append({"key": keys[i], "size": size, "rows": ranges})
+        files.append({"key": keys[i], "size": size, "rows": ranges, "dedup": digest})
     seconds["to_arrow"] += time.perf_counter() - t
     t = time.perf_counter()
     # one record batch per part: many small ones (a slice per file) make LZ4 and IPC slow
@@ -264,7 +278,8 @@ def run_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int,
         unknown.update(r for r, i in zip(tb["outlet_raw"], tb["outlet_id"]) if r and i is None)
     dm = tables["date_mentions"].select(["rule", "date_start"]).to_pydict()
     unresolved = Counter(r for r, d in zip(dm["rule"], dm["date_start"]) if d is None)
-    return {"files": len(refs), "read": len(docs), "bytes": sum(size for *_, size in docs),
+    return {"files": len(refs), "read": len(docs), "bytes": sum(d[3] for d in docs),
+            "dedup_digests": [d[4] for d in docs],
             "cache_hits": len(loaded) + sum(1 for h in hits if h is not None and h.reject is not None),
             "rejects": [r for _, r in rejects], "flags": dict(flags), "unknown_outlets": dict(unknown),
             "unresolved_dates": dict(unresolved), "seconds": dict(seconds)}

@@ -799,9 +799,87 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int) -> dict
     return dict(res.stats, rows=rows)
 
 
-def read_cluster_columns(root: str) -> dict[str, pa.Array]:
-    """What dedup_parts left for the excerpts table (memory-mapped, not copied)."""
+def read_cluster_columns(folder: str) -> dict[str, pa.Array]:
+    """What dedup_parts left for the excerpts table (memory-mapped, not copied), in `folder`: the
+    build folder, or the dedup state that keep_dedup moved it to."""
     from pathlib import Path
 
-    t = pa.ipc.open_file(pa.memory_map(str(Path(root) / CLUSTER_COLUMNS))).read_all()
+    t = pa.ipc.open_file(pa.memory_map(str(Path(folder) / CLUSTER_COLUMNS))).read_all()
     return {name: t.column(name).combine_chunks() for name in t.column_names}
+
+
+# ---------------------------------------------------------------- reusing the last build's output
+
+DEDUP_TABLES = ("articles", "article_paragraphs", "dedup_links")
+STATE_FILE = "dedup.json"  # written last: a state folder without it is incomplete
+
+
+def dedup_key(file_digests: list[str], cfg: DedupConfig, code: str) -> str:
+    """Identity of everything dedup's output depends on: the code, its parameters and, in order,
+    each file's batch.dedup_digest (what dedup reads of it)."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256(json.dumps([code, cfg.as_dict()], sort_keys=True).encode())
+    for d in file_digests:
+        h.update(d.encode() + b"\n")
+    return h.hexdigest()
+
+
+def _link(src, dest) -> None:
+    """Hard-link `src` at `dest` (a copy where links are not possible); files in a build are never
+    changed in place (store.write_table replaces a file), so a link is as safe as a copy."""
+    import shutil
+
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
+
+
+def keep_dedup(root: str, state: str, key: str, stats: dict) -> None:
+    """Keep this build's dedup output in `state` (under the build's cache) for the next build:
+    the cluster columns move there, the three tables are linked there, the key and stats last."""
+    from pathlib import Path
+
+    from .store import DATA_DIR, sha256_file, write_json
+
+    out, st = Path(root), Path(state)
+    st.mkdir(parents=True, exist_ok=True)
+    os.replace(out / CLUSTER_COLUMNS, st / CLUSTER_COLUMNS)
+    for name in DEDUP_TABLES:
+        _link(out / DATA_DIR / f"{name}.parquet", st / f"{name}.parquet")
+    files = [CLUSTER_COLUMNS] + [f"{name}.parquet" for name in DEDUP_TABLES]
+    write_json(st / STATE_FILE, {"key": key, "stats": stats, "sha256": {f: sha256_file(st / f) for f in files}})
+
+
+def reuse_dedup(old_state: str, root: str, state: str, key: str) -> dict | None:
+    """When the last build's dedup ran on exactly the same input (same key), put its output in
+    this build (tables under `root`, state under `state`) and return its stats; else None."""
+    import json
+    from pathlib import Path
+
+    from .store import DATA_DIR, sha256_file, write_json
+
+    old, st, data = Path(old_state), Path(state), Path(root) / DATA_DIR
+    try:
+        saved = json.loads((old / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    files = [CLUSTER_COLUMNS] + [f"{name}.parquet" for name in DEDUP_TABLES]
+    if saved.get("key") != key:
+        return None
+    try:  # files damaged since are not trusted: dedup runs again
+        if any(sha256_file(old / f) != saved["sha256"][f] for f in files):
+            return None
+    except (OSError, KeyError, TypeError):
+        return None
+    st.mkdir(parents=True, exist_ok=True)
+    data.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        _link(old / f, st / f)
+    for name in DEDUP_TABLES:
+        _link(st / f"{name}.parquet", data / f"{name}.parquet")
+    write_json(st / STATE_FILE, saved)
+    return saved["stats"]

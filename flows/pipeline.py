@@ -37,7 +37,8 @@ from .batch import (PART_TABLES, Hit, cache_key, cache_lookup, code_digest, exit
 from .ingest import DEFAULT_MAX_BYTES, SourceRef, discover  # noqa: E402
 from .clean import outlet_rows  # noqa: E402
 from .records import reject_row  # noqa: E402
-from .dedup import CLUSTER_COLUMNS, DedupConfig, dedup_parts, read_cluster_columns  # noqa: E402
+from .dedup import (DedupConfig, dedup_key, dedup_parts, keep_dedup, read_cluster_columns,  # noqa: E402
+                    reuse_dedup)
 from .schema import schema_version  # noqa: E402
 from .store import (DATA_DIR, atomic_dir, check_output, compact, corpus_digest, locked,  # noqa: E402
                     sha256_file, to_table, views_sql, write_json, write_table)
@@ -145,6 +146,7 @@ def batches(refs: list, size: int) -> list[list]:
 
 
 CACHE_DIR = "cache"
+DEDUP_STATE = "dedup"  # under CACHE_DIR: the last dedup's output and key (dedup.keep_dedup)
 
 
 def build_digest(keys: list[str | None], refs: list[SourceRef], rejected: list, max_bytes: int,
@@ -252,15 +254,23 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         # tables that dedup does not touch are written while it runs (it is mostly Python, they
         # are mostly Parquet encoding: the two share the cores well)
         others = write_tables.submit(str(tmp), str(parts), [n for n in PART_TABLES if n != "excerpts"])
-        dedup_stats = dedup_tables(str(tmp), str(parts), dedup_cfg, duckdb_memory_mb)
+        # dedup reads only the excerpts (and the posts' dates): when none of that changed since the
+        # last build, its output is that build's, exactly
+        key = dedup_key([d for res in results for d in res["dedup_digests"]], dedup_cfg, code_digest(whole_build=True))
+        state = parts / DEDUP_STATE
+        dedup_stats = reuse_dedup(str(old_parts / DEDUP_STATE), str(tmp), str(state), key) if old_parts else None
+        dedup_reused = dedup_stats is not None
+        if dedup_stats is None:
+            dedup_stats = dedup_tables(str(tmp), str(parts), dedup_cfg, duckdb_memory_mb)
+            keep_dedup(str(tmp), str(state), key, dedup_stats)
+        dedup_stats = dict(dedup_stats, reused=dedup_reused)
         timings["dedup"] = time.perf_counter() - t
         # importing Great Expectations takes seconds (and ~200 MB): do it while the last tables
         # are written, not earlier, so it does not add to the dedup process's peak
         threading.Thread(target=_preload_validation, daemon=True).start()
-        log.info("dedup: %.2f s", timings["dedup"])
+        log.info("dedup: %.2f s%s", timings["dedup"], " (the last build's output: its input is unchanged)" if dedup_reused else "")
         t = time.perf_counter()
-        counts = write_tables(str(tmp), str(parts), ["excerpts"], read_cluster_columns(str(tmp)))
-        (tmp / CLUSTER_COLUMNS).unlink()
+        counts = write_tables(str(tmp), str(parts), ["excerpts"], read_cluster_columns(str(state)))
         counts.update(others.result())
         counts.update(write_reference_tables(str(tmp), rejects))
         counts.update(dedup_stats.pop("rows"))

@@ -164,9 +164,11 @@ def compact(root: Path, name: str, pieces: Iterable[pa.Table], extra: dict[str, 
 
 
 def write_table(root: Path, name: str, table: pa.Table) -> None:
-    """A small table written whole (already in its final order)."""
+    """A small table written whole (already in its final order). A file already there is replaced,
+    not written into: it may be a link to the next build's cache (dedup.keep_dedup)."""
     dest = root / DATA_DIR / f"{name}.parquet"
     dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.unlink(missing_ok=True)
     schema = spec(name).arrow_schema
     with pq.ParquetWriter(dest, schema, **PARQUET_OPTIONS) as w:
         if table.num_rows:  # an empty table has no row groups at all (readers choke on 0-row groups)

@@ -221,6 +221,41 @@ def test_incremental_rebuild_after_adding_changing_and_deleting_files_equals_a_c
     assert digest_tree(out) == digest_tree(build_clean(corpus, tmp_path / "clean2"))
 
 
+def test_dedup_output_is_reused_only_while_no_quote_changed(tmp_path):
+    from flows.pipeline import build
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SAMPLE, corpus, ignore=shutil.ignore_patterns("README.md"))
+    shutil.copy(SEED, corpus / "seed.txt")
+    out = tmp_path / "out"
+    assert build([str(corpus)], str(out))["dedup"]["reused"] is False
+    # the writer's commentary changes: every table but dedup's changes, dedup's output is reused
+    post = corpus / "2024-06-12_nordria_grain.txt"
+    text = post.read_text(encoding="utf-8")
+    post.write_text(text.replace("しばらく見守る必要がありそうです。", "しばらく見守りたいと思います。"), encoding="utf-8")
+    commentary = build([str(corpus)], str(out))
+    assert commentary["dedup"]["reused"] is True and commentary["inputs"]["from_cache"] == 4
+    clean = build([str(corpus)], str(tmp_path / "clean"), cache=False)
+    assert clean["dedup"]["reused"] is False
+    assert {k: v for k, v in commentary["dedup"].items() if k != "reused"} == \
+        {k: v for k, v in clean["dedup"].items() if k != "reused"}
+    assert digest_tree(out) == digest_tree(tmp_path / "clean")
+    # one character of a quoted article changes: dedup runs again
+    post.write_text(text.replace("使用料は今後3年間", "使用料は今後5年間"), encoding="utf-8")
+    quote = build([str(corpus)], str(out))
+    assert quote["dedup"]["reused"] is False
+    assert digest_tree(out) == digest_tree(build_clean(corpus, tmp_path / "clean2"))
+    # a kept dedup table damaged since is not trusted: dedup runs again
+    post.write_text(text, encoding="utf-8")
+    build([str(corpus)], str(out))
+    kept = out / "cache" / "dedup" / "articles.parquet"
+    kept.write_bytes(kept.read_bytes()[:-10] + b"0123456789")
+    post.write_text(text + "追記です。\n", encoding="utf-8")
+    damaged = build([str(corpus)], str(out))
+    assert damaged["dedup"]["reused"] is False
+    assert digest_tree(out) == digest_tree(build_clean(corpus, tmp_path / "clean3"))
+
+
 def build_clean(corpus: Path, out: Path) -> Path:
     from flows.pipeline import build
 
