@@ -1,12 +1,14 @@
 """One batch of input files -> Arrow parts, which are also the cache of the next build. Knows nothing
 of Prefect, so a worker process imports only this and the stages it runs.
 
-A batch writes `<parts>/<table>/part-NNNNNN.arrow` (Arrow IPC, LZ4) for each per-file table, and
-`<parts>/index/part-NNNNNN.json` saying which file's rows are where: for every file its cache key
-(pipeline code digest + relative path + sha256 of its bytes and sidecar), its size and its row range
-in each table; for every rejected file its reject row. A build keeps its parts under `<out>/cache`;
-the next build looks each file's key up in them and, on a hit, copies the rows instead of parsing
-the file again (a hit costs a memory-mapped read, not a parse nor a conversion from Python objects).
+A batch writes `<parts>/index/part-NNNNNN.json` saying where each file's rows are: for every file
+its cache key (pipeline code digest + relative path + sha256 of its bytes and sidecar), its size,
+its dedup digest, the part that holds its rows and its row range there in each per-file table; for
+every rejected file its reject row. Parts are `<parts>/<table>/<part>.arrow` (Arrow IPC, LZ4). A
+build keeps its parts under `<out>/cache`; the next build looks each file's key up there and, on a
+hit, neither parses the file nor copies its rows: it links the part that holds them into its own
+parts and points at them (a part is never changed once written). Only the files parsed again go
+into a new part, so a rebuild after a small change writes little.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import stat
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -34,6 +37,7 @@ PART_TABLES = ("documents", "excerpts", "paragraphs", "citations", "date_mention
 # Modules and data whose change can change a file's rows: any edit to them invalidates the cache.
 ROW_SOURCES = ("ingest", "parse", "dates", "records", "clean", "date_mentions", "schema", "store", "batch")
 INDEX = "index"
+MAX_PARTS = 4  # a batch's rows lie in at most this many parts (its own, and earlier builds' it links)
 IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 
 
@@ -100,8 +104,8 @@ def exit_with(pid: int) -> None:
 # ---------------------------------------------------------------- parts and their index
 
 
-def part_path(parts: str | Path, table: str, batch_no: int) -> Path:
-    return Path(parts) / table / f"part-{batch_no:06d}.arrow"
+def part_path(parts: str | Path, table: str, part: str) -> Path:
+    return Path(parts) / table / f"{part}.arrow"
 
 
 def index_path(parts: str | Path, batch_no: int) -> Path:
@@ -113,10 +117,41 @@ def part_numbers(parts: str | Path) -> list[int]:
     return sorted(int(p.stem.split("-")[1]) for p in (Path(parts) / INDEX).glob("part-*.json"))
 
 
+def _open_part(parts: str | Path, table: str, part: str) -> pa.Table:
+    with pa.memory_map(str(part_path(parts, table, part))) as src:
+        return pa.ipc.open_file(src).read_all()
+
+
+def _runs(files: list[dict], t: int) -> list[tuple[str, int, int]]:
+    """A batch's rows of table number `t` as (part, start, length) runs: its files' rows in order,
+    adjacent ranges of one part merged."""
+    runs: list[tuple[str, int, int]] = []
+    for f in files:
+        start, n = f["rows"][t]
+        if not n:
+            continue
+        if runs and runs[-1][0] == f["part"] and runs[-1][1] + runs[-1][2] == start:
+            runs[-1] = (f["part"], runs[-1][1], runs[-1][2] + n)
+        else:
+            runs.append((f["part"], start, n))
+    return runs
+
+
 def read_part(parts: str | Path, table: str, batch_no: int, columns: list[str] | None = None) -> pa.Table:
-    with pa.memory_map(str(part_path(parts, table, batch_no))) as src:
-        t = pa.ipc.open_file(src).read_all()
-    return t.select(columns) if columns else t
+    """Batch `batch_no`'s rows of `table`, in file order: memory-mapped slices of the part files
+    its index names (its own, or parts an earlier build wrote and this one linked)."""
+    idx = json.loads(index_path(parts, batch_no).read_text(encoding="utf-8"))
+    opened: dict[str, pa.Table] = {}
+    pieces = []
+    for part, start, n in _runs(idx["files"], PART_TABLES.index(table)):
+        if part not in opened:
+            t = _open_part(parts, table, part)
+            opened[part] = t.select(columns) if columns else t
+        pieces.append(opened[part].slice(start, n))
+    if not pieces:
+        schema = spec(table).part_schema
+        return (pa.schema([schema.field(c) for c in columns]) if columns else schema).empty_table()
+    return pa.concat_tables(pieces)
 
 
 def read_parts(parts: str | Path, table: str, columns: list[str] | None = None) -> pa.Table:
@@ -132,11 +167,12 @@ def read_parts(parts: str | Path, table: str, columns: list[str] | None = None) 
 class Hit:
     """Where a file's rows are in a previous build's parts (or its reject row)."""
 
-    batch_no: int = -1
-    rows: tuple[tuple[int, int], ...] = ()  # (start, length) per PART_TABLES
+    part: str = ""
+    rows: tuple[tuple[int, int], ...] = ()  # (start, length) in the part, per PART_TABLES
     size: int = 0
     reject: dict | None = None
     dedup: str = ""  # the file's dedup_digest
+    stats: dict = field(default_factory=dict)  # the file's file_stats
 
 
 def cache_lookup(parts: str | Path | None) -> dict[str, Hit]:
@@ -148,7 +184,9 @@ def cache_lookup(parts: str | Path | None) -> dict[str, Hit]:
         try:
             idx = json.loads(index_path(parts, n).read_text(encoding="utf-8"))
             for f in idx["files"]:
-                found[f["key"]] = Hit(n, tuple(tuple(r) for r in f["rows"]), f["size"], dedup=f["dedup"])
+                if f["key"]:
+                    found[f["key"]] = Hit(f["part"], tuple(tuple(r) for r in f["rows"]), f["size"], dedup=f["dedup"],
+                                         stats=f["stats"])
             for r in idx["rejects"]:
                 found[r["key"]] = Hit(reject=r["row"])
         except (OSError, ValueError, KeyError, TypeError):
@@ -169,57 +207,96 @@ def dedup_digest(doc_rows: dict[str, list[dict]]) -> str:
     return h.hexdigest()
 
 
+ROWS_KEY = b"kirinuki_rows"  # a part's row count, in its schema's metadata: known without reading its rows
+
+
 def _write_ipc(path: Path, table: pa.Table) -> None:
+    """Write a part under a temporary name, then rename it into place: a name already there may be
+    a link to an earlier build's part, which must not be written into."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema, options=IPC_OPTIONS) as w:
-        w.write_table(table)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    schema = table.schema.with_metadata({ROWS_KEY: str(table.num_rows).encode()})
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema, options=IPC_OPTIONS) as w:
+        w.write_table(table.replace_schema_metadata(schema.metadata))
+    os.replace(tmp, path)
 
 
-def _load_hits(hits: list[Hit | None], old_parts: str,
-               schemas: dict[str, pa.Schema]) -> dict[int, dict[str, pa.Table]]:
-    """Each hit's rows per table, read from the old parts; a part that cannot be read or does not
-    hold what its index says is a miss (the file is parsed again)."""
-    loaded: dict[int, dict[str, pa.Table]] = {}
-    opened: dict[tuple[str, int], pa.Table | None] = {}
+def _part_rows(parts: str, table: str, part: str, schema: pa.Schema) -> int | None:
+    """A part's row count from its footer (its rows stay unread), or None when the part is missing,
+    damaged or of another schema."""
+    try:
+        with pa.memory_map(str(part_path(parts, table, part))) as src:
+            found = pa.ipc.open_file(src).schema
+        return int(found.metadata[ROWS_KEY]) if found.equals(schema) else None
+    except (OSError, pa.ArrowException, KeyError, TypeError, ValueError):
+        return None
+
+
+def _link_part(old_parts: str, parts: str, table: str, part: str) -> None:
+    """Make an earlier build's part one of this build's (a hard link: parts are never changed)."""
+    src, dest = part_path(old_parts, table, part), part_path(parts, table, part)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dest)
+    except FileExistsError:
+        pass  # another batch of this build linked it already
+    except OSError:
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+
+
+def _usable_hits(hits: list[Hit | None], old_parts: str, schemas: dict[str, pa.Schema]) -> set[int]:
+    """The hits whose rows are where the old index says: a part that is missing, damaged, of
+    another schema or too short makes its files misses (they are parsed again)."""
+    usable = set()
+    rows: dict[tuple[str, str], int | None] = {}
     for i, hit in enumerate(hits):
         if hit is None or hit.reject is not None:
             continue
-        rows = {}
         for name, (start, n) in zip(PART_TABLES, hit.rows):
-            key = (name, hit.batch_no)
-            if key not in opened:
-                try:
-                    t = read_part(old_parts, name, hit.batch_no)
-                    opened[key] = t if t.schema.equals(schemas[name]) else None
-                except (OSError, pa.ArrowException):
-                    opened[key] = None
-            t = opened[key]
-            if t is None or start + n > t.num_rows:
-                rows = None
+            key = (name, hit.part)
+            if key not in rows:
+                rows[key] = _part_rows(old_parts, name, hit.part, schemas[name])
+            if rows[key] is None or start + n > rows[key]:
                 break
-            rows[name] = t.slice(start, n)
-        if rows is not None:
-            loaded[i] = rows
-    return loaded
+        else:
+            usable.add(i)
+    return usable
+
+
+def file_stats(doc_rows: dict[str, list[dict]]) -> dict[str, dict[str, int]]:
+    """What the build summary counts of one parsed file: its flags, outlet names not in the
+    reference table, date mentions left unresolved (kept in the index for when it is not parsed)."""
+    flags = Counter(f for name in ("documents", "excerpts") for r in doc_rows[name] for f in r["flags"] or ())
+    unknown = Counter(r["outlet_raw"] for name in ("excerpts", "citations") for r in doc_rows[name]
+                      if r["outlet_raw"] and r["outlet_id"] is None)
+    unresolved = Counter(r["rule"] for r in doc_rows["date_mentions"] if r["date_start"] is None)
+    return {k: dict(c) for k, c in (("flags", flags), ("unknown_outlets", unknown),
+                                    ("unresolved_dates", unresolved)) if c}
 
 
 def run_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int,
               keys: list[str | None] | None = None, hits: list[Hit | None] | None = None,
               old_parts: str | None = None) -> dict:
-    """Read, decode, parse and clean one batch of files (or copy their rows from `old_parts`);
-    write the batch's parts and index under `parts`. Returns small stats, never the rows."""
+    """Read, decode, parse and clean one batch of files, or find their rows in `old_parts`; write
+    the batch's index under `parts`, and a part with the rows of the files parsed. Files found in
+    the old parts keep their rows where they are, unread: those parts are linked into `parts`,
+    unless the batch's rows would then lie in more than MAX_PARTS parts (then every row is written
+    into one new part). Returns small stats, never the rows."""
     keys = keys or [None] * len(refs)
     hits = hits or [None] * len(refs)
     schemas = {name: spec(name).part_schema for name in PART_TABLES}
     seconds: Counter = Counter()
     t = time.perf_counter()
-    loaded = _load_hits(hits, old_parts, schemas) if old_parts else {}
+    usable = _usable_hits(hits, old_parts, schemas) if old_parts else set()
     seconds["cache"] += time.perf_counter() - t
-    docs: list[tuple[int, str, dict, int, str]] = []  # (file index, "arrow"/"rows", per-table data, size, dedup digest)
+    # (file index, per-table rows of a parsed file or None for a hit, size, dedup digest, stats)
+    docs: list[tuple[int, dict | None, int, str, dict]] = []
     rejects: list[tuple[str | None, dict]] = []
     for i, (ref, key, hit) in enumerate(zip(refs, keys, hits)):
-        if i in loaded:
-            docs.append((i, "arrow", loaded[i], hit.size, hit.dedup))
+        if i in usable:
+            docs.append((i, None, hit.size, hit.dedup, hit.stats))
             continue
         if hit is not None and hit.reject is not None:
             rejects.append((key, hit.reject))
@@ -236,50 +313,58 @@ def run_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int,
         t = time.perf_counter()
         clean_document(doc_rows)
         seconds["clean"] += time.perf_counter() - t
-        docs.append((i, "rows", doc_rows, src.size, dedup_digest(doc_rows)))
+        docs.append((i, doc_rows, src.size, dedup_digest(doc_rows), file_stats(doc_rows)))
     t = time.perf_counter()
-    # the parsed files' rows become Arrow in one conversion per table, then are cut back per file
-    fresh = {name: to_table(name, [r for _, kind, d, *_ in docs if kind == "rows" for r in d[name]], final=False)
+    old = {hits[i].part for i in usable}
+    parsed = [i for i, d, *_ in docs if d is not None]
+    rewrite = not old or len(old) + bool(parsed) > MAX_PARTS  # every row into one new part
+    mine = "part-{:06d}-{}".format(batch_no, hashlib.sha256("\0".join(
+        keys[i] or refs[i].rel for i, d, *_ in docs if rewrite or d is not None).encode()).hexdigest()[:12])
+    # the parsed files' rows become Arrow in one conversion per table
+    fresh = {name: to_table(name, [r for _, d, *_ in docs if d is not None for r in d[name]], final=False)
              for name in PART_TABLES}
-    offsets = dict.fromkeys(PART_TABLES, 0)
-    pieces: dict[str, list[pa.Table]] = {name: [] for name in PART_TABLES}
-    filled = dict.fromkeys(PART_TABLES, 0)
+    opened: dict[tuple[str, str], pa.Table] = {}
+    pieces: dict[str, list[pa.Table]] = {name: [] for name in PART_TABLES}  # what goes into `mine`
+    offsets = dict.fromkeys(PART_TABLES, 0)  # into fresh
+    filled = dict.fromkeys(PART_TABLES, 0)  # into mine
     files = []
-    for i, kind, d, size, digest in docs:
-        ranges = []
-        for name in PART_TABLES:
-            if kind == "arrow":
-                piece = d[name]
-            else:
-                piece = fresh[name].slice(offsets[name], len(d[name]))
-                offsets[name] += len(d[name])
-            ranges.append((filled[name], len(piece)))
-            filled[name] += len(piece)
-            pieces[name].append(piece)
-        files.append({"key": keys[i], "size": size, "rows": ranges, "dedup": digest})
+    for i, d, size, digest, stats in docs:
+        entry = {"key": keys[i], "size": size, "dedup": digest, "stats": stats, "part": mine, "rows": []}
+        if d is None and not rewrite:  # a hit stays where it is
+            entry.update(part=hits[i].part, rows=list(hits[i].rows))
+        else:
+            for name, hit_rows in zip(PART_TABLES, hits[i].rows if d is None else [None] * len(PART_TABLES)):
+                if d is None:  # a hit copied into the new part (compaction)
+                    if (name, hits[i].part) not in opened:
+                        opened[name, hits[i].part] = _open_part(old_parts, name, hits[i].part)
+                    piece = opened[name, hits[i].part].slice(*hit_rows)
+                else:
+                    piece = fresh[name].slice(offsets[name], len(d[name]))
+                    offsets[name] += len(d[name])
+                entry["rows"].append((filled[name], len(piece)))
+                filled[name] += len(piece)
+                pieces[name].append(piece)
+        files.append(entry)
     seconds["to_arrow"] += time.perf_counter() - t
     t = time.perf_counter()
-    # one record batch per part: many small ones (a slice per file) make LZ4 and IPC slow
-    tables = {name: pa.concat_tables(pieces[name]).combine_chunks() if pieces[name] else schemas[name].empty_table()
-              for name in PART_TABLES}
     for name in PART_TABLES:
-        _write_ipc(part_path(parts, name, batch_no), tables[name])
-    index = {"files": [f for f in files if f["key"]],
-             "rejects": [{"key": k, "row": r} for k, r in rejects if k]}
+        if rewrite or parsed:
+            # one record batch per part: many small ones (a slice per file) make LZ4 and IPC slow
+            new = pa.concat_tables(pieces[name]).combine_chunks() if pieces[name] else schemas[name].empty_table()
+            _write_ipc(part_path(parts, name, mine), new)
+        if not rewrite:
+            for part in sorted(old):
+                _link_part(old_parts, parts, name, part)
+    index = {"files": files, "rejects": [{"key": k, "row": r} for k, r in rejects if k]}
     idx = index_path(parts, batch_no)
     idx.parent.mkdir(parents=True, exist_ok=True)
     idx.write_text(json.dumps(index, default=str), encoding="utf-8")  # last: the batch is complete
     seconds["write_parts"] += time.perf_counter() - t
-    flags = Counter(f for col in (tables["documents"]["flags"], tables["excerpts"]["flags"])
-                    for fl in col.to_pylist() for f in fl)
-    unknown: Counter = Counter()
-    for name in ("excerpts", "citations"):
-        tb = tables[name].select(["outlet_raw", "outlet_id"]).to_pydict()
-        unknown.update(r for r, i in zip(tb["outlet_raw"], tb["outlet_id"]) if r and i is None)
-    dm = tables["date_mentions"].select(["rule", "date_start"]).to_pydict()
-    unresolved = Counter(r for r, d in zip(dm["rule"], dm["date_start"]) if d is None)
-    return {"files": len(refs), "read": len(docs), "bytes": sum(d[3] for d in docs),
-            "dedup_digests": [d[4] for d in docs],
-            "cache_hits": len(loaded) + sum(1 for h in hits if h is not None and h.reject is not None),
-            "rejects": [r for _, r in rejects], "flags": dict(flags), "unknown_outlets": dict(unknown),
-            "unresolved_dates": dict(unresolved), "seconds": dict(seconds)}
+    totals: dict[str, Counter] = {k: Counter() for k in ("flags", "unknown_outlets", "unresolved_dates")}
+    for *_, stats in docs:
+        for k, c in stats.items():
+            totals[k].update(c)
+    return {"files": len(refs), "read": len(docs), "bytes": sum(d[2] for d in docs),
+            "dedup_digests": [d[3] for d in docs],
+            "cache_hits": len(usable) + sum(1 for h in hits if h is not None and h.reject is not None),
+            "rejects": [r for _, r in rejects], **{k: dict(c) for k, c in totals.items()}, "seconds": dict(seconds)}

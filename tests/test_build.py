@@ -193,6 +193,9 @@ def test_incremental_rebuild_after_adding_changing_and_deleting_files_equals_a_c
     corpus = tmp_path / "corpus"
     shutil.copytree(SAMPLE, corpus, ignore=shutil.ignore_patterns("README.md"))
     shutil.copy(SEED, corpus / "seed.txt")
+    # a post the summary counts things in: a quote with no attribution, an outlet not in the reference table
+    (corpus / "flagged.txt").write_text("【見出し】\n解説の段落です。\n****出典のない記事****\n出典の書かれていない本文の段落です。\n"
+                                        "*****\n****架空の新聞の記事****\n本文の段落です。【5月1日 架空新報】\n*****\n", encoding="utf-8")
     out = tmp_path / "out"
     first = build([str(corpus)], str(out))
     assert first["inputs"]["from_cache"] == 0 and (out / "cache").is_dir()
@@ -205,10 +208,13 @@ def test_incremental_rebuild_after_adding_changing_and_deleting_files_equals_a_c
     shutil.copy(SEED, corpus / "seed_copy.txt")
     inc = build([str(corpus)], str(out))
     assert not inc.get("up_to_date")
-    assert inc["inputs"]["from_cache"] == 3  # the two untouched sample posts and seed.txt
+    assert inc["inputs"]["from_cache"] == 4  # the two untouched sample posts, seed.txt and flagged.txt
     clean = build([str(corpus)], str(tmp_path / "clean"), cache=False)
     assert clean["inputs"]["from_cache"] == 0
     assert digest_tree(out) == digest_tree(tmp_path / "clean")
+    for counted in ("flags", "unknown_outlets", "unresolved_dates", "rows", "rejects"):  # kept per file in the cache
+        assert inc[counted] == clean[counted], counted
+    assert inc["flags"]["no_attribution"] == 1 and inc["unknown_outlets"] == {"distinct": 1, "rows": 1}
     # damaged cached parts are parsed again, not trusted: one cut short, the others overwritten
     damaged = sorted((out / "cache").rglob("part-*.arrow"))
     assert damaged
@@ -219,6 +225,51 @@ def test_incremental_rebuild_after_adding_changing_and_deleting_files_equals_a_c
     rebuilt = build([str(corpus)], str(out))
     assert rebuilt["inputs"]["from_cache"] == 0
     assert digest_tree(out) == digest_tree(build_clean(corpus, tmp_path / "clean2"))
+
+
+def test_a_rebatch_writes_only_the_rows_of_files_parsed_again(tmp_path):
+    """run_batch over files found in an earlier build's parts links those parts and writes a new one
+    holding only what it parsed; the batch reads back exactly as a batch parsed from scratch. A
+    batch whose rows would lie in more than MAX_PARTS parts is written into one part instead."""
+    from flows.batch import MAX_PARTS, PART_TABLES, cache_key, cache_lookup, fingerprint, read_part, run_batch
+    from flows.ingest import discover
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SAMPLE, corpus, ignore=shutil.ignore_patterns("README.md"))
+    shutil.copy(SEED, corpus / "seed.txt")
+
+    def batch(parts: Path, old: Path | None) -> dict:
+        refs, _ = discover([str(corpus)])
+        keys = [cache_key(r.rel, fingerprint(r, 1 << 20), 1 << 20) for r in refs]
+        found = cache_lookup(old)
+        return run_batch(refs, str(parts), 0, 1 << 20, keys, [found.get(k) for k in keys], str(old) if old else None)
+
+    def tables(parts: Path) -> dict:
+        return {name: read_part(parts, name, 0).to_pylist() for name in PART_TABLES}
+
+    assert batch(tmp_path / "gen0", None)["cache_hits"] == 0
+    posts = sorted(corpus.glob("*.txt"))
+    assert len(posts) == MAX_PARTS + 1
+    for gen, post in enumerate(posts[:MAX_PARTS], 1):  # a different post each time: the rows spread over parts
+        post.write_bytes(post.read_bytes() + b"\nAn added paragraph (ASCII: valid in every encoding of the sample).\n")
+        res = batch(tmp_path / f"gen{gen}", tmp_path / f"gen{gen - 1}")
+        assert res["cache_hits"] == 4 and res["read"] == 5
+        batch(tmp_path / f"clean{gen}", None)
+        assert tables(tmp_path / f"gen{gen}") == tables(tmp_path / f"clean{gen}")
+        documents = sorted((tmp_path / f"gen{gen}" / "documents").glob("*.arrow"))
+        if gen < MAX_PARTS:  # the earlier parts are linked, the new one holds the one file parsed
+            assert len(documents) == gen + 1
+            newest = [p for p in documents if p.stat().st_nlink == 1]
+            assert len(newest) == 1 and pa_rows(newest[0]) == 1
+        else:  # one more part would be too many: one new part with every row
+            assert len(documents) == 1 and pa_rows(documents[0]) == 5 and documents[0].stat().st_nlink == 1
+
+
+def pa_rows(path: Path) -> int:
+    import pyarrow as pa
+
+    with pa.memory_map(str(path)) as src:
+        return pa.ipc.open_file(src).read_all().num_rows
 
 
 def test_dedup_output_is_reused_only_while_no_quote_changed(tmp_path):
