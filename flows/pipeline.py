@@ -98,14 +98,31 @@ def write_reference_tables(root: str, rejects: list[dict]) -> dict[str, int]:
     return {"rejects": len(rejects), "outlets": len(outlets)}
 
 
+VALIDATION_KEPT = "validation.json"  # under CACHE_DIR: the GX results of the tables that passed
+
+
 @task(name="validate", cache_policy=NO_CACHE, persist_result=False)
-def validate_tables(root: str) -> dict:
-    """Run every suite; quarantine warning failures; fail the flow on a critical one."""
+def validate_tables(root: str, parts: str, old_parts: str | None) -> tuple[dict, dict[str, str]]:
+    """Run every suite; quarantine warning failures; fail the flow on a critical one. A table whose
+    file is byte for byte one the last build (same code) validated keeps that build's GX results:
+    they are kept in the parts folder with each file's sha256. Returns the summary of the report
+    and the sha256 of each table's file as validated (empty when quarantine rewrote any)."""
     from .validate import validate_build, write_reports
 
-    report = validate_build(Path(root))
+    code = code_digest(whole_build=True)
+    previous = None
+    if old_parts:
+        try:
+            kept = json.loads((Path(old_parts) / VALIDATION_KEPT).read_text(encoding="utf-8"))
+            previous = kept["tables"] if kept.get("code") == code else None
+        except (OSError, ValueError, KeyError):
+            previous = None
+    report = validate_build(Path(root), previous=previous)
     write_reports(Path(root), report)
-    return {"success": report.success, "checks": len(report.checks), "quarantined": report.quarantined}
+    if Path(parts).is_dir():
+        write_json(Path(parts) / VALIDATION_KEPT, {"code": code, "tables": report.kept_results()})
+    return ({"success": report.success, "checks": len(report.checks), "quarantined": report.quarantined,
+             "reused": report.reused}, report.digests)
 
 
 def _preload_validation() -> None:
@@ -277,7 +294,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         timings["write"] = time.perf_counter() - t  # what is left to write after dedup
         log.info("write: %.2f s", timings["write"])
         t = time.perf_counter()
-        report = validate_tables(str(tmp))
+        report, digests = validate_tables(str(tmp), str(parts), str(old_parts) if old_parts else None)
         counts["quarantine"] = sum(report["quarantined"].values())
         timings["validate"] = time.perf_counter() - t
         log.info("validate: %.2f s", timings["validate"])
@@ -299,7 +316,8 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
             "schema_version": schema_version(),
             "corpus_sha256": corpus_digest(tmp),
             # what was validated: a release refuses data files that no longer match these
-            "files": {f"{DATA_DIR}/{p.name}": sha256_file(p) for p in sorted((tmp / DATA_DIR).glob("*.parquet"))},
+            "files": {f"{DATA_DIR}/{p.name}": digests.get(p.stem) or sha256_file(p)
+                      for p in sorted((tmp / DATA_DIR).glob("*.parquet"))},
             "build_digest": digest,
             "inputs": {"roots": len(inputs), "files": len(refs) + len(rejected),
                        "read": sum(r["read"] for r in results), "bytes": sum(r["bytes"] for r in results),

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .schema import PROJECT_ROOT, spec, tables
-from .store import DATA_DIR, ROW_GROUP_ROWS, to_table, write_json, write_table
+from .store import DATA_DIR, ROW_GROUP_ROWS, sha256_file, to_table, write_json, write_table
 
 SUITES = PROJECT_ROOT / "expectations"
 NOT_VALIDATED = {"quarantine"}
@@ -189,6 +189,17 @@ class Report:
     gx_results: dict[str, dict]
     rows: dict[str, int]
     quarantined: dict[str, int]
+    digests: dict[str, str] = field(default_factory=dict)  # sha256 of each table's file as validated
+    reused: list[str] = field(default_factory=list)  # tables whose earlier GX results were kept
+
+    def kept_results(self) -> dict[str, dict]:
+        """Each table's file digest with its GX checks and results, for the next build to reuse
+        (run_checks' `previous`); only from a build that passed without quarantining anything."""
+        if not self.success or any(self.quarantined.values()):
+            return {}
+        return {name: {"sha256": digest, "gx": self.gx_results[name],
+                       "checks": [c.__dict__ for c in self.checks if c.table == name and c.kind == "gx"]}
+                for name, digest in self.digests.items() if name in self.gx_results}
 
     @property
     def success(self) -> bool:
@@ -229,12 +240,16 @@ def _sql_checks(con: duckdb.DuckDBPyConnection, rows: dict[str, int]) -> list[tu
     return out
 
 
-def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | None = None
-               ) -> tuple[list[tuple[Check, dict | None, list[str]]], dict, dict[str, int]]:
+def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | None = None,
+               previous: dict[str, dict] | None = None, digests: dict[str, str] | None = None,
+               reused: list[str] | None = None) -> tuple[list[tuple[Check, dict | None, list[str]]], dict, dict[str, int]]:
     """Every check of every table: (check, the GX expectation or None, failing keys for SQL checks),
     the GX results and the row counts. Over `frames` held in memory, or (frames None) over the
     Parquet files in `data`: then one table's frame at a time is in memory, and the SQL checks
-    read the files through DuckDB."""
+    read the files through DuckDB. Over files, each file's sha256 goes into `digests`, and a table
+    whose file is the one `previous` (kept_results of an earlier build, same code) passed keeps
+    those results instead of being checked again by GX (its name goes into `reused`); the SQL
+    checks always run."""
     results: list[tuple[Check, dict | None, list[str]]] = []
     gx_results = {}
     con = duckdb.connect()
@@ -260,7 +275,16 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
             checks, res = gx.validate(name, frames[name], exps)
         else:
             rows[name] = _rows(data, name)
-            checks, res = _validate_file(gx, data, name, exps)
+            digest = sha256_file(data / f"{name}.parquet")
+            if digests is not None:
+                digests[name] = digest
+            kept = (previous or {}).get(name)
+            if kept and kept["sha256"] == digest:
+                checks, res = [Check(**c) for c in kept["checks"]], kept["gx"]
+                if reused is not None:
+                    reused.append(name)
+            else:
+                checks, res = _validate_file(gx, data, name, exps)
         gx_results[name] = res
         results += [(c, e, []) for c, e in zip(checks, exps)]
     for check, keys in _sql_checks(con, rows):
@@ -327,13 +351,16 @@ def _validate_file(gx: _GX, data: Path, name: str, exps: list[dict]) -> tuple[li
     return [checks[i] for i in range(len(exps))], res
 
 
-def validate_build(root: Path, quarantine: bool = True) -> Report:
+def validate_build(root: Path, quarantine: bool = True, previous: dict[str, dict] | None = None) -> Report:
     """Validate the tables under root/data; quarantine warning failures (and what depends on them),
     rewrite the affected tables, validate again. Raises ValidationFailed on a critical failure.
-    A build that passes is checked one table at a time; only a failing one is held whole."""
+    A build that passes is checked one table at a time; only a failing one is held whole.
+    `previous`: Report.kept_results of an earlier build of the same code (see run_checks)."""
     data = root / DATA_DIR
     gx = _GX()
-    results, gx_results, rows = run_checks(None, gx, data)
+    digests: dict[str, str] = {}
+    reused: list[str] = []
+    results, gx_results, rows = run_checks(None, gx, data, previous, digests, reused)
     critical = [c for c, _, _ in results if not c.success and c.severity == "critical"]
     if critical:
         raise ValidationFailed(critical[0].line())
@@ -357,7 +384,7 @@ def validate_build(root: Path, quarantine: bool = True) -> Report:
     write_table(root, "quarantine", to_table("quarantine", q_rows))
     counts = Counter(f"{r['table_name']}: {r['expectation']}" for r in q_rows)
     return Report([c for c, _, _ in results], gx_results, dict(rows, quarantine=len(q_rows)),
-                  dict(sorted(counts.items())))
+                  dict(sorted(counts.items())), digests if not q_rows else {}, reused)
 
 
 def _rows(data: Path, name: str) -> int:
