@@ -76,6 +76,53 @@ def fingerprint(ref: SourceRef, max_bytes: int) -> str | None:
         return None
 
 
+# A file changed this recently may change again within the file system's timestamp granularity
+# without its stat changing: its state is not recorded, so it is hashed again next time.
+RACY_NS = 2_000_000_000
+
+
+def file_state(ref: SourceRef) -> list[int] | None:
+    """What stat says of a regular file and its sidecar: device, inode, size, mtime and ctime (ns).
+    Any write to a file sets its ctime to the time of the write, so an unchanged state means
+    unchanged bytes (git trusts the same fields)."""
+    try:
+        st = os.stat(ref.path)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        p = Path(ref.path)
+        try:
+            sc = os.stat(p.with_name(p.stem + META_SUFFIX))
+            side = [sc.st_ino, sc.st_size, sc.st_mtime_ns, sc.st_ctime_ns]
+        except FileNotFoundError:
+            side = []
+    except OSError:
+        return None
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns] + side
+
+
+def fingerprints(refs: list[SourceRef], max_bytes: int, known: dict[str, list]) -> tuple[list[str | None], dict, int]:
+    """The fingerprint of every file, the record for the next build, and how many files were read.
+    A file whose state is the one `known` (the last build's record) holds for its path keeps the
+    fingerprint recorded with it, unread; a file changed in the last RACY_NS before this call is
+    not recorded."""
+    fps: list[str | None] = []
+    record: dict[str, list] = {}
+    read = 0
+    racy = time.time_ns() - RACY_NS
+    for ref in refs:
+        state = file_state(ref)
+        prev = known.get(ref.rel)
+        if state is not None and prev is not None and prev[0] == state:
+            fp = prev[1]
+        else:
+            fp = fingerprint(ref, max_bytes)
+            read += 1
+        fps.append(fp)
+        if fp is not None and state is not None and max(state[3:5] + state[7:9]) < racy:  # mtimes, ctimes
+            record[ref.rel] = [state, fp]
+    return fps, record, read
+
+
 def cache_key(rel: str, fp: str | None, max_bytes: int) -> str | None:
     if fp is None:
         return None

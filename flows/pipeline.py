@@ -33,7 +33,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from . import PIPELINE_VERSION, __version__  # noqa: E402
 from .batch import (PART_TABLES, Hit, cache_key, cache_lookup, code_digest, exit_with,  # noqa: E402
-                    fingerprint, part_numbers, read_part, run_batch)
+                    fingerprints, part_numbers, read_part, run_batch)
 from .ingest import DEFAULT_MAX_BYTES, SourceRef, discover  # noqa: E402
 from .clean import outlet_rows  # noqa: E402
 from .records import reject_row  # noqa: E402
@@ -164,6 +164,7 @@ def batches(refs: list, size: int) -> list[list]:
 
 CACHE_DIR = "cache"
 DEDUP_STATE = "dedup"  # under CACHE_DIR: the last dedup's output and key (dedup.keep_dedup)
+FINGERPRINTS = "fingerprints.json"  # under CACHE_DIR: each input's stat state and fingerprint
 
 
 def build_digest(keys: list[str | None], refs: list[SourceRef], rejected: list, max_bytes: int,
@@ -183,6 +184,15 @@ def _stat_signature(path: str) -> str:
     except OSError as e:
         return f"error:{e.errno}"
     return f"stat:{st.st_mode}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _known_fingerprints(parts: Path, max_bytes: int) -> dict[str, list]:
+    """The last build's record of file states and fingerprints (batch.fingerprints)."""
+    try:
+        kept = json.loads((parts / FINGERPRINTS).read_text(encoding="utf-8"))
+        return kept["files"] if kept["max_bytes"] == max_bytes else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def previous_summary(out: Path) -> dict | None:
@@ -246,7 +256,9 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         refs, rejected = discover(inputs)
         timings["discover"] = time.perf_counter() - t0
         t = time.perf_counter()
-        keys = [cache_key(r.rel, fingerprint(r, max_bytes), max_bytes) for r in refs]
+        known = _known_fingerprints(out_path / CACHE_DIR, max_bytes) if cache else {}
+        fps, record, hashed = fingerprints(refs, max_bytes, known)
+        keys = [cache_key(r.rel, fp, max_bytes) for r, fp in zip(refs, fps)]
         timings["hash"] = time.perf_counter() - t
         digest = build_digest(keys, refs, rejected, max_bytes, dedup_cfg)
         previous = previous_summary(out_path)
@@ -264,6 +276,9 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         old_parts = out_path / CACHE_DIR if cache and (out_path / CACHE_DIR).is_dir() else None
         results = parse_all(refs, keys, parts, batch_files, max_bytes, workers if runner == "local" else 1,
                             old_parts)
+        parts.mkdir(parents=True, exist_ok=True)
+        (parts / FINGERPRINTS).write_text(json.dumps({"max_bytes": max_bytes, "files": record}, separators=(",", ":")),
+                                          encoding="utf-8")
         timings["parse"] = time.perf_counter() - t
         log.info("parse: %.2f s", timings["parse"])
         rejects = [reject_row(r) for r in rejected] + [r for res in results for r in res["rejects"]]
@@ -321,7 +336,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
             "build_digest": digest,
             "inputs": {"roots": len(inputs), "files": len(refs) + len(rejected),
                        "read": sum(r["read"] for r in results), "bytes": sum(r["bytes"] for r in results),
-                       "from_cache": sum(r["cache_hits"] for r in results)},
+                       "from_cache": sum(r["cache_hits"] for r in results), "hashed": hashed},
             "rejects": dict(sorted(Counter(r["code"] for r in rejects).items())),
             "rows": counts,
             "flags": dict(sorted(totals["flags"].items())),

@@ -272,6 +272,34 @@ def pa_rows(path: Path) -> int:
         return pa.ipc.open_file(src).read_all().num_rows
 
 
+def test_unchanged_files_are_not_read_again_but_any_write_is_seen(tmp_path, monkeypatch):
+    """A rebuild trusts the recorded fingerprint of a file whose stat (inode, size, mtime, ctime)
+    is unchanged; a write that keeps the size and puts the old mtime back still changes the ctime."""
+    from flows import batch
+    from flows.pipeline import build
+
+    monkeypatch.setattr(batch, "RACY_NS", 0)  # the files here were all written just now
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SAMPLE, corpus, ignore=shutil.ignore_patterns("README.md"))
+    out = tmp_path / "out"
+    first = build([str(corpus)], str(out))
+    assert first["inputs"]["hashed"] == 4
+    again = build([str(corpus)], str(out))
+    assert again["up_to_date"] and again["inputs"]["hashed"] == 4  # the summary is the last build's
+    post = corpus / "2024-06-12_nordria_grain.txt"
+    st = post.stat()
+    text = post.read_text(encoding="utf-8")
+    changed = text.replace("使用料は今後3年間", "使用料は今後5年間")
+    assert len(changed.encode()) == st.st_size and changed != text
+    post.write_text(changed, encoding="utf-8")
+    os.utime(post, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert post.stat().st_mtime_ns == st.st_mtime_ns
+    rebuilt = build([str(corpus)], str(out))
+    assert rebuilt["inputs"]["hashed"] == 1 and rebuilt["inputs"]["from_cache"] == 3
+    assert digest_tree(out) == digest_tree(build_clean(corpus, tmp_path / "clean"))
+    assert build([str(corpus)], str(out))["up_to_date"]
+
+
 def test_dedup_output_is_reused_only_while_no_quote_changed(tmp_path):
     from flows.pipeline import build
 
