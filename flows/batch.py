@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import stat
 import time
 from collections import Counter
@@ -31,7 +30,7 @@ from .clean import clean_document
 from .ingest import META_SUFFIX, Reject, SourceRef, read_source
 from .records import reject_row, source_rows
 from .schema import PROJECT_ROOT, REFERENCE, SCHEMA_DIR, spec
-from .store import to_table
+from .store import link_file, to_table
 
 PART_TABLES = ("documents", "excerpts", "paragraphs", "citations", "date_mentions")
 # Modules and data whose change can change a file's rows: any edit to them invalidates the cache.
@@ -280,17 +279,9 @@ def _part_rows(parts: str, table: str, part: str, schema: pa.Schema) -> int | No
 
 
 def _link_part(old_parts: str, parts: str, table: str, part: str) -> None:
-    """Make an earlier build's part one of this build's (a hard link: parts are never changed)."""
-    src, dest = part_path(old_parts, table, part), part_path(parts, table, part)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dest)
-    except FileExistsError:
-        pass  # another batch of this build linked it already
-    except OSError:
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
+    """Make an earlier build's part one of this build's (parts are never changed once written);
+    another batch of this build may have linked it already."""
+    link_file(part_path(old_parts, table, part), part_path(parts, table, part))
 
 
 def _usable_hits(hits: list[Hit | None], old_parts: str, schemas: dict[str, pa.Schema]) -> set[int]:

@@ -826,30 +826,18 @@ def dedup_key(file_digests: list[str], cfg: DedupConfig, code: str) -> str:
     return h.hexdigest()
 
 
-def _link(src, dest) -> None:
-    """Hard-link `src` at `dest` (a copy where links are not possible); files in a build are never
-    changed in place (store.write_table replaces a file), so a link is as safe as a copy."""
-    import shutil
-
-    dest.unlink(missing_ok=True)
-    try:
-        os.link(src, dest)
-    except OSError:
-        shutil.copyfile(src, dest)
-
-
 def keep_dedup(root: str, state: str, key: str, stats: dict) -> None:
     """Keep this build's dedup output in `state` (under the build's cache) for the next build:
     the cluster columns move there, the three tables are linked there, the key and stats last."""
     from pathlib import Path
 
-    from .store import DATA_DIR, sha256_file, write_json
+    from .store import DATA_DIR, link_file, sha256_file, write_json
 
     out, st = Path(root), Path(state)
     st.mkdir(parents=True, exist_ok=True)
     os.replace(out / CLUSTER_COLUMNS, st / CLUSTER_COLUMNS)
     for name in DEDUP_TABLES:
-        _link(out / DATA_DIR / f"{name}.parquet", st / f"{name}.parquet")
+        link_file(out / DATA_DIR / f"{name}.parquet", st / f"{name}.parquet")
     files = [CLUSTER_COLUMNS] + [f"{name}.parquet" for name in DEDUP_TABLES]
     write_json(st / STATE_FILE, {"key": key, "stats": stats, "sha256": {f: sha256_file(st / f) for f in files}})
 
@@ -860,7 +848,7 @@ def reuse_dedup(old_state: str, root: str, state: str, key: str) -> dict | None:
     import json
     from pathlib import Path
 
-    from .store import DATA_DIR, sha256_file, write_json
+    from .store import DATA_DIR, link_file, sha256_file, write_json
 
     old, st, data = Path(old_state), Path(state), Path(root) / DATA_DIR
     try:
@@ -878,8 +866,8 @@ def reuse_dedup(old_state: str, root: str, state: str, key: str) -> dict | None:
     st.mkdir(parents=True, exist_ok=True)
     data.mkdir(parents=True, exist_ok=True)
     for f in files:
-        _link(old / f, st / f)
+        link_file(old / f, st / f)
     for name in DEDUP_TABLES:
-        _link(st / f"{name}.parquet", data / f"{name}.parquet")
+        link_file(st / f"{name}.parquet", data / f"{name}.parquet")
     write_json(st / STATE_FILE, saved)
     return saved["stats"]

@@ -163,6 +163,21 @@ def compact(root: Path, name: str, pieces: Iterable[pa.Table], extra: dict[str, 
     return n
 
 
+def link_file(src: Path, dest: Path) -> None:
+    """Hard-link `src` at `dest` (a copy, renamed into place, where links are not possible); a file
+    already at `dest` is kept. Only for files never changed once written (cached parts, finished
+    tables: write_table replaces a file rather than writing into it), so a link is as safe as a copy."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dest)
+    except FileExistsError:
+        pass
+    except OSError:
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+
+
 def write_table(root: Path, name: str, table: pa.Table) -> None:
     """A small table written whole (already in its final order). A file already there is replaced,
     not written into: it may be a link to the next build's cache (dedup.keep_dedup)."""
