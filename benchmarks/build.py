@@ -123,12 +123,19 @@ def change_one_percent(d: Path, seed: int = 5, quote: bool = False) -> int:
     return len(chosen)
 
 
+RUNS = ("full", "no change", "1% comment", "1% quotes")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="1000,10000")
     ap.add_argument("--workdir", default="/tmp/kirinuki-bench")
     ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--runs", default=",".join(RUNS), help="which builds, in this order (comma-separated)")
     args = ap.parse_args()
+    runs = args.runs.split(",")
+    if unknown := [r for r in runs if r not in RUNS]:
+        raise SystemExit(f"unknown run {unknown[0]!r}; choose from {', '.join(RUNS)}")
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PREFECT_HOME=str(workdir / "prefect-home"))
@@ -141,7 +148,7 @@ def main() -> None:
         wall, rss, _ = measured([sys.executable, "-c", FLOOR, str(src), str(workdir / "floor.parquet")], env)
         rows.append({"posts": posts, "run": "floor", "wall": wall, "flow": wall, "rss": rss, "mb": mb, "stages": {}})
         build = [str(BIN / "kirinuki"), "build", str(src), "--out", str(out), "--json", "--workers", str(args.workers)]
-        for run in ("full", "no change", "1% comment", "1% quotes"):
+        for run in runs:
             if run == "full":  # from nothing, as a first build: it also fills the cache
                 shutil.rmtree(out, ignore_errors=True)
             elif run != "no change":
