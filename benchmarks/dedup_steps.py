@@ -4,8 +4,9 @@ process) over the parts a build kept in its cache, timing each step and sampling
     .venv/bin/python benchmarks/dedup_steps.py /tmp/kirinuki-bench/build-10000
 
 Prints one row per step: seconds, when it ended, RSS then and the peak so far (MB). Steps nest:
-find_clusters contains line_index .. candidate_pairs; deduplicate contains find_clusters and then
-relations and article reconstruction; dedup_parts is everything, with reading and writing.
+find_clusters contains line_index .. candidate_pairs (which makes the band hashes, a few bands at
+a time); deduplicate contains find_clusters and then relations and article reconstruction;
+dedup_parts is everything, with reading and writing.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from flows import dedup  # noqa: E402
 
-STEPS = ["read_excerpts", "line_index", "boilerplate_keys", "sketch", "band_hashes", "paragraph_hashes",
-         "candidate_pairs", "find_clusters", "deduplicate"]
+STEPS = ["read_excerpts", "line_index", "boilerplate_keys", "sketch", "paragraph_hashes", "candidate_pairs",
+         "find_clusters", "deduplicate"]
 
 
 def rss_mb() -> int:

@@ -373,10 +373,12 @@ def sketch(texts, cfg: DedupConfig, spill_dir: str | None = None) -> tuple[np.nd
     return sig, store
 
 
-def band_hashes(sig: np.ndarray, cfg: DedupConfig) -> np.ndarray:
-    b = sig.reshape(len(sig), cfg.bands, cfg.rows)  # widened one row at a time, not all 126 at once
+def band_hashes(sig: np.ndarray, cfg: DedupConfig, first: int = 0, count: int | None = None) -> np.ndarray:
+    """64-bit hashes of bands first .. first+count-1 of every signature (default: all bands)."""
+    count = cfg.bands - first if count is None else count
+    b = sig[:, first * cfg.rows : (first + count) * cfg.rows].reshape(len(sig), count, cfg.rows)
     h = np.zeros(b.shape[:2], dtype=np.uint64)
-    for r in range(cfg.rows):
+    for r in range(cfg.rows):  # widened one row at a time, not every row at once
         h = (h * _U64(0x100000001B3)) ^ b[:, :, r].astype(np.uint64)
     return h
 
@@ -384,19 +386,20 @@ def band_hashes(sig: np.ndarray, cfg: DedupConfig) -> np.ndarray:
 # ---------------------------------------------------------------- candidates
 
 
-def candidate_pairs(con: duckdb.DuckDBPyConnection, sig_ok: np.ndarray, bands: np.ndarray,
+def candidate_pairs(con: duckdb.DuckDBPyConnection, sig_ok: np.ndarray, sig: np.ndarray, cfg: DedupConfig,
                     para_owner: np.ndarray, para_hash: np.ndarray, bands_per_join: int = 7
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct pairs (a < b) from band collisions and shared paragraphs, with the method. The
     band self-join runs `bands_per_join` bands at a time (each join's tables and hash tables a
-    fraction of the whole), collecting pairs in a DuckDB table."""
+    fraction of the whole, and only those bands' hashes made: all of them were 200 MB at 100k
+    posts), collecting pairs in a DuckDB table."""
     ids = np.flatnonzero(sig_ok).astype(np.int32)
-    nb = bands.shape[1]
+    nb = cfg.bands
     con.execute("CREATE OR REPLACE TEMP TABLE lsh_pairs (a INTEGER, b INTEGER)")
     for g in range(0, nb, bands_per_join):
         k = min(bands_per_join, nb - g)
         band_tbl = pa.table({"e": np.repeat(ids, k), "band": np.tile(np.arange(g, g + k, dtype=np.int16), len(ids)),
-                             "h": bands[ids, g : g + k].ravel()})
+                             "h": band_hashes(sig, cfg, g, k)[ids].ravel()})
         con.register("band_tbl", band_tbl)
         con.execute("""
             INSERT INTO lsh_pairs SELECT DISTINCT a.e, b.e FROM band_tbl a JOIN band_tbl b
@@ -556,11 +559,10 @@ def find_clusters(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     counts = sets.sizes
     ok = counts >= cfg.min_shingles
     lsh_ok = ok & (sig != 0xFFFFFFFF).any(axis=1)  # a signature with no 5-gram left collides with all
-    bands = band_hashes(sig, cfg)
     p_owner, p_hash = paragraph_hashes(lines, boiler, cfg)
     del lines
     keep = ok[p_owner] if len(p_owner) else np.zeros(0, bool)
-    a, b, how = candidate_pairs(con, lsh_ok, bands, p_owner[keep], p_hash[keep])
+    a, b, how = candidate_pairs(con, lsh_ok, sig, cfg, p_owner[keep], p_hash[keep])
     n_candidates = len(a)
 
     # Cheap estimates from the signatures drop candidates far below both thresholds; shared-
