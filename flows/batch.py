@@ -163,6 +163,11 @@ def part_numbers(parts: str | Path) -> list[int]:
     return sorted(int(p.stem.split("-")[1]) for p in (Path(parts) / INDEX).glob("part-*.json"))
 
 
+def _empty(table: str, columns: list[str] | None = None) -> pa.Table:
+    schema = spec(table).part_schema
+    return (pa.schema([schema.field(c) for c in columns]) if columns else schema).empty_table()
+
+
 def _open_part(parts: str | Path, table: str, part: str) -> pa.Table:
     with pa.memory_map(str(part_path(parts, table, part))) as src:
         return pa.ipc.open_file(src).read_all()
@@ -194,19 +199,13 @@ def read_part(parts: str | Path, table: str, batch_no: int, columns: list[str] |
             t = _open_part(parts, table, part)
             opened[part] = t.select(columns) if columns else t
         pieces.append(opened[part].slice(start, n))
-    if not pieces:
-        schema = spec(table).part_schema
-        return (pa.schema([schema.field(c) for c in columns]) if columns else schema).empty_table()
-    return pa.concat_tables(pieces)
+    return pa.concat_tables(pieces) if pieces else _empty(table, columns)
 
 
 def read_parts(parts: str | Path, table: str, columns: list[str] | None = None) -> pa.Table:
     """A table's rows from every part, in batch order."""
     pieces = [read_part(parts, table, n, columns) for n in part_numbers(parts)]
-    if not pieces:
-        schema = spec(table).part_schema
-        return (pa.schema([schema.field(c) for c in columns]) if columns else schema).empty_table()
-    return pa.concat_tables(pieces)
+    return pa.concat_tables(pieces) if pieces else _empty(table, columns)
 
 
 @dataclass(frozen=True)
@@ -371,11 +370,11 @@ def run_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int,
         if d is None and not rewrite:  # a hit stays where it is
             entry.update(part=hits[i].part, rows=list(hits[i].rows))
         else:
-            for name, hit_rows in zip(PART_TABLES, hits[i].rows if d is None else [None] * len(PART_TABLES)):
+            for k, name in enumerate(PART_TABLES):
                 if d is None:  # a hit copied into the new part (compaction)
                     if (name, hits[i].part) not in opened:
                         opened[name, hits[i].part] = _open_part(old_parts, name, hits[i].part)
-                    piece = opened[name, hits[i].part].slice(*hit_rows)
+                    piece = opened[name, hits[i].part].slice(*hits[i].rows[k])
                 else:
                     piece = fresh[name].slice(offsets[name], len(d[name]))
                     offsets[name] += len(d[name])
@@ -388,7 +387,7 @@ def run_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int,
     for name in PART_TABLES:
         if rewrite or parsed:
             # one record batch per part: many small ones (a slice per file) make LZ4 and IPC slow
-            new = pa.concat_tables(pieces[name]).combine_chunks() if pieces[name] else schemas[name].empty_table()
+            new = pa.concat_tables(pieces[name]).combine_chunks() if pieces[name] else _empty(name)
             _write_ipc(part_path(parts, name, mine), new)
         if not rewrite:
             for part in sorted(old):

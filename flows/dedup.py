@@ -18,6 +18,8 @@ lines and (中略) gaps do not hide a duplicate. Pure functions over arrays; no 
 from __future__ import annotations
 
 import gc
+import hashlib
+import json
 import os
 import re
 from collections import Counter, defaultdict
@@ -25,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import wraps
 from datetime import date
+from pathlib import Path
 from typing import Callable
 
 import duckdb
@@ -373,9 +376,8 @@ def sketch(texts, cfg: DedupConfig, spill_dir: str | None = None) -> tuple[np.nd
     return sig, store
 
 
-def band_hashes(sig: np.ndarray, cfg: DedupConfig, first: int = 0, count: int | None = None) -> np.ndarray:
-    """64-bit hashes of bands first .. first+count-1 of every signature (default: all bands)."""
-    count = cfg.bands - first if count is None else count
+def band_hashes(sig: np.ndarray, cfg: DedupConfig, first: int, count: int) -> np.ndarray:
+    """64-bit hashes of bands first .. first+count-1 of every signature."""
     b = sig[:, first * cfg.rows : (first + count) * cfg.rows].reshape(len(sig), count, cfg.rows)
     h = np.zeros(b.shape[:2], dtype=np.uint64)
     for r in range(cfg.rows):  # widened one row at a time, not every row at once
@@ -772,7 +774,6 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int) -> dict
     `root`/CLUSTER_COLUMNS for the excerpts table. Returns the stats with the row counts. Runs in a
     child process of its own on a large build, so its memory goes back to the system when done."""
     import shutil
-    from pathlib import Path
 
     from .store import DUCKDB_TMP, RowGroupWriter, duckdb_for_build, to_table, write_table
 
@@ -804,8 +805,6 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int) -> dict
 def read_cluster_columns(folder: str) -> dict[str, pa.Array]:
     """What dedup_parts left for the excerpts table (memory-mapped, not copied), in `folder`: the
     build folder, or the dedup state that keep_dedup moved it to."""
-    from pathlib import Path
-
     t = pa.ipc.open_file(pa.memory_map(str(Path(folder) / CLUSTER_COLUMNS))).read_all()
     return {name: t.column(name).combine_chunks() for name in t.column_names}
 
@@ -813,15 +812,13 @@ def read_cluster_columns(folder: str) -> dict[str, pa.Array]:
 # ---------------------------------------------------------------- reusing the last build's output
 
 DEDUP_TABLES = ("articles", "article_paragraphs", "dedup_links")
+STATE_FILES = (CLUSTER_COLUMNS,) + tuple(f"{name}.parquet" for name in DEDUP_TABLES)  # kept, with their sha256
 STATE_FILE = "dedup.json"  # written last: a state folder without it is incomplete
 
 
 def dedup_key(file_digests: list[str], cfg: DedupConfig, code: str) -> str:
     """Identity of everything dedup's output depends on: the code, its parameters and, in order,
     each file's batch.dedup_digest (what dedup reads of it)."""
-    import hashlib
-    import json
-
     h = hashlib.sha256(json.dumps([code, cfg.as_dict()], sort_keys=True).encode())
     for d in file_digests:
         h.update(d.encode() + b"\n")
@@ -831,8 +828,6 @@ def dedup_key(file_digests: list[str], cfg: DedupConfig, code: str) -> str:
 def keep_dedup(root: str, state: str, key: str, stats: dict) -> None:
     """Keep this build's dedup output in `state` (under the build's cache) for the next build:
     the cluster columns move there, the three tables are linked there, the key and stats last."""
-    from pathlib import Path
-
     from .store import DATA_DIR, link_file, sha256_file, write_json
 
     out, st = Path(root), Path(state)
@@ -840,34 +835,26 @@ def keep_dedup(root: str, state: str, key: str, stats: dict) -> None:
     os.replace(out / CLUSTER_COLUMNS, st / CLUSTER_COLUMNS)
     for name in DEDUP_TABLES:
         link_file(out / DATA_DIR / f"{name}.parquet", st / f"{name}.parquet")
-    files = [CLUSTER_COLUMNS] + [f"{name}.parquet" for name in DEDUP_TABLES]
-    write_json(st / STATE_FILE, {"key": key, "stats": stats, "sha256": {f: sha256_file(st / f) for f in files}})
+    write_json(st / STATE_FILE, {"key": key, "stats": stats, "sha256": {f: sha256_file(st / f) for f in STATE_FILES}})
 
 
 def reuse_dedup(old_state: str, root: str, state: str, key: str) -> dict | None:
     """When the last build's dedup ran on exactly the same input (same key), put its output in
     this build (tables under `root`, state under `state`) and return its stats; else None."""
-    import json
-    from pathlib import Path
-
-    from .store import DATA_DIR, link_file, sha256_file, write_json
+    from .store import DATA_DIR, link_file, read_json, sha256_file, write_json
 
     old, st, data = Path(old_state), Path(state), Path(root) / DATA_DIR
-    try:
-        saved = json.loads((old / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    files = [CLUSTER_COLUMNS] + [f"{name}.parquet" for name in DEDUP_TABLES]
-    if saved.get("key") != key:
+    saved = read_json(old / STATE_FILE)
+    if not isinstance(saved, dict) or saved.get("key") != key:
         return None
     try:  # files damaged since are not trusted: dedup runs again
-        if any(sha256_file(old / f) != saved["sha256"][f] for f in files):
+        if any(sha256_file(old / f) != saved["sha256"][f] for f in STATE_FILES):
             return None
     except (OSError, KeyError, TypeError):
         return None
     st.mkdir(parents=True, exist_ok=True)
     data.mkdir(parents=True, exist_ok=True)
-    for f in files:
+    for f in STATE_FILES:
         link_file(old / f, st / f)
     for name in DEDUP_TABLES:
         link_file(st / f"{name}.parquet", data / f"{name}.parquet")

@@ -41,7 +41,7 @@ from .dedup import (DedupConfig, dedup_key, dedup_parts, keep_dedup, read_cluste
                     reuse_dedup)
 from .schema import schema_version  # noqa: E402
 from .store import (DATA_DIR, atomic_dir, check_output, compact, corpus_digest, locked,  # noqa: E402
-                    sha256_file, to_table, views_sql, write_json, write_table)
+                    read_json, sha256_file, to_table, views_sql, write_json, write_table)
 
 log = logging.getLogger("kirinuki")
 
@@ -110,13 +110,8 @@ def validate_tables(root: str, parts: str, old_parts: str | None) -> tuple[dict,
     from .validate import validate_build, write_reports
 
     code = code_digest(whole_build=True)
-    previous = None
-    if old_parts:
-        try:
-            kept = json.loads((Path(old_parts) / VALIDATION_KEPT).read_text(encoding="utf-8"))
-            previous = kept["tables"] if kept.get("code") == code else None
-        except (OSError, ValueError, KeyError):
-            previous = None
+    kept = read_json(Path(old_parts) / VALIDATION_KEPT) if old_parts else None
+    previous = kept.get("tables") if isinstance(kept, dict) and kept.get("code") == code else None
     report = validate_build(Path(root), previous=previous)
     write_reports(Path(root), report)
     if Path(parts).is_dir():
@@ -188,19 +183,13 @@ def _stat_signature(path: str) -> str:
 
 def _known_fingerprints(parts: Path, max_bytes: int) -> dict[str, list]:
     """The last build's record of file states and fingerprints (batch.fingerprints)."""
-    try:
-        kept = json.loads((parts / FINGERPRINTS).read_text(encoding="utf-8"))
-        return kept["files"] if kept["max_bytes"] == max_bytes else {}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
+    kept = read_json(parts / FINGERPRINTS)
+    return kept.get("files", {}) if isinstance(kept, dict) and kept.get("max_bytes") == max_bytes else {}
 
 
 def previous_summary(out: Path) -> dict | None:
-    try:
-        summary = json.loads((out / "build.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return summary if summary.get("validation", {}).get("success") else None
+    summary = read_json(out / "build.json")
+    return summary if isinstance(summary, dict) and summary.get("validation", {}).get("success") else None
 
 
 def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_files: int, max_bytes: int,

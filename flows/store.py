@@ -233,6 +233,15 @@ def write_json(path: Path, obj: object) -> None:
                     encoding="utf-8")
 
 
+def read_json(path: Path) -> object | None:
+    """What a JSON file at `path` holds, or None when it is missing, unreadable or not JSON (what an
+    earlier build kept is only used when it reads back whole)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 # ---------------------------------------------------------------- atomic build folders
 
 
