@@ -31,8 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flows import synth  # noqa: E402
-from flows.dedup import Excerpt, UnionFind, paragraph_key  # noqa: E402
+import kirinuki.synth as synth# noqa: E402
+from kirinuki.dedup import Excerpt, UnionFind, paragraph_key  # noqa: E402
 
 K = 5
 
@@ -77,13 +77,13 @@ def verify_and_cluster(n: int, sets: list[set[str]], candidates) -> list[int]:
 
 
 def run_kirinuki(items: list[Excerpt]) -> list[int]:
-    from flows.dedup import find_clusters
+    from kirinuki.dedup import find_clusters
 
     return find_clusters(items).root
 
 
 def run_kirinuki_articles(items: list[Excerpt]) -> list[int]:
-    from flows.dedup import deduplicate
+    from kirinuki.dedup import deduplicate
 
     res = deduplicate(items)
     ids = {c: i for i, c in enumerate(dict.fromkeys(res.cluster_id))}

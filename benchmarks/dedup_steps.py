@@ -12,16 +12,15 @@ dedup_parts is everything, with reading and writing.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import kirinuki.dedup as dedup
+from kirinuki.dedup import candidates, clusters, minhash, parts as dedup_parts_module
 
-from flows import dedup  # noqa: E402
+MODULES = (dedup, candidates, clusters, dedup_parts_module, minhash)  # where the steps are looked up
 
 STEPS = ["read_excerpts", "line_index", "boilerplate_keys", "sketch", "paragraph_hashes", "candidate_pairs",
          "find_clusters", "deduplicate"]
@@ -55,7 +54,7 @@ def main() -> None:
 
     threading.Thread(target=sample, daemon=True).start()
     for name in STEPS:
-        fn = getattr(dedup, name)
+        fn = next(getattr(m, name) for m in MODULES if hasattr(m, name))
 
         def timed(*a, _fn=fn, _name=name, **k):
             t = time.perf_counter()
@@ -63,7 +62,9 @@ def main() -> None:
             rows.append((_name, time.perf_counter() - t, time.perf_counter() - t0, rss_mb(), peak[0]))
             return out
 
-        setattr(dedup, name, timed)
+        for m in MODULES:  # every module that calls it by name
+            if hasattr(m, name):
+                setattr(m, name, timed)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "data").mkdir()
         t = time.perf_counter()

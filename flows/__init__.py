@@ -1,6 +1,1 @@
-"""kirinuki: Japanese news-clipping posts -> clean, deduplicated, validated Parquet tables."""
-
-__version__ = "0.1.0"
-
-# Bump when parsing or record semantics change: it keys caches and is recorded in every build.
-PIPELINE_VERSION = "1"
+"""Prefect flows: thin entrypoints that compose kirinuki's stages (shipped as `kirinuki.flows`)."""

@@ -15,7 +15,7 @@ os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = os.path.join(_PREFECT_HOME, "
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("PREFECT_PROFILES_PATH", None)
 
-from flows.prefect_setup import configure  # noqa: E402
+from kirinuki.flows.env import configure  # noqa: E402
 
 configure()  # kirinuki's quiet Prefect settings, before any test imports prefect
 
@@ -38,7 +38,7 @@ def seed_text() -> str:
 
 @pytest.fixture(scope="session")
 def seed_build(tmp_path_factory) -> Path:
-    from flows.pipeline import build
+    from kirinuki.flows.build import build
 
     out = tmp_path_factory.mktemp("seed") / "build"
     build([str(SEED.parent)], str(out))
@@ -47,7 +47,7 @@ def seed_build(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def sample_build(tmp_path_factory) -> Path:
-    from flows.pipeline import build
+    from kirinuki.flows.build import build
 
     out = tmp_path_factory.mktemp("sample") / "build"
     build([str(SAMPLE)], str(out))
@@ -55,7 +55,7 @@ def sample_build(tmp_path_factory) -> Path:
 
 
 def rows(build_dir: Path, sql: str) -> list[dict]:
-    from flows.query import open_build, run_query
+    from kirinuki.store.query import open_build, run_query
 
     rel = run_query(open_build(build_dir), sql)
     return [dict(zip(rel.columns, r)) for r in rel.fetchall()]

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import ROOT, SAMPLE, SEED, rows
-from flows.schema import tables
+from kirinuki.schema import tables
 
 
 def digest_tree(d: Path) -> dict[str, str]:
@@ -47,7 +47,7 @@ def test_seed_build_has_the_expected_records(seed_build):
 
 
 def test_paragraph_offsets_slice_the_decoded_source(seed_build, sample_build):
-    from flows.ingest import read_source, discover
+    from kirinuki.ingest.sources import read_source, discover
 
     for build_dir, root in ((seed_build, SEED.parent), (sample_build, SAMPLE)):
         refs, _ = discover([str(root)])
@@ -72,7 +72,7 @@ def test_sample_corpus_covers_encodings_metadata_and_duplicates(sample_build):
 
 
 def test_ids_are_stable_and_output_is_byte_identical(tmp_path, sample_build):
-    from flows.pipeline import build
+    from kirinuki.flows.build import build
 
     out = tmp_path / "again"
     build([str(SAMPLE)], str(out), batch_files=1)  # other batching, same bytes
@@ -80,7 +80,7 @@ def test_ids_are_stable_and_output_is_byte_identical(tmp_path, sample_build):
 
 
 def test_bad_inputs_are_rejected_with_reasons_and_good_ones_kept(tmp_path):
-    from flows.pipeline import build
+    from kirinuki.flows.build import build
 
     src = tmp_path / "in"
     src.mkdir()
@@ -96,7 +96,7 @@ def test_bad_inputs_are_rejected_with_reasons_and_good_ones_kept(tmp_path):
 
 
 def test_failed_build_leaves_the_previous_build_intact(tmp_path, monkeypatch):
-    from flows import pipeline
+    import kirinuki.flows.build as pipeline
 
     out = tmp_path / "out"
     pipeline.build([str(SAMPLE)], str(out))
@@ -113,7 +113,7 @@ def test_failed_build_leaves_the_previous_build_intact(tmp_path, monkeypatch):
 
 
 def test_a_second_writer_is_refused_while_the_lock_is_held(tmp_path):
-    from flows.store import BuildLocked, locked
+    from kirinuki.store.files import BuildLocked, locked
 
     out = tmp_path / "out"
     with locked(out):
@@ -123,7 +123,7 @@ def test_a_second_writer_is_refused_while_the_lock_is_held(tmp_path):
 
 
 def test_recover_restores_a_build_left_mid_swap(tmp_path):
-    from flows.store import recover
+    from kirinuki.store.files import recover
 
     old = tmp_path / ".out.old"
     (old / "data").mkdir(parents=True)
@@ -147,7 +147,7 @@ def test_views_sql_works_from_the_build_folder(sample_build):
 
 
 def test_query_refuses_writes_and_outside_reads(sample_build):
-    from flows.query import QueryError, open_build, run_query
+    from kirinuki.store.query import QueryError, open_build, run_query
 
     con = open_build(sample_build)
     assert run_query(con, "SELECT count(*) FROM excerpts").fetchall() == [(12,)]
@@ -159,7 +159,7 @@ def test_query_refuses_writes_and_outside_reads(sample_build):
 
 def test_cli_build_and_query_end_to_end(tmp_path):
     env = dict(os.environ)
-    exe = [sys.executable, "-m", "flows.cli"]
+    exe = [sys.executable, "-m", "kirinuki.cli"]
     out = tmp_path / "b"
     r = subprocess.run(exe + ["build", str(SAMPLE), "--out", str(out), "--json"], capture_output=True, text=True, env=env, cwd=ROOT)
     assert r.returncode == 0, r.stderr
@@ -177,7 +177,7 @@ def test_build_publishes_prefect_artifacts_with_the_summary(tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from flows.pipeline import build
+    from kirinuki.flows.build import build
 
     summary = build([str(SAMPLE)], str(tmp_path / "out"))
     with get_client(sync_client=True) as client:
@@ -188,7 +188,7 @@ def test_build_publishes_prefect_artifacts_with_the_summary(tmp_path):
 
 
 def test_incremental_rebuild_after_adding_changing_and_deleting_files_equals_a_clean_build(tmp_path):
-    from flows.pipeline import build
+    from kirinuki.flows.build import build
 
     corpus = tmp_path / "corpus"
     shutil.copytree(SAMPLE, corpus, ignore=shutil.ignore_patterns("README.md"))
@@ -231,8 +231,8 @@ def test_a_rebatch_writes_only_the_rows_of_files_parsed_again(tmp_path):
     """run_batch over files found in an earlier build's parts links those parts and writes a new one
     holding only what it parsed; the batch reads back exactly as a batch parsed from scratch. A
     batch whose rows would lie in more than MAX_PARTS parts is written into one part instead."""
-    from flows.batch import MAX_PARTS, PART_TABLES, cache_key, cache_lookup, fingerprint, read_part, run_batch
-    from flows.ingest import discover
+    from kirinuki.build.batch import MAX_PARTS, PART_TABLES, cache_key, cache_lookup, fingerprint, read_part, run_batch
+    from kirinuki.ingest.sources import discover
 
     corpus = tmp_path / "corpus"
     shutil.copytree(SAMPLE, corpus, ignore=shutil.ignore_patterns("README.md"))
@@ -275,8 +275,8 @@ def pa_rows(path: Path) -> int:
 def test_unchanged_files_are_not_read_again_but_any_write_is_seen(tmp_path, monkeypatch):
     """A rebuild trusts the recorded fingerprint of a file whose stat (inode, size, mtime, ctime)
     is unchanged; a write that keeps the size and puts the old mtime back still changes the ctime."""
-    from flows import batch
-    from flows.pipeline import build
+    import kirinuki.build.batch as batch
+    from kirinuki.flows.build import build
 
     monkeypatch.setattr(batch, "RACY_NS", 0)  # the files here were all written just now
     corpus = tmp_path / "corpus"
@@ -301,7 +301,7 @@ def test_unchanged_files_are_not_read_again_but_any_write_is_seen(tmp_path, monk
 
 
 def test_dedup_output_is_reused_only_while_no_quote_changed(tmp_path):
-    from flows.pipeline import build
+    from kirinuki.flows.build import build
 
     corpus = tmp_path / "corpus"
     shutil.copytree(SAMPLE, corpus, ignore=shutil.ignore_patterns("README.md"))
@@ -341,7 +341,7 @@ def test_dedup_output_is_reused_only_while_no_quote_changed(tmp_path):
 
 
 def build_clean(corpus: Path, out: Path) -> Path:
-    from flows.pipeline import build
+    from kirinuki.flows.build import build
 
     build([str(corpus)], str(out), cache=False)
     return out
@@ -350,7 +350,7 @@ def build_clean(corpus: Path, out: Path) -> Path:
 def test_dask_runner_gives_the_same_tables_as_the_local_one(tmp_path, sample_build):
     from distributed import LocalCluster
 
-    from flows.pipeline import build_flow
+    from kirinuki.flows.build import build_flow
 
     with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
                       processes=True) as cluster:

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.clean import (clean_author, normalization_rules, normalize, outlet_key,
+from kirinuki.clean.normalize import (clean_author, normalization_rules, normalize, outlet_key,
                          outlet_register, read_tsv, resolve_outlet)
-from flows.date_mentions import MENTION_RE, Run
-from flows.schema import REFERENCE
+from kirinuki.clean.date_mentions import MENTION_RE, Run
+from kirinuki.schema import REFERENCE
 from conftest import rows
 
 # ------------------------------------------------------------------ normalisation, one test per rule
@@ -170,14 +170,14 @@ def test_unknown_outlets_are_counted_and_listed(tmp_path):
     import subprocess
     import sys
 
-    from flows.pipeline import build
+    from kirinuki.flows.build import build
 
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "p.txt").write_text("****見出し****\n本文。【2024年1月2日 架空タイムズ】\n*****\n"
                                             "****二****\n本文二。【2024年1月3日 架空タイムズ】\n*****\n", encoding="utf-8")
     summary = build([str(tmp_path / "in")], str(tmp_path / "out"))
     assert summary["unknown_outlets"] == {"distinct": 1, "rows": 2}
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "outlets", "--unknown", "--out", str(tmp_path / "out"),
+    r = subprocess.run([sys.executable, "-m", "kirinuki.cli", "outlets", "--unknown", "--out", str(tmp_path / "out"),
                         "--format", "json"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == [{"outlet_raw": "架空タイムズ", "n": 2, "seen_in": "excerpts"}]

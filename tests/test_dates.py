@@ -2,8 +2,8 @@ from datetime import date
 
 import pytest
 
-from flows.dates import infer_post_date, resolve
-from flows.parse import DateParts
+from kirinuki.parse.post_date import infer_post_date, resolve
+from kirinuki.parse.grammar import DateParts
 
 
 def d(raw: str, y, m, dd) -> DateParts:

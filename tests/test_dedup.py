@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import SEED, rows
-from flows import synth
-from flows.dedup import DedupConfig, Excerpt, deduplicate, overlap, shingle_hashes, sketch
+import kirinuki.synth as synth
+from kirinuki.dedup import DedupConfig, Excerpt, deduplicate, overlap, shingle_hashes, sketch
 
 
 def ex(i, body, headline="見出し", published=date(2024, 1, 1)):
@@ -54,7 +54,7 @@ def test_article_reconstruction_merges_elided_quotes_and_records_contributors(sa
 
 
 def test_seed_tv_asahi_quote_clusters_with_a_clean_requote(tmp_path):
-    from flows.pipeline import build
+    from kirinuki.flows.build import build
 
     seed = SEED.read_text(encoding="utf-8")
     lines = seed.split("\n")
@@ -118,10 +118,10 @@ def test_generated_corpus_precision_and_recall(tmp_path):
 
 
 def test_synth_cli_writes_posts_and_ground_truth_that_build(tmp_path):
-    from flows.pipeline import build
+    from kirinuki.flows.build import build
 
     out = tmp_path / "corpus"
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "synth", "--posts", "12", "--seed", "3", "--out", str(out)],
+    r = subprocess.run([sys.executable, "-m", "kirinuki.cli", "synth", "--posts", "12", "--seed", "3", "--out", str(out)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     truth = list(csv.DictReader((out / "ground_truth.csv").open(encoding="utf-8")))
@@ -129,7 +129,7 @@ def test_synth_cli_writes_posts_and_ground_truth_that_build(tmp_path):
     summary = build([str(out)], str(tmp_path / "b"))
     assert summary["rows"]["excerpts"] == len(truth) and summary["rejects"] == {}
     again = tmp_path / "corpus2"
-    subprocess.run([sys.executable, "-m", "flows.cli", "synth", "--posts", "12", "--seed", "3", "--out", str(again)], check=True)
+    subprocess.run([sys.executable, "-m", "kirinuki.cli", "synth", "--posts", "12", "--seed", "3", "--out", str(again)], check=True)
     assert (again / "post_000007.txt").read_bytes() == (out / "post_000007.txt").read_bytes()
 
 

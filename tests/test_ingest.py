@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.ingest import Reject, Source, SourceRef, decode, discover, normalise_newlines, read_source
+from kirinuki.ingest.sources import Reject, Source, SourceRef, decode, discover, normalise_newlines, read_source
 
 POST = "【見出し】\n本文の段落です。中央アジアの「ロシア離れ」について。\n****見出し****\n記事の本文。【4月6日 ロイター】\n*****\n"
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.parse import parse, split_source
+from kirinuki.parse.grammar import parse, split_source
 
 
 def offsets_hold(text, post):

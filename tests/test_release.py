@@ -19,7 +19,7 @@ import pytest
 
 from conftest import SAMPLE
 
-from flows.release import ReleaseError, make_release, verify
+from kirinuki.release import ReleaseError, make_release, verify
 
 BIN = Path(sys.executable).parent
 DATE = "2026-01-15"
@@ -41,7 +41,7 @@ def _corpus(dest: Path, edited: bool) -> Path:
 
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory) -> dict[str, Path]:
-    from flows.pipeline import build
+    from kirinuki.flows.build import build
 
     root = tmp_path_factory.mktemp("release-builds")
     out = {}
@@ -344,7 +344,7 @@ def test_publish_to_s3_stages_confirms_and_promotes(builds, tmp_path, monkeypatc
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from flows.remote import publish_s3
+    from kirinuki.release.remote import publish_s3
 
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 
 from conftest import ROOT, SAMPLE, SEED
 
-from flows.ingest import Reject, Source, SourceRef, read_source
-from flows.records import source_rows
-from flows.clean import clean_document
+from kirinuki.ingest.sources import Reject, Source, SourceRef, read_source
+from kirinuki.parse.records import source_rows
+from kirinuki.clean.normalize import clean_document
 
 KIRINUKI = str(Path(sys.executable).parent / "kirinuki")
 MESSY_POST = """【見出し】
@@ -115,7 +115,7 @@ def test_mixed_folder_lists_every_bad_file_and_keeps_good_records_identical(tmp_
     assert all(x["reason"] and "\n" not in x["reason"] for x in rej)
     assert next(x for x in rej if x["source_path"] == "huge_line.txt")["source_bytes"] == 1 << 30
     (mixed / "huge_line.txt").unlink()
-    from flows.pipeline import build
+    from kirinuki.flows.build import build
 
     build([str(good)], str(tmp_path / "out-good"))
     # the good files' records are byte-identical to a run without the bad ones
@@ -233,7 +233,7 @@ def test_fuzzed_posts_parse_with_valid_offsets_unique_stable_ids_and_encoding_in
 
 
 def test_killed_builds_leave_the_previous_build_intact_and_the_next_run_cleans_up(tmp_path):
-    from flows.pipeline import build
+    from kirinuki.flows.build import build
 
     corpus = tmp_path / "corpus"
     shutil.copytree(SAMPLE, corpus, ignore=shutil.ignore_patterns("README.md"))
@@ -284,7 +284,7 @@ def test_two_builds_into_one_folder_never_mix(tmp_path, sample_build, seed_build
 def test_a_build_fails_at_once_in_one_line_while_another_run_holds_the_lock(tmp_path):
     out = tmp_path / "out"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from flows.store import locked\n"
+        "import sys, time; from pathlib import Path; from kirinuki.store.files import locked\n"
         f"with locked(Path({str(out)!r})):\n    print('held', flush=True); time.sleep(120)")],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -314,7 +314,7 @@ def test_a_build_fails_at_once_in_one_line_while_another_run_holds_the_lock(tmp_
     ("SELECT 1; COPY (SELECT 1) TO 'x.csv'", "read-only"),
 ])
 def test_query_sandbox_refuses_writes_outside_reads_extensions_and_network(sample_build, sql, why):
-    from flows.query import QueryError, open_build, run_query
+    from kirinuki.store.query import QueryError, open_build, run_query
 
     con = open_build(sample_build)
     with pytest.raises(QueryError, match=why) as e:
@@ -345,7 +345,7 @@ def test_output_folder_that_holds_inputs_or_is_not_a_build_is_refused(tmp_path):
 
 
 def test_release_paths_cannot_escape_and_verify_flags_links_and_path_tricks(sample_build, tmp_path):
-    from flows.release import ReleaseError, make_release, verify
+    from kirinuki.release import ReleaseError, make_release, verify
 
     with pytest.raises(ReleaseError):
         make_release(sample_build, "1.0.0/../../x", tmp_path / "r")
@@ -362,8 +362,8 @@ def test_release_paths_cannot_escape_and_verify_flags_links_and_path_tricks(samp
 
 
 def test_duckdb_runs_with_a_memory_limit_and_spills_inside_the_build(tmp_path):
-    from flows.pipeline import build
-    from flows.store import DUCKDB_TMP, duckdb_for_build
+    from kirinuki.flows.build import build
+    from kirinuki.store.files import DUCKDB_TMP, duckdb_for_build
 
     con = duckdb_for_build(tmp_path, 256)
     limit = con.execute("SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchone()
@@ -376,8 +376,8 @@ def test_duckdb_runs_with_a_memory_limit_and_spills_inside_the_build(tmp_path):
 def test_an_unexpected_error_is_one_line_and_keeps_the_previous_build(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from flows import pipeline
-    from flows.cli import app
+    import kirinuki.flows.build as pipeline
+    from kirinuki.cli import app
 
     out = tmp_path / "out"
     pipeline.build([str(SAMPLE)], str(out))
@@ -400,8 +400,8 @@ def test_a_hundred_thousand_tiny_files_are_each_read_or_rejected(tmp_path):
     """Discovery, hashing and the batch worker over 100,000 tiny files (10% empty) in 100 folders:
     every file ends as a document or a reject, nothing raises. (A whole CLI build of the same
     folder takes ~2.5 min here, too long for the suite; see README "Guarantees".)"""
-    from flows.batch import cache_key, fingerprint, read_parts, run_batch
-    from flows.ingest import discover
+    from kirinuki.build.batch import cache_key, fingerprint, read_parts, run_batch
+    from kirinuki.ingest.sources import discover
 
     root = tmp_path / "tiny"
     for i in range(100_000):

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import SAMPLE, rows
-from flows.schema import spec
-from flows.validate import ValidationFailed, validate_build
+from kirinuki.schema import spec
+from kirinuki.validate import ValidationFailed, validate_build
 
 
 @pytest.fixture
@@ -86,12 +86,13 @@ def test_critical_failures_stop_with_one_clear_line(build_copy, table, index, ch
 
 
 def test_critical_failure_in_a_build_leaves_the_previous_build_intact(tmp_path, monkeypatch):
-    from flows import pipeline, validate
+    import kirinuki.flows.build as pipeline
+    from kirinuki.validate import checks, suites
 
     out = tmp_path / "out"
     pipeline.build([str(SAMPLE)], str(out))
     before = {p.name: p.read_bytes() for p in (out / "data").glob("*.parquet")}
-    real = validate.load_suite
+    real = suites.load_suite
 
     def strict(name):
         suite = real(name)
@@ -101,7 +102,8 @@ def test_critical_failure_in_a_build_leaves_the_previous_build_intact(tmp_path, 
                 "meta": {"severity": "critical", "notes": "injected"}}])
         return suite
 
-    monkeypatch.setattr(validate, "load_suite", strict)
+    for module in (suites, checks):  # where the stage looks its suites up
+        monkeypatch.setattr(module, "load_suite", strict)
     with pytest.raises(ValidationFailed, match=r"documents: expect_column_values_to_be_in_set\(encoding\)"):
         pipeline.build([str(SAMPLE)], str(out), cache=False)  # same inputs: rebuild anyway
     assert {p.name: p.read_bytes() for p in (out / "data").glob("*.parquet")} == before
@@ -117,7 +119,7 @@ def test_sample_and_seed_build_with_nothing_quarantined(sample_build, seed_build
 
 
 def test_suites_are_stable_readable_json_with_severities():
-    from flows.schema import tables
+    from kirinuki.schema import tables
 
     for name in tables():
         if name == "quarantine":
@@ -176,8 +178,8 @@ def test_the_request_detector_does_see_a_page_that_calls_out(tmp_path):
 
 
 def test_cli_validate_reads_a_build_and_reports(sample_build, build_copy):
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "validate", str(sample_build)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "kirinuki.cli", "validate", str(sample_build)], capture_output=True, text=True)
     assert r.returncode == 0 and "all pass" in r.stdout, r.stderr
     corrupt(build_copy, "paragraphs", 2, role="bogus")
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "validate", str(build_copy)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "kirinuki.cli", "validate", str(build_copy)], capture_output=True, text=True)
     assert r.returncode == 1 and "expect_column_values_to_be_in_set(role)" in r.stderr

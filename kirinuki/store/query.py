@@ -11,8 +11,8 @@ from pathlib import Path
 
 import duckdb
 
-from .schema import tables
-from .store import DATA_DIR
+from kirinuki.schema import tables
+from kirinuki.store.files import DATA_DIR
 
 READ_ONLY_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA"}
 

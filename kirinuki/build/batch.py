@@ -25,33 +25,32 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from . import PIPELINE_VERSION
-from .clean import clean_document
-from .ingest import META_SUFFIX, Reject, SourceRef, read_source
-from .records import reject_row, source_rows
-from .schema import PROJECT_ROOT, REFERENCE, SCHEMA_DIR, spec
-from .store import link_file, to_table
+from kirinuki import PIPELINE_VERSION
+from kirinuki.clean.normalize import clean_document
+from kirinuki.ingest.sources import META_SUFFIX, Reject, SourceRef, read_source
+from kirinuki.parse.records import reject_row, source_rows
+from kirinuki.resources import package_files
+from kirinuki.schema import spec
+from kirinuki.store.files import link_file, to_table
 
 PART_TABLES = ("documents", "excerpts", "paragraphs", "citations", "date_mentions")
-# Modules and data whose change can change a file's rows: any edit to them invalidates the cache.
-ROW_SOURCES = ("ingest", "parse", "dates", "records", "clean", "date_mentions", "schema", "store", "batch")
+# What can change a file's rows: any edit to these parts of the package invalidates the cache.
+ROW_SOURCES = ("__init__.py", "resources.py", "schema.py", "ingest", "parse", "clean", "store", "build",
+               "schemas", "reference")
 INDEX = "index"
 MAX_PARTS = 4  # a batch's rows lie in at most this many parts (its own, and earlier builds' it links)
 IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+SHIPPED_DATA = (".toml", ".tsv", ".txt", ".json")
 
 
 @cache
 def code_digest(whole_build: bool = False) -> str:
     """sha256 over everything that shapes a file's rows: code, schemas, reference data. With
-    `whole_build`, over everything that shapes any table: every module and the validation suites."""
+    `whole_build`, over everything that shapes any table: the whole package (every module, the
+    flows and the validation suites)."""
     h = hashlib.sha256(f"pipeline {PIPELINE_VERSION}\n".encode())
-    if whole_build:
-        files = sorted((PROJECT_ROOT / "flows").glob("*.py")) + sorted((PROJECT_ROOT / "expectations").glob("*.json"))
-    else:
-        files = [PROJECT_ROOT / "flows" / f"{m}.py" for m in ROW_SOURCES]
-    files += sorted(SCHEMA_DIR.glob("*.toml")) + sorted(p for p in REFERENCE.rglob("*") if p.is_file())
-    for p in files:
-        h.update(p.relative_to(PROJECT_ROOT).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    for rel, p in package_files(suffixes=(".py",) + SHIPPED_DATA, under=() if whole_build else ROW_SOURCES):
+        h.update(rel.encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()
 
 

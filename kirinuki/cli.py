@@ -43,7 +43,7 @@ def build(
     scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address for --runner dask, e.g. tcp://10.0.0.5:8786.")] = None,
 ) -> None:
     """Read posts, parse them and write the Parquet tables to --out (atomically)."""
-    from .store import BuildLocked, UnsafeOutput, check_output, locked
+    from kirinuki.store.files import BuildLocked, UnsafeOutput, check_output, locked
 
     missing = [p for p in paths if not Path(p).exists() and not Path(p).is_symlink()]
     if missing:
@@ -56,15 +56,15 @@ def build(
         fail(str(e), 2)
     except BuildLocked as e:
         fail(str(e), 3)
-    from .pipeline import build_flow as flow_for
-    from .validate import ValidationFailed
+    from kirinuki.flows.build import build_flow as flow_for
+    from kirinuki.validate import ValidationFailed
 
     try:
         build_flow = flow_for(runner, scheduler)
     except ValueError as e:
         fail(str(e), 2)
 
-    from . import pipeline
+    import kirinuki.flows.build as pipeline
 
     try:
         with _progress(enabled=not (quiet or as_json)) as hook:
@@ -85,7 +85,7 @@ def build(
     except Exception as e:  # noqa: BLE001 - a bug: still one line, and the previous build stays
         if os.environ.get("KIRINUKI_DEBUG"):
             raise
-        from .pipeline import failed_log
+        from kirinuki.flows.build import failed_log
 
         fail(f"build failed ({type(e).__name__}: {_one_line(e)}); the previous build is unchanged. "
              f"Log: {failed_log(out_dir)}", 1)
@@ -179,7 +179,7 @@ def serve(
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         fail(f"input not found: {missing[0]} (give existing post files or folders)", 2)
-    from .pipeline import build as build_flow
+    from kirinuki.flows.build import build as build_flow
 
     params = {"inputs": [str(Path(p).resolve()) for p in paths], "out": str(out_dir.resolve())}
     build_flow.serve(name=name, parameters=params, cron=cron, interval=interval, print_starting_message=False)
@@ -193,7 +193,7 @@ def query(
     limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 50,
 ) -> None:
     """Run read-only SQL over a build's tables."""
-    from .query import QueryError, open_build, run_query
+    from kirinuki.store.query import QueryError, open_build, run_query
 
     if fmt not in ("table", "csv", "json"):
         fail(f"unknown --format {fmt!r}: use table, csv or json", 2)
@@ -228,11 +228,11 @@ def validate(
     build_dir: Annotated[Path, typer.Argument(help="Build folder to check.")] = Path("output/build"),
 ) -> None:
     """Re-validate an existing build against expectations/ (reads only; exit 1 on any failure)."""
-    from .store import DATA_DIR
+    from kirinuki.store.files import DATA_DIR
 
     if not (build_dir / DATA_DIR).is_dir():
         fail(f"{build_dir} is not a kirinuki build (no {DATA_DIR}/ folder)", 2)
-    from .validate import ValidationFailed, validate_build
+    from kirinuki.validate import ValidationFailed, validate_build
 
     try:
         report = validate_build(build_dir, quarantine=False)
@@ -259,16 +259,16 @@ def release(
     endpoint_url: Annotated[Optional[str], typer.Option("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL).")] = None,
 ) -> None:
     """Publish a validated build as an immutable, verifiable dataset release."""
-    from .release import ReleaseError
+    from kirinuki.release import ReleaseError
 
     try:
         if dest.startswith("s3://"):
-            from .remote import publish_s3
+            from kirinuki.release.remote import publish_s3
 
             rel = publish_s3(build_dir, version, dest, text, name, date, homepage, endpoint_url)
             where = f"{dest.rstrip('/')}/{name}-{version}"
         else:
-            from .release import make_release
+            from kirinuki.release import make_release
 
             rel = make_release(build_dir, version, Path(dest), text, name, date, homepage)
             where = str(rel.path)
@@ -288,7 +288,7 @@ def verify(
     release_dir: Annotated[Path, typer.Argument(help="Release folder to check.")],
 ) -> None:
     """Re-check a release's checksums, schemas and row counts from its own files (exit 1 on any problem)."""
-    from .release import verify as verify_release
+    from kirinuki.release import verify as verify_release
 
     if not release_dir.is_dir():
         fail(f"{release_dir} is not a folder; give a release folder such as output/releases/kirinuki-1.0.0", 2)
@@ -308,7 +308,7 @@ def synth(
     excerpts_per_post: Annotated[int, typer.Option(help="Mean excerpts per post.", min=1)] = 7,
 ) -> None:
     """Generate a fictional corpus in the clipping grammar, with ground truth for dedup."""
-    from .synth import write_corpus
+    from kirinuki.synth import write_corpus
 
     if out_dir.exists() and any(out_dir.glob("post_*.txt")):
         fail(f"{out_dir} already holds a generated corpus; remove it or choose another --out", 2)

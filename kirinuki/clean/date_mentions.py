@@ -3,7 +3,7 @@
 The anchor is the article's date for text inside an excerpt and the post's date for commentary and
 captions. Relative expressions (同日, 翌日, この翌月, 前年 …) resolve against the last date resolved
 before them in the same excerpt or commentary run. The rules and one worked example each are in
-input/reference/date_rules.tsv, which the tests run and the README shows.
+input/reference/date_rules.tsv, which the tests run and docs/cleaning.md shows.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cache
 
-from .schema import REFERENCE
+from kirinuki.schema import REFERENCE
 
 _DIG = str.maketrans("０１２３４５６７８９", "0123456789")
 _N = "[0-9０-９]"

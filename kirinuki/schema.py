@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SCHEMA_DIR = PROJECT_ROOT / "schemas"
-REFERENCE = PROJECT_ROOT / "input" / "reference"  # curated data files the stages read
+from kirinuki.resources import folder
+
+SCHEMA_DIR = folder("schemas")
+REFERENCE = folder("reference")  # curated data files the stages read
 
 ARROW_TYPES = {
     "string": pa.string(),

@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import TableSpec, spec, tables
+from kirinuki.schema import TableSpec, spec, tables
 
 DATA_DIR = "data"
 DUCKDB_TMP = ".duckdb-tmp"  # DuckDB spills here; removed before the build is swapped in

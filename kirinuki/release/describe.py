@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from .schema import markdown_reference, spec
+from kirinuki.schema import markdown_reference, spec
 
 STRUCTURE_LICENSE = "CC-BY-4.0"
 STRUCTURE_LICENSE_URL = "https://creativecommons.org/licenses/by/4.0/"

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 
-from .dates import PostDate, infer_post_date, resolve
-from .ingest import Reject, Source
-from .parse import ParsedPost, parse
+from kirinuki.ingest.sources import Reject, Source
+from kirinuki.parse.grammar import ParsedPost, parse
+from kirinuki.parse.post_date import PostDate, infer_post_date, resolve
 
 TableRows = dict[str, list[dict]]
 

@@ -1,16 +1,17 @@
-"""Pipeline: the Prefect flows that compose the pure stages.
+"""The build flow: Prefect tasks and the flow that compose kirinuki's stages into one build.
 
-build: discover -> (read + decode + parse -> Arrow parts) per batch -> dedup -> compact -> validate -> swap.
-Each stage is a plain function from flows/; this module only wires them, times them and reports.
+discover -> (read + decode + parse + clean -> Arrow parts) per batch -> dedup -> write tables ->
+validate -> swap the finished folder into place. Each stage is a plain function in the `kirinuki`
+package; this module only wires them into tasks, times them and reports. Deploy it with
+`prefect deploy flows/build.py:build` (see prefect.yaml); the CLI runs the same flow.
 """
 
 from __future__ import annotations
 
-from .prefect_setup import configure
+from kirinuki.flows.env import configure
 
-configure()
+configure()  # Prefect reads its settings at import time
 
-import hashlib  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import multiprocessing  # noqa: E402
@@ -18,12 +19,10 @@ import os  # noqa: E402
 import shutil  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from collections import Counter  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor  # noqa: E402
-from contextlib import contextmanager, nullcontext  # noqa: E402
-from dataclasses import asdict  # noqa: E402
+from contextlib import nullcontext  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Callable, Iterator  # noqa: E402
+from typing import Callable  # noqa: E402
 
 from prefect import flow, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
@@ -31,22 +30,51 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.futures import as_completed  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
-from . import PIPELINE_VERSION, __version__  # noqa: E402
-from .batch import (PART_TABLES, Hit, cache_key, cache_lookup, code_digest, exit_with,  # noqa: E402
-                    fingerprints, part_numbers, read_part, run_batch)
-from .ingest import DEFAULT_MAX_BYTES, SourceRef, discover  # noqa: E402
-from .clean import outlet_rows  # noqa: E402
-from .records import reject_row  # noqa: E402
-from .dedup import (DedupConfig, dedup_key, dedup_parts, keep_dedup, read_cluster_columns,  # noqa: E402
-                    reuse_dedup)
-from .schema import schema_version  # noqa: E402
-from .store import (DATA_DIR, atomic_dir, check_output, compact, corpus_digest, locked,  # noqa: E402
-                    read_json, sha256_file, to_table, views_sql, write_json, write_table)
+from kirinuki import __version__  # noqa: E402
+from kirinuki.build.batch import (  # noqa: E402
+    PART_TABLES,
+    Hit,
+    cache_key,
+    cache_lookup,
+    code_digest,
+    exit_with,
+    fingerprints,
+    part_numbers,
+    read_part,
+    run_batch,
+)
+from kirinuki.build.plan import (  # noqa: E402
+    CACHE_DIR,
+    DEDUP_STATE,
+    FINGERPRINTS,
+    VALIDATION_KEPT,
+    batches,
+    build_digest,
+    build_log,
+    failed_log,
+    known_fingerprints,
+    previous_summary,
+)
+from kirinuki.build.summary import summarize, summary_markdown  # noqa: E402
+from kirinuki.clean.normalize import outlet_rows  # noqa: E402
+from kirinuki.dedup import DedupConfig, dedup_key, dedup_parts, keep_dedup, read_cluster_columns, reuse_dedup  # noqa: E402
+from kirinuki.ingest.sources import DEFAULT_MAX_BYTES, SourceRef, discover  # noqa: E402
+from kirinuki.parse.records import reject_row  # noqa: E402
+from kirinuki.store.files import (  # noqa: E402
+    atomic_dir,
+    check_output,
+    compact,
+    locked,
+    read_json,
+    to_table,
+    views_sql,
+    write_json,
+    write_table,
+)
 
 log = logging.getLogger("kirinuki")
 
 DEFAULT_BATCH_FILES = 256
-MAX_LISTED_REJECTS = 1000  # in build.json; the rejects table has them all
 
 
 # Set while a build runs with a local process pool: parse tasks hand their batch to it. Without one
@@ -98,16 +126,13 @@ def write_reference_tables(root: str, rejects: list[dict]) -> dict[str, int]:
     return {"rejects": len(rejects), "outlets": len(outlets)}
 
 
-VALIDATION_KEPT = "validation.json"  # under CACHE_DIR: the GX results of the tables that passed
-
-
 @task(name="validate", cache_policy=NO_CACHE, persist_result=False)
 def validate_tables(root: str, parts: str, old_parts: str | None) -> tuple[dict, dict[str, str]]:
     """Run every suite; quarantine warning failures; fail the flow on a critical one. A table whose
     file is byte for byte one the last build (same code) validated keeps that build's GX results:
     they are kept in the parts folder with each file's sha256. Returns the summary of the report
     and the sha256 of each table's file as validated (empty when quarantine rewrote any)."""
-    from .validate import validate_build, write_reports
+    from kirinuki.validate import validate_build, write_reports
 
     code = code_digest(whole_build=True)
     kept = read_json(Path(old_parts) / VALIDATION_KEPT) if old_parts else None
@@ -127,71 +152,6 @@ def _preload_validation() -> None:
         pass
 
 
-def failed_log(out: Path) -> Path:
-    return out.parent / f"{out.name}.failed.log"
-
-
-@contextmanager
-def build_log(path: Path, keep_on_failure: Path) -> Iterator[None]:
-    """Send this run's log records (Prefect's warnings and errors, kirinuki's stage lines) to a
-    file in the build folder. The folder is renamed into place with the file still open."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    log.setLevel(logging.INFO)
-    try:
-        yield
-    except BaseException as e:
-        log.error("build failed: %r", e, exc_info=True)
-        handler.flush()
-        shutil.copyfile(path, keep_on_failure)  # the build folder is about to be removed
-        raise
-    finally:
-        root.removeHandler(handler)
-        handler.close()
-
-
-def batches(refs: list, size: int) -> list[list]:
-    return [refs[i : i + size] for i in range(0, len(refs), size)]
-
-
-CACHE_DIR = "cache"
-DEDUP_STATE = "dedup"  # under CACHE_DIR: the last dedup's output and key (dedup.keep_dedup)
-FINGERPRINTS = "fingerprints.json"  # under CACHE_DIR: each input's stat state and fingerprint
-
-
-def build_digest(keys: list[str | None], refs: list[SourceRef], rejected: list, max_bytes: int,
-                 dedup: DedupConfig) -> str:
-    """Identity of everything a build's tables depend on: code, every input, parameters."""
-    h = hashlib.sha256(json.dumps([__version__, code_digest(whole_build=True), max_bytes, asdict(dedup),
-                                   [r.source_path + ":" + r.code for r in rejected]]).encode())
-    for ref, key in zip(refs, keys):
-        h.update(f"{ref.rel}\0{key or _stat_signature(ref.path)}\n".encode())
-    return h.hexdigest()
-
-
-def _stat_signature(path: str) -> str:
-    """For inputs that are not hashed (too large, not regular, unreadable): what stat says."""
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        return f"error:{e.errno}"
-    return f"stat:{st.st_mode}:{st.st_size}:{st.st_mtime_ns}"
-
-
-def _known_fingerprints(parts: Path, max_bytes: int) -> dict[str, list]:
-    """The last build's record of file states and fingerprints (batch.fingerprints)."""
-    kept = read_json(parts / FINGERPRINTS)
-    return kept.get("files", {}) if isinstance(kept, dict) and kept.get("max_bytes") == max_bytes else {}
-
-
-def previous_summary(out: Path) -> dict | None:
-    summary = read_json(out / "build.json")
-    return summary if isinstance(summary, dict) and summary.get("validation", {}).get("success") else None
-
-
 def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_files: int, max_bytes: int,
               workers: int, old_parts: Path | None) -> list[dict]:
     """One parse task per batch; batches run in a pool of `workers` processes (spawned from a
@@ -204,7 +164,7 @@ def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_
     use_pool = workers > 1 and len(ref_batches) > 1 and _POOL is None
     ctx = multiprocessing.get_context("forkserver")
     if use_pool:
-        ctx.set_forkserver_preload(["flows.batch"])
+        ctx.set_forkserver_preload(["kirinuki.build.batch"])
     pool_args = dict(mp_context=ctx, initializer=exit_with, initargs=(os.getpid(),))
     with ProcessPoolExecutor(workers, **pool_args) if use_pool else nullcontext() as pool:
         if use_pool:
@@ -245,7 +205,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         refs, rejected = discover(inputs)
         timings["discover"] = time.perf_counter() - t0
         t = time.perf_counter()
-        known = _known_fingerprints(out_path / CACHE_DIR, max_bytes) if cache else {}
+        known = known_fingerprints(out_path / CACHE_DIR, max_bytes) if cache else {}
         fps, record, hashed = fingerprints(refs, max_bytes, known)
         keys = [cache_key(r.rel, fp, max_bytes) for r, fp in zip(refs, fps)]
         del known, fps  # ~100 MB at 100k files: not kept through the build's peak
@@ -310,39 +270,12 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
             shutil.rmtree(parts)
         timings["finish"] = time.perf_counter() - t
         log.info("finish: %.2f s", timings["finish"])
-        totals: dict[str, Counter] = {k: Counter() for k in ("flags", "unknown_outlets", "unresolved_dates", "seconds")}
-        for res in results:
-            for k, c in totals.items():
-                c.update(res[k])
-        # summed over batches; with parallel batches these add up to more than the "parse" wall time
-        timings.update({f"batches_{k}_sum": v for k, v in totals["seconds"].items()})
-        summary = {
-            "kirinuki_version": __version__,
-            "pipeline_version": PIPELINE_VERSION,
-            "schema_version": schema_version(),
-            "corpus_sha256": corpus_digest(tmp),
-            # what was validated: a release refuses data files that no longer match these
-            "files": {f"{DATA_DIR}/{p.name}": digests.get(p.stem) or sha256_file(p)
-                      for p in sorted((tmp / DATA_DIR).glob("*.parquet"))},
-            "build_digest": digest,
-            "inputs": {"roots": len(inputs), "files": len(refs) + len(rejected),
-                       "read": sum(r["read"] for r in results), "bytes": sum(r["bytes"] for r in results),
-                       "from_cache": sum(r["cache_hits"] for r in results), "hashed": hashed},
-            "rejects": dict(sorted(Counter(r["code"] for r in rejects).items())),
-            "rows": counts,
-            "flags": dict(sorted(totals["flags"].items())),
-            "unknown_outlets": {"distinct": len(totals["unknown_outlets"]),
-                                "rows": sum(totals["unknown_outlets"].values())},
-            "unresolved_dates": dict(sorted(totals["unresolved_dates"].items())),
-            "dedup": dedup_stats,
-            "validation": report,
-            "rejected_files": [{k: r[k] for k in ("source_path", "code", "reason")}
-                               for r in sorted(rejects, key=lambda r: r["source_path"])[:MAX_LISTED_REJECTS]],
-            "parameters": {"batch_files": batch_files, "max_file_mb": max_file_mb,
-                           "duckdb_memory_mb": duckdb_memory_mb, "workers": workers, "cache": cache,
-                           "runner": runner},
-            "durations_s": {k: round(v, 3) for k, v in timings.items()},
-        }
+        summary = summarize(tmp, inputs=inputs, refs=refs, rejected=rejected, results=results, rejects=rejects,
+                            counts=counts, hashed=hashed, digest=digest, digests=digests, dedup_stats=dedup_stats,
+                            report=report, timings=timings,
+                            parameters={"batch_files": batch_files, "max_file_mb": max_file_mb,
+                                        "duckdb_memory_mb": duckdb_memory_mb, "workers": workers, "cache": cache,
+                                        "runner": runner})
         write_json(tmp / "build.json", summary)
     summary["durations_s"]["total"] = round(time.perf_counter() - t0, 3)
     create_table_artifact(key="kirinuki-build-rows", description="Rows per table of the last kirinuki build",
@@ -368,16 +301,3 @@ def build_flow(runner: str = "local", scheduler: str | None = None):
     return build.with_options(task_runner=DaskTaskRunner(address=scheduler))
 
 
-def summary_markdown(s: dict) -> str:
-    """build.json as a short Markdown page for the Prefect UI."""
-    i = s["inputs"]
-    lines = ["# kirinuki build", "",
-             f"{i['read']:,} posts read ({i['bytes']:,} bytes) of {i['files']:,} files; "
-             f"rejected: {s['rejects'] or 'none'}.", "", "| table | rows |", "|---|---:|"]
-    lines += [f"| {k} | {v:,} |" for k, v in s["rows"].items()]
-    v = s["validation"]
-    lines += ["", f"Validation: {v['checks']} checks, {'all pass' if v['success'] else 'failures'}; "
-                  f"quarantined: {v['quarantined'] or 'none'}.", "",
-              "| stage | seconds |", "|---|---:|"]
-    lines += [f"| {k} | {t:.3f} |" for k, t in s["durations_s"].items()]
-    return "\n".join(lines) + "\n"

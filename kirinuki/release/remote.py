@@ -1,6 +1,6 @@
 """Publish a release to S3-compatible storage (s3fs): stage, confirm every checksum remotely, promote.
 
-The release is made and verified locally first (flows/release.py), against a local mirror of the
+The release is made and verified locally first (kirinuki/release/make.py), against a local mirror of the
 remote history so the changelog compares with the remote's latest release. Then:
 1. every file is uploaded under `<prefix>/.staging/<name>-<token>/`;
 2. each staged object is read back and its sha256 compared with SHA256SUMS;
@@ -16,8 +16,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from .release import SUMS, Release, ReleaseError, check_dataset_name, check_version, make_release
-from .store import sha256_file
+from kirinuki.release import SUMS, Release, ReleaseError, check_dataset_name, check_version, make_release
+from kirinuki.store.files import sha256_file
 
 STAGING = ".staging"
 

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from .parse import DateParts
+from kirinuki.parse.grammar import DateParts
 
 _YEAR_MONTH_RE = re.compile(r"([12][0-9]{3})年\s*([0-9]{1,2})月")
 

@@ -1,4 +1,10 @@
-"""Generated README sections: `python -m flows.docs` rewrites them from schemas/ (tests check they match)."""
+"""Generated reference sections in docs/*.md, rewritten from the shipped schemas and reference data.
+
+In: the pages of a docs folder (`docs/` of the checkout by default). Out: the same pages with every
+`<!-- name:start -->` … `<!-- name:end -->` section regenerated (table reference, normalisation
+rules, date rules, outlet register summary). `python -m kirinuki.docs [DOCS_DIR]` rewrites them; a
+test fails while any page is stale.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,11 @@ import re
 import sys
 from pathlib import Path
 
-from .schema import PROJECT_ROOT, markdown_reference
-
-README = PROJECT_ROOT / "README.md"
+from kirinuki.schema import REFERENCE, markdown_reference
 
 
 def normalization_table() -> str:
-    from .clean import normalization_rules
+    from kirinuki.clean.normalize import normalization_rules
 
     out = ["| # | rule | from | run | to | why |", "|---|---|---|---|---|---|"]
     for i, r in enumerate(normalization_rules(), 1):
@@ -26,10 +30,8 @@ def normalization_table() -> str:
 
 
 def date_rules_table() -> str:
-    from .clean import read_tsv
-    from .date_mentions import lookahead_cues
-    from .schema import REFERENCE
-
+    from kirinuki.clean.date_mentions import lookahead_cues
+    from kirinuki.clean.normalize import read_tsv
     out = ["| kind | rule | example | anchor | resolves to | what it does |", "|---|---|---|---|---|---|"]
     for r in read_tsv(REFERENCE / "date_rules.tsv"):
         span = r["date_start"] if r["date_start"] == r["date_end"] else f"{r['date_start']} … {r['date_end']}"
@@ -44,7 +46,7 @@ def date_rules_table() -> str:
 def outlet_summary() -> str:
     from collections import Counter
 
-    from .clean import outlet_register
+    from kirinuki.clean.normalize import outlet_register
 
     reg = outlet_register()
     kinds = Counter(o["kind"] for o in reg)
@@ -59,17 +61,31 @@ def sections() -> dict[str, str]:
 
 
 def render(text: str) -> str:
+    """`text` with every generated section it marks rewritten."""
     for name, body in sections().items():
         pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
-        if not pattern.search(text):
-            raise ValueError(f"README has no <!-- {name}:start --> … <!-- {name}:end --> markers")
         text = pattern.sub(lambda m: m.group(1) + body.rstrip("\n") + "\n" + m.group(2), text)
     return text
 
 
+def pages(docs: Path) -> dict[Path, str]:
+    """Every page of the docs folder with its text; each generated section must stand in exactly one."""
+    texts = {p: p.read_text(encoding="utf-8") for p in sorted(docs.glob("*.md"))}
+    for name in sections():
+        holders = [p.name for p, text in texts.items() if f"<!-- {name}:start -->" in text]
+        if len(holders) != 1:
+            raise ValueError(f"the generated section {name!r} must be marked in exactly one page of {docs}, "
+                             f"found in {holders or 'none'}")
+    return texts
+
+
 def main(argv: list[str]) -> int:
-    path = Path(argv[0]) if argv else README
-    path.write_text(render(path.read_text(encoding="utf-8")), encoding="utf-8")
+    docs = Path(argv[0]) if argv else Path("docs")
+    for path, text in pages(docs).items():
+        new = render(text)
+        if new != text:
+            path.write_text(new, encoding="utf-8")
+            print(f"rewrote {path}")
     return 0
 
 

@@ -15,8 +15,8 @@ from datetime import date
 from functools import cache
 from pathlib import Path
 
-from .date_mentions import Run
-from .schema import REFERENCE
+from kirinuki.clean.date_mentions import Run
+from kirinuki.schema import REFERENCE
 
 _WS = re.compile(r"\s+")
 _HONORIFICS = ("氏", "さん", "様", "記者")

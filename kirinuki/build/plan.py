@@ -1,0 +1,92 @@
+"""Planning a build: what it depends on, whether it is up to date, and its log.
+
+In: the inputs found, their fingerprints, the parameters, the output folder. Out: the build digest
+(identity of everything the tables depend on), the last successful build's summary, the last
+build's record of file fingerprints, batches of inputs, and the build log (kept beside the output
+as `<out>.failed.log` when a build fails).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterator
+
+from kirinuki import __version__
+from kirinuki.build.batch import code_digest
+from kirinuki.dedup import DedupConfig
+from kirinuki.ingest.sources import SourceRef
+from kirinuki.store.files import read_json
+
+log = logging.getLogger("kirinuki")
+
+CACHE_DIR = "cache"
+DEDUP_STATE = "dedup"  # under CACHE_DIR: the last dedup's output and key (dedup.keep_dedup)
+FINGERPRINTS = "fingerprints.json"  # under CACHE_DIR: each input's stat state and fingerprint
+VALIDATION_KEPT = "validation.json"  # under CACHE_DIR: the GX results of the tables that passed
+
+
+def failed_log(out: Path) -> Path:
+    return out.parent / f"{out.name}.failed.log"
+
+
+@contextmanager
+def build_log(path: Path, keep_on_failure: Path) -> Iterator[None]:
+    """Send this run's log records (Prefect's warnings and errors, kirinuki's stage lines) to a
+    file in the build folder. The folder is renamed into place with the file still open."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield
+    except BaseException as e:
+        log.error("build failed: %r", e, exc_info=True)
+        handler.flush()
+        shutil.copyfile(path, keep_on_failure)  # the build folder is about to be removed
+        raise
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def batches(refs: list, size: int) -> list[list]:
+    return [refs[i : i + size] for i in range(0, len(refs), size)]
+
+
+def build_digest(keys: list[str | None], refs: list[SourceRef], rejected: list, max_bytes: int,
+                 dedup: DedupConfig) -> str:
+    """Identity of everything a build's tables depend on: code, every input, parameters."""
+    h = hashlib.sha256(json.dumps([__version__, code_digest(whole_build=True), max_bytes, asdict(dedup),
+                                   [r.source_path + ":" + r.code for r in rejected]]).encode())
+    for ref, key in zip(refs, keys):
+        h.update(f"{ref.rel}\0{key or _stat_signature(ref.path)}\n".encode())
+    return h.hexdigest()
+
+
+def _stat_signature(path: str) -> str:
+    """For inputs that are not hashed (too large, not regular, unreadable): what stat says."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return f"error:{e.errno}"
+    return f"stat:{st.st_mode}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def known_fingerprints(parts: Path, max_bytes: int) -> dict[str, list]:
+    """The last build's record of file states and fingerprints (batch.fingerprints)."""
+    kept = read_json(parts / FINGERPRINTS)
+    return kept.get("files", {}) if isinstance(kept, dict) and kept.get("max_bytes") == max_bytes else {}
+
+
+def previous_summary(out: Path) -> dict | None:
+    summary = read_json(out / "build.json")
+    return summary if isinstance(summary, dict) and summary.get("validation", {}).get("success") else None

@@ -1,0 +1,236 @@
+"""Sketching: the text dedup compares, its 5-grams, and one-permutation MinHash signatures.
+
+In: excerpts and a `DedupConfig`. Out: each content line as numbers (`LineIndex`), the hashes of
+boilerplate paragraphs, per-text signatures (`uint32[n, bands*rows]`) and exact shingle sets
+(`ShingleSets`), and LSH band hashes. Pure numpy; no I/O beyond the spill file."""
+
+from __future__ import annotations
+
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from kirinuki.dedup.model import DedupConfig, Excerpt
+from kirinuki.dedup.spill import ShingleSets
+
+_ELISION = re.compile(r"[(（](?:中略|後略|前略)[)）]")
+_U64 = np.uint64
+# ---------------------------------------------------------------- text and shingles
+
+
+def paragraph_key(line: str) -> str:
+    """A line without whitespace or elision markers: what two quotes of a paragraph share."""
+    key = "".join(line.split())
+    return _ELISION.sub("", key) if "略" in key else key
+
+
+def key_hash(k: str) -> int:
+    """A paragraph key's 64-bit hash (Python's, so it is only compared within one run)."""
+    return hash(k) & 0xFFFFFFFFFFFFFFFF
+
+
+@dataclass
+class LineIndex:
+    """Every content line of every excerpt as numbers, not strings (the strings are most of the
+    corpus again): its excerpt, its key's hash and its key's length, in body order."""
+
+    owner: np.ndarray  # int64
+    hash: np.ndarray  # uint64
+    length: np.ndarray  # int64
+
+
+def line_index(excerpts: list[Excerpt]) -> LineIndex:
+    from array import array
+
+    owner, hashes, lengths = array("q"), array("Q"), array("q")  # 8 bytes a line, not a Python int's 32
+    for i, e in enumerate(excerpts):
+        for line in e.body_norm.split("\n"):
+            k = paragraph_key(line)
+            if k:
+                owner.append(i)
+                hashes.append(key_hash(k))
+                lengths.append(len(k))
+    return LineIndex(np.frombuffer(owner, np.int64).copy(), np.frombuffer(hashes, np.uint64).copy(),
+                     np.frombuffer(lengths, np.int64).copy())
+
+
+def boilerplate_keys(excerpts: list[Excerpt], lines: LineIndex, cfg: DedupConfig) -> set[int]:
+    """Hashes of the keys found under more than `max_headlines` distinct headlines."""
+    headline_ids: dict[str, int] = {}
+    hid = np.array([headline_ids.setdefault(e.headline, len(headline_ids)) for e in excerpts], np.int64)
+    h, heads = _distinct_pairs(lines.hash, hid[lines.owner])
+    if not len(h):
+        return set()
+    starts = np.flatnonzero(np.concatenate(([True], h[1:] != h[:-1])))
+    counts = np.diff(np.append(starts, len(h)))
+    return set(h[starts[counts > cfg.max_headlines]].tolist())
+
+
+def _distinct_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (a, b) pairs, sorted by a then b (a sort, not np.unique: much faster here)."""
+    order = np.lexsort((b, a))
+    a, b = a[order], b[order]
+    keep = np.ones(len(a), bool)
+    keep[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    return a[keep], b[keep]
+
+
+class DedupTexts:
+    """The texts compared, built a slice at a time when sketch asks (never all held at once)."""
+
+    def __init__(self, excerpts: list[Excerpt], boiler: set[int]):
+        self.excerpts, self.boiler = excerpts, boiler
+
+    def __len__(self) -> int:
+        return len(self.excerpts)
+
+    def __getitem__(self, s: slice) -> list[str]:
+        return [dedup_text(e, self.boiler) for e in self.excerpts[s]]
+
+
+def dedup_text(e: Excerpt, boiler: set[int]) -> str:
+    """The text compared: the body's keys without boilerplate, joined."""
+    return "".join(k for line in e.body_norm.split("\n") if (k := paragraph_key(line)) and key_hash(k) not in boiler)
+
+
+_U32 = np.uint32
+
+
+def _mix32(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> _U32(16))
+    h = h * _U32(0x7FEB352D)
+    h = h ^ (h >> _U32(15))
+    h = h * _U32(0x846CA68B)
+    return h ^ (h >> _U32(16))
+
+
+def shingle_hashes(texts: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """32-bit polynomial hashes of every character k-gram (uint32 arithmetic), and the index of the
+    text each belongs to. Collisions inside one compared pair are ~1e-4 per pair: negligible."""
+    lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    cps = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+    n = len(cps)
+    if n < k:
+        return np.empty(0, np.uint32), np.empty(0, np.int32)
+    m = n - k + 1
+    h = cps[:m].copy()
+    for j in range(1, k):
+        h *= _U32(0x01000193)
+        h += cps[j : m + j]
+    owner = np.repeat(np.arange(len(texts), dtype=np.int32), lengths)[:m]
+    # a k-gram is valid when it ends inside its own text: drop the k-1 starts before each end
+    ends = np.cumsum(lengths)
+    bad = (ends[:, None] - np.arange(1, k)).ravel()
+    valid = np.ones(m, dtype=bool)
+    valid[bad[(bad >= 0) & (bad < m)]] = False
+    return h[valid], owner[valid]
+
+
+def sample_values(h: np.ndarray, owner: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Mix every k-gram hash once; keep a consistent 1/2**sample_bits of them (decided by the
+    lowest bits, the same way in every text, so the sample's Jaccard estimates the full one)."""
+    vals = _mix32(h ^ _U32(cfg.seed & 0xFFFFFFFF))
+    if cfg.sample_bits:
+        keep = (vals & _U32((1 << cfg.sample_bits) - 1)) == 0
+        vals, owner = vals[keep], owner[keep]
+    return vals, owner
+
+
+def frequency_buckets(vals: np.ndarray, cfg: DedupConfig) -> np.ndarray:
+    return (vals >> _U32(cfg.sample_bits)) & _U32(0xFFFFFF)
+
+
+def signatures(vals: np.ndarray, owner: np.ndarray, n: int, cfg: DedupConfig,
+               counts: np.ndarray | None = None) -> np.ndarray:
+    """One-permutation MinHash: the top bits of a value pick one of `perms` bins and each bin keeps
+    its minimum. Values whose 5-gram is very common (per `counts`, an approximate frequency table
+    over 2**24 buckets; collisions only over-count) stay out: they make unrelated texts collide in
+    LSH bands. Empty bins borrow from the next non-empty bin (rotation densification)."""
+    K = cfg.perms
+    if counts is not None and cfg.common_5grams:
+        keep = counts[frequency_buckets(vals, cfg)] <= cfg.common_5grams
+        vals, owner = vals[keep], owner[keep]
+    bins = ((vals.astype(np.uint64) * _U64(K)) >> _U64(32)).astype(np.int64)
+    sig = np.full(n * K, 0xFFFFFFFF, dtype=np.uint32)
+    np.minimum.at(sig, owner.astype(np.int64) * K + bins, vals)
+    sig = sig.reshape(n, K)
+    empty = sig == 0xFFFFFFFF
+    rows = np.flatnonzero(empty.any(axis=1))
+    if len(rows):
+        sub, hole = sig[rows], empty[rows]
+        pos = np.where(np.tile(~hole, 2), np.arange(2 * K, dtype=np.int16), np.int16(2 * K))
+        nxt = np.minimum.accumulate(pos[:, ::-1], axis=1)[:, ::-1][:, :K]  # next filled bin, wrapping
+        has = nxt < 2 * K
+        borrowed = np.take_along_axis(sub, np.where(has, nxt % K, 0), axis=1)
+        shift = (nxt - np.arange(K, dtype=np.int16)).astype(np.uint32) * _U32(0x9E3779B1)
+        sig[rows] = np.where(hole & has, borrowed + shift, sub)
+    return sig
+
+
+def sketch(texts, cfg: DedupConfig, spill_dir: str | None = None) -> tuple[np.ndarray, "ShingleSets"]:
+    """Signatures and exact shingle sets for all texts (a sequence whose slices are lists of str),
+    in chunks of `chunk` texts: small numpy temporaries are much faster here than corpus-sized
+    ones, and memory stays bounded. Two passes: the first writes each text's distinct 5-gram
+    hashes to a file in `spill_dir` (they are ~4 bytes per character of the corpus: on disk, not
+    in memory) and counts the corpus-wide 5-gram frequencies (over every occurrence); the second
+    makes the signatures from the distinct hashes read back (a minimum does not care about
+    repeats). Chunks run in threads: numpy releases the GIL in its loops, so this uses every core."""
+
+    def first(s: int):
+        part = texts[s : s + cfg.chunk]
+        h, owner = shingle_hashes(part, cfg.shingle)
+        sizes = np.diff(np.searchsorted(owner, np.arange(len(part) + 1)))
+        buckets = frequency_buckets(sample_values(h, owner, cfg)[0], cfg) if cfg.common_5grams else None
+        # the exact sets verification compares: each text's distinct hashes, sorted
+        u = np.sort((owner.astype(np.uint64) << _U64(32)) | h)
+        del h, owner
+        if len(u):
+            u = u[np.concatenate(([True], u[1:] != u[:-1]))]
+        sets = (u & _U64(0xFFFFFFFF)).astype(np.uint32)
+        bounds = np.searchsorted(u >> _U64(32), np.arange(len(part) + 1, dtype=np.uint64)).astype(np.int64)
+        return sets, bounds, sizes, buckets
+
+    store = ShingleSets(cfg.chunk, spill_dir)
+    counts = np.zeros(1 << 24, np.uint32) if cfg.common_5grams else None
+    pending: list[np.ndarray] = []
+
+    def count_pending() -> None:  # one bincount per ~8M values: each costs a 2**24 table
+        if pending:
+            np.add(counts, np.bincount(np.concatenate(pending), minlength=1 << 24), out=counts, casting="unsafe")
+            pending.clear()
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        for sets, bounds, sizes, buckets in pool.map(first, range(0, len(texts), cfg.chunk)):
+            store.append(sets, bounds, sizes)
+            if buckets is not None:
+                pending.append(buckets)
+                if sum(len(b) for b in pending) >= 1 << 23:
+                    count_pending()
+        store.close_appends()
+        if counts is not None:
+            count_pending()
+            counts = np.minimum(counts, 65535).astype(np.uint16)
+        sig = np.empty((len(texts), cfg.perms), dtype=np.uint32)
+
+        def second(c: int) -> None:
+            s = c * cfg.chunk
+            sets, bounds = store.chunk_sets(c)
+            n = len(bounds) - 1
+            owner = np.repeat(np.arange(n, dtype=np.int32), np.diff(bounds))
+            vals, vowner = sample_values(sets, owner, cfg)
+            sig[s : s + n] = signatures(vals, vowner, n, cfg, counts)
+
+        list(pool.map(second, range(store.n_chunks)))
+    return sig, store
+
+
+def band_hashes(sig: np.ndarray, cfg: DedupConfig, first: int, count: int) -> np.ndarray:
+    """64-bit hashes of bands first .. first+count-1 of every signature."""
+    b = sig[:, first * cfg.rows : (first + count) * cfg.rows].reshape(len(sig), count, cfg.rows)
+    h = np.zeros(b.shape[:2], dtype=np.uint64)
+    for r in range(cfg.rows):  # widened one row at a time, not every row at once
+        h = (h * _U64(0x100000001B3)) ^ b[:, :, r].astype(np.uint64)
+    return h

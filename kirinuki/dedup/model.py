@@ -1,0 +1,64 @@
+"""Dedup's records and parameters.
+
+In: nothing (definitions). Out: `DedupConfig` (shingle size, LSH bands and rows, thresholds),
+`Excerpt` (one quote as dedup sees it: ids, headline, normalised body, dates, outlet) and
+`DedupResult` (what `deduplicate` returns: per-excerpt cluster columns, links, articles)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import date
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    shingle: int = 5
+    bands: int = 42
+    rows: int = 3
+    jaccard: float = 0.8
+    containment: float = 0.8
+    max_headlines: int = 20  # a paragraph under more distinct headlines than this is boilerplate
+    paragraph_min_chars: int = 20  # shorter paragraphs are not used as exact-match keys
+    min_shingles: int = 8  # excerpts with fewer 5-grams stay alone
+    sample_bits: int = 1  # signatures use a consistent 1/2**bits of the 5-grams
+    common_5grams: int = 100  # sampled 5-grams seen more often than this stay out of signatures
+    chunk: int = 1000  # texts per numpy pass
+    estimate_margin: float = 0.15  # drop candidates estimated this far below both thresholds
+    seed: int = 20240409
+
+    @property
+    def perms(self) -> int:
+        return self.bands * self.rows
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class Excerpt:
+    excerpt_id: str
+    doc_id: str
+    headline: str
+    body_norm: str
+    published: date | None
+    outlet_id: str | None = None
+    doc_published: date | None = None
+
+    @property
+    def body_len(self) -> int:
+        return len(self.body_norm)
+
+    @property
+    def body_hash(self) -> int:
+        return hash(self.body_norm)
+
+@dataclass
+class DedupResult:
+    cluster_id: list[str]
+    relation: list[str]
+    similarity: list[float]
+    canonical: list[bool]
+    links: list[dict]
+    articles: list[dict]  # in article_id order
+    article_paragraphs: dict[str, list]  # columns, in (article_id, ordinal) order
+    stats: dict

@@ -1,0 +1,82 @@
+"""Dedup over a build's parts: read the excerpts, cluster them, write dedup's tables.
+
+In: a build folder and its Arrow parts (documents and excerpts). Out: `articles`,
+`article_paragraphs` and `dedup_links` Parquet files in the build, and the excerpts' cluster
+columns in an Arrow file (`CLUSTER_COLUMNS`) for the excerpts table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from kirinuki.dedup.clusters import deduplicate
+from kirinuki.dedup.model import DedupConfig, Excerpt
+from kirinuki.dedup.spill import BodyStore, StoredExcerpt
+
+# ---------------------------------------------------------------- the stage over a build's parts
+
+CLUSTER_COLUMNS = ".dedup-columns.arrow"  # in the build folder until the excerpts table is written
+
+
+def read_excerpts(parts: str, spill_dir: str | None = None) -> list[Excerpt]:
+    """Every excerpt of a build's parts, in part order, a part at a time; the bodies go to a
+    BodyStore file in `spill_dir`, not into memory."""
+    from kirinuki.build.batch import part_numbers, read_part
+
+    store = BodyStore(spill_dir)
+    items: list[Excerpt] = []
+    shared: dict = {}  # one object per distinct doc id, headline, date and outlet (they repeat)
+    one = shared.setdefault
+    for n in part_numbers(parts):
+        docs = read_part(parts, "documents", n, ["doc_id", "published_date"]).to_pydict()
+        doc_date = dict(zip(docs["doc_id"], docs["published_date"]))
+        ex = read_part(parts, "excerpts", n, ["excerpt_id", "doc_id", "headline", "body_norm", "published_date",
+                                              "outlet_id"]).to_pydict()
+        for i, d, h, b, p, o in zip(ex["excerpt_id"], ex["doc_id"], ex["headline"], ex["body_norm"],
+                                    ex["published_date"], ex["outlet_id"]):
+            dp = doc_date.get(d)
+            items.append(StoredExcerpt(i, one(d, d), one(h, h), b, store, one(p, p), one(o, o), one(dp, dp)))
+    store.done()
+    return items
+
+
+def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int) -> dict:
+    """Deduplicate the excerpts of a build's parts; write articles, article_paragraphs and
+    dedup_links under `root`, and the excerpts' cluster columns (in part order) to
+    `root`/CLUSTER_COLUMNS for the excerpts table. Returns the stats with the row counts. Runs in a
+    child process of its own on a large build, so its memory goes back to the system when done."""
+    import shutil
+
+    from kirinuki.store.files import DUCKDB_TMP, RowGroupWriter, duckdb_for_build, to_table, write_table
+
+    out = Path(root)
+    con = duckdb_for_build(out, memory_mb)  # makes DUCKDB_TMP, where the bodies and sets spill too
+    items = read_excerpts(parts, str(out / DUCKDB_TMP))
+    with RowGroupWriter(out, "articles") as arts, RowGroupWriter(out, "article_paragraphs") as paras:
+        def write(article: dict, paragraphs: dict[str, list]) -> None:
+            arts.add_row(article)
+            paras.add_columns(paragraphs)
+
+        try:
+            res = deduplicate(items, cfg, con, str(out / DUCKDB_TMP), write)
+        finally:
+            con.close()
+            shutil.rmtree(out / DUCKDB_TMP, ignore_errors=True)
+    del items
+    rows = {"articles": arts.rows, "article_paragraphs": paras.rows, "dedup_links": len(res.links)}
+    write_table(out, "dedup_links", to_table("dedup_links", res.links))
+    columns = pa.table({"cluster_id": pa.array(res.cluster_id, pa.string()),
+                        "relation": pa.array(res.relation, pa.string()),
+                        "similarity": pa.array(res.similarity, pa.float64()),
+                        "canonical": pa.array(res.canonical, pa.bool_())})
+    with pa.OSFile(str(out / CLUSTER_COLUMNS), "wb") as f, pa.ipc.new_file(f, columns.schema) as w:
+        w.write_table(columns)
+    return dict(res.stats, rows=rows)
+
+
+def read_cluster_columns(folder: str) -> dict[str, pa.Array]:
+    """What dedup_parts left for the excerpts table (memory-mapped, not copied), in `folder`: the
+    build folder, or the dedup state that keep_dedup moved it to."""
+    t = pa.ipc.open_file(pa.memory_map(str(Path(folder) / CLUSTER_COLUMNS))).read_all()
+    return {name: t.column(name).combine_chunks() for name in t.column_names}

@@ -1,0 +1,129 @@
+"""Spill storage: dedup's large intermediate data in unlinked temporary files, not in memory.
+
+In: excerpt bodies (str) and per-text sorted 5-gram hash arrays. Out: `BodyStore` / `StoredExcerpt`
+(bodies read back by index with pread) and `ShingleSets` (each text's exact 5-gram set read back
+by index or by chunk). At scale these are the corpus again; the page cache holds them, not the process."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+
+import numpy as np
+
+from kirinuki.dedup.model import Excerpt
+
+
+class SpillFile:
+    """An unlinked temporary file (in `spill_dir`) that data is appended to and read back from by
+    offset with pread: thread-safe, and held by the page cache rather than the process."""
+
+    def __init__(self, spill_dir: str | None, prefix: str):
+        import tempfile
+
+        self.file = tempfile.TemporaryFile(dir=spill_dir, prefix=prefix)
+        self.size = 0
+
+    def append(self, data: bytes) -> int:
+        """Write `data` at the end; returns the offset it starts at."""
+        start = self.size
+        self.file.write(data)
+        self.size += len(data)
+        return start
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def read(self, start: int, n: int) -> bytes:
+        return os.pread(self.file.fileno(), n, start) if n > 0 else b""
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class BodyStore:
+    """Excerpt bodies (UTF-8) in a SpillFile, read back by index: at scale the bodies are the
+    corpus, too much to hold as Python strings."""
+
+    def __init__(self, spill_dir: str | None = None):
+        self.spill = SpillFile(spill_dir, "kirinuki-bodies-")
+        self.offsets = [0]
+
+    def append(self, text: str) -> int:
+        data = text.encode("utf-8")
+        self.offsets.append(self.spill.append(data) + len(data))
+        return len(self.offsets) - 2
+
+    def done(self) -> None:
+        self.spill.flush()
+        self.offsets = np.array(self.offsets, dtype=np.int64)
+
+    def get(self, i: int) -> str:
+        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+        return self.spill.read(start, end - start).decode("utf-8")
+
+
+class StoredExcerpt(Excerpt):
+    """An Excerpt whose body stays in a BodyStore until asked for; its length and hash are kept."""
+
+    __slots__ = ("_store", "_index", "_len", "_hash")
+
+    def __init__(self, excerpt_id: str, doc_id: str, headline: str, body: str, store: BodyStore,
+                 published: date | None, outlet_id: str | None = None, doc_published: date | None = None):
+        self.excerpt_id, self.doc_id, self.headline = excerpt_id, doc_id, headline
+        self.published, self.outlet_id, self.doc_published = published, outlet_id, doc_published
+        self._store, self._index = store, store.append(body)
+        self._len, self._hash = len(body), hash(body)
+
+    @property
+    def body_norm(self) -> str:
+        return self._store.get(self._index)
+
+    @property
+    def body_len(self) -> int:
+        return self._len
+
+    @property
+    def body_hash(self) -> int:
+        return self._hash
+
+class ShingleSets:
+    """Sorted distinct k-gram hashes per text (exact, not sampled), kept in a SpillFile, and each
+    text's k-gram count (with repeats)."""
+
+    def __init__(self, chunk: int, spill_dir: str | None = None):
+        self.chunk = chunk
+        self.spill = SpillFile(spill_dir, "kirinuki-shingles-")
+        self.starts: list[int] = []  # per chunk: where its hashes begin in the file (in hashes)
+        self.bounds: list[np.ndarray] = []  # per chunk: each text's range in the chunk's hashes
+        self.size_parts: list[np.ndarray] = []
+        self.sizes = np.zeros(0, np.int64)
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.starts)
+
+    def append(self, sets: np.ndarray, bounds: np.ndarray, sizes: np.ndarray) -> None:
+        self.starts.append(self.spill.append(sets.astype("<u4", copy=False).tobytes()) // 4)
+        self.bounds.append(bounds)
+        self.size_parts.append(sizes)
+
+    def close_appends(self) -> None:
+        self.spill.flush()
+        self.sizes = np.concatenate(self.size_parts) if self.size_parts else np.zeros(0, np.int64)
+        self.size_parts = []
+
+    def _read(self, start: int, n: int) -> np.ndarray:
+        return np.frombuffer(self.spill.read(4 * start, 4 * n), dtype="<u4").astype(np.uint32, copy=False)
+
+    def chunk_sets(self, c: int) -> tuple[np.ndarray, np.ndarray]:
+        bounds = self.bounds[c]
+        return self._read(self.starts[c], int(bounds[-1])), bounds
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        c, j = divmod(i, self.chunk)
+        b = self.bounds[c]
+        return self._read(self.starts[c] + int(b[j]), int(b[j + 1] - b[j]))
+
+    def close(self) -> None:
+        self.spill.close()

@@ -1,0 +1,114 @@
+"""Assemble: every file of one release, written into an empty folder.
+
+In: a validated build, its summary, the text profile, the previous release. Out: data/*.parquet
+(quoted text withheld in the metadata profile), validation results, manifest.json, changes.json,
+CHANGELOG.md, croissant.json, datapackage.json, the dataset card, LICENSE.md and SHA256SUMS."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from kirinuki import PIPELINE_VERSION, __version__
+from kirinuki.release.changes import changelog_entry, input_changes, table_changes
+from kirinuki.release.checks import SUMS
+from kirinuki.release.describe import croissant, datapackage, dataset_card, license_text
+from kirinuki.schema import arrow_schema, release_columns, schema_version, spec, tables
+from kirinuki.store.files import DATA_DIR, PARQUET_OPTIONS, ROW_GROUP_ROWS, sha256_file, write_json
+
+# ---------------------------------------------------------------- data files
+
+
+def write_release_table(src: Path, dest: Path, name: str, profile: str) -> None:
+    """Copy a build table, or in the `metadata` profile withhold its quoted text (NULL, with the
+    text's sha256 and length in characters beside it). Streams row groups; deterministic."""
+    cols = release_columns(spec(name), profile)
+    if cols == spec(name).columns:
+        shutil.copyfile(src, dest)
+        return
+    import duckdb
+
+    select = []
+    for c in cols:
+        if c.derived_from:  # the withheld text's sha256 (a string) or its length (a count)
+            base = c.derived_from
+            select.append(f'sha256("{base}") AS "{c.name}"' if c.type == "string"
+                          else f'length("{base}")::BIGINT AS "{c.name}"')
+        elif c.quoted:
+            when = "TRUE" if c.quoted == "always" else c.quoted
+            select.append(f'CASE WHEN {when} THEN NULL ELSE "{c.name}" END AS "{c.name}"')
+        else:
+            select.append(f'"{c.name}"')
+    schema = arrow_schema(cols)
+    con = duckdb.connect(config={"threads": 1, "preserve_insertion_order": True})
+    try:
+        reader = con.sql(f"SELECT {', '.join(select)} FROM read_parquet($src)",
+                         params={"src": str(src)}).to_arrow_reader(ROW_GROUP_ROWS)
+        with pq.ParquetWriter(dest, schema, **PARQUET_OPTIONS) as w:
+            for batch in reader:
+                if batch.num_rows:
+                    w.write_batch(batch.cast(schema), row_group_size=ROW_GROUP_ROWS)
+    finally:
+        con.close()
+
+
+# ---------------------------------------------------------------- the release folder
+
+
+def assemble(build: Path, summary: dict, out: Path, dataset: str, version: str, profile: str, date: str,
+             previous: tuple[str, Path] | None, homepage: str | None = None) -> tuple[dict, dict]:
+    """Write every file of a release into `out` (an empty folder). Returns (manifest, changes)."""
+    (out / DATA_DIR).mkdir(parents=True)
+    names = [n for n in tables() if (build / DATA_DIR / f"{n}.parquet").exists()]
+    table_meta = {}
+    for name in names:
+        rel = f"{DATA_DIR}/{name}.parquet"
+        write_release_table(build / rel, out / rel, name, profile)
+        table_meta[name] = {
+            "path": rel, "rows": pq.ParquetFile(out / rel).metadata.num_rows, "bytes": (out / rel).stat().st_size,
+            "sha256": sha256_file(out / rel), "primary_key": list(spec(name).primary_key),
+            "columns": [{"name": c.name, "type": c.type, "nullable": c.nullable, "description": c.description}
+                        for c in release_columns(spec(name), profile)]}
+    (out / "validation").mkdir()
+    for f in ("results.json", "report.html"):
+        shutil.copyfile(build / "validation" / f, out / "validation" / f)
+    prev_data = previous[1] / DATA_DIR if previous else None
+    changes = {"previous_version": previous[0] if previous else None, "version": version,
+               "inputs": input_changes(prev_data, out / DATA_DIR),
+               "tables": {n: table_changes(prev_data / f"{n}.parquet" if prev_data else None, out / DATA_DIR / f"{n}.parquet", n)
+                          for n in names}}
+    manifest = {
+        "dataset": dataset, "version": version, "release_date": date, "text_profile": profile,
+        "kirinuki_version": __version__, "pipeline_version": PIPELINE_VERSION, "schema_version": schema_version(),
+        "build_kirinuki_version": summary["kirinuki_version"], "previous_version": changes["previous_version"],
+        **({"homepage": homepage} if homepage else {}),
+        "source": {"corpus_sha256": summary["corpus_sha256"], "documents": summary["inputs"]["read"],
+                   "bytes": summary["inputs"]["bytes"], "files": summary["inputs"]["files"],
+                   "rejects": sum(summary["rejects"].values())},
+        "build": {"parameters": summary["parameters"], "dedup": summary["dedup"].get("config", {}),
+                  "rejects": summary["rejects"], "flags": summary["flags"],
+                  "unknown_outlets": summary["unknown_outlets"], "unresolved_dates": summary["unresolved_dates"],
+                  "quarantined": summary["validation"]["quarantined"]},
+        "tables": table_meta,
+    }
+    entry = changelog_entry(version, date, changes)
+    old_log = ""
+    if previous and (previous[1] / "CHANGELOG.md").exists():
+        old_log = (previous[1] / "CHANGELOG.md").read_text(encoding="utf-8").split("\n", 2)[2].lstrip("\n")
+    (out / "CHANGELOG.md").write_text(f"# Changelog of {dataset}\n\n{entry}\n{old_log}".rstrip("\n") + "\n",
+                                      encoding="utf-8")
+    write_json(out / "changes.json", changes)
+    write_json(out / "manifest.json", manifest)
+    write_json(out / "croissant.json", croissant(manifest))
+    write_json(out / "datapackage.json", datapackage(manifest))
+    (out / "README.md").write_text(dataset_card(manifest, entry), encoding="utf-8")
+    (out / "LICENSE.md").write_text(license_text(manifest), encoding="utf-8")
+    write_sums(out)
+    return manifest, changes
+
+
+def write_sums(root: Path) -> None:
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != SUMS)
+    (root / SUMS).write_text("".join(f"{sha256_file(root / f)}  {f}\n" for f in files), encoding="utf-8")

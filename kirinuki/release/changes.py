@@ -1,0 +1,113 @@
+"""What changed since the previous release, by primary key.
+
+In: the previous and the new release's data folders. Out: per table the keys added, removed,
+changed and moved (only provenance columns differ), the inputs added and removed, and the
+changelog entry written from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from kirinuki.release.checks import KEYS_LISTED, KEYS_SHOWN
+from kirinuki.schema import spec
+from kirinuki.store.files import input_files
+
+# ---------------------------------------------------------------- changes between releases
+
+
+def _key_sql(pk: tuple[str, ...]) -> str:
+    return f'CAST("{pk[0]}" AS VARCHAR)' if len(pk) == 1 else "concat_ws('|', " + ", ".join(f'"{k}"' for k in pk) + ")"
+
+
+def table_changes(prev: Path | None, new: Path, name: str) -> dict:
+    """Rows added, removed, changed (same primary key, other content) and moved (only provenance
+    columns such as offsets and source hashes differ) between two files of one table."""
+    import duckdb
+
+    new_cols = pq.read_schema(new).names
+    n_new = pq.ParquetFile(new).metadata.num_rows
+    out: dict = {"added": n_new, "removed": 0, "changed": 0, "moved": 0, "rows": n_new, "keys": {}}
+    if prev is None or not prev.exists():
+        return out
+    prev_cols = pq.read_schema(prev).names
+    provenance = {c.name for c in spec(name).columns if c.provenance}
+    common = [c for c in new_cols if c in prev_cols]
+    content = [c for c in common if c not in provenance]
+
+    def digest(cols: list[str]) -> str:
+        return "md5(to_json(struct_pack(" + ", ".join(f'"{c}"' for c in cols) + ")))" if cols else "''"
+
+    key = _key_sql(spec(name).primary_key)
+    con = duckdb.connect()
+    try:
+        got = con.execute(f"""
+            WITH a AS (SELECT {key} AS k, {digest(content)} AS c, {digest(common)} AS h FROM read_parquet(?)),
+                 b AS (SELECT {key} AS k, {digest(content)} AS c, {digest(common)} AS h FROM read_parquet(?))
+            SELECT CASE WHEN a.k IS NULL THEN 'added' WHEN b.k IS NULL THEN 'removed'
+                        WHEN a.c <> b.c THEN 'changed' ELSE 'moved' END AS kind,
+                   coalesce(a.k, b.k) AS k
+            FROM a FULL OUTER JOIN b ON a.k = b.k
+            WHERE a.k IS NULL OR b.k IS NULL OR a.h <> b.h ORDER BY kind, k""", [str(prev), str(new)]).fetchall()
+    finally:
+        con.close()
+    out["added"] = 0
+    for kind, k in got:
+        out[kind] += 1
+        keys = out["keys"].setdefault(kind, [])
+        if len(keys) < KEYS_LISTED:
+            keys.append(k)
+    added_cols = [c for c in new_cols if c not in prev_cols]
+    removed_cols = [c for c in prev_cols if c not in new_cols]
+    if added_cols or removed_cols:
+        out["columns"] = {"added": added_cols, "removed": removed_cols}
+    return out
+
+
+def input_changes(prev_data: Path | None, new_data: Path) -> dict:
+    """Input files added, removed and changed (by source_sha256), from documents and rejects."""
+    new = input_files(new_data)
+    if prev_data is None:
+        return {"added": sorted(new)[:KEYS_LISTED], "n_added": len(new), "removed": [], "n_removed": 0,
+                "changed": [], "n_changed": 0}
+    old = input_files(prev_data)
+    added = sorted(set(new) - set(old))
+    removed = sorted(set(old) - set(new))
+    changed = sorted(p for p in set(new) & set(old) if new[p] != old[p])
+    return {"added": added[:KEYS_LISTED], "n_added": len(added), "removed": removed[:KEYS_LISTED],
+            "n_removed": len(removed), "changed": changed[:KEYS_LISTED], "n_changed": len(changed)}
+
+
+def changelog_entry(version: str, date: str, changes: dict) -> str:
+    prev = changes["previous_version"]
+    i = changes["inputs"]
+    lines = [f"## {version} — {date}", ""]
+    if prev is None:
+        lines.append(f"First release: {i['n_added']:,} input files; every row is new.")
+    else:
+        lines.append(f"Compared with {prev}. Input files: {i['n_added']:,} added, {i['n_removed']:,} removed, "
+                     f"{i['n_changed']:,} changed.")
+        for kind in ("added", "removed", "changed"):
+            shown = i[kind][:KEYS_SHOWN]
+            if shown:
+                more = f" and {i['n_' + kind] - len(shown):,} more" if i["n_" + kind] > len(shown) else ""
+                lines.append(f"- {kind}: " + ", ".join(f"`{p}`" for p in shown) + more)
+    lines += ["", "| table | rows | added | removed | changed | moved |", "|---|---:|---:|---:|---:|---:|"]
+    for name, c in changes["tables"].items():
+        lines.append(f"| {name} | {c['rows']:,} | {c['added']:,} | {c['removed']:,} | {c['changed']:,} | {c['moved']:,} |")
+    lines += ["", "Changed: same key, other content. Moved: only provenance differs (offsets, source hashes "
+                  "and sizes), e.g. paragraphs after an edit in the same post."]
+    if prev is not None:
+        detail = []
+        for name, c in changes["tables"].items():
+            for kind in ("added", "removed", "changed"):
+                keys = c["keys"].get(kind, [])[:KEYS_SHOWN]
+                if keys:
+                    more = f" and {c[kind] - len(keys):,} more" if c[kind] > len(keys) else ""
+                    detail.append(f"- {name} {kind}: " + ", ".join(f"`{k}`" for k in keys) + more)
+            if c.get("columns"):
+                detail.append(f"- {name} columns added {c['columns']['added']}, removed {c['columns']['removed']}")
+        if detail:
+            lines += ["", "Rows by primary key:", ""] + detail
+    return "\n".join(lines) + "\n"
