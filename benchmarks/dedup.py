@@ -29,7 +29,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import kirinuki.synth as synth# noqa: E402
 from kirinuki.dedup import Excerpt, UnionFind, paragraph_key  # noqa: E402

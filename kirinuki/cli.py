@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="kirinuki: Japanese news-clipping posts -> clean, validated Parquet tables.")
@@ -23,8 +24,17 @@ out = Console()
 SHOWN_REJECTS = 50
 
 
+def shown(text: object) -> str:
+    """User-controlled text (file names, SQL, DuckDB's messages) as the terminal must show it:
+    rich markup escaped, control characters written as escapes."""
+    from rich.markup import escape
+
+    s = "".join(c if c in "\n" or c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+    return escape(s)
+
+
 def fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {shown(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -191,36 +201,58 @@ def query(
     out_dir: Annotated[Path, typer.Option("--out", help="Build folder to query.")] = Path("output/build"),
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
     limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 50,
+    timeout: Annotated[float, typer.Option(help="Seconds before the query is stopped (0: no limit).")] = 300,
 ) -> None:
-    """Run read-only SQL over a build's tables."""
-    from kirinuki.store.query import QueryError, open_build, run_query
+    """Run read-only SQL over a build's tables (csv and json stream every row; table shows --limit)."""
+    from kirinuki.store.query import QueryError, batches, open_build, run_query, time_limit
 
     if fmt not in ("table", "csv", "json"):
         fail(f"unknown --format {fmt!r}: use table, csv or json", 2)
+    con = None
     try:
         con = open_build(out_dir)
         rel = run_query(con, sql)
         if rel is None:
             return
         cols = rel.columns
-        rows = rel.fetchall()
+        with time_limit(con, timeout):
+            if fmt == "table":
+                shown_rows = rel.limit(limit + 1).fetchall()
+                more = len(shown_rows) > limit
+                t = Table()
+                for c in cols:
+                    t.add_column(Text(shown_value(c)))  # Text: names and values are never read as markup
+                for r in shown_rows[:limit]:
+                    t.add_row(*(Text("NULL" if v is None else shown_value(v)) for v in r))
+                out.print(t)
+                if more:
+                    out.print("… more rows not shown (use --limit, or --format csv for all)")
+            elif fmt == "csv":
+                import csv
+
+                w = csv.writer(sys.stdout)
+                w.writerow(cols)
+                for rows in batches(rel):
+                    w.writerows(rows)
+            else:
+                first = True
+                sys.stdout.write("[")
+                for rows in batches(rel):
+                    for r in rows:
+                        sys.stdout.write(("" if first else ",") + json.dumps(dict(zip(cols, r)), ensure_ascii=False,
+                                                                              default=str))
+                        first = False
+                sys.stdout.write("]\n")
     except QueryError as e:
         fail(str(e), 2)
-    if fmt == "json":
-        print(json.dumps([dict(zip(cols, r)) for r in rows], ensure_ascii=False, default=str))
-    elif fmt == "csv":
-        import csv
+    finally:
+        if con is not None:
+            con.close()  # before the interpreter exits: DuckDB must not be torn down with a reader open
 
-        w = csv.writer(sys.stdout)
-        w.writerow(cols)
-        w.writerows(rows)
-    else:
-        t = Table(*cols)
-        for r in rows[:limit]:
-            t.add_row(*("NULL" if v is None else str(v) for v in r))
-        out.print(t)
-        if len(rows) > limit:
-            out.print(f"… {len(rows) - limit:,} more rows (use --limit or --format csv)")
+
+def shown_value(v: object) -> str:
+    """A value as a table cell: control characters written as escapes."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(v))
 
 
 @app.command()

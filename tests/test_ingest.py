@@ -138,3 +138,11 @@ def test_a_file_cut_inside_its_last_character_is_read_and_flagged(tmp_path, code
     src = read_bytes(tmp_path, text.encode(codec)[:-1])
     assert isinstance(src, Source) and src.encoding == label, src
     assert src.text == text[:-1] + "\ufffd" and src.notes == ("truncated_character",)
+
+
+def test_a_one_kanji_legacy_file_is_not_taken_for_utf8():
+    """EUC-JP 文 (CA B8) is also valid UTF-8 (ʸ); a reading with no Japanese loses to one that is all Japanese."""
+    for codec, label in (("euc_jp", "euc-jp"), ("cp932", "cp932")):
+        for text in ("文", "文書", "日本"):
+            assert decode(text.encode(codec)) == (text, label)
+    assert decode("café".encode("utf-8")) == ("café", "utf-8")

@@ -22,7 +22,7 @@ from kirinuki import __version__
 from kirinuki.build.batch import code_digest
 from kirinuki.dedup import DedupConfig
 from kirinuki.ingest.sources import SourceRef
-from kirinuki.store.files import read_json
+from kirinuki.store.files import DATA_DIR, read_json, sha256_file
 
 log = logging.getLogger("kirinuki")
 
@@ -88,5 +88,25 @@ def known_fingerprints(parts: Path, max_bytes: int) -> dict[str, list]:
 
 
 def previous_summary(out: Path) -> dict | None:
+    """The last build's summary, if it passed validation and its data files are still, byte for
+    byte, the ones it validated (their sha256 are in build.json): a build whose tables were
+    changed, removed or added to since is never taken as up to date."""
     summary = read_json(out / "build.json")
-    return summary if isinstance(summary, dict) and summary.get("validation", {}).get("success") else None
+    if not isinstance(summary, dict) or not isinstance(summary.get("validation"), dict):
+        return None
+    files = summary.get("files")
+    if not summary["validation"].get("success") or not isinstance(files, dict) or not files:
+        return None
+    on_disk = {f"{DATA_DIR}/{p.name}" for p in (out / DATA_DIR).glob("*.parquet")}
+    if on_disk != set(files):
+        log.warning("the build in %s has other data files than it validated: building again", out)
+        return None
+    for rel, digest in files.items():
+        path = out / rel
+        try:
+            if path.is_symlink() or not path.is_file() or sha256_file(path) != digest:
+                log.warning("%s is not the file that was validated: building again", path)
+                return None
+        except OSError:
+            return None
+    return summary

@@ -260,6 +260,9 @@ def decode_with_notes(data: bytes) -> tuple[str, str, tuple[str, ...]]:
             utf8_error = e
         else:
             utf8_error = None
+            legacy = _japanese_instead(data, candidates[0][0])
+            if legacy is not None:
+                candidates = [legacy]
         if utf8_error is not None and (text := _truncated(data, "utf-8")) is not None \
                 and text.count("\ufffd") == 1 and len(_UTF8_3BYTE.findall(data)) >= MIXED_MIN_SEQUENCES:
             return text, "utf-8", ("truncated_character",)
@@ -291,6 +294,29 @@ def decode_with_notes(data: bytes) -> tuple[str, str, tuple[str, ...]]:
     text, label = candidates[0]
     _reject_control_heavy(text)
     return text, label, ()
+
+
+_JAPANESE = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")
+_EUROPEAN = re.compile(r"[\u00a0-\u024f\u2000-\u206f\u20ac]")
+
+
+def _japanese_instead(data: bytes, utf8_text: str) -> tuple[str, str] | None:
+    """A short legacy-encoded text can also be valid UTF-8 by chance (EUC-JP 文 = CA B8 = UTF-8 ʸ).
+    When the UTF-8 reading has non-ASCII characters but none Japanese nor European, and a CP932 or
+    EUC-JP reading is all Japanese, that reading is the text."""
+    if utf8_text.isascii() or _JAPANESE.search(utf8_text) or _EUROPEAN.search(utf8_text):
+        return None
+    readings = []
+    for codec, label in (("euc_jp", "euc-jp"), ("cp932", "cp932")):
+        try:
+            text = data.decode(codec)
+        except UnicodeDecodeError:
+            continue
+        if all(ch.isascii() or _JAPANESE.match(ch) for ch in text):
+            readings.append((text, label))
+    if not readings:
+        return None
+    return readings[0] if len(readings) == 1 else _tie_break(data, readings)
 
 
 def _reject_mixed_utf8(data: bytes, error_at: int) -> None:

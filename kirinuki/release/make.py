@@ -15,7 +15,7 @@ from kirinuki.release.checks import Release, ReleaseError, check_build, check_da
 from kirinuki.release.history import _entry, latest, record, recover
 from kirinuki.release.integrity import verify
 from kirinuki.schema import TEXT_PROFILES
-from kirinuki.store.files import fsync_tree, locked
+from kirinuki.store.files import BuildLocked, fsync_tree, locked, read_locked
 
 
 def make_release(build: Path, version: str, dest: Path, profile: str = "metadata", dataset: str = "kirinuki",
@@ -26,28 +26,32 @@ def make_release(build: Path, version: str, dest: Path, profile: str = "metadata
     if profile not in TEXT_PROFILES:
         raise ReleaseError(f"unknown text profile {profile!r}; use {' or '.join(TEXT_PROFILES)}")
     date = release_date(date)
-    summary = check_build(build)
-    dest.mkdir(parents=True, exist_ok=True)
-    name = f"{dataset}-{version}"
-    final = dest / name
-    with locked(dest / dataset):
-        recover(dest, dataset)
-        if final.exists():
-            raise ReleaseError(f"{final} already exists; releases are immutable, choose a new version")
-        prev = latest(dest, dataset)
-        if prev and check_version(prev["version"]) >= key:
-            raise ReleaseError(f"version {version} is not newer than the latest release {prev['version']}")
-        tmp = dest / f".{name}.tmp-{os.getpid()}"
-        try:
-            manifest, changes = assemble(build, summary, tmp, dataset, version, profile, date,
-                                         (prev["version"], dest / prev["path"]) if prev else None, homepage)
-            problems = verify(tmp)
-            if problems:
-                raise ReleaseError(f"the assembled release does not verify: {problems[0]}")
-            fsync_tree(tmp)
-            os.rename(tmp, final)  # an existing `final` (impossible under the lock) would make this fail
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        record(dest, _entry(final, manifest))
+    try:
+        with read_locked(build):  # one build, whole: no build may swap a new one in meanwhile
+            summary = check_build(build)
+            dest.mkdir(parents=True, exist_ok=True)
+            name = f"{dataset}-{version}"
+            final = dest / name
+            with locked(dest / dataset):
+                recover(dest, dataset)
+                if final.exists():
+                    raise ReleaseError(f"{final} already exists; releases are immutable, choose a new version")
+                prev = latest(dest, dataset)
+                if prev and check_version(prev["version"]) >= key:
+                    raise ReleaseError(f"version {version} is not newer than the latest release {prev['version']}")
+                tmp = dest / f".{name}.tmp-{os.getpid()}"
+                try:
+                    manifest, changes = assemble(build, summary, tmp, dataset, version, profile, date,
+                                                 (prev["version"], dest / prev["path"]) if prev else None, homepage)
+                    problems = verify(tmp)
+                    if problems:
+                        raise ReleaseError(f"the assembled release does not verify: {problems[0]}")
+                    fsync_tree(tmp)
+                    os.rename(tmp, final)  # an existing `final` (impossible under the lock) would make this fail
+                except BaseException:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
+                record(dest, _entry(final, manifest))
+    except BuildLocked as e:
+        raise ReleaseError(str(e)) from None
     return Release(final, version, manifest, changes)

@@ -279,6 +279,29 @@ def locked(out: Path) -> Iterator[None]:
 
 
 @contextmanager
+def read_locked(out: Path) -> Iterator[None]:
+    """Shared lock for reading `out` whole (a release, a query opening its tables): readers run
+    together, but never while a build is writing or swapping `out` in; then they refuse at once."""
+    lock_path, _, _ = _siblings(out)
+    if not out.parent.is_dir():
+        yield
+        return
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # a read-only place: no build can be writing there either
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BuildLocked(f"a kirinuki build is writing {out} right now; try again when it has finished") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
 def atomic_dir(out: Path) -> Iterator[Path]:
     """Yield a fresh temporary folder; on success it replaces `out`, on failure it is removed.
     Call inside `locked(out)`.

@@ -1,0 +1,207 @@
+"""Integrity and security, written as the attacks: queries that try to write or read outside the
+build, a build whose tables were tampered with, runaway and failing queries, terminal markup."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from conftest import SAMPLE
+
+CLI = [sys.executable, "-m", "kirinuki.cli"]
+
+
+def query(sql: str, build, *extra: str, cwd=None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, "query", sql, "--out", str(build), *extra], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout)
+
+
+def one_error_line(r: subprocess.CompletedProcess) -> str:
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr and r.stderr.startswith("error: "), r.stderr
+    return r.stderr
+
+
+def test_explain_analyze_cannot_write_into_the_build(sample_build):
+    target = sample_build / "data" / "documents.parquet"
+    before = target.read_bytes()
+    for sql in (f"EXPLAIN ANALYZE COPY (SELECT 'pwned' AS doc_id) TO '{target}' (FORMAT parquet, USE_TMP_FILE false)",
+                f"EXPLAIN ANALYZE COPY (SELECT 'pwned' AS doc_id) TO '{sample_build}/x.csv'",
+                f"COPY (SELECT 'pwned' AS doc_id) TO '{target}' (FORMAT parquet)"):
+        assert "refused" in one_error_line(query(sql, sample_build))
+    assert target.read_bytes() == before
+    assert not (sample_build / "x.csv").exists()
+    assert "analyzed_plan" in query("EXPLAIN ANALYZE SELECT count(*) FROM documents", sample_build,
+                                    "--format", "csv").stdout
+
+
+def test_a_tmp_link_in_the_working_folder_opens_nothing_outside_the_build(sample_build, tmp_path):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    (cwd / ".tmp").symlink_to("/")
+    for sql in (f"SELECT * FROM read_csv('{cwd}/.tmp/etc/passwd')",
+                f"COPY (SELECT 1 AS a) TO '{cwd}/.tmp/tmp/kirinuki-pwned.csv'",
+                f"SELECT * FROM read_parquet('{sample_build}/data/documents.parquet')",
+                "SELECT * FROM glob('/*')"):
+        said = one_error_line(query(sql, sample_build, cwd=cwd))
+        assert "disabled by configuration" in said or "refused" in said, sql
+    assert not os.path.exists("/tmp/kirinuki-pwned.csv")
+    assert [p.name for p in cwd.iterdir()] == [".tmp"]  # nothing but the link is here
+
+
+def test_the_query_connection_itself_can_open_no_file(sample_build, tmp_path):
+    """Below the statement allow-list: DuckDB was given no path, so even a statement that got past
+    it could not read or write a file, nor unlock its configuration."""
+    import duckdb
+    import pytest
+
+    from kirinuki.store.query import open_build
+
+    con = open_build(sample_build)
+    assert con.execute("SELECT count(*) FROM documents").fetchone()[0] > 0
+    for sql in (f"COPY (SELECT 1 AS a) TO '{tmp_path}/x.parquet' (FORMAT parquet)",
+                f"COPY documents TO '{sample_build}/data/documents.parquet' (FORMAT parquet)",
+                f"SELECT * FROM read_parquet('{sample_build}/data/documents.parquet')",
+                f"ATTACH '{tmp_path}/x.db'", "SET enable_external_access = true", "INSTALL httpfs"):
+        with pytest.raises(duckdb.Error):
+            con.execute(sql)
+    con.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_tampered_table_is_built_again_not_trusted_as_up_to_date(tmp_path):
+    from kirinuki.flows.build import build
+
+    out = tmp_path / "out"
+    build([str(SAMPLE)], str(out))
+    target = out / "data" / "documents.parquet"
+    good = target.read_bytes()
+    pq.write_table(pa.table({"doc_id": ["pwned"]}), target)
+    again = build([str(SAMPLE)], str(out))
+    assert not again.get("up_to_date")
+    assert target.read_bytes() == good
+    (out / "data" / "extra.parquet").write_bytes(good)  # a table the build never made
+    assert not build([str(SAMPLE)], str(out)).get("up_to_date")
+    assert not (out / "data" / "extra.parquet").exists()
+    assert build([str(SAMPLE)], str(out)).get("up_to_date")  # and an intact build still is
+
+
+def test_a_runaway_query_stops_at_its_time_limit(sample_build):
+    t = time.monotonic()
+    r = query("SELECT count(*) FROM range(100000000) a, range(100000000) b", sample_build, "--timeout", "2")
+    assert "stopped after 2 s" in one_error_line(r)
+    assert time.monotonic() - t < 60
+
+
+PEAK_RSS = """
+import resource, runpy, sys
+sys.argv = ["kirinuki", *sys.argv[1:]]
+try:
+    runpy.run_module("kirinuki.cli", run_name="__main__")
+finally:
+    sys.stderr.write(f"peak_kb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n")
+"""
+
+
+def test_results_stream_instead_of_being_fetched_whole(sample_build):
+    r = subprocess.run([sys.executable, "-c", PEAK_RSS, "query", "SELECT range AS n, 'x' || range AS s FROM range(8000000)",
+                        "--out", str(sample_build), "--format", "csv"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=300)
+    assert r.returncode == 0 and r.stdout.count(b"\n") == 8_000_001, r.stderr[-500:]
+    peak_mb = int(r.stderr.decode().rsplit("peak_kb=", 1)[1]) / 1024
+    # the 8M rows as Python tuples alone would be well over a gigabyte
+    assert peak_mb < 700, peak_mb
+    shown = query("SELECT * FROM range(8000000)", sample_build, "--limit", "3")
+    assert shown.returncode == 0 and "more rows not shown" in shown.stdout
+
+
+def test_query_errors_are_duckdbs_whole_message_without_a_traceback(sample_build):
+    assert "Could not convert string 'abc'" in one_error_line(query("SELECT CAST('abc' AS INTEGER)", sample_build))
+    assert "boom" in one_error_line(query("SELECT error('boom')", sample_build))
+    assert 'Did you mean "excerpts"' in one_error_line(query("SELECT * FROM excerpt", sample_build))
+
+
+def test_values_and_names_with_markup_or_control_characters_print_as_text(sample_build):
+    r = query("SELECT '[bold red]x[/]' AS \"[/]\", chr(27) || '[31mred' AS c", sample_build)
+    assert r.returncode == 0, r.stderr
+    assert "[bold red]x[/]" in r.stdout and "[/]" in r.stdout and "\\x1b[31mred" in r.stdout
+    assert "\x1b" not in r.stdout
+    missing = subprocess.run([*CLI, "query", "SELECT 1", "--out", "nob[/]uild"], capture_output=True, text=True)
+    assert "nob[/]uild" in one_error_line(missing)
+
+
+def test_the_query_helpers_leave_no_private_folder_behind(sample_build, tmp_path):
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    r = subprocess.run([*CLI, "query", "SELECT count(*) FROM excerpts", "--out", str(sample_build)], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("kirinuki-query-")]
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_releases_and_queries_during_alternating_builds_are_each_one_build_or_refused(tmp_path):
+    """A build swaps a new folder in while releases and queries read the old one: each reader
+    sees every table of one build (never documents of one and paragraphs of the other) or refuses."""
+    import threading
+
+    from kirinuki.release import ReleaseError, make_release
+    from kirinuki.store.query import QueryError, open_build
+
+    from conftest import SEED
+
+    out, dest = tmp_path / "out", tmp_path / "releases"
+    corpora = [SAMPLE, SEED.parent]
+    docs = []
+    for i, corpus in enumerate(corpora):
+        r = subprocess.run([*CLI, "build", str(corpus), "--out", str(tmp_path / f"ref{i}"), "--quiet"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        docs.append(frozenset(pq.read_table(tmp_path / f"ref{i}" / "data" / "documents.parquet")["doc_id"].to_pylist()))
+    assert not docs[0] & docs[1]
+    shutil.copytree(tmp_path / "ref0", out)
+    stop = threading.Event()
+    built: list[int] = []
+
+    def alternate() -> None:
+        for k in range(4):
+            subprocess.run([*CLI, "build", str(corpora[(k + 1) % 2]), "--out", str(out), "--quiet", "--no-cache"],
+                           capture_output=True, text=True)
+            built.append(k)
+        stop.set()
+
+    worker = threading.Thread(target=alternate)
+    worker.start()
+    seen = {"query": 0, "release": 0, "refused": 0}
+    version = 0
+    try:
+        while not stop.is_set():
+            try:
+                con = open_build(out)
+                ids = [frozenset(r[0] for r in con.execute(f"SELECT DISTINCT doc_id FROM {t}").fetchall())
+                       for t in ("documents", "paragraphs", "excerpts", "date_mentions")]
+                con.close()
+                assert ids[0] in docs and all(i <= ids[0] for i in ids[1:]) and ids[1] == ids[0], ids
+                seen["query"] += 1
+            except QueryError as e:
+                assert "is writing" in str(e) or "not a kirinuki build" in str(e), e
+                seen["refused"] += 1
+            version += 1
+            try:
+                rel = make_release(out, f"1.0.{version}", dest, date="2026-12-01")
+                ids = [frozenset(pq.read_table(rel.path / "data" / f"{t}.parquet")["doc_id"].to_pylist())
+                       for t in ("documents", "paragraphs", "excerpts")]
+                assert ids[0] in docs and ids[1] == ids[0] and ids[2] <= ids[0], ids
+                seen["release"] += 1
+            except ReleaseError as e:
+                assert "is writing" in str(e) or "not a finished kirinuki build" in str(e), e
+                seen["refused"] += 1
+    finally:
+        worker.join()
+    print(seen)
+    assert len(built) == 4 and seen["query"] and seen["release"], seen
