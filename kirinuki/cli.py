@@ -324,12 +324,16 @@ def verify(
 
     if not release_dir.is_dir():
         fail(f"{release_dir} is not a folder; give a release folder such as output/releases/kirinuki-1.0.0", 2)
+    if not (release_dir / "SHA256SUMS").exists() and (release_dir / "versions.json").is_file():
+        inside = sorted(p.name for p in release_dir.iterdir() if (p / "SHA256SUMS").is_file())
+        fail(f"{release_dir} is a releases folder, not a release; verify one of its releases, e.g. "
+             f"{release_dir / (inside[-1] if inside else 'kirinuki-1.0.0')}", 2)
     problems = verify_release(release_dir)
     for p in problems:
-        err.print(f"[bold red]mismatch:[/] {p}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]mismatch:[/] {shown(p)}", highlight=False, soft_wrap=True)
     if problems:
         raise typer.Exit(1)
-    out.print(f"{release_dir}: every checksum, schema and row count matches", highlight=False)
+    out.print(f"{shown(release_dir)}: every checksum, schema and row count matches", highlight=False)
 
 
 @app.command()

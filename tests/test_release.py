@@ -380,3 +380,73 @@ def test_publish_to_s3_stages_confirms_and_promotes(builds, tmp_path, monkeypatc
         assert first.path == "s3://open-data/kirinuki/kirinuki-1.0.0"
     finally:
         server.stop()
+
+
+def _forge_sums(rel: Path) -> None:
+    """What a forger does after changing files: recompute SHA256SUMS so `sha256sum -c` passes."""
+    lines = sorted(f"{_sha256(p)}  {p.relative_to(rel).as_posix()}" for p in rel.rglob("*")
+                   if p.is_file() and p.name != "SHA256SUMS")
+    (rel / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+
+
+def test_verify_catches_a_second_sums_line_and_a_forgery_its_history_contradicts(releases, tmp_path):
+    dest = tmp_path / "releases"
+    shutil.copytree(releases, dest)
+    rel = dest / "kirinuki-1.0.0"
+    # an edited card with its new hash appended: `sha256sum -c` fails the first line, so must verify
+    (rel / "README.md").write_text("edited\n")
+    with open(rel / "SHA256SUMS", "a") as f:
+        f.write(f"{_sha256(rel / 'README.md')}  README.md\n")
+    assert any("lists README.md again" in p for p in verify(rel))
+    # a forged table with a recomputed manifest and SHA256SUMS: versions.json still has the truth
+    pq.write_table(pq.read_table(rel / "data" / "documents.parquet").slice(0, 1), rel / "data" / "documents.parquet")
+    m = json.loads((rel / "manifest.json").read_text())
+    m["tables"]["documents"].update(rows=1, sha256=_sha256(rel / "data" / "documents.parquet"),
+                                    bytes=(rel / "data" / "documents.parquet").stat().st_size)
+    (rel / "manifest.json").write_text(json.dumps(m))
+    _forge_sums(rel)
+    assert any("differs from the one versions.json recorded" in p for p in verify(rel))
+    assert verify(dest / "kirinuki-1.1.0") == []
+
+
+def test_verify_flags_fifos_empty_folders_and_malformed_manifests_without_a_traceback(releases, tmp_path):
+    rel = tmp_path / "rel"
+    shutil.copytree(releases / "kirinuki-1.0.0", rel)
+    os.mkfifo(rel / "data" / "pipe")
+    (rel / "empty").mkdir()
+    problems = verify(rel)
+    assert any(p.startswith("data/pipe: is not a regular file") for p in problems)
+    assert any(p.startswith("empty: an empty folder") for p in problems)
+    (rel / "data" / "pipe").unlink()
+    (rel / "empty").rmdir()
+    good = json.loads((rel / "manifest.json").read_text())
+    shapes = [[], {"tables": []}, {"tables": {"documents": []}}, {"tables": {"documents": {"path": 3}}},
+              {"tables": {"documents": dict(good["tables"]["documents"], rows="many")}},
+              {"tables": {"documents": dict(good["tables"]["documents"], columns=[1])}}, "null"]
+    for shape in shapes:
+        (rel / "manifest.json").write_text(json.dumps(shape))
+        problems = verify(rel)
+        assert any(p.startswith("manifest.json") for p in problems), shape
+        r = subprocess.run([str(BIN / "kirinuki"), "verify", str(rel)], capture_output=True, text=True)
+        assert r.returncode == 1 and "Traceback" not in r.stderr and "manifest.json" in r.stderr, r.stderr
+
+
+def test_verify_on_a_releases_folder_points_at_a_release_inside(releases):
+    r = subprocess.run([str(BIN / "kirinuki"), "verify", str(releases)], capture_output=True, text=True)
+    assert r.returncode == 2 and "is a releases folder" in r.stderr and "kirinuki-1.1.0" in r.stderr, r.stderr
+
+
+def test_versions_and_dates_are_ascii_semver_and_calendar_dates():
+    from kirinuki.release import ReleaseError, check_version
+    from kirinuki.release.checks import release_date
+
+    assert check_version("1.0.0-rc.10") > check_version("1.0.0-rc.9")  # numbers compare as numbers
+    assert check_version("1.0.0") > check_version("1.0.0-rc.10") > check_version("1.0.0-beta")
+    assert check_version("1.0.0-alpha") > check_version("1.0.0-1")  # numeric identifiers sort first
+    for bad in ("1\u0660.0.0", "\uff11.0.0", "01.0.0", "1.0"):
+        with pytest.raises(ReleaseError, match="not a semantic version"):
+            check_version(bad)
+    for bad in ("2026-13-45", "2026-W05-1", "2026-02-30", "\uff12\uff10\uff12\uff16-01-01", "20260101"):
+        with pytest.raises(ReleaseError, match="not a calendar date"):
+            release_date(bad)
+    assert release_date("2024-02-29") == "2024-02-29"

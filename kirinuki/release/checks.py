@@ -16,9 +16,9 @@ from pathlib import Path
 from kirinuki.schema import schema_version
 from kirinuki.store.files import DATA_DIR, sha256_file
 
-SEMVER = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?")
+SEMVER = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?", re.ASCII)
 DATASET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 SUMS = "SHA256SUMS"
 KEYS_LISTED = 1000  # changed keys listed per table and kind in changes.json
 KEYS_SHOWN = 20  # ... and in CHANGELOG.md
@@ -43,8 +43,11 @@ def check_version(version: str) -> tuple:
     if not SEMVER.fullmatch(version or ""):
         raise ReleaseError(f"release version {version!r} is not a semantic version like 1.0.0 or 1.1.0-rc.1")
     major, minor, patch, pre = SEMVER.fullmatch(version).group(1, 2, 3, 4)
-    # a pre-release sorts before its release; compare pre-release identifiers as text
-    return int(major), int(minor), int(patch), (0, pre) if pre else (1, "")
+    if not pre:  # a pre-release sorts before its release
+        return int(major), int(minor), int(patch), (1,)
+    # semver precedence: numeric identifiers compare as numbers and sort before alphanumeric ones
+    ids = tuple((0, int(i), "") if i.isdigit() else (1, 0, i) for i in pre[1:].split("."))
+    return int(major), int(minor), int(patch), (0, ids)
 
 
 def check_dataset_name(name: str) -> str:
@@ -77,8 +80,14 @@ def check_build(build: Path) -> dict:
 
 def release_date(given: str | None) -> str:
     if given:
-        if not DATE.fullmatch(given):
-            raise ReleaseError(f"release date {given!r} is not YYYY-MM-DD")
+        import datetime as dt
+
+        try:
+            valid = bool(DATE.fullmatch(given)) and dt.date.fromisoformat(given).isoformat() == given
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ReleaseError(f"release date {given!r} is not a calendar date written YYYY-MM-DD")
         return given
     import datetime as dt
 
