@@ -25,7 +25,45 @@ SAMPLE = ROOT / "input" / "sample"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def _stray_processes(marks: list[bytes]) -> list[int]:
+    """Processes other than this one whose environment names one of `marks` (the Prefect homes the
+    tests gave them): temporary Prefect servers that a killed build left behind."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            env = (d / "environ").read_bytes()
+        except OSError:
+            continue
+        if any(m in env for m in marks):
+            found.append(int(d.name))
+    return found
+
+
 def pytest_sessionfinish(session, exitstatus):
+    import signal
+    import time
+
+    marks = [f"PREFECT_HOME={_PREFECT_HOME}".encode()]
+    base = getattr(session.config, "_tmp_path_factory", None)
+    if base is not None:
+        marks.append(f"PREFECT_HOME={base.getbasetemp()}".encode())
+    strays = _stray_processes(marks) if Path("/proc").is_dir() else []
+    for pid in strays:  # the suite must leave no process running
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    deadline = time.monotonic() + 10
+    while strays and time.monotonic() < deadline:
+        strays = [pid for pid in strays if Path(f"/proc/{pid}").exists()]
+        time.sleep(0.2)
+    for pid in strays:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
     shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
 
 

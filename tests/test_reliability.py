@@ -134,14 +134,14 @@ def test_mixed_folder_lists_every_bad_file_and_keeps_good_records_identical(tmp_
 def test_unreadable_files_are_rejected_and_the_run_continues(tmp_path, monkeypatch):
     p = tmp_path / "locked.txt"
     p.write_bytes(SEED.read_bytes())
-    real_open = open
+    real_open = os.open
 
-    def deny(path, *a, **k):
+    def deny(path, *a, **k):  # what opening a file without read permission does
         if str(path) == str(p):
             raise PermissionError(13, "Permission denied")
         return real_open(path, *a, **k)
 
-    monkeypatch.setattr("builtins.open", deny)
+    monkeypatch.setattr(os, "open", deny)
     r = read_source(SourceRef(str(p), "locked.txt"))
     assert isinstance(r, Reject) and r.code == "unreadable" and "Permission denied" in r.reason
     monkeypatch.undo()

@@ -3,6 +3,7 @@ build, a build whose tables were tampered with, runaway and failing queries, ter
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -99,13 +100,15 @@ def test_a_runaway_query_stops_at_its_time_limit(sample_build):
     assert time.monotonic() - t < 60
 
 
+# VmHWM, not ru_maxrss: a forked child's ru_maxrss starts at its parent's (pytest's) high-water mark
 PEAK_RSS = """
-import resource, runpy, sys
+import runpy, sys
 sys.argv = ["kirinuki", *sys.argv[1:]]
 try:
     runpy.run_module("kirinuki.cli", run_name="__main__")
 finally:
-    sys.stderr.write(f"peak_kb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n")
+    hwm = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+    sys.stderr.write(f"peak_kb={hwm}\\n")
 """
 
 
@@ -205,3 +208,74 @@ def test_releases_and_queries_during_alternating_builds_are_each_one_build_or_re
         worker.join()
     print(seen)
     assert len(built) == 4 and seen["query"] and seen["release"], seen
+
+
+def _post(path, body="本文です。"):
+    path.write_text(f"****見出し****\n{body}【2024年1月2日 共同通信】\n*****\n", encoding="utf-8")
+
+
+def test_a_file_changed_between_hashing_and_reading_is_cached_under_the_bytes_read(tmp_path):
+    from kirinuki.build.batch import cache_key, fingerprint, fingerprints, run_batch
+    from kirinuki.ingest.sources import discover
+
+    (tmp_path / "in").mkdir()
+    post = tmp_path / "in" / "a.txt"
+    _post(post, "古い本文。")
+    refs, _ = discover([str(tmp_path / "in")])
+    fps, _, _ = fingerprints(refs, 1 << 20, {})
+    stale = [cache_key(r.rel, fp, 1 << 20) for r, fp in zip(refs, fps)]
+    _post(post, "新しい本文。")  # written after hashing, before the batch reads it
+    run_batch(refs, str(tmp_path / "parts"), 0, 1 << 20, stale)
+    index = json.loads((tmp_path / "parts" / "index" / "part-000000.json").read_text())
+    (entry,) = index["files"]
+    assert entry["key"] != stale[0]
+    assert entry["key"] == cache_key(refs[0].rel, fingerprint(refs[0], 1 << 20), 1 << 20)
+
+
+def test_an_input_swapped_for_a_link_out_of_the_folder_after_listing_is_not_read(tmp_path):
+    from kirinuki.ingest.sources import Reject, discover, read_source
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password=hunter2\n", encoding="utf-8")
+    (tmp_path / "in").mkdir()
+    post = tmp_path / "in" / "a.txt"
+    _post(post)
+    (ref,), _ = discover([str(tmp_path / "in")])
+    post.unlink()
+    post.symlink_to(secret)
+    r = read_source(ref)
+    assert isinstance(r, Reject) and r.code == "outside_root", r
+
+
+def test_sidecars_are_read_only_as_small_plain_files_in_place(tmp_path):
+    import threading
+
+    from kirinuki.build.batch import fingerprint
+    from kirinuki.ingest.sources import SourceRef, discover, read_source
+
+    (tmp_path / "in").mkdir()
+    outside = tmp_path / "outside.meta.json"
+    outside.write_text(json.dumps({"title": "秘密の題"}), encoding="utf-8")
+    cases = {"link": lambda side: side.symlink_to(outside),
+             "fifo": lambda side: os.mkfifo(side),
+             "huge": lambda side: side.write_text(json.dumps({"title": "長" * (2 << 20)}), encoding="utf-8"),
+             "deep": lambda side: side.write_text("[" * 100_000, encoding="utf-8")}
+    for name, make in cases.items():
+        post = tmp_path / "in" / f"{name}.txt"
+        _post(post)
+        make(tmp_path / "in" / f"{name}.meta.json")
+    refs, _ = discover([str(tmp_path / "in")])
+    done: dict[str, object] = {}
+
+    def read_all() -> None:
+        for ref in refs:
+            done[ref.rel] = (read_source(ref), fingerprint(ref, 1 << 20))
+
+    t = threading.Thread(target=read_all, daemon=True)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), "reading a post with a FIFO sidecar hung"
+    for ref in refs:
+        src, fp = done[ref.rel]
+        assert isinstance(src, type(read_source(SourceRef(str(refs[0].path), "x.txt")))) and fp, ref.rel
+        assert src.meta.title is None and src.meta.error, (ref.rel, src.meta)

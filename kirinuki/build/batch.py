@@ -27,7 +27,8 @@ import pyarrow as pa
 
 from kirinuki import PIPELINE_VERSION
 from kirinuki.clean.normalize import clean_document
-from kirinuki.ingest.sources import META_SUFFIX, Reject, SourceRef, read_source
+from kirinuki.ingest.sources import (META_SUFFIX, Reject, SourceRef, fingerprint_of, read_plain_file, read_sidecar,
+                                     read_source)
 from kirinuki.parse.records import reject_row, source_rows
 from kirinuki.resources import package_files
 from kirinuki.schema import spec
@@ -56,20 +57,10 @@ def code_digest(whole_build: bool = False) -> str:
 
 def fingerprint(ref: SourceRef, max_bytes: int) -> str | None:
     """sha256 of a file's bytes and its sidecar's; None for what is not cached (not a regular
-    file, too large, unreadable: read_source rejects those again, cheaply)."""
+    file, too large, unreadable: read_source rejects those again, cheaply). Read the way
+    read_source reads: no link followed at open time, no FIFO waited on."""
     try:
-        st = os.stat(ref.path)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > max_bytes:
-            return None
-        h = hashlib.sha256()
-        with open(ref.path, "rb") as f:
-            h.update(f.read(max_bytes + 1))
-        p = Path(ref.path)
-        side = p.with_name(p.stem + META_SUFFIX)
-        h.update(b"\0sidecar\0")
-        if side.exists():
-            h.update(side.read_bytes())
-        return h.hexdigest()
+        return fingerprint_of(read_plain_file(ref.path, max_bytes, ref.root), read_sidecar(ref.path))
     except OSError:
         return None
 
@@ -320,7 +311,7 @@ def run_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int,
     the old parts keep their rows where they are, unread: those parts are linked into `parts`,
     unless the batch's rows would then lie in more than MAX_PARTS parts (then every row is written
     into one new part). Returns small stats, never the rows."""
-    keys = keys or [None] * len(refs)
+    keys = list(keys) if keys else [None] * len(refs)
     hits = hits or [None] * len(refs)
     schemas = {name: spec(name).part_schema for name in PART_TABLES}
     seconds: Counter = Counter()
@@ -349,6 +340,9 @@ def run_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int,
         t = time.perf_counter()
         clean_document(doc_rows)
         seconds["clean"] += time.perf_counter() - t
+        # the rows are kept under the key of the bytes that were read: a file that changed after it
+        # was fingerprinted is not cached under its old bytes' key with its new bytes' rows
+        keys[i] = cache_key(ref.rel, src.fingerprint, max_bytes) if src.fingerprint else None
         docs.append((i, doc_rows, src.size, dedup_digest(doc_rows), file_stats(doc_rows)))
     t = time.perf_counter()
     old = {hits[i].part for i in usable}

@@ -7,6 +7,7 @@ nothing raises for a bad file.
 from __future__ import annotations
 
 import codecs
+import errno
 import hashlib
 import json
 import os
@@ -57,6 +58,7 @@ class SourceRef:
 
     path: str  # filesystem path to open (never written to the data)
     rel: str  # POSIX path relative to the input root, printable
+    root: str = ""  # the real path of the input folder it was found in ("" for a file named itself)
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class Source:
     newline: str
     meta: Metadata = field(default_factory=Metadata)
     notes: tuple[str, ...] = ()  # repairs made while decoding, e.g. truncated_character
+    fingerprint: str = ""  # sha256 over the bytes read and the sidecar's: the cache key of exactly these rows
 
 
 class DecodeError(ValueError):
@@ -143,7 +146,7 @@ def discover(
                     rejects.append(Reject(rel, "outside_root", "symlink to a file outside the input folder; "
                                                                "copy the file in or pass it as an input itself"))
                     continue
-                _add(found, rejects, SourceRef(full, rel))
+                _add(found, rejects, SourceRef(full, rel, real_root))
     refs = sorted(found.values(), key=lambda r: r.rel)
     rejects.sort(key=lambda r: r.source_path)
     return refs, rejects
@@ -164,23 +167,87 @@ def _add(found: dict[str, SourceRef], rejects: list[Reject], ref: SourceRef) -> 
 # ---------------------------------------------------------------- reading
 
 
+SIDECAR_MAX_BYTES = 1 << 20  # a sidecar holds a date and a title
+
+
+class Unsafe(OSError):
+    """What is at a path cannot be read as a plain file (a link, a FIFO, too large, moved away)."""
+
+    def __init__(self, code: str, reason: str, size: int | None = None):
+        super().__init__(reason)
+        self.code, self.reason, self.size = code, reason, size
+
+
+def read_plain_file(path: str, max_bytes: int, root: str = "", resolve: bool = True) -> bytes:
+    """The bytes of the regular file at `path`, checked where it is opened, not where it was
+    listed: the last component is opened without following a link, it must be a regular file (a
+    FIFO is never waited on) no larger than `max_bytes`, and, with `root`, its real path must still
+    lie inside that folder. Raises Unsafe (or OSError) instead."""
+    if resolve:  # an input: links inside the input folder (or a file named itself) are fine
+        real = os.path.realpath(path)
+        if root and not _inside(real, root):
+            raise Unsafe("outside_root", "now a link to a file outside the input folder (changed after it was listed)")
+        path = real
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise Unsafe("outside_root", "is a link (or became one after it was listed); not followed") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Unsafe("not_a_file", "not a regular file")
+        if st.st_size > max_bytes:
+            raise Unsafe("too_large", f"file is {st.st_size} bytes, over the {max_bytes}-byte limit "
+                                      "(raise --max-file-mb to read it)", st.st_size)
+        chunks, left = [], max_bytes + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 8 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def sidecar_path(path: str) -> Path:
+    p = Path(path)
+    return p.with_name(p.stem + META_SUFFIX)
+
+
+def read_sidecar(path: str, max_bytes: int = SIDECAR_MAX_BYTES) -> bytes | None | Unsafe | OSError:
+    """The sidecar's bytes; None when there is none; the error when it cannot be read safely."""
+    side = sidecar_path(path)
+    if not os.path.lexists(side):
+        return None
+    try:
+        return read_plain_file(str(side), min(max_bytes, SIDECAR_MAX_BYTES), resolve=False)  # never a link
+    except OSError as e:
+        return e
+
+
+def fingerprint_of(data: bytes, sidecar: bytes | None | OSError) -> str:
+    """sha256 of a file's bytes and its sidecar's (what the cache keys rows by)."""
+    h = hashlib.sha256(data)
+    h.update(b"\0sidecar\0")
+    if isinstance(sidecar, bytes):
+        h.update(sidecar)
+    elif isinstance(sidecar, OSError):
+        h.update(b"\0unreadable\0" + str(sidecar).encode())
+    return h.hexdigest()
+
+
 def read_source(ref: SourceRef, max_bytes: int = DEFAULT_MAX_BYTES) -> Source | Reject:
     """Read, hash and decode one input. Never raises for a bad file."""
     try:
-        st = os.stat(ref.path)
+        data = read_plain_file(ref.path, max_bytes, ref.root)
+    except Unsafe as e:
+        return Reject(ref.rel, e.code, e.reason, None, e.size)
     except OSError as e:
-        return Reject(ref.rel, "unreadable", f"cannot stat file: {e.strerror}")
-    if not stat.S_ISREG(st.st_mode):
-        return Reject(ref.rel, "not_a_file", "not a regular file")
-    if st.st_size > max_bytes:
-        return Reject(ref.rel, "too_large",
-                      f"file is {st.st_size} bytes, over the {max_bytes}-byte limit (raise --max-file-mb to read it)",
-                      None, st.st_size)
-    try:
-        with open(ref.path, "rb") as f:
-            data = f.read(max_bytes + 1)
-    except OSError as e:
-        return Reject(ref.rel, "unreadable", f"cannot read file: {e.strerror}", None, st.st_size)
+        return Reject(ref.rel, "unreadable", f"cannot read file: {e.strerror or e}")
     digest = hashlib.sha256(data).hexdigest()
     if len(data) > max_bytes:  # grew while we looked
         return Reject(ref.rel, "too_large", f"file is over the {max_bytes}-byte limit", digest, len(data))
@@ -191,7 +258,9 @@ def read_source(ref: SourceRef, max_bytes: int = DEFAULT_MAX_BYTES) -> Source | 
     text, newline = normalise_newlines(text)
     if not text.strip():
         return Reject(ref.rel, "empty", "file has no text (only whitespace)", digest, len(data))
-    return Source(ref.rel, text, digest, len(data), encoding, newline, read_metadata(ref.path), notes)
+    side = read_sidecar(ref.path)
+    return Source(ref.rel, text, digest, len(data), encoding, newline, parse_metadata(ref.path, side), notes,
+                  fingerprint_of(data, side))
 
 
 def normalise_newlines(text: str) -> tuple[str, str]:
@@ -376,14 +445,19 @@ def _reject_control_heavy(text: str) -> None:
 
 def read_metadata(path: str) -> Metadata:
     """Optional sidecar `<stem>.meta.json`: {"published_date": "YYYY-MM-DD", "title": "..."}."""
-    p = Path(path)
-    side = p.with_name(p.stem + META_SUFFIX)
-    try:
-        raw = side.read_bytes()
-    except FileNotFoundError:
+    return parse_metadata(path, read_sidecar(path))
+
+
+def parse_metadata(path: str, raw: bytes | None | OSError) -> Metadata:
+    """The sidecar's metadata from its bytes (read_sidecar); a sidecar that is a link, not a plain
+    file, too large or not the JSON it should be gives an error the document is flagged with."""
+    side = sidecar_path(path)
+    if raw is None:
         return Metadata()
-    except OSError as e:
-        return Metadata(error=f"cannot read {side.name}: {e.strerror}")
+    if isinstance(raw, Unsafe):
+        return Metadata(error=f"{side.name}: {raw.reason}; sidecars must be plain files under {SIDECAR_MAX_BYTES} bytes")
+    if isinstance(raw, OSError):
+        return Metadata(error=f"cannot read {side.name}: {raw.strerror or raw}")
     digest = hashlib.sha256(raw).hexdigest()
     try:
         obj = json.loads(raw.decode("utf-8-sig"))
@@ -394,6 +468,6 @@ def read_metadata(path: str) -> Metadata:
         title = obj.get("title")
         if title is not None and not isinstance(title, str):
             raise ValueError("title is not a string")
-    except (ValueError, UnicodeDecodeError, TypeError) as e:
-        return Metadata(sha256=digest, error=f"{side.name}: {e}")
+    except (ValueError, UnicodeDecodeError, TypeError, RecursionError) as e:
+        return Metadata(sha256=digest, error=f"{side.name}: {type(e).__name__ if isinstance(e, RecursionError) else e}")
     return Metadata(published, title.strip() if title else None, digest)
