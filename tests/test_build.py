@@ -123,11 +123,13 @@ def test_a_second_writer_is_refused_while_the_lock_is_held(tmp_path):
 
 
 def test_recover_restores_a_build_left_mid_swap(tmp_path):
-    from kirinuki.store.files import recover
+    from kirinuki.store.files import TMP_MARK, recover
 
-    old = tmp_path / ".out.old"
+    old = tmp_path / ".out.old"  # what a build killed mid-swap leaves: the previous build set aside
     (old / "data").mkdir(parents=True)
-    (tmp_path / ".out.tmp-123").mkdir()
+    (old / "build.json").write_text('{"kirinuki_version": "0.1.0"}')
+    (tmp_path / ".out.tmp-123").mkdir()  # and its unfinished new build, marked as such
+    (tmp_path / ".out.tmp-123" / TMP_MARK).touch()
     recover(tmp_path / "out")
     assert (tmp_path / "out" / "data").is_dir() and not old.exists()
     assert not (tmp_path / ".out.tmp-123").exists()

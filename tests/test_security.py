@@ -279,3 +279,81 @@ def test_sidecars_are_read_only_as_small_plain_files_in_place(tmp_path):
         src, fp = done[ref.rel]
         assert isinstance(src, type(read_source(SourceRef(str(refs[0].path), "x.txt")))) and fp, ref.rel
         assert src.meta.title is None and src.meta.error, (ref.rel, src.meta)
+
+
+def test_builds_delete_nothing_they_did_not_make(tmp_path):
+    from kirinuki.flows.build import build
+    from kirinuki.release import ReleaseError, make_release
+    from kirinuki.store.files import UnsafeOutput
+
+    out = tmp_path / "out"
+    build([str(SAMPLE)], str(out))
+    # a release inside the build folder would go with the next build: refused
+    try:
+        make_release(out, "1.0.0", out / "releases", date="2026-12-01")
+        raise AssertionError("a release inside the build folder was made")
+    except ReleaseError as e:
+        assert "inside the build folder" in str(e)
+    # a user's file put into a build folder is not deleted by the next build
+    (out / "notes.txt").write_text("mine")
+    try:
+        build([str(SAMPLE)], str(out), cache=False)
+        raise AssertionError("a build replaced a folder holding a user's file")
+    except UnsafeOutput as e:
+        assert "notes.txt" in str(e)
+    assert (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
+    # a folder whose build.json is not a build summary is not a build
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "build.json").write_text("{}")
+    (fake / "thesis.tex").write_text("mine")
+    try:
+        build([str(SAMPLE)], str(fake))
+        raise AssertionError("a folder with an empty build.json was replaced")
+    except UnsafeOutput:
+        pass
+    assert (fake / "thesis.tex").exists()
+    # siblings that merely look like a build's temporary folders are left alone
+    lookalike = tmp_path / ".out.tmp-mine"
+    lookalike.mkdir()
+    (lookalike / "keep.txt").write_text("mine")
+    build([str(SAMPLE)], str(out), cache=False)
+    assert (lookalike / "keep.txt").exists()
+    old = tmp_path / ".out.old"
+    old.mkdir()
+    (old / "keep.txt").write_text("mine")
+    try:
+        build([str(SAMPLE)], str(out), cache=False)
+        raise AssertionError("a build went on over a .out.old it did not make")
+    except UnsafeOutput as e:
+        assert ".out.old" in str(e)
+    assert (old / "keep.txt").exists() and (out / "build.json").exists()
+
+
+def test_truncated_state_files_give_one_line_and_are_not_trusted(tmp_path):
+    from kirinuki.flows.build import build
+
+    out, dest = tmp_path / "out", tmp_path / "releases"
+    build([str(SAMPLE)], str(out))
+    assert subprocess.run([*CLI, "release", "1.0.0", "--from", str(out), "--to", str(dest), "--date", "2026-12-01"],
+                          capture_output=True, text=True).returncode == 0
+    versions = dest / "versions.json"
+    versions.write_text(versions.read_text()[:20])
+    r = subprocess.run([*CLI, "release", "1.0.1", "--from", str(out), "--to", str(dest)], capture_output=True, text=True)
+    assert "versions.json" in one_error_line_code(r) and "unreadable" in r.stderr
+    for name in ("build.json", "validation/results.json"):
+        path = out / name
+        good = path.read_text()
+        path.write_text(good[: len(good) // 2])
+        r = subprocess.run([*CLI, "release", "2.0.0", "--from", str(out), "--to", str(tmp_path / "r2")],
+                           capture_output=True, text=True)
+        assert name.split("/")[-1] in one_error_line_code(r), r.stderr
+        assert not build([str(SAMPLE)], str(out)).get("up_to_date")  # the next build does not trust it
+        assert path.read_text() != good[: len(good) // 2]
+
+
+def one_error_line_code(r: subprocess.CompletedProcess) -> str:
+    assert r.returncode != 0 and "Traceback" not in r.stderr and r.stderr.startswith("error: "), r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
+    return r.stderr

@@ -97,6 +97,10 @@ def previous_summary(out: Path) -> dict | None:
     files = summary.get("files")
     if not summary["validation"].get("success") or not isinstance(files, dict) or not files:
         return None
+    results = read_json(out / "validation" / "results.json")
+    if not isinstance(results, dict) or results.get("success") is not True or not (out / "views.sql").is_file():
+        log.warning("the build in %s has no intact validation results: building again", out)
+        return None
     on_disk = {f"{DATA_DIR}/{p.name}" for p in (out / DATA_DIR).glob("*.parquet")}
     if on_disk != set(files):
         log.warning("the build in %s has other data files than it validated: building again", out)

@@ -56,16 +56,27 @@ def check_dataset_name(name: str) -> str:
     return name
 
 
+def _json_object(path: Path) -> dict:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ReleaseError(f"{path} is unreadable ({type(e).__name__}); rebuild with kirinuki build") from None
+    if not isinstance(obj, dict):
+        raise ReleaseError(f"{path} is not what kirinuki writes there; rebuild with kirinuki build")
+    return obj
+
+
 def check_build(build: Path) -> dict:
     """The build's summary, if the build passed validation and its data is what was validated."""
     summary_path = build / "build.json"
     if not (build / DATA_DIR).is_dir() or not summary_path.is_file():
         raise ReleaseError(f"{build} is not a finished kirinuki build (no build.json or {DATA_DIR}/); run kirinuki build first")
-    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    summary = _json_object(summary_path)
     results = build / "validation" / "results.json"
     if not results.is_file():
         raise ReleaseError(f"{build} has no validation results; rebuild it with kirinuki build")
-    if not json.loads(results.read_text(encoding="utf-8")).get("success") or not summary["validation"]["success"]:
+    validation = summary.get("validation")
+    if not _json_object(results).get("success") or not isinstance(validation, dict) or not validation.get("success"):
         raise ReleaseError(f"{build} did not pass validation (see {build / 'validation' / 'report.html'}); fix and rebuild")
     files = summary.get("files")
     if not files:

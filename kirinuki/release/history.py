@@ -20,7 +20,17 @@ from kirinuki.store.files import sha256_file, write_json
 
 def read_history(dest: Path) -> list[dict]:
     path = dest / "versions.json"
-    return json.loads(path.read_text(encoding="utf-8"))["releases"] if path.exists() else []
+    if not path.exists():
+        return []
+    try:
+        releases = json.loads(path.read_text(encoding="utf-8"))["releases"]
+        if not isinstance(releases, list) or not all(isinstance(h, dict) and isinstance(h.get("name"), str)
+                                                     and isinstance(h.get("version"), str) for h in releases):
+            raise ValueError("not a list of releases")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ReleaseError(f"{path} is unreadable ({type(e).__name__}); restore it from a copy, or move it away "
+                           "to start a new history") from None
+    return releases
 
 
 def _write_atomic_json(path: Path, obj: object) -> None:

@@ -15,7 +15,7 @@ from kirinuki.release.checks import Release, ReleaseError, check_build, check_da
 from kirinuki.release.history import _entry, latest, record, recover
 from kirinuki.release.integrity import verify
 from kirinuki.schema import TEXT_PROFILES
-from kirinuki.store.files import BuildLocked, fsync_tree, locked, read_locked
+from kirinuki.store.files import BuildLocked, fsync_tree, is_build, locked, read_locked
 
 
 def make_release(build: Path, version: str, dest: Path, profile: str = "metadata", dataset: str = "kirinuki",
@@ -26,6 +26,11 @@ def make_release(build: Path, version: str, dest: Path, profile: str = "metadata
     if profile not in TEXT_PROFILES:
         raise ReleaseError(f"unknown text profile {profile!r}; use {' or '.join(TEXT_PROFILES)}")
     date = release_date(date)
+    real_dest = Path(os.path.realpath(dest))
+    for folder in (real_dest, *real_dest.parents):
+        if is_build(folder):
+            raise ReleaseError(f"--to {dest} is inside the build folder {folder}, which every build replaces; "
+                               "keep releases outside it (e.g. output/releases)")
     try:
         with read_locked(build):  # one build, whole: no build may swap a new one in meanwhile
             summary = check_build(build)

@@ -43,9 +43,28 @@ def check_output(out: Path, inputs: list[str]) -> None:
     if out.exists() or out.is_symlink():
         if not out.is_dir() or out.is_symlink():
             raise UnsafeOutput(f"--out {out} exists and is not a folder; choose a new or empty folder")
-        if any(out.iterdir()) and not (out / "build.json").is_file():
+        if any(out.iterdir()) and not is_build(out):
             raise UnsafeOutput(f"--out {out} is a non-empty folder that is not a kirinuki build; "
                                "choose a new or empty folder (a build replaces the whole folder)")
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in BUILD_ENTRIES) if is_build(out) else []
+        if foreign:
+            raise UnsafeOutput(f"--out {out} holds {foreign[0]!r}, which no build made and the next build would "
+                               "delete; move it out of the build folder first")
+
+
+BUILD_ENTRIES = {"build.json", "data", "views.sql", "logs", "validation", "cache"}  # what a build folder holds
+TMP_MARK = ".kirinuki-unfinished-build"  # in a build being assembled: what recover() may delete
+
+
+def is_build(folder: Path) -> bool:
+    """A folder a kirinuki build made: build.json and data/, and either build.json is a build
+    summary or (a damaged build) nothing in the folder is foreign to a build."""
+    if not (folder / "build.json").is_file() or not (folder / DATA_DIR).is_dir():
+        return False
+    summary = read_json(folder / "build.json")
+    if isinstance(summary, dict) and "kirinuki_version" in summary:
+        return True
+    return all(p.name in BUILD_ENTRIES for p in folder.iterdir())
 
 
 def duckdb_for_build(root: Path, memory_mb: int):
@@ -254,12 +273,16 @@ def recover(out: Path) -> None:
     """Finish or undo what an interrupted swap left: restore the previous build, drop temp folders."""
     _, old, _ = _siblings(out)
     if old.exists():
+        if not is_build(old):
+            raise UnsafeOutput(f"{old} exists and is not a build kirinuki set aside; move it away (a build "
+                               f"uses that name while it swaps {out} in)")
         if out.exists():
             shutil.rmtree(old)
         else:
             old.rename(out)
     for tmp in out.parent.glob(f".{out.name}.tmp-*"):
-        shutil.rmtree(tmp, ignore_errors=True)
+        if (tmp / TMP_MARK).is_file():  # only what an unfinished build of ours left
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextmanager
@@ -309,11 +332,13 @@ def atomic_dir(out: Path) -> Iterator[Path]:
     recover(out)
     _, old, tmp = _siblings(out)
     tmp.mkdir(parents=True)
+    (tmp / TMP_MARK).touch()
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    (tmp / TMP_MARK).unlink()
     fsync_tree(tmp)
     if out.exists():
         out.rename(old)
