@@ -286,42 +286,40 @@ def recover(out: Path) -> None:
 
 
 @contextmanager
-def locked(out: Path) -> Iterator[None]:
-    """Exclusive lock for writing `out`; a second writer fails at once with a clear message."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    lock_path, _, _ = _siblings(out)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+def _flocked(fd: int, mode: int, busy: str) -> Iterator[None]:
+    """Hold flock `mode` on `fd` (closed afterwards); BuildLocked(busy) at once if it is taken."""
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise BuildLocked(f"another kirinuki run is writing {out}; wait for it to finish or use another --out") from None
+            raise BuildLocked(busy) from None
         yield
     finally:
         os.close(fd)
 
 
 @contextmanager
+def locked(out: Path) -> Iterator[None]:
+    """Exclusive lock for writing `out`; a second writer fails at once with a clear message."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(_siblings(out)[0], os.O_RDWR | os.O_CREAT, 0o644)
+    with _flocked(fd, fcntl.LOCK_EX, f"another kirinuki run is writing {out}; wait for it to finish or use another --out"):
+        yield
+
+
+@contextmanager
 def read_locked(out: Path) -> Iterator[None]:
     """Shared lock for reading `out` whole (a release, a query opening its tables): readers run
     together, but never while a build is writing or swapping `out` in; then they refuse at once."""
-    lock_path, _, _ = _siblings(out)
-    if not out.parent.is_dir():
-        yield
-        return
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(_siblings(out)[0], os.O_RDWR | os.O_CREAT, 0o644) if out.parent.is_dir() else None
     except OSError:  # a read-only place: no build can be writing there either
+        fd = None
+    if fd is None:
         yield
         return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BuildLocked(f"a kirinuki build is writing {out} right now; try again when it has finished") from None
+    with _flocked(fd, fcntl.LOCK_SH, f"a kirinuki build is writing {out} right now; try again when it has finished"):
         yield
-    finally:
-        os.close(fd)
 
 
 @contextmanager
