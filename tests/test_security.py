@@ -357,3 +357,11 @@ def one_error_line_code(r: subprocess.CompletedProcess) -> str:
     assert r.returncode != 0 and "Traceback" not in r.stderr and r.stderr.startswith("error: "), r.stderr
     assert r.stderr.count("\n") == 1, r.stderr
     return r.stderr
+
+
+def test_out_naming_the_current_folder_is_refused_in_one_line(sample_build, tmp_path):
+    out = tmp_path / "b"
+    shutil.copytree(sample_build, out)
+    r = subprocess.run([*CLI, "build", str(SAMPLE), "--out", "."], cwd=out, capture_output=True, text=True)
+    assert r.returncode == 2 and "the folder you are in" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert not list(tmp_path.glob(".b.tmp-*")) and (out / "build.json").is_file()

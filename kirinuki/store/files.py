@@ -36,6 +36,10 @@ class UnsafeOutput(ValueError):
 def check_output(out: Path, inputs: list[str]) -> None:
     """A build replaces its whole output folder: refuse one that holds the inputs or is not a build."""
     real = Path(os.path.realpath(out))
+    here = Path(os.path.realpath(os.getcwd()))
+    if here == real or real in here.parents:
+        raise UnsafeOutput(f"--out {out} is the folder you are in (or holds it), which a build replaces whole; "
+                           "run kirinuki from outside it, e.g. cd .. first")
     for raw in inputs:
         src = Path(os.path.realpath(raw))
         if real == src or real in src.parents:
