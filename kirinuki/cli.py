@@ -29,8 +29,7 @@ def shown(text: object) -> str:
     rich markup escaped, control characters written as escapes."""
     from rich.markup import escape
 
-    s = "".join(c if c in "\n" or c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
-    return escape(s)
+    return escape("\n".join(shown_value(line) for line in str(text).split("\n")))
 
 
 def fail(message: str, code: int = 1) -> None:
