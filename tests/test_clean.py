@@ -111,7 +111,7 @@ def test_date_rule(r):
 def test_every_pattern_and_unresolved_reason_is_documented():
     kinds = {k for k in MENTION_RE.groupindex if not re.search(r"\d$", k)}
     assert kinds == {r["kind"] for r in DATE_RULES}
-    assert {"no_anchor", "no_reference", "impossible_date"} <= {r["rule"] for r in DATE_RULES}
+    assert {"no_anchor", "no_reference", "impossible_date", "out_of_range"} <= {r["rule"] for r in DATE_RULES}
 
 
 @pytest.mark.parametrize("text", ["3日間の会議", "第1日", "10日ぶりに", "4カ月で", "2000名を越える", "6.5%"])

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import calendar
 import re
+from bisect import bisect_left
 from dataclasses import dataclass
-from datetime import date, timedelta
-from functools import cache
+from datetime import MAXYEAR, MINYEAR, date, timedelta
+from functools import cache, partial
 
 from kirinuki.schema import REFERENCE
 
@@ -81,13 +82,20 @@ class _Unresolved(Exception):
         self.rule = rule
 
 
+def _check_year(y: int) -> None:
+    if not MINYEAR <= y <= MAXYEAR:  # e.g. 翌年 of 9999年: a NULL with a reason, never an error
+        raise _Unresolved("out_of_range")
+
+
 def _month_span(y: int, m: int) -> tuple[date, date]:
-    if not 1 <= m <= 12 or not 1 <= y <= 9999:
+    if not 1 <= m <= 12:
         raise _Unresolved("impossible_date")
+    _check_year(y)
     return date(y, m, 1), date(y, m, calendar.monthrange(y, m)[1])
 
 
 def _day(y: int, m: int, d: int) -> date:
+    _check_year(y)
     try:
         return date(y, m, d)
     except ValueError:
@@ -122,8 +130,7 @@ def _month_or_day(y: int, m: int, d: str | None, part: str | None, rule: str) ->
 
 
 def _year_span(y: int, ypart: str | None, rule: str) -> _Resolved:
-    if not 1 <= y <= 9999:
-        raise _Unresolved("impossible_date")
+    _check_year(y)
     if ypart == "末":
         return _Resolved(date(y, 12, 1), date(y, 12, 31), "month", rule)
     if ypart == "初め":
@@ -131,12 +138,40 @@ def _year_span(y: int, ypart: str | None, rule: str) -> _Resolved:
     return _Resolved(date(y, 1, 1), date(y, 12, 31), "year", rule)
 
 
-def _looks_ahead(rest: str) -> bool:
-    sentence = rest.split("。", 1)[0]
-    return any(cue in sentence for cue in lookahead_cues())
+class _LookAhead:
+    """Whether a look-ahead cue (予定, 来週 …) follows a position within its sentence, answered in
+    log time: the cues' occurrences are found once per text (only when first asked), then each
+    question is two bisections instead of a scan of the rest of the text."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.stops: list[int] | None = None
+
+    def _index(self) -> None:
+        text = self.text
+        self.stops = [i for i, c in enumerate(text) if c == "。"]
+        found = []
+        for cue in lookahead_cues():
+            i = text.find(cue)
+            while i >= 0:
+                found.append((i, i + len(cue)))
+                i = text.find(cue, i + 1)
+        found.sort()
+        self.starts = [a for a, _ in found]
+        self.min_end = [b for _, b in found]  # the earliest end among occurrences from here on
+        for k in range(len(found) - 2, -1, -1):
+            self.min_end[k] = min(self.min_end[k], self.min_end[k + 1])
+
+    def __call__(self, pos: int) -> bool:
+        if self.stops is None:
+            self._index()
+        k = bisect_left(self.stops, pos)
+        stop = self.stops[k] if k < len(self.stops) else len(self.text)
+        c = bisect_left(self.starts, pos)
+        return c < len(self.starts) and self.min_end[c] <= stop
 
 
-def _resolve(kind: str, g: dict, anchor: date | None, last: _Resolved | None, rest: str) -> _Resolved:
+def _resolve(kind: str, g: dict, anchor: date | None, last: _Resolved | None, ahead) -> _Resolved:
     def need_anchor() -> date:
         if anchor is None:
             raise _Unresolved("no_anchor")
@@ -184,14 +219,17 @@ def _resolve(kind: str, g: dict, anchor: date | None, last: _Resolved | None, re
         return _month_or_day(yy, mm, d, part, rule)
     if kind == "relative_day":
         ref = need_last("day").start
-        x = ref + timedelta(days={"前日": -1, "翌日": 1, "同日": 0, "当日": 0}[rel])
+        try:
+            x = ref + timedelta(days={"前日": -1, "翌日": 1, "同日": 0, "当日": 0}[rel])
+        except OverflowError:  # 翌日 of 9999-12-31, 前日 of 0001-01-01
+            raise _Unresolved("out_of_range") from None
         return _Resolved(x, x, "day", "relative_to_previous_date")
     a = need_anchor()
     if kind == "month_day":
         x = _day(a.year, m, int(d))
         if x <= a:
             return _Resolved(x, x, "day", "month_day")
-        if _looks_ahead(rest):
+        if ahead():
             return _Resolved(x, x, "day", "month_day_ahead")
         x = _day(a.year - 1, m, int(d))
         return _Resolved(x, x, "day", "month_day_previous_year")
@@ -206,7 +244,7 @@ def _resolve(kind: str, g: dict, anchor: date | None, last: _Resolved | None, re
     if day <= a.day:
         x = _day(a.year, a.month, day)
         return _Resolved(x, x, "day", "day_in_anchor_month")
-    if _looks_ahead(rest):
+    if ahead():
         x = _day(a.year, a.month, day)
         return _Resolved(x, x, "day", "day_ahead")
     yy, mm = _shift_month(a.year, a.month, -1)
@@ -225,12 +263,13 @@ class Run:
         if not _PREFILTER.search(text):
             return []
         out = []
+        looks_ahead = _LookAhead(text)
         for m in MENTION_RE.finditer(text):
             kind = m.lastgroup
             g = {name: v for k, v in m.groupdict().items()
                  if v is not None and (name := k.rstrip("0123456789")) in _GROUPS}
             try:
-                r = _resolve(kind, g, self.anchor, self.last, text[m.end():])
+                r = _resolve(kind, g, self.anchor, self.last, partial(looks_ahead, m.end()))
             except _Unresolved as u:
                 out.append(Mention(m.start(), m.end(), m.group(0), kind, None, None, None, u.rule))
                 continue

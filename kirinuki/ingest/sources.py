@@ -29,6 +29,13 @@ from kirinuki.ingest.open_safely import (  # noqa: F401
 SUPPORTED_ENCODINGS = ("utf-8", "utf-8-bom", "utf-16le", "utf-16be", "cp932", "euc-jp", "iso-2022-jp")
 DEFAULT_PATTERNS = ("*.txt",)
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+# The work budget of one post. Parsing is linear in the text, but every line becomes a paragraph row
+# (about 1 KB in memory while the post is built) and every paragraph is hashed for dedup, so a
+# post of millions of lines (a log, a word list) is rejected with the reason instead of taking the
+# machine's memory. The limits count lines and characters, never seconds, so the same file gets
+# the same verdict on any machine.
+MAX_LINES = 100_000
+MAX_LINE_CHARS = 100_000
 
 # Leading bytes of common binary formats, named in the reject reason.
 _MAGIC = (
@@ -189,9 +196,28 @@ def read_source(ref: SourceRef, max_bytes: int = DEFAULT_MAX_BYTES) -> Source | 
     text, newline = normalise_newlines(text)
     if not text.strip():
         return Reject(ref.rel, "empty", "file has no text (only whitespace)", digest, len(data))
+    if over := over_budget(text):
+        return Reject(ref.rel, "over_budget", over, digest, len(data))
     side = read_sidecar(ref.path)
     return Source(ref.rel, text, digest, len(data), encoding, newline, parse_metadata(ref.path, side), notes,
                   fingerprint_of(data, side))
+
+
+def over_budget(text: str) -> str | None:
+    """Why one post's text is beyond what one post may cost (MAX_LINES, MAX_LINE_CHARS), or None."""
+    lines = text.count("\n") + 1
+    if lines > MAX_LINES:
+        return f"{lines:,} lines, over the {MAX_LINES:,}-line limit of one post (split it into posts)"
+    pos = 0
+    while pos < len(text):
+        end = text.find("\n", pos)
+        end = len(text) if end < 0 else end
+        if end - pos > MAX_LINE_CHARS:
+            line_no = text.count("\n", 0, pos) + 1
+            return (f"line {line_no:,} has {end - pos:,} characters, over the {MAX_LINE_CHARS:,}-character "
+                    "limit of one line (break it into paragraphs)")
+        pos = end + 1
+    return None
 
 
 def normalise_newlines(text: str) -> tuple[str, str]:

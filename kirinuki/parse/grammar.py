@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from kirinuki.parse.scan import caption_parts, citation_spans, headline, is_close_line, trailing_brackets
+
 # Digits may be ASCII or full-width; dates may carry a weekday: 2023年11月9日(木).
 _D = "[0-9０-９]"
 DATE = (
@@ -17,17 +19,8 @@ DATE = (
     r"(?:\s*[(（][月火水木金土日][)）])?"
 )
 _DATE_RE = re.compile(DATE)
-_STAR = "[*＊]"
-CLOSE_RE = re.compile(rf"^{_STAR}{{3,}}$")
-HEADLINE_RE = re.compile(rf"^{_STAR}{{3,}}\s*(?P<h>[^*＊].*?)\s*{_STAR}{{3,}}$")
-HEADLINE_OPEN_RE = re.compile(rf"^{_STAR}{{3,}}\s*(?P<h>[^*＊].*?)\s*$")
 HEADING_RE = re.compile(r"^【(?P<h>[^【】]+)】$")
 LEAD_RE = re.compile(r"^[<＜](?P<lead>.+)[>＞]$")
-CAPTION_RE = re.compile(r"^[(（]\s*【(?P<credit>[^【】]*)】\s*(?P<caption>.*?)\s*[)）]$")
-ATTRIBUTION_RE = re.compile(rf"【\s*(?:{DATE})?\s*(?P<rest>[^【】]*?)\s*】\s*$")
-CITATION_RE = re.compile(
-    rf"[(（]\s*(?P<date>{DATE})\s*(?P<rest>(?:[^()（）“”\n]|“[^”\n]*”)*?)\s*[)）]"
-)
 ELISION_RE = re.compile(r"[(（](?:中略|後略|前略)[)）]")
 _AUTHOR_RE = re.compile(r"^(?P<author>[^\s“”「」]{1,20}?\s*(?:氏|さん))(?:\s+|(?=\S))(?P<outlet>.*)$")
 _TITLE_QUOTES = (("“", "”"), ("『", "』"), ("「", "」"), ('"', '"'))
@@ -158,28 +151,24 @@ def split_source(rest: str) -> Source_:
 
 def find_attribution(text: str, offset: int) -> Attribution | None:
     """A trailing 【[date] outlet】 at the end of a paragraph (offset = where `text` starts)."""
-    m = ATTRIBUTION_RE.search(text)
-    if not m:
+    span = trailing_brackets(text)
+    if span is None:
         return None
-    has_date = m.group("m") is not None
-    rest = m.group("rest")
-    if not has_date and (not rest or len(rest) > DATELESS_ATTRIBUTION_MAX_CHARS or "。" in rest):
+    start, end = span
+    inner = text[start + 1 : end - 1]
+    lead = len(inner) - len(inner.lstrip())
+    dm = _DATE_RE.match(inner, lead)
+    rest = (inner[dm.end():] if dm else inner).strip()
+    if dm is None and (not rest or len(rest) > DATELESS_ATTRIBUTION_MAX_CHARS or "。" in rest):
         return None
     src = split_source(rest)
-    date = None
-    if has_date:
-        date = date_parts(_DATE_RE.search(m.group(0)))
-    raw = m.group(0).rstrip()
-    return Attribution(raw, offset + m.start(), offset + m.start() + len(raw), date,
+    return Attribution(text[start:end], offset + start, offset + end, date_parts(dm) if dm else None,
                        src.outlet, src.author, src.title)
 
 
 def find_citations(text: str, offset: int) -> list[tuple[int, int, DateParts, Source_]]:
-    out = []
-    for m in CITATION_RE.finditer(text):
-        d = date_parts(_DATE_RE.match(m.group("date")))
-        out.append((offset + m.start(), offset + m.end(), d, split_source(m.group("rest"))))
-    return out
+    return [(offset + s, offset + e, date_parts(d), split_source(rest))
+            for s, e, d, rest in citation_spans(text, _DATE_RE)]
 
 
 def _is_subheading(text: str) -> bool:
@@ -253,11 +242,11 @@ class _Builder:
 
     def paragraphs_line(self, line_no: int, s: int, e: int) -> None:
         content = self.text[s:e]
-        if not self.paragraphs and self.caption is None and (m := CAPTION_RE.match(content)):
-            credit = m.group("credit")
+        if not self.paragraphs and self.caption is None and (cap := caption_parts(content)):
+            credit, caption = cap
             dm = _DATE_RE.search(credit)
             src = split_source(credit[dm.end():] if dm else credit)
-            self.caption = Caption(m.group("caption"), date_parts(dm) if dm else None, src.outlet)
+            self.caption = Caption(caption, date_parts(dm) if dm else None, src.outlet)
             self.add_paragraph(line_no, "caption", s, e)
             return
         if HEADING_RE.match(content):
@@ -280,15 +269,13 @@ def parse(text: str) -> ParsedPost:
             continue  # blank, or only invisible format characters (zero-width space, BOM …)
         s = start + (len(line) - len(line.lstrip()))
         e = s + len(body)
-        if CLOSE_RE.match(body):
+        if is_close_line(body):
             if b.open:
                 b.close_excerpt(e)
             else:
                 b.flags.append("stray_close_line")
-        elif m := HEADLINE_RE.match(body):
-            b.open_excerpt(s, e, m.group("h"), [])
-        elif m := HEADLINE_OPEN_RE.match(body):
-            b.open_excerpt(s, e, m.group("h"), ["headline_unframed"])
+        elif h := headline(body):
+            b.open_excerpt(s, e, h[0], [] if h[1] else ["headline_unframed"])
         elif b.open:
             b.excerpt_line(line_no, s, e)
         else:
