@@ -27,7 +27,7 @@ from typing import Callable  # noqa: E402
 from prefect import flow, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.futures import as_completed  # noqa: E402
+from prefect.futures import as_completed, wait  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from kirinuki import __version__  # noqa: E402
@@ -169,6 +169,7 @@ def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_
     with ProcessPoolExecutor(workers, **pool_args) if use_pool else nullcontext() as pool:
         if use_pool:
             _POOL = pool
+        futures = []
         try:
             futures = [parse_batch.submit(b, str(parts), i, max_bytes, k, h, str(old_parts) if old_parts else None)
                        for i, (b, k, h) in enumerate(zip(ref_batches, key_batches, hit_batches))]
@@ -179,6 +180,14 @@ def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_
                 if progress:
                     progress(done, total, done_bytes)
             return [f.result() for f in futures]
+        except BaseException:
+            # one batch failed (a full disk, a bug): no other batch may go on writing into the build's
+            # temporary folder once it is removed, so the pool takes no more work and every task ends
+            # before this returns (a task finding the pool shut fails at once; it never runs inline)
+            if use_pool:
+                pool.shutdown(wait=False, cancel_futures=True)
+            wait(futures)
+            raise
         finally:
             if use_pool:
                 _POOL = None
@@ -214,6 +223,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         previous = previous_summary(out_path)
         if cache and previous and previous.get("build_digest") == digest:
             previous["up_to_date"] = True
+            failed_log(out_path).unlink(missing_ok=True)
             previous["durations_s"] = {**{k: round(v, 3) for k, v in timings.items()},
                                        "total": round(time.perf_counter() - t0, 3)}
             return previous
@@ -277,6 +287,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
                                         "duckdb_memory_mb": duckdb_memory_mb, "workers": workers, "cache": cache,
                                         "runner": runner})
         write_json(tmp / "build.json", summary)
+    failed_log(out_path).unlink(missing_ok=True)  # an earlier failure's log no longer describes `out`
     summary["durations_s"]["total"] = round(time.perf_counter() - t0, 3)
     create_table_artifact(key="kirinuki-build-rows", description="Rows per table of the last kirinuki build",
                           table=[{"table": k, "rows": v} for k, v in summary["rows"].items()])

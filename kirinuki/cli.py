@@ -90,7 +90,10 @@ def build(
     except KeyboardInterrupt:
         fail("interrupted; nothing was written and the previous build is unchanged", 130)
     except OSError as e:
-        fail(f"cannot write the build to {out_dir}: {e.strerror or e}; the previous build is unchanged", 1)
+        from kirinuki.flows.build import failed_log
+
+        kept = f" Log: {failed_log(out_dir)}" if failed_log(out_dir).is_file() else ""
+        fail(f"cannot write the build to {out_dir}: {e.strerror or e}; the previous build is unchanged.{kept}", 1)
     except Exception as e:  # noqa: BLE001 - a bug: still one line, and the previous build stays
         if os.environ.get("KIRINUKI_DEBUG"):
             raise
@@ -101,7 +104,7 @@ def build(
     if as_json:
         print(json.dumps(summary, ensure_ascii=False, sort_keys=True))
     elif not quiet:
-        _print_summary(summary, out_dir)
+        _print_summary(summary, out_dir, paths)
 
 
 @contextmanager
@@ -143,13 +146,19 @@ def _one_line(e: Exception) -> str:
     return text.splitlines()[0][:300] if text else "no message"
 
 
-def _print_summary(s: dict, out_dir: Path) -> None:
+def counted(n: int, word: str) -> str:
+    """`1 post`, `2 posts`: a count with its noun."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _print_summary(s: dict, out_dir: Path, inputs: list[str]) -> None:
+    where = shown(out_dir)
     if s.get("up_to_date"):
-        out.print(f"{out_dir} is up to date: no input, parameter or code change since it was built "
-                  f"(checked {s['inputs']['files']:,} files in {s['durations_s']['total']:.1f} s; --no-cache rebuilds)",
-                  highlight=False)
+        out.print(f"{where} is up to date: no input, parameter or code change since it was built "
+                  f"(checked {counted(s['inputs']['files'], 'file')} in {s['durations_s']['total']:.1f} s; "
+                  "--no-cache rebuilds)", highlight=False)
         return
-    out.print(f"kirinuki build -> {out_dir}", highlight=False)
+    out.print(f"kirinuki build -> {where}", highlight=False)
     t = Table()
     t.add_column("table")
     t.add_column("rows", justify="right")
@@ -158,19 +167,37 @@ def _print_summary(s: dict, out_dir: Path) -> None:
     out.print(t)
     i = s["inputs"]
     v = s["validation"]
-    out.print(f"{i['read']:,} posts read ({i['bytes'] / 1e6:,.1f} MB), "
-              f"{sum(s['rejects'].values()):,} rejected{' ' + str(s['rejects']) if s['rejects'] else ''}, "
-              f"{v['checks']} checks {'pass' if v['success'] else 'FAILED'}, "
-              f"{sum(v['quarantined'].values()):,} rows quarantined, "
-              f"in {s['durations_s'].get('total', 0):.1f} s (report: {out_dir / 'validation' / 'report.html'})",
+    n_rejected = sum(s["rejects"].values())
+    kinds = ", ".join(f"{n:,} {code}" for code, n in s["rejects"].items())
+    out.print(f"{counted(i['read'], 'post')} read ({i['bytes'] / 1e6:,.1f} MB), "
+              f"{n_rejected:,} rejected{f' ({kinds})' if kinds else ''}, "
+              f"{counted(v['checks'], 'check')} {'pass' if v['success'] else 'FAILED'}, "
+              f"{counted(sum(v['quarantined'].values()), 'row')} quarantined, "
+              f"in {s['durations_s'].get('total', 0):.1f} s (report: {shown(out_dir / 'validation' / 'report.html')})",
               highlight=False)
     listed = s.get("rejected_files", [])
     for r in listed[:SHOWN_REJECTS]:
-        out.print(f"  rejected {r['source_path']}: {r['code']} — {r['reason']}", highlight=False, soft_wrap=True)
-    n = sum(s["rejects"].values())
-    if n > SHOWN_REJECTS:
-        out.print(f"  … and {n - SHOWN_REJECTS:,} more: kirinuki query \"SELECT * FROM rejects\" --out {out_dir}",
+        out.print(f"  rejected {shown(r['source_path'])}: {r['code']} — {shown(r['reason'])}",
+                  highlight=False, soft_wrap=True)
+    if n_rejected > SHOWN_REJECTS:
+        out.print(f"  … and {n_rejected - SHOWN_REJECTS:,} more: kirinuki query \"SELECT * FROM rejects\" --out {where}",
                   highlight=False)
+    if i["read"] == 0 and not n_rejected:
+        err.print(f"[yellow]warning:[/] no posts found in {shown(', '.join(inputs))}: kirinuki reads *.txt files"
+                  f"{_other_files(inputs)}; the build is empty", highlight=False, soft_wrap=True)
+
+
+def _other_files(inputs: list[str]) -> str:
+    """`` (3 other files there: .md, .html)`` for the empty-build warning, or nothing."""
+    suffixes: dict[str, int] = {}
+    for raw in inputs:
+        root = Path(raw)
+        for p in [root] if root.is_file() else (root.rglob("*") if root.is_dir() else []):
+            if p.is_file() and not p.name.endswith(".meta.json"):
+                suffixes[p.suffix or p.name] = suffixes.get(p.suffix or p.name, 0) + 1
+    if not suffixes:
+        return ""
+    return f" ({counted(sum(suffixes.values()), 'other file')} there: {shown(', '.join(sorted(suffixes)))})"
 
 
 @app.command()
@@ -256,10 +283,17 @@ def shown_value(v: object) -> str:
 
 @app.command()
 def validate(
-    build_dir: Annotated[Path, typer.Argument(help="Build folder to check.")] = Path("output/build"),
+    build_dir: Annotated[Optional[Path], typer.Argument(help="Build folder to check (or --out, as in query).",
+                                                        show_default=False)] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Build folder to check (default output/build).",
+                                                    show_default=False)] = None,
 ) -> None:
     """Re-validate an existing build against expectations/ (reads only; exit 1 on any failure)."""
     from kirinuki.store.files import DATA_DIR
+
+    if build_dir and out_dir and build_dir != out_dir:
+        fail(f"two build folders given ({build_dir} and --out {out_dir}); give one", 2)
+    build_dir = build_dir or out_dir or Path("output/build")
 
     if not (build_dir / DATA_DIR).is_dir():
         fail(f"{build_dir} is not a kirinuki build (no {DATA_DIR}/ folder)", 2)
@@ -271,7 +305,7 @@ def validate(
         fail(f"critical: {e}", 1)
     failed = [c for c in report.checks if not c.success]
     for c in failed:
-        err.print(f"[yellow]warning:[/] {c.line()}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]warning:[/] {shown(c.line())}", highlight=False, soft_wrap=True)
     out.print(f"{len(report.checks)} checks on {len(report.rows)} tables: "
               f"{'all pass' if not failed else f'{len(failed)} failed'}", highlight=False)
     if failed:
@@ -310,7 +344,7 @@ def release(
     c = rel.changes
     since = f"since {c['previous_version']}" if c["previous_version"] else "(first release)"
     totals = {k: sum(t[k] for t in c["tables"].values()) for k in ("added", "removed", "changed")}
-    out.print(f"released {name} {version} ({text} text) -> {where}: rows {since} "
+    out.print(f"released {shown(name)} {shown(version)} ({shown(text)} text) -> {shown(where)}: rows {shown(since)} "
               f"+{totals['added']:,} -{totals['removed']:,} ~{totals['changed']:,}", highlight=False)
 
 
@@ -349,7 +383,7 @@ def synth(
         fail(f"{out_dir} already holds a generated corpus; remove it or choose another --out", 2)
     stats = write_corpus(out_dir, posts, seed, excerpts_per_post)
     out.print(f"{stats['posts']:,} posts, {stats['excerpts']:,} excerpts of {stats['articles']:,} articles, "
-              f"{stats['bytes'] / 1e6:,.1f} MB -> {out_dir} (ground truth: {out_dir / 'ground_truth.csv'})",
+              f"{stats['bytes'] / 1e6:,.1f} MB -> {shown(out_dir)} (ground truth: {shown(out_dir / 'ground_truth.csv')})",
               highlight=False)
 
 
@@ -362,9 +396,14 @@ FROM (SELECT outlet_raw, 'excerpts' AS source FROM excerpts WHERE outlet_id IS N
 GROUP BY outlet_raw ORDER BY n DESC, outlet_raw
 """
 OUTLET_COUNTS_SQL = """
-SELECT o.id, o.name_ja, o.kind, count(e.excerpt_id) AS excerpts
-FROM outlets o LEFT JOIN excerpts e ON e.outlet_id = o.id
-GROUP BY ALL HAVING count(e.excerpt_id) > 0 ORDER BY excerpts DESC, o.id
+WITH quoted AS (
+    SELECT outlet_id, 1 AS excerpts, 0 AS citations, 0 AS captions FROM excerpts WHERE outlet_id IS NOT NULL
+    UNION ALL SELECT outlet_id, 0, 1, 0 FROM citations WHERE outlet_id IS NOT NULL
+    UNION ALL SELECT caption_outlet_id, 0, 0, 1 FROM documents WHERE caption_outlet_id IS NOT NULL)
+SELECT o.id, o.name_ja, o.kind, sum(q.excerpts)::BIGINT AS excerpts, sum(q.citations)::BIGINT AS citations,
+       sum(q.captions)::BIGINT AS captions, count(*) AS total
+FROM quoted q JOIN outlets o ON o.id = q.outlet_id
+GROUP BY ALL ORDER BY total DESC, o.id
 """
 
 
@@ -374,11 +413,15 @@ def outlets(
     unknown: Annotated[bool, typer.Option("--unknown", help="List outlet names the register does not know.")] = False,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
-    """Outlets quoted in a build; with --unknown, the names to add to input/reference/outlets.tsv."""
+    """Outlets a build names (quoted excerpts, inline citations, photo captions); with --unknown, the
+    names to add to input/reference/outlets.tsv."""
     query(UNKNOWN_OUTLETS_SQL if unknown else OUTLET_COUNTS_SQL, out_dir, fmt, limit=10_000)
 
 
 def main() -> None:
+    from kirinuki import watchdog
+
+    watchdog.start()  # the temporary Prefect server and the workers end with this command, however it ends
     app()
 
 

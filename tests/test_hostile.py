@@ -8,6 +8,8 @@ one flagged value, and every other post builds exactly as it would without them.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import shutil
 import time
 from datetime import date
@@ -18,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import SAMPLE
+from conftest import SAMPLE, SEED
 
 from kirinuki.clean.date_mentions import Run
 from kirinuki.clean.normalize import clean_document
@@ -145,3 +147,50 @@ def test_date_arithmetic_past_the_calendar_gives_a_null_with_a_reason(text, raw)
     (m,) = [m for m in Run(None).mentions(text) if m.raw == raw]
     assert (m.date_start, m.rule) == (None, "out_of_range")
     assert Run(date(9999, 12, 31)).mentions("12月31日の翌日")[-1].rule == "out_of_range"
+
+
+def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kirinuki.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_file_names_with_markup_and_control_characters_print_escaped(tmp_path):
+    posts = tmp_path / "posts"
+    shutil.copytree(SAMPLE, posts, ignore=shutil.ignore_patterns("README.md"))
+    (posts / "a[").mkdir()
+    (posts / "a[" / "]b.txt").write_bytes(b"")  # its relative path is a[/]b.txt: rich's closing tag
+    (posts / "[bold red]styled.txt").write_bytes(b"x\x00y")
+    (posts / "[link=https:example.invalid]linked.txt").write_bytes(b"\x89PNG\r\n\x1a\n..")
+    (posts / "esc\x1b[31mred.txt").write_bytes(b"")
+    r = _cli("build", str(posts), "--out", str(tmp_path / "out"))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    for shown in ["a[/]b.txt", "[bold red]styled.txt", "[link=https:example.invalid]linked.txt", "esc\\x1b[31mred.txt"]:
+        assert f"rejected {shown}: " in r.stdout, r.stdout
+    assert "\x1b" not in r.stdout + r.stderr
+    assert "4 rejected (2 binary, 2 empty)" in r.stdout and "4 posts read" in r.stdout
+    for args in (["build", str(tmp_path / "missing[/]x"), "--out", str(tmp_path / "o2")], ["verify", "nothere[/]"],
+                 ["query", "SELECT 1", "--out", "nob[/]uild"], ["validate", "--out", "a[bold]b"]):
+        r = _cli(*args, cwd=tmp_path)
+        assert r.returncode != 0 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+        assert "[/]" in r.stderr or "[bold]" in r.stderr, r.stderr
+
+
+def test_messages_say_what_happened_as_a_person_would_want(tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.md").write_text("# 次に読む記事\n", encoding="utf-8")
+    (notes / "page.html").write_text("<p>x</p>\n", encoding="utf-8")
+    r = _cli("build", str(notes), "--out", str(tmp_path / "empty"))
+    assert r.returncode == 0 and "0 posts read" in r.stdout
+    assert r.stderr.startswith("warning: no posts found in") and "(2 other files there: .html, .md)" in r.stderr
+    r = _cli("build", str(notes / "todo.md"), str(SEED), "--out", str(tmp_path / "one"))
+    assert r.returncode == 0, r.stderr
+    assert "1 post read" in r.stdout and "1 rejected (1 not_a_post)" in r.stdout, r.stdout
+    assert "rejected todo.md: not_a_post — not a post file: kirinuki reads *.txt" in r.stdout
+    r = _cli("outlets", "--out", str(tmp_path / "one"), "--format", "json")
+    named = {row["id"]: row for row in json.loads(r.stdout)}
+    doc = pq.read_table(tmp_path / "one" / "data" / "documents.parquet").to_pylist()[0]
+    cited = {c["outlet_id"] for c in pq.read_table(tmp_path / "one" / "data" / "citations.parquet").to_pylist()}
+    assert doc["caption_outlet_id"] in named and named[doc["caption_outlet_id"]]["captions"] == 1
+    assert cited - {None} and all(named[o]["citations"] >= 1 for o in cited - {None})
+    assert _cli("validate", "--out", str(tmp_path / "one")).returncode == 0  # as query and outlets take it
+    assert "give one" in _cli("validate", str(tmp_path / "one"), "--out", str(tmp_path / "empty")).stderr

@@ -3,12 +3,14 @@ build, a build whose tables were tampered with, runaway and failing queries, ter
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -353,3 +355,95 @@ def test_out_naming_the_current_folder_is_refused_in_one_line(sample_build, tmp_
     r = subprocess.run([*CLI, "build", str(SAMPLE), "--out", "."], cwd=out, capture_output=True, text=True)
     assert r.returncode == 2 and "the folder you are in" in r.stderr and r.stderr.count("\n") == 1, r.stderr
     assert not list(tmp_path.glob(".b.tmp-*")) and (out / "build.json").is_file()
+
+
+DISK_FULL_SCRIPT = """
+set -e
+mount -t tmpfs -o size=3m tmpfs "$DISK"
+cp -r "$PREVIOUS" "$DISK/out"
+set +e
+"$@" > "$RESULT/stdout" 2> "$RESULT/stderr"
+echo $? > "$RESULT/rc"
+ls -A "$DISK" > "$RESULT/listing"
+sha256sum "$DISK/out/data/"*.parquet | sed "s#$DISK/##" > "$RESULT/sums"
+"""
+
+
+def test_a_full_disk_is_one_line_keeps_the_log_and_the_previous_build(sample_build, tmp_path):
+    """The build folder's file system fills up halfway through a 40 MB build (a 3 MB tmpfs in a
+    private mount namespace): one line naming the problem and the log, no traceback, the
+    previous build untouched, no temporary folder left."""
+    if not shutil.which("unshare") or subprocess.run(["unshare", "-rm", "true"]).returncode != 0:
+        pytest.skip("needs unshare -rm (a private mount namespace) to make a small file system")
+    from kirinuki.synth import write_corpus
+
+    write_corpus(tmp_path / "posts", 150, 3, 7)
+    disk, result = tmp_path / "disk", tmp_path / "result"
+    disk.mkdir()
+    result.mkdir()
+    env = dict(os.environ, DISK=str(disk), PREVIOUS=str(sample_build), RESULT=str(result))
+    subprocess.run(["unshare", "-rm", "sh", "-c", DISK_FULL_SCRIPT, "sh", *CLI, "build", str(tmp_path / "posts"),
+                    "--out", str(disk / "out")], env=env, check=True, timeout=600)
+    stderr = (result / "stderr").read_text()
+    assert (result / "rc").read_text().strip() == "1" and stderr.count("\n") == 1, stderr
+    assert "No space left on device" in stderr and "previous build is unchanged" in stderr
+    assert f"Log: {disk / 'out.failed.log'}" in stderr and "Traceback" not in stderr
+    assert sorted((result / "listing").read_text().split()) == ["out", "out.failed.log"]
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (sample_build / "data").glob("*.parquet")}
+    after = dict(line.split()[::-1] for line in (result / "sums").read_text().splitlines())
+    assert {Path(k).name: v for k, v in after.items()} == before
+
+
+def test_a_successful_build_leaves_no_lock_file_or_stale_failure_log(tmp_path):
+    out = tmp_path / "b"
+    stale = tmp_path / "b.failed.log"
+    stale.write_text("an earlier failure\n")
+    r = subprocess.run([*CLI, "build", str(SAMPLE), "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+    r = subprocess.run([*CLI, "query", "SELECT count(*) AS n FROM documents", "--out", str(out), "--format", "csv"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.split() == ["n", "4"], r.stderr
+    stale.write_text("an earlier failure\n")
+    r = subprocess.run([*CLI, "build", str(SAMPLE), "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0 and "up to date" in r.stdout, r.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def _carrying(tag: bytes) -> list[int]:
+    from kirinuki.watchdog import _marked
+
+    return _marked(tag)
+
+
+def test_killing_only_the_cli_stops_the_prefect_server_and_workers_it_started(tmp_path):
+    from kirinuki.synth import write_corpus
+
+    write_corpus(tmp_path / "posts", 300, 4, 7)
+    cli = subprocess.Popen([*CLI, "build", str(tmp_path / "posts"), "--out", str(tmp_path / "out")],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        tag = None
+        while time.monotonic() < deadline and cli.poll() is None:
+            try:  # the CLI marks the environment its children get (its own /proc entry shows the one it got)
+                for kid in open(f"/proc/{cli.pid}/task/{cli.pid}/children").read().split():
+                    env = open(f"/proc/{kid}/environ", "rb").read().split(b"\0")
+                    tag = tag or next((e for e in env if e.startswith(b"KIRINUKI_RUN=")), None)
+            except OSError:
+                pass
+            # the watchdog, the server and the forkserver at least
+            if tag and len(_carrying(tag)) >= 3:
+                break
+            time.sleep(0.2)
+        assert tag and cli.poll() is None, "the build ended before its server started"
+        started = _carrying(tag)
+        cli.kill()
+        cli.wait()
+        deadline = time.monotonic() + 15
+        while _carrying(tag) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _carrying(tag), f"left running after kill -9 of the CLI: {_carrying(tag)} of {started}"
+    finally:
+        if cli.poll() is None:
+            cli.kill()

@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -36,12 +35,26 @@ def failed_log(out: Path) -> Path:
     return out.parent / f"{out.name}.failed.log"
 
 
+class _QuietFileHandler(logging.FileHandler):
+    """The build log's handler: a record it cannot write (a full disk) is dropped, not printed to
+    stderr with a traceback as logging does by default; the build's own error says what failed."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        pass
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError:
+            pass
+
+
 @contextmanager
 def build_log(path: Path, keep_on_failure: Path) -> Iterator[None]:
     """Send this run's log records (Prefect's warnings and errors, kirinuki's stage lines) to a
     file in the build folder. The folder is renamed into place with the file still open."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = _QuietFileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
@@ -51,7 +64,10 @@ def build_log(path: Path, keep_on_failure: Path) -> Iterator[None]:
     except BaseException as e:
         log.error("build failed: %r", e, exc_info=True)
         handler.flush()
-        shutil.copyfile(path, keep_on_failure)  # the build folder is about to be removed
+        try:  # a rename needs no free space: the log is kept even when the disk is full
+            os.replace(path, keep_on_failure)
+        except OSError:
+            pass
         raise
     finally:
         root.removeHandler(handler)

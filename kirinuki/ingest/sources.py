@@ -136,7 +136,11 @@ def discover(
     for raw in inputs:
         root = Path(raw)
         if root.is_file():
-            _add(found, rejects, SourceRef(str(root), printable_path(root.name)))
+            if any(root.match(p) for p in patterns):
+                _add(found, rejects, SourceRef(str(root), printable_path(root.name)))
+            else:  # named on purpose, so said, not skipped in silence as in a folder
+                rejects.append(Reject(printable_path(root.name), "not_a_post",
+                                      f"not a post file: kirinuki reads {', '.join(patterns)}"))
             continue
         if not root.is_dir():
             rejects.append(Reject(printable_path(raw), "unreadable", "input path does not exist"))

@@ -10,7 +10,7 @@ import fcntl
 import json
 import os
 import shutil
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -290,15 +290,33 @@ def recover(out: Path) -> None:
 
 
 @contextmanager
-def _flocked(fd: int, mode: int, busy: str) -> Iterator[None]:
-    """Hold flock `mode` on `fd` (closed afterwards); BuildLocked(busy) at once if it is taken."""
-    try:
+def _flocked(path: Path, mode: int, busy: str, remove: bool = False) -> Iterator[None]:
+    """Hold flock `mode` on the lock file `path`; BuildLocked(busy) at once if it is taken. With
+    `remove` (the writer), the file is deleted before the lock is let go, so no `.OUT.lock` stays
+    behind; every holder therefore checks, once locked, that the file it locked is still the one
+    at `path` (not one a finished writer removed) and otherwise locks the new one."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(fd)
             raise BuildLocked(busy) from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
         yield
     finally:
+        if remove:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
         os.close(fd)
 
 
@@ -306,23 +324,23 @@ def _flocked(fd: int, mode: int, busy: str) -> Iterator[None]:
 def locked(out: Path) -> Iterator[None]:
     """Exclusive lock for writing `out`; a second writer fails at once with a clear message."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(_siblings(out)[0], os.O_RDWR | os.O_CREAT, 0o644)
-    with _flocked(fd, fcntl.LOCK_EX, f"another kirinuki run is writing {out}; wait for it to finish or use another --out"):
+    with _flocked(_siblings(out)[0], fcntl.LOCK_EX,
+                  f"another kirinuki run is writing {out}; wait for it to finish or use another --out", remove=True):
         yield
 
 
 @contextmanager
 def read_locked(out: Path) -> Iterator[None]:
     """Shared lock for reading `out` whole (a release, a query opening its tables): readers run
-    together, but never while a build is writing or swapping `out` in; then they refuse at once."""
-    try:
-        fd = os.open(_siblings(out)[0], os.O_RDWR | os.O_CREAT, 0o644) if out.parent.is_dir() else None
-    except OSError:  # a read-only place: no build can be writing there either
-        fd = None
-    if fd is None:
-        yield
-        return
-    with _flocked(fd, fcntl.LOCK_SH, f"a kirinuki build is writing {out} right now; try again when it has finished"):
+    together, but never while a build is writing or swapping `out` in; then they refuse at once.
+    Readers leave the lock file for the next build to remove (only the writer deletes it)."""
+    with ExitStack() as held:
+        if out.parent.is_dir():
+            try:
+                held.enter_context(_flocked(_siblings(out)[0], fcntl.LOCK_SH,
+                                            f"a kirinuki build is writing {out} right now; try again when it has finished"))
+            except OSError:  # a read-only place: no build can be writing there either
+                pass
         yield
 
 
