@@ -164,7 +164,10 @@ def compact(root: Path, name: str, pieces: Iterable[pa.Table], extra: dict[str, 
         nonlocal n
         for col, arr in extra.items():
             t = t.append_column(col, arr.slice(n, t.num_rows))
-        w.write_table(t.select(schema.names).cast(schema), row_group_size=group)
+        # one contiguous chunk per column: the writer checks its dictionary size (and falls back to
+        # plain pages) chunk by chunk, so chunk boundaries that follow the cache's parts would make
+        # the bytes depend on which files were parsed again
+        w.write_table(t.select(schema.names).cast(schema).combine_chunks(), row_group_size=group)
         n += t.num_rows
 
     with pq.ParquetWriter(dest, schema, **PARQUET_OPTIONS) as w:
@@ -210,7 +213,7 @@ def write_table(root: Path, name: str, table: pa.Table) -> None:
     schema = spec(name).arrow_schema
     with pq.ParquetWriter(dest, schema, **PARQUET_OPTIONS) as w:
         if table.num_rows:  # an empty table has no row groups at all (readers choke on 0-row groups)
-            w.write_table(table.cast(schema), row_group_size=spec(name).row_group_rows)
+            w.write_table(table.cast(schema).combine_chunks(), row_group_size=spec(name).row_group_rows)
 
 
 def views_sql() -> str:
