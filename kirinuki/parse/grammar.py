@@ -31,7 +31,7 @@ SUBHEADING_MAX_CHARS = 40
 DATELESS_ATTRIBUTION_MAX_CHARS = 40
 
 
-@dataclass
+@dataclass(slots=True)
 class DateParts:
     raw: str
     year: int | None
@@ -39,7 +39,7 @@ class DateParts:
     day: int
 
 
-@dataclass
+@dataclass(slots=True)
 class Source_:
     """Outlet / author / title parsed from the text after a date, as written."""
 
@@ -48,7 +48,7 @@ class Source_:
     title: str | None
 
 
-@dataclass
+@dataclass(slots=True)
 class Attribution:
     raw: str
     start: int
@@ -59,7 +59,7 @@ class Attribution:
     title: str | None
 
 
-@dataclass
+@dataclass(slots=True)
 class Paragraph:
     ordinal: int
     line_no: int
@@ -72,7 +72,7 @@ class Paragraph:
     duplicate_of: int | None = None  # paragraph ordinal
 
 
-@dataclass
+@dataclass(slots=True)
 class Excerpt:
     ordinal: int
     start: int
@@ -87,7 +87,7 @@ class Excerpt:
     flags: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class Citation:
     ordinal: int
     paragraph: int
@@ -100,14 +100,14 @@ class Citation:
     title: str | None
 
 
-@dataclass
+@dataclass(slots=True)
 class Caption:
     text: str
     date: DateParts | None
     outlet: str | None
 
 
-@dataclass
+@dataclass(slots=True)
 class ParsedPost:
     paragraphs: list[Paragraph]
     excerpts: list[Excerpt]
