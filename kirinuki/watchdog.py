@@ -32,22 +32,23 @@ def _marked(tag: bytes) -> list[int]:
     return found
 
 
-def _stop(tag: bytes, grace: float = 3.0) -> None:
-    pids = _marked(tag)
+def _signal_all(pids: list[int], sig: int) -> None:
     for pid in pids:
         try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
+            os.kill(pid, sig)
+        except OSError:  # gone already
             pass
+
+
+def _stop(tag: bytes, grace: float = 3.0) -> None:
+    """SIGTERM to every marked process, SIGKILL to those still there after `grace` seconds."""
+    pids = _marked(tag)
+    _signal_all(pids, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while pids and time.monotonic() < deadline:
         time.sleep(0.05)
         pids = _marked(tag)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+    _signal_all(pids, signal.SIGKILL)
 
 
 def start() -> None:
