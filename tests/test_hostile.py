@@ -8,9 +8,9 @@ one flagged value, and every other post builds exactly as it would without them.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import os
 import shutil
+import subprocess
 import time
 from datetime import date
 from pathlib import Path
@@ -149,8 +149,22 @@ def test_date_arithmetic_past_the_calendar_gives_a_null_with_a_reason(text, raw)
     assert Run(date(9999, 12, 31)).mentions("12月31日の翌日")[-1].rule == "out_of_range"
 
 
-def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kirinuki.cli", *args], capture_output=True, text=True, cwd=cwd)
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The command, run in this process (its Prefect server is already up): exit code and the two
+    streams as a user's terminal would get them; an exception the CLI let through fails the test."""
+    from typer.testing import CliRunner
+
+    from kirinuki.cli import app
+
+    here = os.getcwd()
+    os.chdir(cwd or here)
+    try:
+        r = CliRunner().invoke(app, list(args))
+    finally:
+        os.chdir(here)
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return subprocess.CompletedProcess(args, r.exit_code, r.stdout, r.stderr)
 
 
 def test_file_names_with_markup_and_control_characters_print_escaped(tmp_path):

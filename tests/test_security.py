@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import SAMPLE
+from conftest import SAMPLE, rows
 
 CLI = [sys.executable, "-m", "kirinuki.cli"]
 
@@ -395,18 +395,16 @@ def test_a_full_disk_is_one_line_keeps_the_log_and_the_previous_build(sample_bui
 
 
 def test_a_successful_build_leaves_no_lock_file_or_stale_failure_log(tmp_path):
+    from kirinuki.flows.build import build
+
     out = tmp_path / "b"
     stale = tmp_path / "b.failed.log"
     stale.write_text("an earlier failure\n")
-    r = subprocess.run([*CLI, "build", str(SAMPLE), "--out", str(out)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    build([str(SAMPLE)], str(out))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
-    r = subprocess.run([*CLI, "query", "SELECT count(*) AS n FROM documents", "--out", str(out), "--format", "csv"],
-                       capture_output=True, text=True)
-    assert r.returncode == 0 and r.stdout.split() == ["n", "4"], r.stderr
+    assert rows(out, "SELECT count(*) AS n FROM documents") == [{"n": 4}]  # a reader under the shared lock
     stale.write_text("an earlier failure\n")
-    r = subprocess.run([*CLI, "build", str(SAMPLE), "--out", str(out)], capture_output=True, text=True)
-    assert r.returncode == 0 and "up to date" in r.stdout, r.stdout
+    assert build([str(SAMPLE)], str(out)).get("up_to_date")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
