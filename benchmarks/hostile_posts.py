@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -69,9 +70,9 @@ def patterns() -> None:
         per = []
         for n in SIZES:
             text = make(n)
-            per.append(best_of(lambda: build_one(text)) / len(text) * 1e9)
+            per.append(best_of(partial(build_one, text)) / len(text) * 1e9)
         text = make(SIZES[-1])
-        floor = best_of(lambda: text.translate(table)) / len(text) * 1e9
+        floor = best_of(partial(text.translate, table)) / len(text) * 1e9
         cells = " | ".join(f"{p:,.0f}" for p in per)
         print(f"| {name} | {cells} | {per[-1] / per[0] * 8:.1f} | {floor:.1f} |", flush=True)
 
@@ -103,7 +104,7 @@ def memory() -> None:
         cases += [(f"{mb} MB of paragraphs", seed_like * max(1, int(mb * 2**20 / len(seed_like.encode()))), mb)
                   for mb in (1, 2, 4, 8)]
         cases.append(("8 MB, 4M one-character lines", "a\n" * 4_000_000, 8))
-        for name, text, mb in cases:
+        for name, text, _mb in cases:
             folder = Path(work) / f"in-{len(rows)}"
             folder.mkdir()
             (folder / "post.txt").write_text(text, encoding="utf-8")
