@@ -116,3 +116,58 @@ def test_dates_and_tags_as_exports_write_them():
     assert parse_date("01/05/2024 7:03 AM") == datetime(2024, 1, 5, 7, 3)
     assert parse_date("02/30/2024 10:00:00") is None and parse_date("13:00 PM") is None
     assert split_tags('a, "b, c" ,d') == ["a", "b, c", "d"]
+
+
+def _goo_entry(title: str, date: str, body_html: str, basename: str = "") -> str:
+    head = f"AUTHOR: のりこ\nTITLE: {title}\n" + (f"BASENAME: {basename}\n" if basename else "")
+    return f"{head}STATUS: Publish\nCONVERT BREAKS: 0\nDATE: {date}\n-----\nBODY:\n{body_html}\n-----\n--------\n"
+
+
+def _rows_without_ids(src) -> dict:
+    from kirinuki.clean.normalize import clean_document
+    from kirinuki.parse.records import source_rows
+
+    rows = source_rows(src)
+    clean_document(rows)
+    ids = ("doc_id", "source_sha256", "excerpt_id", "paragraph_id", "citation_id", "mention_id", "duplicate_of")
+    return {t: [{k: v for k, v in r.items() if k not in ids and not k.endswith("_inferred")} for r in rows[t]]
+            for t in ("excerpts", "paragraphs", "date_mentions", "citations")}
+
+
+def test_the_seed_as_a_goo_style_entry_gives_the_seed_s_excerpts_paragraphs_and_date_mentions(seed_text):
+    import html
+
+    from kirinuki.ingest.mtif import entry_sources
+    from kirinuki.ingest.sources import Source
+
+    loose = Source("seed.txt", seed_text, "0" * 64, len(seed_text.encode()), "utf-8", "lf")
+    expected = _rows_without_ids(loose)
+    from kirinuki.parse.records import source_rows
+
+    day = source_rows(loose)["documents"][0]["published_date"]  # the seed's inferred date, which goo would carry
+    body = "<br />\n".join(html.escape(line, quote=False) for line in seed_text.strip("\n").split("\n"))
+    export = (_goo_entry("別の記事", "01/02/2024 09:00:00", "<p>前の記事の本文。</p>", "2024/01/02/090000")
+              + _goo_entry("切り抜き", day.strftime("%m/%d/%Y 21:00:00"), body))
+    first, seed_entry = entry_sources("export.txt", export, "utf-8", "lf")
+    assert first.rel == "export.txt#2024/01/02/090000" and seed_entry.rel.startswith("export.txt#entry-")
+    assert seed_entry.text == seed_text.strip("\n") and seed_entry.meta.title == "切り抜き"
+    assert _rows_without_ids(seed_entry) == expected
+
+
+def test_entries_that_are_not_posts_are_rejects_with_their_number_and_ids_follow_identity_not_position():
+    from kirinuki.ingest.mtif import entry_sources
+
+    def name(x) -> str:  # a Source's rel, a Reject's source_path
+        return getattr(x, "rel", None) or x.source_path
+
+    def digest(x) -> str:
+        return getattr(x, "sha256", None) or x.source_sha256
+
+    got = entry_sources("blog.txt", EXPORT, "utf-8", "lf")
+    kinds = [(name(x), getattr(x, "code", "post")) for x in got]
+    assert kinds[0] == ("blog.txt#2024/06/12/081500", "post") and kinds[1][1] == "draft"
+    assert "entry 2 is a draft" in got[1].reason and [k for _, k in kinds[2:]] == ["post", "post"]
+    added = _goo_entry("新しい記事", "08/01/2024 10:00:00", "<p>後から足した。</p>") + EXPORT
+    again = entry_sources("blog.txt", added, "utf-8", "lf")
+    assert [name(x) for x in again[1:]] == [name(x) for x in got]  # an entry in front moves no other id
+    assert [digest(x) for x in again[1:]] == [digest(x) for x in got]

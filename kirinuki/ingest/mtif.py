@@ -7,13 +7,14 @@ where it lies in the export; or, for an entry that cannot be a post, the reason.
 
 The format: entries end at a line of eight dashes, sections at a line of five; the first section
 holds `KEY: value` lines, each later one opens with its name (`BODY:`, `COMMENT:` …). The split is
-one pass over the lines. Not wired into the build yet: HTML to lines and the documents columns
-come next.
+one pass over the lines. `entry_sources` turns the entries into posts. Not wired into the build
+yet: discovery by content, the documents columns and per-entry caching come next.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -170,3 +171,55 @@ def _comment(lines: list[str]) -> MtComment:
         meta[m.group(1)] = (m.group(2) or "").strip()
         i += 1
     return MtComment(meta.get("AUTHOR") or None, parse_date(meta.get("DATE", "")), "\n".join(lines[i:]).strip("\n"))
+
+
+# ---------------------------------------------------------------- entries as posts
+
+
+def entry_identity(entry: MtEntry) -> str:
+    """What names an entry across exports of the same blog: its BASENAME, else a digest of its
+    DATE and TITLE; never its position, so an entry added to a later export moves no other id."""
+    basename = entry.fields.get("BASENAME", "").strip()
+    if basename:
+        return basename
+    key = f"{entry.fields.get('DATE', '')}\0{entry.fields.get('TITLE', '')}".encode()
+    return "entry-" + hashlib.sha256(key).hexdigest()[:12]
+
+
+def entry_sources(rel: str, text: str, encoding: str, newline: str, keep_drafts: bool = False) -> list:
+    """Each entry of the export at `rel` (its decoded text) as a post `Source` whose text is its
+    BODY's lines (html_to_lines), or a `Reject` with the entry's number and the reason. An entry's
+    sha256 is over its lines in the export, as UTF-8."""
+    from kirinuki.ingest.html_lines import html_to_lines
+    from kirinuki.ingest.sources import Metadata, Reject, Source
+
+    out: list = []
+    seen: dict[str, int] = {}
+    for entry in split_entries(text):
+        raw = text[entry.start : entry.end].encode("utf-8")
+        digest = hashlib.sha256(raw).hexdigest()
+        ident = entry_identity(entry)
+        where = f"{rel}#{ident}"
+        if ident in seen:
+            out.append(Reject(where, "duplicate_entry", f"entry {entry.number} has the identity of entry "
+                                                         f"{seen[ident]} ({ident}); give it its own BASENAME",
+                              digest, len(raw)))
+            continue
+        seen[ident] = entry.number
+        if entry.problem:
+            out.append(Reject(where, "malformed_entry", entry.problem, digest, len(raw)))
+            continue
+        if entry.is_draft and not keep_drafts:
+            out.append(Reject(where, "draft", f"entry {entry.number} is a draft (STATUS: Draft), not a published post",
+                              digest, len(raw)))
+            continue
+        convert = entry.fields.get("CONVERT BREAKS", "0").strip() not in ("0", "", "__default__")
+        lines = html_to_lines(entry.body, convert_breaks=convert)
+        if not lines.strip():
+            out.append(Reject(where, "empty", f"entry {entry.number}: the BODY has no text", digest, len(raw)))
+            continue
+        meta = Metadata(entry.published_at.date() if entry.published_at else None,
+                        entry.fields.get("TITLE") or None, None)
+        out.append(Source(where, lines, digest, len(raw), encoding, newline, meta,
+                          ("draft",) if entry.is_draft else (), digest))
+    return out
