@@ -90,17 +90,14 @@ def build(
     except KeyboardInterrupt:
         fail("interrupted; nothing was written and the previous build is unchanged", 130)
     except OSError as e:
-        from kirinuki.flows.build import failed_log
-
-        kept = f" Log: {failed_log(out_dir)}" if failed_log(out_dir).is_file() else ""
+        log = pipeline.failed_log(out_dir)
+        kept = f" Log: {log}" if log.is_file() else ""
         fail(f"cannot write the build to {out_dir}: {e.strerror or e}; the previous build is unchanged.{kept}", 1)
     except Exception as e:  # noqa: BLE001 - a bug: still one line, and the previous build stays
         if os.environ.get("KIRINUKI_DEBUG"):
             raise
-        from kirinuki.flows.build import failed_log
-
         fail(f"build failed ({type(e).__name__}: {_one_line(e)}); the previous build is unchanged. "
-             f"Log: {failed_log(out_dir)}", 1)
+             f"Log: {pipeline.failed_log(out_dir)}", 1)
     if as_json:
         print(json.dumps(summary, ensure_ascii=False, sort_keys=True))
     elif not quiet:

@@ -13,7 +13,7 @@ import re
 from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import MAXYEAR, MINYEAR, date, timedelta
-from functools import cache, partial
+from functools import cache, cached_property, partial
 
 from kirinuki.schema import REFERENCE
 
@@ -49,6 +49,7 @@ _ALTERNATIVES = [
 _GUARD = r"(?=[0-9０-９昨去今本来前翌同先当年令平昭]|[こそ]の)"
 MENTION_RE = re.compile(_GUARD + "(?:" + "|".join(f"(?P<{k}>{make(i)})" for i, (k, make) in enumerate(_ALTERNATIVES)) + ")")
 _PREFILTER = re.compile("[年月日]")
+_FULL_STOP = re.compile("。")
 
 
 @cache
@@ -140,16 +141,17 @@ def _year_span(y: int, ypart: str | None, rule: str) -> _Resolved:
 
 class _LookAhead:
     """Whether a look-ahead cue (予定, 来週 …) follows a position within its sentence, answered in
-    log time: the cues' occurrences are found once per text (only when first asked), then each
-    question is two bisections instead of a scan of the rest of the text."""
+    log time: the full stops and the cues' occurrences are found once per text (only when first
+    asked), then each question is two bisections instead of a scan of the rest of the text."""
 
     def __init__(self, text: str):
         self.text = text
-        self.stops: list[int] | None = None
 
-    def _index(self) -> None:
+    @cached_property
+    def _index(self) -> tuple[list[int], list[int], list[int]]:
+        """(full-stop positions, cue starts in order, the earliest cue end from each start on)."""
         text = self.text
-        self.stops = [i for i, c in enumerate(text) if c == "。"]
+        stops = [m.start() for m in _FULL_STOP.finditer(text)]
         found = []
         for cue in lookahead_cues():
             i = text.find(cue)
@@ -157,18 +159,17 @@ class _LookAhead:
                 found.append((i, i + len(cue)))
                 i = text.find(cue, i + 1)
         found.sort()
-        self.starts = [a for a, _ in found]
-        self.min_end = [b for _, b in found]  # the earliest end among occurrences from here on
+        min_end = [b for _, b in found]
         for k in range(len(found) - 2, -1, -1):
-            self.min_end[k] = min(self.min_end[k], self.min_end[k + 1])
+            min_end[k] = min(min_end[k], min_end[k + 1])
+        return stops, [a for a, _ in found], min_end
 
     def __call__(self, pos: int) -> bool:
-        if self.stops is None:
-            self._index()
-        k = bisect_left(self.stops, pos)
-        stop = self.stops[k] if k < len(self.stops) else len(self.text)
-        c = bisect_left(self.starts, pos)
-        return c < len(self.starts) and self.min_end[c] <= stop
+        stops, starts, min_end = self._index
+        k = bisect_left(stops, pos)
+        stop = stops[k] if k < len(stops) else len(self.text)
+        c = bisect_left(starts, pos)
+        return c < len(starts) and min_end[c] <= stop
 
 
 def _resolve(kind: str, g: dict, anchor: date | None, last: _Resolved | None, ahead) -> _Resolved:

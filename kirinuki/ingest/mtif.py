@@ -19,6 +19,9 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from kirinuki.ingest.html_lines import html_to_lines
+from kirinuki.ingest.sources import Metadata, Reject, Source
+
 ENTRY_END = "--------"
 SECTION_END = "-----"
 TEXT_SECTIONS = ("BODY", "EXTENDED BODY", "EXCERPT", "KEYWORDS", "COMMENT", "PING")
@@ -190,9 +193,6 @@ def entry_sources(rel: str, text: str, encoding: str, newline: str, keep_drafts:
     """Each entry of the export at `rel` (its decoded text) as a post `Source` whose text is its
     BODY's lines (html_to_lines), or a `Reject` with the entry's number and the reason. An entry's
     sha256 is over its lines in the export, as UTF-8."""
-    from kirinuki.ingest.html_lines import html_to_lines
-    from kirinuki.ingest.sources import Metadata, Reject, Source
-
     out: list = []
     seen: dict[str, int] = {}
     for entry in split_entries(text):
