@@ -37,6 +37,8 @@ from kirinuki.build.batch import (  # noqa: E402
     cache_key,
     cache_lookup,
     code_digest,
+    container_key,
+    entries_by_export,
     exit_with,
     fingerprints,
     part_numbers,
@@ -86,8 +88,9 @@ progress: Callable[[int, int, int], None] | None = None
 
 @task(name="parse-batch", cache_policy=NO_CACHE, persist_result=False)
 def parse_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int, keys: list[str | None],
-                hits: list[Hit | None], old_parts: str | None) -> dict:
-    args = (refs, parts, batch_no, max_bytes, keys, hits, old_parts)
+                hits: list[Hit | None], old_parts: str | None, entry_hits: list[dict | None],
+                keep_drafts: bool = False) -> dict:
+    args = (refs, parts, batch_no, max_bytes, keys, hits, old_parts, entry_hits, keep_drafts)
     pool = _POOL
     return pool.submit(run_batch, *args).result() if pool is not None else run_batch(*args)
 
@@ -153,13 +156,17 @@ def _preload_validation() -> None:
 
 
 def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_files: int, max_bytes: int,
-              workers: int, old_parts: Path | None) -> list[dict]:
+              workers: int, old_parts: Path | None, keep_drafts: bool = False) -> list[dict]:
     """One parse task per batch; batches run in a pool of `workers` processes (spawned from a
     forkserver that has imported only the parsing stages). Results come back in batch order."""
     global _POOL
     lookup = cache_lookup(old_parts)
-    hits = [lookup.get(k) if k else None for k in keys]
-    ref_batches, key_batches, hit_batches = (batches(x, batch_files) for x in (refs, keys, hits))
+    hits = [(lookup.get(k) or lookup.get(container_key(k, keep_drafts))) if k else None for k in keys]
+    exports = entries_by_export(lookup)  # what a changed export's unchanged entries may reuse
+    entry_hits = [exports.get(r.rel) if h is None else None for r, h in zip(refs, hits)]
+    del lookup, exports
+    ref_batches, key_batches, hit_batches, entry_batches = (batches(x, batch_files)
+                                                             for x in (refs, keys, hits, entry_hits))
     total, done, done_bytes = len(refs), 0, 0
     use_pool = workers > 1 and len(ref_batches) > 1 and _POOL is None
     ctx = multiprocessing.get_context("forkserver")
@@ -171,8 +178,9 @@ def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_
             _POOL = pool
         futures = []
         try:
-            futures = [parse_batch.submit(b, str(parts), i, max_bytes, k, h, str(old_parts) if old_parts else None)
-                       for i, (b, k, h) in enumerate(zip(ref_batches, key_batches, hit_batches))]
+            futures = [parse_batch.submit(b, str(parts), i, max_bytes, k, h, str(old_parts) if old_parts else None,
+                                          e, keep_drafts)
+                       for i, (b, k, h, e) in enumerate(zip(ref_batches, key_batches, hit_batches, entry_batches))]
             for f in as_completed(futures):
                 res = f.result()
                 done += res["files"]
@@ -196,13 +204,15 @@ def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_
 @flow(name="kirinuki-build", persist_result=False, task_runner=ThreadPoolTaskRunner(max_workers=4))
 def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
           max_file_mb: float = DEFAULT_MAX_BYTES / 2**20, dedup: dict | None = None,
-          duckdb_memory_mb: int = 2048, workers: int = 0, cache: bool = True, runner: str = "local") -> dict:
+          duckdb_memory_mb: int = 2048, workers: int = 0, cache: bool = True, runner: str = "local",
+          drafts: bool = False) -> dict:
     """Build every table from the posts under `inputs` into the folder `out`, atomically.
 
     workers: parse processes (0 = one per core); cache: reuse the rows of files unchanged since the
     previous build in `out`, and return that build as it is when nothing changed at all; runner:
     "local", or "dask" when the flow runs with a DaskTaskRunner (see `build_flow`): parse tasks then
-    run on the cluster's workers, which must see the same file system."""
+    run on the cluster's workers, which must see the same file system; drafts: read the drafts of
+    exports as posts (flagged `draft`) instead of rejecting them."""
     out_path = Path(out)
     check_output(out_path, inputs)
     dedup_cfg = DedupConfig(**(dedup or {}))  # plain dict parameter: deployments and the UI can set it
@@ -219,7 +229,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         keys = [cache_key(r.rel, fp, max_bytes) for r, fp in zip(refs, fps)]
         del known, fps  # ~100 MB at 100k files: not kept through the build's peak
         timings["hash"] = time.perf_counter() - t
-        digest = build_digest(keys, refs, rejected, max_bytes, dedup_cfg)
+        digest = build_digest(keys, refs, rejected, max_bytes, dedup_cfg, drafts)
         previous = previous_summary(out_path)
         if cache and previous and previous.get("build_digest") == digest:
             previous["up_to_date"] = True
@@ -235,7 +245,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         parts = tmp / CACHE_DIR
         old_parts = out_path / CACHE_DIR if cache and (out_path / CACHE_DIR).is_dir() else None
         results = parse_all(refs, keys, parts, batch_files, max_bytes, workers if runner == "local" else 1,
-                            old_parts)
+                            old_parts, drafts)
         parts.mkdir(parents=True, exist_ok=True)
         (parts / FINGERPRINTS).write_text(json.dumps({"max_bytes": max_bytes, "files": record}, separators=(",", ":")),
                                           encoding="utf-8")
@@ -285,7 +295,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
                             report=report, timings=timings,
                             parameters={"batch_files": batch_files, "max_file_mb": max_file_mb,
                                         "duckdb_memory_mb": duckdb_memory_mb, "workers": workers, "cache": cache,
-                                        "runner": runner})
+                                        "runner": runner, "drafts": drafts})
         write_json(tmp / "build.json", summary)
     failed_log(out_path).unlink(missing_ok=True)  # an earlier failure's log no longer describes `out`
     summary["durations_s"]["total"] = round(time.perf_counter() - t0, 3)

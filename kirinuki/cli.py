@@ -39,7 +39,7 @@ def fail(message: str, code: int = 1) -> None:
 
 @app.command()
 def build(
-    paths: Annotated[list[str], typer.Argument(help="Post files or folders (folders: every *.txt below).")],
+    paths: Annotated[list[str], typer.Argument(help="Post files, blog exports (MTIF, WXR), saved pages, or folders of them.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Build folder to (re)create.")] = Path("output/build"),
     batch_files: Annotated[int, typer.Option(help="Files per parse task.", min=1)] = 256,
     max_file_mb: Annotated[float, typer.Option(help="Reject files larger than this.", min=0.001)] = 64.0,
@@ -50,6 +50,7 @@ def build(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Parse every file again, ignoring the previous build's cache.")] = False,
     runner: Annotated[str, typer.Option(help="local, or dask (parse on an existing Dask cluster).")] = "local",
     scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address for --runner dask, e.g. tcp://10.0.0.5:8786.")] = None,
+    drafts: Annotated[bool, typer.Option("--drafts", help="Read the drafts in blog exports as posts (flagged draft) instead of rejecting them.")] = False,
 ) -> None:
     """Read posts, parse them and write the Parquet tables to --out (atomically)."""
     from kirinuki.store.files import BuildLocked, UnsafeOutput, check_output, locked
@@ -80,7 +81,7 @@ def build(
             pipeline.progress = hook
             summary = build_flow(paths, str(out_dir), batch_files=batch_files, max_file_mb=max_file_mb,
                                  duckdb_memory_mb=duckdb_memory_mb, workers=workers, cache=not no_cache,
-                                 runner=runner)
+                                 runner=runner, drafts=drafts)
     except UnsafeOutput as e:
         fail(str(e), 2)
     except BuildLocked as e:

@@ -1,4 +1,4 @@
-"""MTIF exports split into entries (issue 16, first part): metadata, post HTML, comments apart."""
+"""MTIF exports split into entries: metadata, post HTML, comments apart; entries as posts."""
 
 from __future__ import annotations
 
@@ -77,7 +77,8 @@ def test_an_export_splits_into_entries_with_metadata_post_html_and_comments_apar
     assert first.fields["TITLE"] == "港の倉庫の話" and first.fields["BASENAME"] == "2024/06/12/081500"
     assert first.categories == ["経済", "海外"] and first.tags == ["港湾", "北部 地方", "倉庫"]
     assert first.published_at == datetime(2024, 6, 12, 8, 15)
-    assert first.body == "<p>北部の港で新しい倉庫の建設が始まった。</p>\n<p>続きの段落です。</p>"
+    # the extended body is a block of its own after the body
+    assert first.body == "<p>北部の港で新しい倉庫の建設が始まった。</p><div><p>続きの段落です。</p></div>"
     assert first.excerpt == "倉庫の話の要約。" and first.keywords == "倉庫 港"
     (comment,) = first.comments
     assert comment.author == "通りすがり" and comment.date == datetime(2024, 6, 13, 22, 0)
@@ -148,26 +149,31 @@ def test_the_seed_as_a_goo_style_entry_gives_the_seed_s_excerpts_paragraphs_and_
     body = "<br />\n".join(html.escape(line, quote=False) for line in seed_text.strip("\n").split("\n"))
     export = (_goo_entry("別の記事", "01/02/2024 09:00:00", "<p>前の記事の本文。</p>", "2024/01/02/090000")
               + _goo_entry("切り抜き", day.strftime("%m/%d/%Y 21:00:00"), body))
-    first, seed_entry = entry_sources("export.txt", export, "utf-8", "lf")
-    assert first.rel == "export.txt#2024/01/02/090000" and seed_entry.rel.startswith("export.txt#entry-")
+    first, seed_entry = entry_sources(Source("export.txt", export, "1" * 64, len(export.encode()), "utf-8", "lf"))
+    assert first.key == "export.txt#2024/01/02/090000" and seed_entry.key.startswith("export.txt#entry-")
+    assert first.rel == seed_entry.rel == "export.txt" and seed_entry.entry.position == 2
     assert seed_entry.text == seed_text.strip("\n") and seed_entry.meta.title == "切り抜き"
     assert _rows_without_ids(seed_entry) == expected
 
 
 def test_entries_that_are_not_posts_are_rejects_with_their_number_and_ids_follow_identity_not_position():
     from kirinuki.ingest.mtif import entry_sources
+    from kirinuki.ingest.sources import Source
 
-    def name(x) -> str:  # a Source's rel, a Reject's source_path
-        return getattr(x, "rel", None) or x.source_path
+    def name(x) -> str:  # a Source's key, a Reject's source_path
+        return getattr(x, "key", None) or x.source_path
+
+    def export(text: str) -> Source:
+        return Source("blog.txt", text, "2" * 64, len(text.encode()), "utf-8", "lf")
 
     def digest(x) -> str:
         return getattr(x, "sha256", None) or x.source_sha256
 
-    got = entry_sources("blog.txt", EXPORT, "utf-8", "lf")
+    got = entry_sources(export(EXPORT))
     kinds = [(name(x), getattr(x, "code", "post")) for x in got]
     assert kinds[0] == ("blog.txt#2024/06/12/081500", "post") and kinds[1][1] == "draft"
     assert "entry 2 is a draft" in got[1].reason and [k for _, k in kinds[2:]] == ["post", "post"]
     added = _goo_entry("新しい記事", "08/01/2024 10:00:00", "<p>後から足した。</p>") + EXPORT
-    again = entry_sources("blog.txt", added, "utf-8", "lf")
+    again = entry_sources(export(added))
     assert [name(x) for x in again[1:]] == [name(x) for x in got]  # an entry in front moves no other id
     assert [digest(x) for x in again[1:]] == [digest(x) for x in got]

@@ -79,10 +79,11 @@ def batches(refs: list, size: int) -> list[list]:
 
 
 def build_digest(keys: list[str | None], refs: list[SourceRef], rejected: list, max_bytes: int,
-                 dedup: DedupConfig) -> str:
+                 dedup: DedupConfig, drafts: bool = False) -> str:
     """Identity of everything a build's tables depend on: code, every input, parameters."""
     h = hashlib.sha256(json.dumps([__version__, code_digest(whole_build=True), max_bytes, asdict(dedup),
-                                   [r.source_path + ":" + r.code for r in rejected]]).encode())
+                                   [r.source_path + ":" + r.code for r in rejected]]
+                                  + (["drafts"] if drafts else [])).encode())
     for ref, key in zip(refs, keys):
         h.update(f"{ref.rel}\0{key or _stat_signature(ref.path)}\n".encode())
     return h.hexdigest()

@@ -1,4 +1,4 @@
-"""MTIF: a Movable Type Import/Export file split into its entries (issue 16, first part).
+"""MTIF: a Movable Type Import/Export file split into its entries, each a post.
 
 In: the decoded, LF-normalised text of one export file (what goo blog's 引越しデータ, Hatena, FC2,
 livedoor and Movable Type write). Out: one `MtEntry` per entry, with its metadata, its post HTML
@@ -7,8 +7,8 @@ where it lies in the export; or, for an entry that cannot be a post, the reason.
 
 The format: entries end at a line of eight dashes, sections at a line of five; the first section
 holds `KEY: value` lines, each later one opens with its name (`BODY:`, `COMMENT:` …). The split is
-one pass over the lines. `entry_sources` turns the entries into posts. Not wired into the build
-yet: discovery by content, the documents columns and per-entry caching come next.
+one pass over the lines. `entry_sources` turns the entries into posts. Comments are not read:
+they are other people's words, not the post (docs/inputs.md).
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from kirinuki.ingest.formats import ENTRY_END, looks_like_mtif  # noqa: F401
 from kirinuki.ingest.html_lines import html_to_lines
-from kirinuki.ingest.sources import Metadata, Reject, Source
+from kirinuki.ingest.model import Entry, Metadata, Reject, Source
+from kirinuki.ingest.sources import over_budget
 
-ENTRY_END = "--------"
 SECTION_END = "-----"
 TEXT_SECTIONS = ("BODY", "EXTENDED BODY", "EXCERPT", "KEYWORDS", "COMMENT", "PING")
 _KEY_RE = re.compile(r"^([A-Z][A-Z ]*[A-Z]):(?: (.*))?$")
@@ -54,13 +55,6 @@ class MtEntry:
     @property
     def is_draft(self) -> bool:
         return self.fields.get("STATUS", "").strip().casefold() == "draft"
-
-
-def looks_like_mtif(text: str) -> bool:
-    """An export, told by content: `KEY: value` lines, a BODY section and an entry separator."""
-    head = text[:20_000]
-    return (f"\n{ENTRY_END}\n" in f"\n{head}\n" or head.rstrip().endswith(ENTRY_END)) and \
-        "\nBODY:\n" in f"\n{head}" and bool(_KEY_RE.match(head.split("\n", 1)[0]))
 
 
 def parse_date(value: str) -> datetime | None:
@@ -150,7 +144,9 @@ def _entry(number: int, block: list[tuple[int, str]], end: int) -> MtEntry:
             entry.comments.append(_comment(section[1:]))
         elif name != "PING":
             bodies[name] = bodies.get(name, "") + content
-    entry.body = "\n".join(x for x in (bodies.get("BODY"), bodies.get("EXTENDED BODY")) if x)
+    # the extended body is a block of its own after the body (Movable Type's templates show it so)
+    more = bodies.get("EXTENDED BODY")
+    entry.body = bodies.get("BODY", "") + (f"<div>{more}</div>" if more else "")
     entry.excerpt = bodies.get("EXCERPT") or None
     entry.keywords = bodies.get("KEYWORDS") or None
     if "DATE" in entry.fields:
@@ -189,37 +185,109 @@ def entry_identity(entry: MtEntry) -> str:
     return "entry-" + hashlib.sha256(key).hexdigest()[:12]
 
 
-def entry_sources(rel: str, text: str, encoding: str, newline: str, keep_drafts: bool = False) -> list:
-    """Each entry of the export at `rel` (its decoded text) as a post `Source` whose text is its
-    BODY's lines (html_to_lines), or a `Reject` with the entry's number and the reason. An entry's
-    sha256 is over its lines in the export, as UTF-8."""
-    out: list = []
+def entry_sources(src: Source, keep_drafts: bool = False) -> list[Source | Reject]:
+    """Each entry of the decoded export `src` as a post `Source` whose text is its BODY's lines
+    (html_to_lines), or a `Reject` naming the entry and the reason. An entry's sha256 is over its
+    lines in the export (decoded, LF-normalised, as UTF-8): adding or changing another entry
+    leaves it as it was."""
+    out: list[Source | Reject] = []
     seen: dict[str, int] = {}
-    for entry in split_entries(text):
-        raw = text[entry.start : entry.end].encode("utf-8")
+    undecodable = {int(n[len(UNDECODABLE_NOTE):]) for n in src.notes if n.startswith(UNDECODABLE_NOTE)}
+    notes = tuple(n for n in src.notes if not n.startswith(UNDECODABLE_NOTE))
+    for entry in split_entries(src.text):
+        raw = src.text[entry.start : entry.end].encode("utf-8")
         digest = hashlib.sha256(raw).hexdigest()
         ident = entry_identity(entry)
-        where = f"{rel}#{ident}"
+        where = f"{src.rel}#{ident}"
+
+        def refuse(code: str, reason: str, where: str = where) -> None:
+            out.append(Reject(where, code, reason, digest, len(raw), entry.number))
+
         if ident in seen:
-            out.append(Reject(where, "duplicate_entry", f"entry {entry.number} has the identity of entry "
-                                                         f"{seen[ident]} ({ident}); give it its own BASENAME",
-                              digest, len(raw)))
+            refuse("duplicate_entry", f"entry {entry.number} has the identity of entry {seen[ident]} ({ident}); "
+                                      "give it its own BASENAME", f"{where}@{entry.number}")
             continue
         seen[ident] = entry.number
+        if entry.number in undecodable:
+            refuse("malformed_entry", f"entry {entry.number} has bytes that are not valid {src.encoding}, the "
+                                      "encoding of the export's other entries (re-save it in one encoding)")
+            continue
         if entry.problem:
-            out.append(Reject(where, "malformed_entry", entry.problem, digest, len(raw)))
+            refuse("malformed_entry", entry.problem)
             continue
         if entry.is_draft and not keep_drafts:
-            out.append(Reject(where, "draft", f"entry {entry.number} is a draft (STATUS: Draft), not a published post",
-                              digest, len(raw)))
+            refuse("draft", f"entry {entry.number} is a draft (STATUS: Draft), not a published post")
             continue
         convert = entry.fields.get("CONVERT BREAKS", "0").strip() not in ("0", "", "__default__")
         lines = html_to_lines(entry.body, convert_breaks=convert)
         if not lines.strip():
-            out.append(Reject(where, "empty", f"entry {entry.number}: the BODY has no text", digest, len(raw)))
+            refuse("empty", f"entry {entry.number}: the BODY has no text")
+            continue
+        if over := over_budget(lines):
+            refuse("over_budget", f"entry {entry.number}: {over}")
             continue
         meta = Metadata(entry.published_at.date() if entry.published_at else None,
-                        entry.fields.get("TITLE") or None, None)
-        out.append(Source(where, lines, digest, len(raw), encoding, newline, meta,
-                          ("draft",) if entry.is_draft else (), digest))
+                        entry.fields.get("TITLE", "").strip() or None, None)
+        info = Entry("mtif", ident, entry.number, None, tuple(entry.categories), tuple(entry.tags),
+                     entry.published_at, None)
+        out.append(Source(src.rel, lines, digest, len(raw), src.encoding, src.newline, meta,
+                          notes + (("draft",) if entry.is_draft else ()),
+                          entry_fingerprint(digest, keep_drafts, src), info))
     return out
+
+
+def entry_fingerprint(digest: str, keep_drafts: bool, export: Source) -> str:
+    """The cache identity of an entry's rows: its hash, whether drafts are kept, and what its rows
+    take from the export (its encoding, line endings, decoding notes)."""
+    key = f"{digest}\0drafts={keep_drafts}\0{export.encoding}\0{export.newline}\0{export.notes}"
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- an export with bad bytes in some entries
+
+
+UNDECODABLE_NOTE = "undecodable_entry:"
+
+
+def decode_by_entry(data: bytes) -> tuple[str, str, tuple[str, ...]] | None:
+    """An export the whole of which decodes in no supported encoding, read entry by entry: the
+    encoding most entries decode in is the export's; an entry whose bytes are not valid in it is
+    decoded with U+FFFD in their place and named in a note (its Source becomes a reject). None when
+    the bytes do not look like an export or no entry decodes."""
+    from kirinuki.ingest.sources import DecodeError, decode_with_notes
+
+    head = data[:20_000]
+    if b"\nBODY:" not in head or b"\n" + ENTRY_END.encode() not in head:
+        return None
+    chunks: list[bytes] = []
+    current: list[bytes] = []
+    for line in data.split(b"\n"):
+        current.append(line)
+        if line.rstrip(b"\r") == ENTRY_END.encode():
+            chunks.append(b"\n".join(current))
+            current = []
+    rest = b"\n".join(current)
+    labels: list[str] = []
+    for chunk in chunks + [rest]:
+        try:
+            labels.append(decode_with_notes(chunk + b"\n")[1] if chunk.strip() else "")
+        except DecodeError:
+            labels.append("")
+    found = [x for x in labels if x and x not in ("utf-8-bom", "utf-16le", "utf-16be", "iso-2022-jp")]
+    if not found:
+        return None
+    label = max(dict.fromkeys(found), key=found.count)
+    codec = {"euc-jp": "euc_jp"}.get(label, label)
+    texts, bad = [], []
+    number = 0
+    for i, chunk in enumerate(chunks + [rest]):
+        lines_before_separator = chunk.split(b"\n")[:-1] if i < len(chunks) else chunk.split(b"\n")
+        counted = bool(lines_before_separator) if i < len(chunks) else bool(chunk.strip())
+        number += counted
+        try:
+            texts.append(chunk.decode(codec))
+        except UnicodeDecodeError:
+            texts.append(chunk.decode(codec, errors="replace"))
+            if counted:
+                bad.append(f"{UNDECODABLE_NOTE}{number}")
+    return "\n".join(texts), label, tuple(bad)

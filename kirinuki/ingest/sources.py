@@ -11,10 +11,11 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from kirinuki.ingest.formats import detect_format
+from kirinuki.ingest.model import Entry, Metadata, Reject, Source, SourceRef  # noqa: F401
 from kirinuki.ingest.open_safely import (  # noqa: F401
     META_SUFFIX,
     SIDECAR_MAX_BYTES,
@@ -27,7 +28,7 @@ from kirinuki.ingest.open_safely import (  # noqa: F401
 )
 
 SUPPORTED_ENCODINGS = ("utf-8", "utf-8-bom", "utf-16le", "utf-16be", "cp932", "euc-jp", "iso-2022-jp")
-DEFAULT_PATTERNS = ("*.txt",)
+DEFAULT_PATTERNS = ("*.txt", "*.xml", "*.html", "*.htm")
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 # The work budget of one post. Parsing is linear in the text, but every line becomes a paragraph row
 # (about 1 KB in memory while the post is built) and every paragraph is hashed for dedup, so a
@@ -65,47 +66,6 @@ _UTF8_3BYTE = re.compile(rb"[\xe0-\xef][\x80-\xbf]{2}")
 MIXED_UTF8_SHARE = 0.3
 MIXED_MIN_SEQUENCES = 8
 _ISO2022_DESIGNATION = re.compile(rb"\x1b(\$[@B]|\([BJ])")
-
-
-@dataclass(frozen=True)
-class SourceRef:
-    """An input file: where to read it and the relative path recorded in the data."""
-
-    path: str  # filesystem path to open (never written to the data)
-    rel: str  # POSIX path relative to the input root, printable
-    root: str = ""  # the real path of the input folder it was found in ("" for a file named itself)
-
-
-@dataclass(frozen=True)
-class Reject:
-    source_path: str
-    code: str
-    reason: str
-    source_sha256: str | None = None
-    source_bytes: int | None = None
-
-
-@dataclass(frozen=True)
-class Metadata:
-    published_date: date | None = None
-    title: str | None = None
-    sha256: str | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Source:
-    """A decoded input: `text` is what every character offset refers to."""
-
-    rel: str
-    text: str
-    sha256: str
-    size: int
-    encoding: str
-    newline: str
-    meta: Metadata = field(default_factory=Metadata)
-    notes: tuple[str, ...] = ()  # repairs made while decoding, e.g. truncated_character
-    fingerprint: str = ""  # sha256 over the bytes read and the sidecar's: the cache key of exactly these rows
 
 
 class DecodeError(ValueError):
@@ -152,6 +112,9 @@ def discover(
             dirnames.sort()
             for d in list(dirnames):
                 full = os.path.join(dirpath, d)
+                if d.endswith("_files") and any(f"{d[:-6]}{ext}" in filenames for ext in (".html", ".htm")):
+                    dirnames.remove(d)  # a saved page's images and scripts, beside the page itself
+                    continue
                 if os.path.islink(full):
                     dirnames.remove(d)
                     rel = printable_path(Path(os.path.relpath(full, root)).as_posix())
@@ -196,11 +159,15 @@ def read_source(ref: SourceRef, max_bytes: int = DEFAULT_MAX_BYTES) -> Source | 
     try:
         text, encoding, notes = decode_with_notes(data)
     except DecodeError as e:
-        return Reject(ref.rel, e.code, e.reason, digest, len(data))
+        from kirinuki.ingest.mtif import decode_by_entry  # an export with bad bytes in some entries
+
+        if e.code != "undecodable" or (by_entry := decode_by_entry(data)) is None:
+            return Reject(ref.rel, e.code, e.reason, digest, len(data))
+        text, encoding, notes = by_entry
     text, newline = normalise_newlines(text)
     if not text.strip():
         return Reject(ref.rel, "empty", "file has no text (only whitespace)", digest, len(data))
-    if over := over_budget(text):
+    if detect_format(text) == "text" and (over := over_budget(text)):  # an export's budget is per entry
         return Reject(ref.rel, "over_budget", over, digest, len(data))
     side = read_sidecar(ref.path)
     return Source(ref.rel, text, digest, len(data), encoding, newline, parse_metadata(ref.path, side), notes,

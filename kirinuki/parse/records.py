@@ -1,7 +1,8 @@
 """Records: one parsed post -> rows of every table, with ids and provenance.
 
-IDs are derived from the relative source path and ordinals only, so the same input gives the same
-ids on any machine and in any run.
+IDs are derived from the relative source path (for an export's entry: the export's path and the
+entry's identity, never its position) and ordinals only, so the same input gives the same ids on
+any machine and in any run.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def source_rows(src: Source) -> TableRows:
     """Parse one decoded source into its rows of every table (as written; clean adds the rest)."""
     out = empty_rows()
     parsed = parse(src.text)
-    doc = doc_id_for(src.rel)
+    doc = doc_id_for(src.key)
     sha = src.sha256
     post = post_date_of(parsed, src)
     doc_flags = list(dict.fromkeys(parsed.flags))
@@ -114,10 +115,21 @@ def source_rows(src: Source) -> TableRows:
         "caption_date": cap_date,
         "n_paragraphs": len(parsed.paragraphs), "n_excerpts": len(parsed.excerpts),
         "n_citations": len(parsed.citations), "meta_sha256": src.meta.sha256, "flags": doc_flags,
+        **entry_columns(src),
     })
     return out
 
 
+def entry_columns(src: Source) -> dict:
+    """The documents columns that say which post of its file a document is, and its text."""
+    e = src.entry
+    return {"source_format": src.source_format, "entry_id": e.entry_id if e else None,
+            "entry_position": e.position if e else None, "url": e.url if e else None,
+            "categories": list(e.categories) if e else [], "tags": list(e.tags) if e else [],
+            "published_at": e.published_at if e else None,
+            "utc_offset_minutes": e.utc_offset_minutes if e else None, "text": src.text}
+
+
 def reject_row(r: Reject) -> dict:
     return {"source_path": r.source_path, "code": r.code, "reason": r.reason,
-            "source_sha256": r.source_sha256, "source_bytes": r.source_bytes}
+            "source_sha256": r.source_sha256, "source_bytes": r.source_bytes, "entry_position": r.entry_position}

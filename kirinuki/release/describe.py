@@ -14,9 +14,9 @@ STRUCTURE_LICENSE = "CC-BY-4.0"
 STRUCTURE_LICENSE_URL = "https://creativecommons.org/licenses/by/4.0/"
 
 CROISSANT_TYPES = {"string": "sc:Text", "int32": "sc:Integer", "int64": "sc:Integer", "float64": "sc:Float",
-                   "bool": "sc:Boolean", "date32": "sc:Date", "list<string>": "sc:Text"}
+                   "bool": "sc:Boolean", "date32": "sc:Date", "timestamp": "sc:DateTime", "list<string>": "sc:Text"}
 FRICTIONLESS_TYPES = {"string": "string", "int32": "integer", "int64": "integer", "float64": "number",
-                      "bool": "boolean", "date32": "date", "list<string>": "any"}  # Parquet lists load as arrays no type accepts
+                      "bool": "boolean", "date32": "date", "timestamp": "datetime", "list<string>": "any"}  # Parquet lists load as arrays no type accepts
 
 PROFILE_TEXT = {
     "metadata": ("Quoted news text is withheld: excerpt bodies and leads, the excerpt paragraphs of `paragraphs`, "
