@@ -12,6 +12,8 @@ from kirinuki.flows.env import configure
 
 configure()  # Prefect reads its settings at import time
 
+import dataclasses  # noqa: E402
+import itertools  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import multiprocessing  # noqa: E402
@@ -50,7 +52,6 @@ from kirinuki.build.plan import (  # noqa: E402
     DEDUP_STATE,
     FINGERPRINTS,
     VALIDATION_KEPT,
-    batches,
     build_digest,
     build_log,
     failed_log,
@@ -60,6 +61,7 @@ from kirinuki.build.plan import (  # noqa: E402
 from kirinuki.build.summary import summarize, summary_markdown  # noqa: E402
 from kirinuki.clean.normalize import outlet_rows  # noqa: E402
 from kirinuki.dedup import DedupConfig, dedup_key, dedup_parts, keep_dedup, read_cluster_columns, reuse_dedup  # noqa: E402
+from kirinuki.ingest.posts import export_shares  # noqa: E402
 from kirinuki.ingest.sources import DEFAULT_MAX_BYTES, SourceRef, discover  # noqa: E402
 from kirinuki.parse.records import reject_row  # noqa: E402
 from kirinuki.store.files import (  # noqa: E402
@@ -155,19 +157,58 @@ def _preload_validation() -> None:
         pass
 
 
+def share_exports(refs: list[SourceRef], keys: list[str | None], batch_files: int,
+                  workers: int) -> tuple[list[SourceRef], list[str | None], list[list[SourceRef]]]:
+    """Batches of refs, `batch_files` each, except that an export large enough to be worth it is
+    read in shares (runs of its entries, in order), each share a batch of its own, so that all
+    workers parse one big export. The rows keep their order, so the tables do not depend on this."""
+    out_refs: list[SourceRef] = []
+    out_keys: list[str | None] = []
+    out_batches: list[list[SourceRef]] = []
+    current: list[SourceRef] = []
+    for ref, key in zip(refs, keys):
+        try:
+            size = os.stat(ref.path).st_size
+        except OSError:
+            size = 0
+        n = export_shares(ref.path, size, max(1, workers) * 4)
+        if n == 1:
+            current.append(ref)
+            out_refs.append(ref)
+            out_keys.append(key)
+            if len(current) == batch_files:
+                out_batches.append(current)
+                current = []
+            continue
+        if current:
+            out_batches.append(current)
+            current = []
+        for k in range(n):
+            share = dataclasses.replace(ref, share=(k, n))
+            out_batches.append([share])
+            out_refs.append(share)
+            out_keys.append(key)
+    if current:
+        out_batches.append(current)
+    return out_refs, out_keys, out_batches
+
+
 def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_files: int, max_bytes: int,
               workers: int, old_parts: Path | None, keep_drafts: bool = False) -> list[dict]:
     """One parse task per batch; batches run in a pool of `workers` processes (spawned from a
     forkserver that has imported only the parsing stages). Results come back in batch order."""
     global _POOL
+    refs, keys, ref_batches = share_exports(refs, keys, batch_files, workers)
     lookup = cache_lookup(old_parts)
-    hits = [(lookup.get(k) or lookup.get(container_key(k, keep_drafts))) if k else None for k in keys]
+    hits = [(lookup.get(k) or lookup.get(container_key(k, keep_drafts, r.share))) if k else None
+            for r, k in zip(refs, keys)]
     exports = entries_by_export(lookup)  # what a changed export's unchanged entries may reuse
     entry_hits = [exports.get(r.rel) if h is None else None for r, h in zip(refs, hits)]
     del lookup, exports
-    ref_batches, key_batches, hit_batches, entry_batches = (batches(x, batch_files)
-                                                             for x in (refs, keys, hits, entry_hits))
-    total, done, done_bytes = len(refs), 0, 0
+    bounds = [0, *itertools.accumulate(len(b) for b in ref_batches)]
+    key_batches, hit_batches, entry_batches = ([x[a:b] for a, b in zip(bounds, bounds[1:])]
+                                               for x in (keys, hits, entry_hits))
+    total, done, done_bytes = sum(1 for r in refs if not r.share[0]), 0, 0
     use_pool = workers > 1 and len(ref_batches) > 1 and _POOL is None
     ctx = multiprocessing.get_context("forkserver")
     if use_pool:

@@ -21,7 +21,7 @@ ARROW_TYPES = {
     "float64": pa.float64(),
     "bool": pa.bool_(),
     "date32": pa.date32(),
-    "timestamp": pa.timestamp("s"),
+    "timestamp": pa.timestamp("us"),  # Parquet and DuckDB TIMESTAMP
     "list<string>": pa.list_(pa.string()),
 }
 

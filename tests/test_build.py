@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import ROOT, SAMPLE, SEED, rows
+from conftest import LOOSE_POSTS_ONLY, ROOT, SAMPLE, SEED, rows
 from kirinuki.schema import tables
 
 
@@ -47,19 +47,26 @@ def test_seed_build_has_the_expected_records(seed_build):
 
 
 def test_paragraph_offsets_slice_the_decoded_source(seed_build, sample_build):
-    from kirinuki.ingest.sources import read_source, discover
+    """The post text is reproducible from the input (read_source, then posts_of for an export or a
+    page), equals documents.text, and every paragraph is its slice."""
+    from kirinuki.ingest.posts import posts_of
+    from kirinuki.ingest.sources import Source, discover, read_source
 
     for build_dir, root in ((seed_build, SEED.parent), (sample_build, SAMPLE)):
         refs, _ = discover([str(root)])
-        texts = {r.rel: read_source(r).text for r in refs}
-        paras = rows(build_dir, "SELECT d.source_path, p.text, p.char_start, p.char_end FROM paragraphs p JOIN documents d USING (doc_id)")
+        texts = {(p.rel, p.entry.entry_id if p.entry else None): p.text
+                 for r in refs for p in posts_of(read_source(r))[1] if isinstance(p, Source)}
+        docs = rows(build_dir, "SELECT source_path, entry_id, text FROM documents")
+        assert {(d["source_path"], d["entry_id"]): d["text"] for d in docs} == texts
+        paras = rows(build_dir, "SELECT d.source_path, d.entry_id, p.text, p.char_start, p.char_end "
+                                "FROM paragraphs p JOIN documents d USING (doc_id)")
         assert paras
         for p in paras:
-            assert texts[p["source_path"]][p["char_start"]:p["char_end"]] == p["text"]
+            assert texts[p["source_path"], p["entry_id"]][p["char_start"]:p["char_end"]] == p["text"]
 
 
 def test_sample_corpus_covers_encodings_metadata_and_duplicates(sample_build):
-    docs = {d["source_path"]: d for d in rows(sample_build, "SELECT * FROM documents")}
+    docs = {d["source_path"]: d for d in rows(sample_build, "SELECT * FROM documents WHERE source_format = 'text'")}
     assert {d["encoding"] for d in docs.values()} == {"utf-8", "utf-8-bom", "cp932", "euc-jp"}
     grain = docs["2024-06-12_nordria_grain.txt"]
     assert (grain["published_date"], grain["date_inferred"], grain["title_source"]) == (date(2024, 6, 12), False, "metadata")
@@ -68,7 +75,9 @@ def test_sample_corpus_covers_encodings_metadata_and_duplicates(sample_build):
     assert docs["2024-01-05_nordria_power.txt"]["published_date"] == date(2024, 1, 4)
     pasted = rows(sample_build, "SELECT excerpt_id, duplicate_of FROM excerpts WHERE duplicate_of IS NOT NULL")
     assert len(pasted) == 1 and pasted[0]["duplicate_of"] < pasted[0]["excerpt_id"]
-    assert rows(sample_build, "SELECT count(*) n FROM rejects") == [{"n": 0}]
+    # the exports' drafts, page and attachment (tests/test_exports.py checks them one by one)
+    assert rows(sample_build, "SELECT code, count(*) n FROM rejects GROUP BY code ORDER BY code") == [
+        {"code": "draft", "n": 2}, {"code": "not_a_post", "n": 2}]
 
 
 def test_ids_are_stable_and_output_is_byte_identical(tmp_path, sample_build):
@@ -143,7 +152,7 @@ def test_views_sql_works_from_the_build_folder(sample_build):
     try:
         os.chdir(sample_build)
         con.execute((sample_build / "views.sql").read_text())
-        assert con.execute("SELECT count(*) FROM documents").fetchone()[0] == 4
+        assert con.execute("SELECT count(*) FROM documents").fetchone()[0] == 9  # 4 loose posts, 4 entries, 1 page
     finally:
         os.chdir(cwd)
 
@@ -152,7 +161,7 @@ def test_query_refuses_writes_and_outside_reads(sample_build):
     from kirinuki.store.query import QueryError, open_build, run_query
 
     con = open_build(sample_build)
-    assert run_query(con, "SELECT count(*) FROM excerpts").fetchall() == [(12,)]
+    assert run_query(con, "SELECT count(*) FROM excerpts").fetchall() == [(17,)]
     for sql in ["COPY excerpts TO 'x.csv'", "SELECT * FROM read_csv('/etc/passwd')", "ATTACH 'x.db'",
                 "INSTALL httpfs", "CREATE TABLE t AS SELECT 1", "SET enable_external_access=true"]:
         with pytest.raises(QueryError):
@@ -165,10 +174,11 @@ def test_cli_build_and_query_end_to_end(tmp_path):
     out = tmp_path / "b"
     r = subprocess.run(exe + ["build", str(SAMPLE), "--out", str(out), "--json"], capture_output=True, text=True, env=env, cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout.strip().splitlines()[-1])["rows"]["documents"] == 4
+    assert json.loads(r.stdout.strip().splitlines()[-1])["rows"]["documents"] == 9
     r = subprocess.run(exe + ["query", "SELECT outlet_raw, count(*) n FROM excerpts GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1",
                               "--out", str(out), "--format", "json"], capture_output=True, text=True, env=env, cwd=ROOT)
-    assert r.returncode == 0 and json.loads(r.stdout) == [{"outlet_raw": "ロイター", "n": 2}]
+    # two loose posts and the WordPress export quote ロイター
+    assert r.returncode == 0 and json.loads(r.stdout) == [{"outlet_raw": "ロイター", "n": 3}]
     r = subprocess.run(exe + ["query", "DROP VIEW documents", "--out", str(out)], capture_output=True, text=True, env=env, cwd=ROOT)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "read-only" in r.stderr
     r = subprocess.run(exe + ["build", str(tmp_path / "missing"), "--out", str(out)], capture_output=True, text=True, env=env, cwd=ROOT)
@@ -193,7 +203,7 @@ def test_incremental_rebuild_after_adding_changing_and_deleting_files_equals_a_c
     from kirinuki.flows.build import build
 
     corpus = tmp_path / "corpus"
-    shutil.copytree(SAMPLE, corpus, ignore=shutil.ignore_patterns("README.md"))
+    shutil.copytree(SAMPLE, corpus, ignore=LOOSE_POSTS_ONLY)
     shutil.copy(SEED, corpus / "seed.txt")
     # a post the summary counts things in: a quote with no attribution, an outlet not in the reference table
     (corpus / "flagged.txt").write_text("【見出し】\n解説の段落です。\n****出典のない記事****\n出典の書かれていない本文の段落です。\n"
@@ -237,7 +247,7 @@ def test_a_rebatch_writes_only_the_rows_of_files_parsed_again(tmp_path):
     from kirinuki.ingest.sources import discover
 
     corpus = tmp_path / "corpus"
-    shutil.copytree(SAMPLE, corpus, ignore=shutil.ignore_patterns("README.md"))
+    shutil.copytree(SAMPLE, corpus, ignore=LOOSE_POSTS_ONLY)
     shutil.copy(SEED, corpus / "seed.txt")
 
     def batch(parts: Path, old: Path | None) -> dict:
@@ -282,7 +292,7 @@ def test_unchanged_files_are_not_read_again_but_any_write_is_seen(tmp_path, monk
 
     monkeypatch.setattr(batch, "RACY_NS", 0)  # the files here were all written just now
     corpus = tmp_path / "corpus"
-    shutil.copytree(SAMPLE, corpus, ignore=shutil.ignore_patterns("README.md"))
+    shutil.copytree(SAMPLE, corpus, ignore=LOOSE_POSTS_ONLY)
     out = tmp_path / "out"
     first = build([str(corpus)], str(out))
     assert first["inputs"]["hashed"] == 4
@@ -306,7 +316,7 @@ def test_dedup_output_is_reused_only_while_no_quote_changed(tmp_path):
     from kirinuki.flows.build import build
 
     corpus = tmp_path / "corpus"
-    shutil.copytree(SAMPLE, corpus, ignore=shutil.ignore_patterns("README.md"))
+    shutil.copytree(SAMPLE, corpus, ignore=LOOSE_POSTS_ONLY)
     shutil.copy(SEED, corpus / "seed.txt")
     out = tmp_path / "out"
     assert build([str(corpus)], str(out))["dedup"]["reused"] is False
@@ -397,7 +407,7 @@ def test_served_deployment_runs_on_a_prefect_server(tmp_path):
         while not (out / "build.json").exists():
             assert time.monotonic() < deadline + 120, "the triggered run did not finish"
             time.sleep(1)
-        assert json.loads((out / "build.json").read_text())["rows"]["documents"] == 4
+        assert json.loads((out / "build.json").read_text())["rows"]["documents"] == 9
     finally:
         for p in (served, server):
             if p is not None:

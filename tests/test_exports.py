@@ -9,7 +9,6 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
-import pytest
 from conftest import SAMPLE, SEED
 
 from kirinuki.ingest.posts import posts_of
@@ -191,3 +190,30 @@ def test_a_new_export_with_more_posts_parses_only_those_and_keeps_every_id(tmp_p
     for name in json.loads((tmp_path / "out" / "build.json").read_text())["files"]:
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes(), name
     assert clean["inputs"]["parsed"] == 7
+
+
+def test_a_large_export_read_in_shares_by_several_workers_gives_the_same_tables(tmp_path, monkeypatch):
+    """An export over SHARE_BYTES is split into runs of entries, one batch each: the tables are
+    byte for byte those of reading it whole, and a rebuild after new entries still reuses the rest."""
+    import kirinuki.ingest.posts as posts_module
+    from kirinuki.flows.build import build
+
+    (tmp_path / "in").mkdir()
+    entries = "".join(f"AUTHOR: x\nTITLE: 記事{i}\nBASENAME: b-{i:03d}\nSTATUS: {'Draft' if i % 7 == 3 else 'Publish'}\n"
+                      f"DATE: 03/{i % 28 + 1:02d}/2024 10:00:00\n-----\nBODY:\n解説{i}。<br />\n****見出し{i % 9}****<br />\n"
+                      f"本文{i % 9}の段落です。【3月{i % 28 + 1}日 共同通信】<br />\n*****<br />\n-----\n--------\n"
+                      for i in range(60))
+    (tmp_path / "in" / "blog.txt").write_text(entries, encoding="utf-8")
+    whole = build([str(tmp_path / "in")], str(tmp_path / "whole"), workers=2)
+    monkeypatch.setattr(posts_module, "SHARE_BYTES", 1000)
+    shared = build([str(tmp_path / "in")], str(tmp_path / "shared"), workers=2)
+    def batches(out: str) -> int:
+        return len(list((tmp_path / out / "cache" / "index").glob("part-*.json")))
+
+    assert (batches("whole"), batches("shared")) == (1, 8)  # 12 KB in 1000-byte shares, at most 4 per worker
+    for name in whole["files"]:
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "shared" / name).read_bytes(), name
+    assert whole["rows"]["documents"] == 60 - 9 and whole["rejects"] == {"draft": 9}
+    (tmp_path / "in" / "blog.txt").write_text(entries.replace("解説0。", "書き直した解説。"), encoding="utf-8")
+    again = build([str(tmp_path / "in")], str(tmp_path / "shared"), workers=2)
+    assert again["inputs"]["parsed"] == 1 and again["inputs"]["from_cache"] == 50

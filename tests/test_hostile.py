@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import SAMPLE, SEED
+from conftest import LOOSE_POSTS_ONLY, SAMPLE, SEED
 
 from kirinuki.clean.date_mentions import Run
 from kirinuki.clean.normalize import clean_document
@@ -102,7 +102,7 @@ def test_hostile_posts_build_flagged_and_leave_every_other_post_as_it_was(tmp_pa
     from kirinuki.flows.build import build
 
     good = tmp_path / "good"
-    shutil.copytree(SAMPLE, good, ignore=shutil.ignore_patterns("README.md"))
+    shutil.copytree(SAMPLE, good, ignore=LOOSE_POSTS_ONLY)
     mixed = tmp_path / "mixed"
     shutil.copytree(good, mixed)
     fates = _hostile_posts(mixed)
@@ -177,7 +177,7 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 def test_file_names_with_markup_and_control_characters_print_escaped(tmp_path):
     posts = tmp_path / "posts"
-    shutil.copytree(SAMPLE, posts, ignore=shutil.ignore_patterns("README.md"))
+    shutil.copytree(SAMPLE, posts, ignore=LOOSE_POSTS_ONLY)
     (posts / "a[").mkdir()
     (posts / "a[" / "]b.txt").write_bytes(b"")  # its relative path is a[/]b.txt: rich's closing tag
     (posts / "[bold red]styled.txt").write_bytes(b"x\x00y")
@@ -200,14 +200,14 @@ def test_messages_say_what_happened_as_a_person_would_want(tmp_path):
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "todo.md").write_text("# 次に読む記事\n", encoding="utf-8")
-    (notes / "page.html").write_text("<p>x</p>\n", encoding="utf-8")
+    (notes / "style.css").write_text("p { margin: 0 }\n", encoding="utf-8")
     r = _cli("build", str(notes), "--out", str(tmp_path / "empty"))
     assert r.returncode == 0 and "0 posts read" in r.stdout
-    assert r.stderr.startswith("warning: no posts found in") and "(2 other files there: .html, .md)" in r.stderr
+    assert r.stderr.startswith("warning: no posts found in") and "(2 other files there: .css, .md)" in r.stderr
     r = _cli("build", str(notes / "todo.md"), str(SEED), "--out", str(tmp_path / "one"))
     assert r.returncode == 0, r.stderr
     assert "1 post read" in r.stdout and "1 rejected (1 not_a_post)" in r.stdout, r.stdout
-    assert "rejected todo.md: not_a_post — not a post file: kirinuki reads *.txt" in r.stdout
+    assert "rejected todo.md: not_a_post — not a post file: kirinuki reads *.txt, *.xml, *.html, *.htm" in r.stdout
     r = _cli("outlets", "--out", str(tmp_path / "one"), "--format", "json")
     named = {row["id"]: row for row in json.loads(r.stdout)}
     doc = pq.read_table(tmp_path / "one" / "data" / "documents.parquet").to_pylist()[0]

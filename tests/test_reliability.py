@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, SAMPLE, SEED
+from conftest import LOOSE_POSTS_ONLY, ROOT, SAMPLE, SEED
 
 from kirinuki.ingest.sources import Reject, Source, SourceRef, read_source
 from kirinuki.parse.records import source_rows
@@ -57,7 +57,7 @@ def run_cli(*args: str, **kw) -> subprocess.CompletedProcess:
 
 
 def _good_files(root: Path) -> None:
-    shutil.copytree(SAMPLE, root, ignore=shutil.ignore_patterns("README.md"), dirs_exist_ok=True)
+    shutil.copytree(SAMPLE, root, ignore=LOOSE_POSTS_ONLY, dirs_exist_ok=True)
     deep = root.joinpath(*[f"d{i:02d}" for i in range(60)])
     deep.mkdir(parents=True)
     (deep / "deep_post.txt").write_bytes(SEED.read_bytes())
@@ -236,7 +236,7 @@ def test_killed_builds_leave_the_previous_build_intact_and_the_next_run_cleans_u
     from kirinuki.flows.build import build
 
     corpus = tmp_path / "corpus"
-    shutil.copytree(SAMPLE, corpus, ignore=shutil.ignore_patterns("README.md"))
+    shutil.copytree(SAMPLE, corpus, ignore=LOOSE_POSTS_ONLY)
     for i in range(30):
         shutil.copy(SEED, corpus / f"seed_{i:02d}.txt")
     out = tmp_path / "out"
@@ -322,7 +322,7 @@ def test_query_sandbox_refuses_writes_outside_reads_extensions_and_network(sampl
         rel.fetchall()
     assert "\n" not in str(e.value)
     assert not Path("/tmp/kirinuki-leak.csv").exists() and not Path("/tmp/kirinuki.db").exists()
-    assert run_query(con, "SELECT count(*) FROM documents").fetchall() == [(4,)]
+    assert run_query(con, "SELECT count(*) FROM documents").fetchall() == [(9,)]
 
 
 def test_cli_query_refusal_is_one_clear_line(sample_build):

@@ -252,8 +252,10 @@ def run_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int,
         # was fingerprinted is not cached under its old bytes' key with its new bytes' rows
         file_key = cache_key(ref.rel, src.fingerprint, max_bytes) if src.fingerprint else None
         t = time.perf_counter()
-        fmt, found = posts_of(src, keep_drafts)
+        fmt, found = posts_of(src, keep_drafts, ref.share)
         seconds["read"] += time.perf_counter() - t
+        if fmt not in EXPORTS and ref.share[0]:
+            continue  # not an export after all: its first share holds the whole file
         if fmt not in EXPORTS:
             one = found[0]
             if isinstance(one, Reject):
@@ -262,7 +264,7 @@ def run_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int,
                 rows = _parse(one, seconds)
                 posts.append(Post(file_key, ref.rel, one.size, dedup_digest(rows), file_stats(rows), rows))
             continue
-        ck = container_key(file_key, keep_drafts) if file_key else None
+        ck = container_key(file_key, keep_drafts, ref.share) if file_key else None
         for one in found:
             if isinstance(one, Reject):
                 rkey = cache_key(one.source_path, one.source_sha256, max_bytes) if ck else None
@@ -330,6 +332,6 @@ def run_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int,
     for p in posts:
         for k, c in p.stats.items():
             totals[k].update(c)
-    return {"files": len(refs), "read": len(posts), "parsed": len(parsed), "bytes": sum(p.size for p in posts),
+    return {"files": sum(1 for r in refs if not r.share[0]), "read": len(posts), "parsed": len(parsed), "bytes": sum(p.size for p in posts),
             "dedup_digests": [p.dedup for p in posts], "cache_hits": cached,
             "rejects": [r for _, r, *_ in rejects], **{k: dict(c) for k, c in totals.items()}, "seconds": dict(seconds)}

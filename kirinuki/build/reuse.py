@@ -34,9 +34,10 @@ class Hit:
     position: int | None = None  # for an entry of an export: its number in the export
 
 
-def container_key(file_key: str, keep_drafts: bool) -> str:
-    """The cache key of an export read whole: its file's key and whether drafts were kept."""
-    return hashlib.sha256(f"{file_key}\0export\0drafts={keep_drafts}".encode()).hexdigest()
+def container_key(file_key: str, keep_drafts: bool, share: tuple[int, int] = (0, 1)) -> str:
+    """The cache key of an export (or one share of it) read whole: its file's key, the share and
+    whether drafts were kept."""
+    return hashlib.sha256(f"{file_key}\0export\0drafts={keep_drafts}\0share={share}".encode()).hexdigest()
 
 
 def cache_lookup(parts: str | Path | None) -> dict[str, Hit]:

@@ -25,8 +25,9 @@ def looks_like_mtif(text: str) -> bool:
         f"\n{ENTRY_END}\n" in f"{head}\n" or head.rstrip().endswith(ENTRY_END))
 
 
-def detect_format(text: str) -> str:
-    """One of FORMATS, or `xml` for XML that is not a WordPress export."""
+def detect_format(text: str, name: str = "") -> str:
+    """One of FORMATS, or `xml` for XML that is not a WordPress export. The file's `name` breaks
+    one tie: markup without <html> or <body> in a .html/.htm file is a page (a fragment)."""
     if looks_like_mtif(text):
         return "mtif"
     head = text[:HEAD_CHARS].lstrip("\ufeff")
@@ -37,5 +38,7 @@ def detect_format(text: str) -> str:
         if "<html" not in start:
             return "xml"
     if start.startswith(("<!doctype html", "<html", "<?xml")) or (start.startswith("<") and "<body" in start):
+        return "html"
+    if start.startswith("<") and name.lower().endswith((".html", ".htm")):
         return "html"
     return "text"

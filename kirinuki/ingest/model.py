@@ -18,6 +18,13 @@ class SourceRef:
     path: str  # filesystem path to open (never written to the data)
     rel: str  # POSIX path relative to the input root, printable
     root: str = ""  # the real path of the input folder it was found in ("" for a file named itself)
+    share: tuple[int, int] = (0, 1)  # (k, n): of an export, the k-th of n runs of its entries, in order
+
+
+def share_range(total: int, share: tuple[int, int]) -> range:
+    """The entry indices (0-based) of share k of n: contiguous runs, in order, covering all."""
+    k, n = share
+    return range(total * k // n, total * (k + 1) // n)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from datetime import datetime
 
 from kirinuki.ingest.formats import ENTRY_END, looks_like_mtif  # noqa: F401
 from kirinuki.ingest.html_lines import html_to_lines
-from kirinuki.ingest.model import Entry, Metadata, Reject, Source
+from kirinuki.ingest.model import Entry, Metadata, Reject, Source, share_range
 from kirinuki.ingest.sources import over_budget
 
 SECTION_END = "-----"
@@ -185,23 +185,28 @@ def entry_identity(entry: MtEntry) -> str:
     return "entry-" + hashlib.sha256(key).hexdigest()[:12]
 
 
-def entry_sources(src: Source, keep_drafts: bool = False) -> list[Source | Reject]:
+def entry_sources(src: Source, keep_drafts: bool = False, share: tuple[int, int] = (0, 1)) -> list[Source | Reject]:
     """Each entry of the decoded export `src` as a post `Source` whose text is its BODY's lines
     (html_to_lines), or a `Reject` naming the entry and the reason. An entry's sha256 is over its
     lines in the export (decoded, LF-normalised, as UTF-8): adding or changing another entry
-    leaves it as it was."""
+    leaves it as it was. With `share` (k, n), only the k-th of n runs of entries (share_range)."""
     out: list[Source | Reject] = []
     seen: dict[str, int] = {}
+    entries = split_entries(src.text)
+    mine = share_range(len(entries), share)
+    for entry in entries[: mine.start]:  # identities the entries before this share took
+        seen.setdefault(entry_identity(entry), entry.number)
     undecodable = {int(n[len(UNDECODABLE_NOTE):]) for n in src.notes if n.startswith(UNDECODABLE_NOTE)}
     notes = tuple(n for n in src.notes if not n.startswith(UNDECODABLE_NOTE))
-    for entry in split_entries(src.text):
+    for entry in entries[mine.start : mine.stop]:
         raw = src.text[entry.start : entry.end].encode("utf-8")
         digest = hashlib.sha256(raw).hexdigest()
         ident = entry_identity(entry)
         where = f"{src.rel}#{ident}"
 
-        def refuse(code: str, reason: str, where: str = where) -> None:
-            out.append(Reject(where, code, reason, digest, len(raw), entry.number))
+        def refuse(code: str, reason: str, where: str = where, digest: str = digest, size: int = len(raw),
+                   number: int = entry.number) -> None:
+            out.append(Reject(where, code, reason, digest, size, number))
 
         if ident in seen:
             refuse("duplicate_entry", f"entry {entry.number} has the identity of entry {seen[ident]} ({ident}); "

@@ -167,7 +167,7 @@ def read_source(ref: SourceRef, max_bytes: int = DEFAULT_MAX_BYTES) -> Source | 
     text, newline = normalise_newlines(text)
     if not text.strip():
         return Reject(ref.rel, "empty", "file has no text (only whitespace)", digest, len(data))
-    if detect_format(text) == "text" and (over := over_budget(text)):  # an export's budget is per entry
+    if detect_format(text, ref.rel) == "text" and (over := over_budget(text)):  # an export's budget is per entry
         return Reject(ref.rel, "over_budget", over, digest, len(data))
     side = read_sidecar(ref.path)
     return Source(ref.rel, text, digest, len(data), encoding, newline, parse_metadata(ref.path, side), notes,

@@ -9,7 +9,8 @@ are `Reject`s saying what they are; comments and the channel's own elements are 
 
 The XML is parsed with defusedxml: a DTD's entities (billion laughs, external files) are refused,
 never expanded. Items are read one at a time, so an export cut off mid-file keeps its complete items
-and the rest is one reject saying where the XML broke.
+and the rest is one reject saying where the XML broke. A large export is read in shares (runs of
+items, in order) by several workers; each share parses the XML and converts only its own items.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from kirinuki.ingest.html_lines import html_to_lines
-from kirinuki.ingest.model import Entry, Metadata, Reject, Source
+from kirinuki.ingest.model import Entry, Metadata, Reject, Source, share_range
 from kirinuki.ingest.mtif import entry_fingerprint
 from kirinuki.ingest.sources import over_budget
 
@@ -84,28 +85,36 @@ def identity(fields: dict) -> str:
     return "item-" + hashlib.sha256(key).hexdigest()[:12]
 
 
-def entry_sources(src: Source, keep_drafts: bool = False) -> list[Source | Reject]:
-    """Each published post of the export `src`, or a reject saying why an item is not one."""
-    out: list[Source | Reject] = []
-    seen: dict[str, int] = {}
-    number = 0
+def entry_sources(src: Source, keep_drafts: bool = False, share: tuple[int, int] = (0, 1)) -> list[Source | Reject]:
+    """Each published post of the export `src`, or a reject saying why an item is not one. With
+    `share` (k, n), only the k-th of n runs of items (share_range)."""
+    items: list[dict] = []
+    broken: Reject | None = None
     try:
         for _, el in SafeET.iterparse(io.StringIO(src.text), events=("end",)):
-            if _local(el.tag) != ("", "item"):
-                continue
-            number += 1
-            out.append(_item(src, item_fields(el), number, seen, keep_drafts))
-            el.clear()
+            if _local(el.tag) == ("", "item"):
+                items.append(item_fields(el))
+                el.clear()
     except DefusedXmlException as e:
+        if share[0]:
+            return []
         return [Reject(src.rel, "unsafe_xml", f"the export declares XML entities or a DTD ({type(e).__name__}); "
                                               "kirinuki does not expand them: remove the DOCTYPE", src.sha256, src.size)]
     except ParseError as e:
         line, col = e.position
-        read = f"its first {number} items are read" if number else "no item could be read"
-        out.append(Reject(f"{src.rel}#after-{number}", "malformed_entry",
-                          f"the export's XML breaks at line {line}, column {col} ({e.msg if hasattr(e, 'msg') else e}); "
-                          f"{read}; re-export the site", src.sha256, src.size, number + 1))
-    if not number and not out:
+        read = f"its first {len(items)} items are read" if items else "no item could be read"
+        broken = Reject(f"{src.rel}#after-{len(items)}", "malformed_entry",
+                        f"the export's XML breaks at line {line}, column {col}; {read}; re-export the site",
+                        src.sha256, src.size, len(items) + 1)
+    mine = share_range(len(items), share)
+    seen: dict[str, int] = {}
+    for number, f in enumerate(items[: mine.start], 1):
+        seen.setdefault(identity(f), number)
+    out = [_item(src, f, i + 1, seen, keep_drafts) for i, f in zip(mine, items[mine.start : mine.stop])]
+    last = share[0] == share[1] - 1
+    if broken is not None and last:
+        out.append(broken)
+    if not items and broken is None and last:
         out.append(Reject(src.rel, "empty", "WordPress export with no items", src.sha256, src.size))
     return out
 
