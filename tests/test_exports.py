@@ -161,6 +161,15 @@ def test_sample_build_one_document_per_published_post_and_text_recovers_every_ro
     texts = [r[0] for r in con.sql(f"SELECT text FROM '{data}/paragraphs.parquet'").fetchall()]
     for text in NEVER_POST_TEXT:
         assert all(text not in t for t in texts), text
+    quotes = con.sql(f"SELECT d.source_format, e.headline, e.outlet_raw, e.published_date FROM '{data}/excerpts.parquet' e "
+                     f"JOIN '{data}/documents.parquet' d USING (doc_id) WHERE d.source_format <> 'text' "
+                     "ORDER BY d.published_at").fetchall()
+    day = datetime.fromisoformat
+    assert quotes == [("wxr", "ミレフ港で2日間のストライキ 積み出し停止", "AFP", day("2023-11-19").date()),
+                      ("mtif", "ミレフ港に大型倉庫 穀物の保管能力2倍に", "共同通信", day("2024-07-02").date()),
+                      ("mtif", "カレン市の診療所、半年ぶりに再開 医師2人が着任", "NHK", day("2024-07-09").date()),
+                      ("wxr", "ノルド、対ドルで3か月ぶり高値 輸出回復を好感", "ロイター", day("2024-08-01").date()),
+                      ("html", "北部鉄道、カレン市まで延伸へ 2027年開業目指す", "共同通信", day("2024-08-14").date())]
     row = con.sql(f"SELECT title, published_date, date_inferred, year_rule, published_at FROM '{data}/documents.parquet' "
                   "WHERE entry_id = 'post-57'").fetchall()[0]
     assert row[:4] == ("古い記事:港のストライキ", datetime(2023, 11, 20).date(), False, "metadata")
