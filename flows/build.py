@@ -12,7 +12,6 @@ from kirinuki.flows.env import configure
 
 configure()  # Prefect reads its settings at import time
 
-import dataclasses  # noqa: E402
 import itertools  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -33,20 +32,9 @@ from prefect.futures import as_completed, wait  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from kirinuki import __version__  # noqa: E402
-from kirinuki.build.batch import (  # noqa: E402
-    PART_TABLES,
-    Hit,
-    cache_key,
-    cache_lookup,
-    code_digest,
-    container_key,
-    entries_by_export,
-    exit_with,
-    fingerprints,
-    part_numbers,
-    read_part,
-    run_batch,
-)
+from kirinuki.build.batch import cache_key, code_digest, exit_with, fingerprints, run_batch  # noqa: E402
+from kirinuki.build.parts import PART_TABLES, part_numbers, read_part  # noqa: E402
+from kirinuki.build.reuse import Hit, cache_lookup, container_key, entries_by_export  # noqa: E402
 from kirinuki.build.plan import (  # noqa: E402
     CACHE_DIR,
     DEDUP_STATE,
@@ -57,11 +45,11 @@ from kirinuki.build.plan import (  # noqa: E402
     failed_log,
     known_fingerprints,
     previous_summary,
+    share_exports,
 )
 from kirinuki.build.summary import summarize, summary_markdown  # noqa: E402
 from kirinuki.clean.normalize import outlet_rows  # noqa: E402
 from kirinuki.dedup import DedupConfig, dedup_key, dedup_parts, keep_dedup, read_cluster_columns, reuse_dedup  # noqa: E402
-from kirinuki.ingest.posts import export_shares  # noqa: E402
 from kirinuki.ingest.sources import DEFAULT_MAX_BYTES, SourceRef, discover  # noqa: E402
 from kirinuki.parse.records import reject_row  # noqa: E402
 from kirinuki.store.files import (  # noqa: E402
@@ -155,42 +143,6 @@ def _preload_validation() -> None:
         import great_expectations  # noqa: F401
     except Exception:  # noqa: BLE001 - the validate stage imports it again and reports any problem
         pass
-
-
-def share_exports(refs: list[SourceRef], keys: list[str | None], batch_files: int,
-                  workers: int) -> tuple[list[SourceRef], list[str | None], list[list[SourceRef]]]:
-    """Batches of refs, `batch_files` each, except that an export large enough to be worth it is
-    read in shares (runs of its entries, in order), each share a batch of its own, so that all
-    workers parse one big export. The rows keep their order, so the tables do not depend on this."""
-    out_refs: list[SourceRef] = []
-    out_keys: list[str | None] = []
-    out_batches: list[list[SourceRef]] = []
-    current: list[SourceRef] = []
-    for ref, key in zip(refs, keys):
-        try:
-            size = os.stat(ref.path).st_size
-        except OSError:
-            size = 0
-        n = export_shares(ref.path, size, max(1, workers) * 4)
-        if n == 1:
-            current.append(ref)
-            out_refs.append(ref)
-            out_keys.append(key)
-            if len(current) == batch_files:
-                out_batches.append(current)
-                current = []
-            continue
-        if current:
-            out_batches.append(current)
-            current = []
-        for k in range(n):
-            share = dataclasses.replace(ref, share=(k, n))
-            out_batches.append([share])
-            out_refs.append(share)
-            out_keys.append(key)
-    if current:
-        out_batches.append(current)
-    return out_refs, out_keys, out_batches
 
 
 def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_files: int, max_bytes: int,

@@ -243,7 +243,9 @@ def test_a_rebatch_writes_only_the_rows_of_files_parsed_again(tmp_path):
     """run_batch over files found in an earlier build's parts links those parts and writes a new one
     holding only what it parsed; the batch reads back exactly as a batch parsed from scratch. A
     batch whose rows would lie in more than MAX_PARTS parts is written into one part instead."""
-    from kirinuki.build.batch import MAX_PARTS, PART_TABLES, cache_key, cache_lookup, fingerprint, read_part, run_batch
+    from kirinuki.build.batch import MAX_PARTS, cache_key, fingerprint, run_batch
+    from kirinuki.build.parts import PART_TABLES, read_part
+    from kirinuki.build.reuse import cache_lookup
     from kirinuki.ingest.sources import discover
 
     corpus = tmp_path / "corpus"

@@ -215,7 +215,7 @@ def test_a_large_export_read_in_shares_by_several_workers_gives_the_same_tables(
     (tmp_path / "in" / "blog.txt").write_text(entries, encoding="utf-8")
     whole = build([str(tmp_path / "in")], str(tmp_path / "whole"), workers=2)
     monkeypatch.setattr(posts_module, "SHARE_BYTES", 1000)
-    shared = build([str(tmp_path / "in")], str(tmp_path / "shared"), workers=2)
+    build([str(tmp_path / "in")], str(tmp_path / "shared"), workers=2)
     def batches(out: str) -> int:
         return len(list((tmp_path / out / "cache" / "index").glob("part-*.json")))
 

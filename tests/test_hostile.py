@@ -25,6 +25,7 @@ from conftest import LOOSE_POSTS_ONLY, SAMPLE, SEED
 
 from kirinuki.clean.date_mentions import Run
 from kirinuki.clean.normalize import clean_document
+from kirinuki.ingest.posts import posts_of
 from kirinuki.ingest.sources import MAX_LINE_CHARS, MAX_LINES, Source, SourceRef, read_source
 from kirinuki.parse.records import source_rows
 
@@ -142,7 +143,7 @@ def test_the_per_post_budget_counts_lines_and_characters_not_seconds(tmp_path):
              "at_chars.txt": "あ" * MAX_LINE_CHARS + "\n", "over_chars.txt": "本文。\n" + "あ" * (MAX_LINE_CHARS + 1)}
     for name, text in cases.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
-    got = {n: read_source(SourceRef(str(tmp_path / n), n, str(tmp_path))) for n in cases}
+    got = {n: posts_of(read_source(SourceRef(str(tmp_path / n), n, str(tmp_path))))[1][0] for n in cases}
     assert isinstance(got["at_lines.txt"], Source) and isinstance(got["at_chars.txt"], Source)
     assert got["over_lines.txt"].code == "over_budget" and f"{MAX_LINES + 1:,} lines" in got["over_lines.txt"].reason
     assert got["over_chars.txt"].code == "over_budget" and "line 2 has" in got["over_chars.txt"].reason

@@ -400,7 +400,8 @@ def test_a_hundred_thousand_tiny_files_are_each_read_or_rejected(tmp_path):
     """Discovery, hashing and the batch worker over 100,000 tiny files (10% empty) in 100 folders:
     every file ends as a document or a reject, nothing raises. (A whole CLI build of the same
     folder takes ~2.5 min here, too long for the suite; see README "Guarantees".)"""
-    from kirinuki.build.batch import cache_key, fingerprint, read_parts, run_batch
+    from kirinuki.build.batch import cache_key, fingerprint, run_batch
+    from kirinuki.build.parts import read_parts
     from kirinuki.ingest.sources import discover
 
     root = tmp_path / "tiny"

@@ -28,23 +28,8 @@ import pyarrow as pa
 
 from kirinuki import PIPELINE_VERSION
 from kirinuki.clean.normalize import clean_document
-from kirinuki.build.parts import (  # noqa: F401 - the parts' functions are used from here too
-    INDEX,
-    IPC_OPTIONS,
-    PART_TABLES,
-    ROWS_KEY,
-    empty_part,
-    index_path,
-    link_part,
-    open_part,
-    part_numbers,
-    part_path,
-    part_rows,
-    read_part,
-    read_parts,
-    write_ipc,
-)
-from kirinuki.build.reuse import Hit, PartCheck, cache_lookup, container_key, entries_by_export  # noqa: F401
+from kirinuki.build.parts import PART_TABLES, empty_part, index_path, link_part, open_part, part_path, write_ipc
+from kirinuki.build.reuse import Hit, PartCheck, container_key
 from kirinuki.ingest.posts import EXPORTS, posts_of
 from kirinuki.ingest.sources import META_SUFFIX, Reject, SourceRef, fingerprint_of, read_plain_file, read_sidecar, read_source
 from kirinuki.parse.records import reject_row, source_rows

@@ -2,8 +2,8 @@
 
 In: the inputs found, their fingerprints, the parameters, the output folder. Out: the build digest
 (identity of everything the tables depend on), the last successful build's summary, the last
-build's record of file fingerprints, batches of inputs, and the build log (kept beside the output
-as `<out>.failed.log` when a build fails).
+build's record of file fingerprints, batches of inputs (a large export in shares of its own), and
+the build log (kept beside the output as `<out>.failed.log` when a build fails).
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import json
 import logging
 import os
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Iterator
 
 from kirinuki import __version__
 from kirinuki.build.batch import code_digest
 from kirinuki.dedup import DedupConfig
+from kirinuki.ingest.posts import export_shares
 from kirinuki.ingest.sources import SourceRef
 from kirinuki.store.files import DATA_DIR, read_json, sha256_file
 
@@ -74,8 +75,40 @@ def build_log(path: Path, keep_on_failure: Path) -> Iterator[None]:
         handler.close()
 
 
-def batches(refs: list, size: int) -> list[list]:
-    return [refs[i : i + size] for i in range(0, len(refs), size)]
+def share_exports(refs: list[SourceRef], keys: list[str | None], batch_files: int,
+                  workers: int) -> tuple[list[SourceRef], list[str | None], list[list[SourceRef]]]:
+    """Batches of refs, `batch_files` each, except that an export large enough to be worth it is
+    read in shares (runs of its entries, in order), each share a batch of its own, so that all
+    workers parse one big export. The rows keep their order, so the tables do not depend on this."""
+    out_refs: list[SourceRef] = []
+    out_keys: list[str | None] = []
+    out_batches: list[list[SourceRef]] = []
+    current: list[SourceRef] = []
+    for ref, key in zip(refs, keys):
+        try:
+            size = os.stat(ref.path).st_size
+        except OSError:
+            size = 0
+        n = export_shares(ref.path, size, max(1, workers) * 4)
+        if n == 1:
+            current.append(ref)
+            out_refs.append(ref)
+            out_keys.append(key)
+            if len(current) == batch_files:
+                out_batches.append(current)
+                current = []
+            continue
+        if current:
+            out_batches.append(current)
+            current = []
+        for k in range(n):
+            share = replace(ref, share=(k, n))
+            out_batches.append([share])
+            out_refs.append(share)
+            out_keys.append(key)
+    if current:
+        out_batches.append(current)
+    return out_refs, out_keys, out_batches
 
 
 def build_digest(keys: list[str | None], refs: list[SourceRef], rejected: list, max_bytes: int,

@@ -22,7 +22,7 @@ CLUSTER_COLUMNS = ".dedup-columns.arrow"  # in the build folder until the excerp
 def read_excerpts(parts: str, spill_dir: str | None = None) -> list[Excerpt]:
     """Every excerpt of a build's parts, in part order, a part at a time; the bodies go to a
     BodyStore file in `spill_dir`, not into memory."""
-    from kirinuki.build.batch import part_numbers, read_part
+    from kirinuki.build.parts import part_numbers, read_part
 
     store = BodyStore(spill_dir)
     items: list[Excerpt] = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 from kirinuki.ingest import mtif, page, wxr
 from kirinuki.ingest.formats import detect_format
 from kirinuki.ingest.model import Reject, Source
+from kirinuki.ingest.sources import over_budget
 
 
 EXPORTS = ("mtif", "wxr")  # formats of many posts per file
@@ -20,8 +21,9 @@ EXPORTS = ("mtif", "wxr")  # formats of many posts per file
 def posts_of(src: Source, keep_drafts: bool = False, share: tuple[int, int] = (0, 1)) -> tuple[str, list[Source | Reject]]:
     """The file's format and what it holds (of an export: the entries of `share`, see share_range)."""
     fmt = detect_format(src.text, src.rel)
-    if fmt == "text":
-        return fmt, [src]
+    if fmt == "text":  # what one post may cost: an export's entries and a page's post are held to it too
+        over = over_budget(src.text)
+        return fmt, [Reject(src.rel, "over_budget", over, src.sha256, src.size) if over else src]
     if fmt == "html":
         return fmt, [page.page_source(src)]
     if fmt == "xml":

@@ -14,7 +14,6 @@ import re
 from datetime import date
 from pathlib import Path
 
-from kirinuki.ingest.formats import detect_format
 from kirinuki.ingest.model import Entry, Metadata, Reject, Source, SourceRef  # noqa: F401
 from kirinuki.ingest.open_safely import (  # noqa: F401
     META_SUFFIX,
@@ -167,8 +166,6 @@ def read_source(ref: SourceRef, max_bytes: int = DEFAULT_MAX_BYTES) -> Source | 
     text, newline = normalise_newlines(text)
     if not text.strip():
         return Reject(ref.rel, "empty", "file has no text (only whitespace)", digest, len(data))
-    if detect_format(text, ref.rel) == "text" and (over := over_budget(text)):  # an export's budget is per entry
-        return Reject(ref.rel, "over_budget", over, digest, len(data))
     side = read_sidecar(ref.path)
     return Source(ref.rel, text, digest, len(data), encoding, newline, parse_metadata(ref.path, side), notes,
                   fingerprint_of(data, side))
