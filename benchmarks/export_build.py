@@ -5,8 +5,8 @@ loose .txt files, side by side in one run (issue 16: the export may cost at most
     .venv/bin/python benchmarks/export_build.py --posts 2000 --rounds 1
 
 The posts come from `kirinuki synth` (seed-sized, ~24 KB each). The export holds each post as a
-goo-style entry: a BASENAME, TITLE and DATE, the post's lines as HTML-escaped text ended by
-`<br />`, CONVERT BREAKS 0, written in UTF-8. Each build is `kirinuki build --json --no-cache` in
+goo-style entry: a BASENAME, TITLE and DATE (the evening of the newest article the post quotes),
+the post's lines as HTML-escaped text ended by `<br />`, CONVERT BREAKS 0, written in UTF-8. Each build is `kirinuki build --json --no-cache` in
 its own process with a persistent PREFECT_HOME; the two kinds alternate for --rounds rounds and
 the best wall time of each is compared, so both see the same machine state. Both must give the
 same numbers of documents, excerpts, paragraphs, citations and date mentions (checked), and the ratio must be <= --limit (the
@@ -19,6 +19,7 @@ import argparse
 import html
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build import BIN, ROOT, measured  # noqa: E402
+
+_QUOTED_DAY = re.compile(r"【(\d{4})年(\d{1,2})月(\d{1,2})日")
 
 
 def write_corpora(work: Path, posts: int) -> tuple[Path, Path]:
@@ -38,10 +41,12 @@ def write_corpora(work: Path, posts: int) -> tuple[Path, Path]:
     if not target.exists():
         with target.open("w", encoding="utf-8") as f:
             for i, p in enumerate(sorted(loose.glob("post_*.txt"))):
-                body = "".join(f"{html.escape(line, quote=False)}<br />\n"
-                               for line in p.read_text(encoding="utf-8").splitlines())
+                text = p.read_text(encoding="utf-8")
+                body = "".join(f"{html.escape(line, quote=False)}<br />\n" for line in text.split("\n") if line)
+                # posted the evening of the newest article it quotes, as a clipping blog posts
+                y, m, d = max((int(y), int(m), int(d)) for y, m, d in _QUOTED_DAY.findall(text))
                 f.write(f"AUTHOR: bench\nTITLE: post {i + 1}\nBASENAME: {p.stem}\nSTATUS: Publish\n"
-                        f"CONVERT BREAKS: 0\nDATE: 01/01/2030 {i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}\n"
+                        f"CONVERT BREAKS: 0\nDATE: {m:02d}/{d:02d}/{y} 21:{i // 60 % 60:02d}:{i % 60:02d}\n"
                         f"-----\nBODY:\n{body}-----\n--------\n")
     return loose, export
 

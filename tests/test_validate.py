@@ -70,6 +70,24 @@ def test_quarantining_an_excerpt_cascades_to_rows_that_point_at_it(build_copy):
     assert not rows(build_copy, f"SELECT * FROM paragraphs WHERE excerpt_id = '{key}'")
 
 
+def test_a_paragraph_repeating_a_quarantined_one_follows_it_and_the_build_passes(tmp_path):
+    """The commentary repeats a line of an excerpt that is quarantined (its article is dated after
+    the post): the repeat points at the quarantined paragraph (duplicate_of), so it goes with it,
+    with its reason, and the build passes instead of failing on the dangling reference."""
+    from kirinuki.flows.build import build
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "p.txt").write_text("解説です。\n****記事A****\n同じ文の段落です。\n次の段落です。【2024年5月1日 共同通信】\n"
+                                          "*****\n同じ文の段落です。\n", encoding="utf-8")
+    (tmp_path / "in" / "p.meta.json").write_text('{"published_date": "2024-01-01"}', encoding="utf-8")
+    summary = build([str(tmp_path / "in")], str(tmp_path / "out"))
+    assert summary["validation"]["success"]
+    q = quarantined(tmp_path / "out")
+    by = {(r["table_name"], r["expectation"]) for r in q}
+    assert ("excerpts", "excerpts_not_after_post") in by and ("paragraphs", "cascade:paragraphs") in by
+    assert [r["text"] for r in rows(tmp_path / "out", "SELECT text FROM paragraphs ORDER BY ordinal")] == ["解説です。"]
+
+
 @pytest.mark.parametrize("table,index,change,expectation", [
     ("documents", 0, dict(doc_id=None), "expect_column_values_to_not_be_null(doc_id)"),
     ("paragraphs", 1, dict(paragraph_id="PLACEHOLDER"), "expect_column_values_to_be_unique(paragraph_id)"),

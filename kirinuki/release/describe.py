@@ -245,7 +245,9 @@ def datapackage(m: dict) -> dict:
             fields.append(f)
         # Frictionless reads Parquet through pandas, where a NULL in an integer column becomes NaN
         schema: dict = {"fields": fields, "primaryKey": list(s.primary_key), "missingValues": ["", "nan"]}
-        fks = [{"fields": list(cols), "reference": {"resource": ref.split(".")[0], "fields": [ref.split(".")[1]]}}
+        # a reference to the resource itself names no resource (Table Schema's self-reference)
+        fks = [{"fields": list(cols), "reference": {"resource": "" if ref.split(".")[0] == name else ref.split(".")[0],
+                                                    "fields": [ref.split(".")[1]]}}
                for cols, ref in s.foreign_keys if ref.split(".")[0] in m["tables"]]
         if fks:
             schema["foreignKeys"] = fks
