@@ -181,7 +181,10 @@ def _print_summary(s: dict, out_dir: Path, inputs: list[str]) -> None:
         out.print(f"  … and {n_rejected - SHOWN_REJECTS:,} more: kirinuki query \"SELECT * FROM rejects\" --out {where}",
                   highlight=False)
     if i["read"] == 0 and not n_rejected:
-        err.print(f"[yellow]warning:[/] no posts found in {shown(', '.join(inputs))}: kirinuki reads *.txt files"
+        from kirinuki.ingest.sources import DEFAULT_PATTERNS
+
+        err.print(f"[yellow]warning:[/] no posts found in {shown(', '.join(inputs))}: kirinuki reads "
+                  f"{', '.join(DEFAULT_PATTERNS)} files"
                   f"{_other_files(inputs)}; the build is empty", highlight=False, soft_wrap=True)
 
 

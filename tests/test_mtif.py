@@ -6,7 +6,8 @@ from datetime import datetime
 
 from conftest import SEED
 
-from kirinuki.ingest.mtif import looks_like_mtif, parse_date, split_entries, split_tags
+from kirinuki.ingest.formats import looks_like_mtif
+from kirinuki.ingest.mtif import parse_date, split_entries, split_tags
 from kirinuki.ingest.sources import decode_with_notes, normalise_newlines
 
 EXPORT = """AUTHOR: のりこ

@@ -25,6 +25,16 @@ def looks_like_mtif(text: str) -> bool:
         f"\n{ENTRY_END}\n" in f"{head}\n" or head.rstrip().endswith(ENTRY_END))
 
 
+def export_in_bytes(head: bytes) -> str | None:
+    """`mtif` or `wxr` when a file's first bytes carry an export's markers (ASCII, so this holds in
+    every ASCII-compatible encoding and needs no decoding), else None."""
+    if b"\nBODY:" in head and b"\n" + ENTRY_END.encode() in head:
+        return "mtif"
+    if b"<rss" in head and b"xmlns:wp=" in head:
+        return "wxr"
+    return None
+
+
 def detect_format(text: str, name: str = "") -> str:
     """One of FORMATS, or `xml` for XML that is not a WordPress export. The file's `name` breaks
     one tie: markup without <html> or <body> in a .html/.htm file is a page (a fragment)."""

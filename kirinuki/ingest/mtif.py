@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from kirinuki.ingest.formats import ENTRY_END, looks_like_mtif  # noqa: F401
+from kirinuki.ingest.formats import ENTRY_END, HEAD_CHARS, export_in_bytes
 from kirinuki.ingest.html_lines import html_to_lines
 from kirinuki.ingest.model import Entry, Metadata, Reject, Source, share_range
 from kirinuki.ingest.sources import over_budget
@@ -237,14 +237,14 @@ def entry_sources(src: Source, keep_drafts: bool = False, share: tuple[int, int]
                      entry.published_at, None)
         out.append(Source(src.rel, lines, digest, len(raw), src.encoding, src.newline, meta,
                           notes + (("draft",) if entry.is_draft else ()),
-                          entry_fingerprint(digest, keep_drafts, src), info))
+                          entry_fingerprint(digest, keep_drafts, src.encoding, src.newline, notes), info))
     return out
 
 
-def entry_fingerprint(digest: str, keep_drafts: bool, export: Source) -> str:
+def entry_fingerprint(digest: str, keep_drafts: bool, encoding: str, newline: str, notes: tuple[str, ...]) -> str:
     """The cache identity of an entry's rows: its hash, whether drafts are kept, and what its rows
-    take from the export (its encoding, line endings, decoding notes)."""
-    key = f"{digest}\0drafts={keep_drafts}\0{export.encoding}\0{export.newline}\0{export.notes}"
+    take from the export (its encoding, line endings, the decoding notes its rows carry)."""
+    key = f"{digest}\0drafts={keep_drafts}\0{encoding}\0{newline}\0{notes}"
     return hashlib.sha256(key.encode()).hexdigest()
 
 
@@ -261,8 +261,7 @@ def decode_by_entry(data: bytes) -> tuple[str, str, tuple[str, ...]] | None:
     the bytes do not look like an export or no entry decodes."""
     from kirinuki.ingest.sources import DecodeError, decode_with_notes
 
-    head = data[:20_000]
-    if b"\nBODY:" not in head or b"\n" + ENTRY_END.encode() not in head:
+    if export_in_bytes(data[:HEAD_CHARS]) != "mtif":
         return None
     chunks: list[bytes] = []
     current: list[bytes] = []

@@ -10,7 +10,7 @@ how many runs of entries a large export may be split, so that several workers re
 from __future__ import annotations
 
 from kirinuki.ingest import mtif, page, wxr
-from kirinuki.ingest.formats import detect_format
+from kirinuki.ingest.formats import detect_format, export_in_bytes
 from kirinuki.ingest.model import Reject, Source
 from kirinuki.ingest.sources import over_budget
 
@@ -49,6 +49,4 @@ def export_shares(path: str, size: int, most: int) -> int:
             head = f.read(_EXPORT_HEAD)
     except OSError:
         return 1
-    mtif_like = b"\nBODY:" in head and b"\n--------" in head
-    wxr_like = b"<rss" in head and b"xmlns:wp=" in head
-    return min(most, -(-size // SHARE_BYTES)) if mtif_like or wxr_like else 1
+    return min(most, -(-size // SHARE_BYTES)) if export_in_bytes(head) else 1

@@ -152,4 +152,4 @@ def _item(src: Source, f: dict, number: int, seen: dict[str, int], keep_drafts: 
     info = Entry("wxr", ident, number, f.get("link") or None, tuple(dict.fromkeys(f["categories"])),
                  tuple(dict.fromkeys(f["tags"])), published, offset)
     return Source(src.rel, lines, digest, len(raw), src.encoding, src.newline, meta,
-                  src.notes + (("draft",) if draft else ()), entry_fingerprint(digest, keep_drafts, src), info)
+                  src.notes + (("draft",) if draft else ()), entry_fingerprint(digest, keep_drafts, src.encoding, src.newline, src.notes), info)
