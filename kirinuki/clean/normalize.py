@@ -104,9 +104,39 @@ def outlet_rows() -> list[dict]:
 
 
 def resolve_outlet(raw: str | None) -> str | None:
+    """The register id of an outlet's name or alias, or of a news site's host (www.asahi.com)."""
     if not raw:
         return None
-    return _alias_index().get(outlet_key(raw))
+    found = _alias_index().get(outlet_key(raw))
+    if found is None and "." in raw and " " not in raw.strip():
+        found = outlet_for_host(raw.strip())
+    return found
+
+
+@cache
+def _news_hosts() -> dict[str, str]:
+    """host -> outlet id: the register's homepages and the conventions' extra news hosts."""
+    import tomllib
+    from urllib.parse import urlsplit
+
+    hosts = {}
+    for o in outlet_register():
+        if o["homepage"]:
+            hosts[(urlsplit(o["homepage"]).hostname or "").removeprefix("www.")] = o["id"]
+    extra = tomllib.loads((REFERENCE / "conventions.toml").read_text(encoding="utf-8"))
+    for host, outlet in extra.get("vocabulary", {}).get("news_hosts", {}).items():
+        hosts[host.lower().removeprefix("www.")] = outlet
+    return hosts
+
+
+def outlet_for_host(host: str) -> str | None:
+    """The register id of a news site's host or of a site under it (www3.nhk.or.jp → nhk)."""
+    parts = host.lower().removeprefix("www.").split(".")
+    hosts = _news_hosts()
+    for k in range(len(parts) - 1):
+        if (hit := hosts.get(".".join(parts[k:]))) is not None:
+            return hit
+    return None
 
 
 def clean_author(raw: str | None) -> str | None:
@@ -148,6 +178,33 @@ def clean_document(rows: dict[str, list[dict]]) -> None:
     rows["date_mentions"] = list(date_mention_rows(doc, rows["excerpts"], rows["paragraphs"]))
 
 
+_BREAK = " \t\u3000\n>＞"
+
+
+def wrapped_offsets(source: str, joined: str) -> list[int]:
+    """For a hard-wrapped paragraph: the offset in `source` (its span of the post) of each of
+    `joined`'s characters. The join left out each line break with the indentation and quote prefix
+    after it, and put one space between Latin letters: such a space maps to the break."""
+    out, j, n = [], 0, len(source)
+    for c in joined:
+        if j < n and source[j] == c:
+            out.append(j)
+            j += 1
+            continue
+        k = j
+        while k < n and source[k] in _BREAK and source[k] != c:
+            k += 1
+        if c == " ":
+            out.append(j)
+            while k < n and source[k] in _BREAK:
+                k += 1
+            j = k
+        else:
+            out.append(min(k, n - 1))
+            j = k + 1
+    return out
+
+
 def date_mention_rows(doc: dict, excerpts: list[dict], paragraphs: list[dict]):
     article_dates = {e["excerpt_id"]: e["published_date"] for e in excerpts}
     post_date: date | None = doc["published_date"]
@@ -156,6 +213,10 @@ def date_mention_rows(doc: dict, excerpts: list[dict], paragraphs: list[dict]):
     anchor_kind = "post"
     n = 0
     for p in paragraphs:
+        if p.get("line_end", p["line_no"]) != p["line_no"]:  # joined lines: offsets map back through the breaks
+            at = wrapped_offsets(doc["text"][p["char_start"]:p["char_end"]], p["text"])
+        else:
+            at = None
         key = p["excerpt_id"]
         if key != run_key:
             run_key = key
@@ -168,7 +229,8 @@ def date_mention_rows(doc: dict, excerpts: list[dict], paragraphs: list[dict]):
                 "mention_id": mention_id(doc["doc_id"], n), "doc_id": doc["doc_id"],
                 "source_sha256": doc["source_sha256"], "paragraph_id": p["paragraph_id"],
                 "excerpt_id": p["excerpt_id"], "ordinal": n,
-                "char_start": p["char_start"] + m.start, "char_end": p["char_start"] + m.end,
+                "char_start": p["char_start"] + (at[m.start] if at else m.start),
+                "char_end": p["char_start"] + (at[m.end - 1] + 1 if at else m.end),
                 "raw": m.raw, "kind": m.kind, "date_start": m.date_start, "date_end": m.date_end,
                 "granularity": m.granularity, "anchor": run.anchor, "anchor_kind": anchor_kind if run.anchor else None,
                 "rule": m.rule,

@@ -70,6 +70,7 @@ class Paragraph:
     excerpt: int | None = None  # excerpt ordinal
     elision: bool = False
     duplicate_of: int | None = None  # paragraph ordinal
+    line_end: int | None = None  # last line of a hard-wrapped paragraph (None: line_no)
 
 
 @dataclass(slots=True)
@@ -85,6 +86,11 @@ class Excerpt:
     elided: bool = False
     duplicate_of: int | None = None  # excerpt ordinal
     flags: list[str] = field(default_factory=list)
+    open_rule: str = "frame"  # the convention's rule that found the quote's start
+    close_rule: str = "close_line"  # ... and its end
+    url: str | None = None  # the article's URL, when a URL line belongs to the quote
+    dateline: tuple[str, str] | None = None  # (as written, outlet as written) opening its first paragraph
+    line_no: int = 0  # the line that opened it
 
 
 @dataclass(slots=True)
@@ -180,9 +186,10 @@ def _is_subheading(text: str) -> bool:
     )
 
 
-class _Builder:
-    def __init__(self, text: str):
+class Builder:
+    def __init__(self, text: str, source_of=None):
         self.text = text
+        self.source_of = source_of  # line -> Attribution of a stand-alone source line (other frame conventions)
         self.paragraphs: list[Paragraph] = []
         self.excerpts: list[Excerpt] = []
         self.citations: list[Citation] = []
@@ -191,27 +198,33 @@ class _Builder:
         self.open: Excerpt | None = None
         self.last_end = 0  # end offset of the last non-blank content
 
-    def add_paragraph(self, line_no: int, role: str, start: int, end: int) -> Paragraph:
-        t = self.text[start:end]
+    def add_paragraph(self, line_no: int, role: str, start: int, end: int, text: str | None = None,
+                      line_end: int | None = None, elision: bool | None = None) -> Paragraph:
+        t = self.text[start:end] if text is None else text
         p = Paragraph(len(self.paragraphs) + 1, line_no, role, start, end, t,
-                      self.open.ordinal if self.open else None, bool(ELISION_RE.search(t)))
+                      self.open.ordinal if self.open else None,
+                      bool(ELISION_RE.search(t)) if elision is None else elision, line_end=line_end)
         self.paragraphs.append(p)
         if self.open:
             self.open.paragraphs.append(p.ordinal)
         return p
 
-    def open_excerpt(self, start: int, end: int, headline: str, flags: list[str]) -> None:
+    def open_excerpt(self, start: int, end: int, headline: str, flags: list[str], line_no: int = 0,
+                     open_rule: str = "frame") -> Excerpt:
         if self.open:
             self.close_excerpt(self.last_end, "reopened")
-        self.open = Excerpt(len(self.excerpts) + 1, start, end, headline, flags=list(flags))
+        self.open = Excerpt(len(self.excerpts) + 1, start, end, headline, flags=list(flags), open_rule=open_rule,
+                            line_no=line_no)
         self.excerpts.append(self.open)
+        return self.open
 
-    def close_excerpt(self, end: int, flag: str | None = None) -> None:
+    def close_excerpt(self, end: int, flag: str | None = None, rule: str | None = None) -> None:
         ex = self.open
         assert ex is not None
         ex.end = end
         if flag:
             ex.flags.append(flag)
+        ex.close_rule = rule or _CLOSE_RULES.get(flag, "close_line")
         if ex.attribution is None:
             ex.flags.append("no_attribution")
         self.open = None
@@ -225,10 +238,15 @@ class _Builder:
             self.add_paragraph(line_no, "lead", s, e)
             return
         att = find_attribution(content, s)
+        if att is None and self.source_of is not None and (att := self.source_of(content, s)) is not None:
+            if ex.attribution is not None and att.raw != ex.attribution.raw:
+                ex.flags.append("several_attributions")
+            ex.attribution = att
+            return
         if ex.attribution is not None and HEADING_RE.match(content) and (att is None or att.date is None):
             # A dateless 【…】 line after the attribution is a section heading: the closing * line
             # was forgotten.
-            self.close_excerpt(self.last_end, "unterminated")
+            self.close_excerpt(self.last_end, "unterminated", "heading")
             self.paragraphs_line(line_no, s, e)
             return
         if att is not None and ex.attribution is not None and att.raw != ex.attribution.raw:
@@ -258,9 +276,14 @@ class _Builder:
                                            cs, ce, d, src.outlet, src.author, src.title))
 
 
-def parse(text: str) -> ParsedPost:
-    """Parse one post. `text` must already be LF-normalised (ingest does that)."""
-    b = _Builder(text)
+_CLOSE_RULES = {"reopened": "next_headline", "unterminated": "end_of_text"}
+
+
+def parse(text: str, frame_chars: str = "*＊", skip: frozenset[int] = frozenset(), source_of=None) -> ParsedPost:
+    """Parse one post. `text` must already be LF-normalised (ingest does that). `frame_chars` are
+    the frame convention's characters (the seed's stars by default); lines in `skip` never open a
+    quote; `source_of` reads stand-alone source lines as attributions."""
+    b = Builder(text, source_of)
     pos = 0
     for line_no, line in enumerate(text.split("\n"), start=1):
         start, pos = pos, pos + len(line) + 1
@@ -269,13 +292,14 @@ def parse(text: str) -> ParsedPost:
             continue  # blank, or only invisible format characters (zero-width space, BOM …)
         s = start + (len(line) - len(line.lstrip()))
         e = s + len(body)
-        if is_close_line(body):
+        if is_close_line(body, frame_chars):
             if b.open:
                 b.close_excerpt(e)
             else:
                 b.flags.append("stray_close_line")
-        elif h := headline(body):
-            b.open_excerpt(s, e, h[0], [] if h[1] else ["headline_unframed"])
+        elif line_no not in skip and (h := headline(body, frame_chars)):
+            b.open_excerpt(s, e, h[0], [] if h[1] else ["headline_unframed"], line_no,
+                           "frame" if h[1] else "frame_unclosed")
         elif b.open:
             b.excerpt_line(line_no, s, e)
         else:
@@ -283,6 +307,11 @@ def parse(text: str) -> ParsedPost:
         b.last_end = e
     if b.open:
         b.close_excerpt(b.last_end, "unterminated")
+    return finish(b)
+
+
+def finish(b: Builder) -> ParsedPost:
+    """The post's records once every line is placed: repeats marked, excerpts' bodies joined."""
     _mark_duplicates(b.paragraphs)
     for ex in b.excerpts:
         _finish_excerpt(ex, b.paragraphs)
@@ -310,10 +339,10 @@ def _finish_excerpt(ex: Excerpt, paragraphs: list[Paragraph]) -> None:
             p.role = "subheading"
     ex.elided = any(p.elision for p in own)
     members = set(ex.paragraphs)
-    kept = [p.text for p in own if p.role != "lead"
+    kept = [p.text for p in own if p.role not in ("lead", "note")
             and not (p.duplicate_of is not None and p.duplicate_of in members)]
     ex.body = "\n".join(kept)
-    if ex.attribution is not None:
+    if ex.attribution is not None and ex.open_rule.startswith("frame"):
         last = max((p for p in own if p.duplicate_of is None), key=lambda p: p.start, default=None)
         if last is not None and last.start > ex.attribution.start:
             ex.flags.append("text_after_attribution")

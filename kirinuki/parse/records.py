@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 
 from kirinuki.ingest.sources import Reject, Source
-from kirinuki.parse.grammar import ParsedPost, parse
+from kirinuki.parse.detect import parse_post
+from kirinuki.parse.grammar import Excerpt, ParsedPost
 from kirinuki.parse.post_date import PostDate, infer_post_date, resolve
 
 TableRows = dict[str, list[dict]]
@@ -43,10 +44,26 @@ def post_date_of(parsed: ParsedPost, src: Source) -> PostDate:
     return infer_post_date(parts, src.text, src.meta.published_date, caption)
 
 
-def source_rows(src: Source) -> TableRows:
-    """Parse one decoded source into its rows of every table (as written; clean adds the rest)."""
+def outlet_of(ex: Excerpt) -> tuple[str | None, str | None]:
+    """(outlet as written, where it was written): the attribution's, else the first paragraph's
+    dateline's, else the host of the article's URL."""
+    att = ex.attribution
+    if att is not None and att.outlet:
+        return att.outlet, "attribution"
+    if ex.dateline is not None:
+        return ex.dateline[1], "dateline"
+    if ex.url is not None:
+        from urllib.parse import urlsplit
+
+        return urlsplit(ex.url).hostname, "url"
+    return None, None
+
+
+def source_rows(src: Source, convention: str | None = None) -> TableRows:
+    """Parse one decoded source into its rows of every table (as written; clean adds the rest).
+    `convention` pins the quoting convention; by default it is detected per post."""
     out = empty_rows()
-    parsed = parse(src.text)
+    parsed, conv, conv_rule = parse_post(src.text, convention)
     doc = doc_id_for(src.key)
     sha = src.sha256
     post = post_date_of(parsed, src)
@@ -59,19 +76,21 @@ def source_rows(src: Source) -> TableRows:
         att = ex.attribution
         d, inferred, problem = resolve(att.date if att else None, post)
         flags = list(ex.flags) + ([problem] if problem else [])
+        outlet, outlet_from = outlet_of(ex)
         out["excerpts"].append({
             "excerpt_id": excerpt_id(doc, ex.ordinal), "doc_id": doc, "source_sha256": sha,
             "ordinal": ex.ordinal, "headline": ex.headline, "lead": ex.lead, "body": ex.body,
             "attribution_raw": att.raw if att else None,
             "date_raw": att.date.raw if att and att.date else None,
-            "outlet_raw": att.outlet if att else None, "author_raw": att.author if att else None,
+            "outlet_raw": outlet, "outlet_from": outlet_from, "author_raw": att.author if att else None,
             "article_title": att.title if att else None,
             "published_date": d, "date_inferred": inferred, "elided": ex.elided,
             "n_paragraphs": len(ex.paragraphs),
             "duplicate_of": excerpt_id(doc, ex.duplicate_of) if ex.duplicate_of else None,
             "char_start": ex.start, "char_end": ex.end,
             "attribution_start": att.start if att else None, "attribution_end": att.end if att else None,
-            "flags": flags,
+            "flags": flags, "open_rule": ex.open_rule, "close_rule": ex.close_rule, "url": ex.url,
+            "dateline_raw": ex.dateline[0] if ex.dateline else None,
         })
         if problem == "year_unknown" and "year_unknown" not in doc_flags:
             doc_flags.append("year_unknown")
@@ -80,7 +99,8 @@ def source_rows(src: Source) -> TableRows:
         out["paragraphs"].append({
             "paragraph_id": paragraph_id(doc, p.ordinal), "doc_id": doc, "source_sha256": sha,
             "excerpt_id": excerpt_id(doc, p.excerpt) if p.excerpt else None,
-            "role": p.role, "ordinal": p.ordinal, "line_no": p.line_no, "text": p.text,
+            "role": p.role, "ordinal": p.ordinal, "line_no": p.line_no, "line_end": p.line_end or p.line_no,
+            "text": p.text,
             "char_start": p.start, "char_end": p.end, "elision": p.elision,
             "duplicate_of": paragraph_id(doc, p.duplicate_of) if p.duplicate_of else None,
         })
@@ -115,6 +135,7 @@ def source_rows(src: Source) -> TableRows:
         "caption_date": cap_date,
         "n_paragraphs": len(parsed.paragraphs), "n_excerpts": len(parsed.excerpts),
         "n_citations": len(parsed.citations), "meta_sha256": src.meta.sha256, "flags": doc_flags,
+        "convention": conv, "convention_rule": conv_rule,
         **entry_columns(src),
     })
     return out

@@ -19,18 +19,19 @@ _OPEN_PAREN = re.compile("[(（]")
 CITATION_MAX_CHARS = 400
 
 
-def is_close_line(body: str) -> bool:
-    """A line of three or more stars and nothing else closes an excerpt."""
-    return len(body) >= 3 and not body.strip(_STARS)
+def is_close_line(body: str, chars: str = _STARS) -> bool:
+    """A line of three or more stars (or another convention's frame characters) and nothing else
+    closes an excerpt."""
+    return len(body) >= 3 and not body.strip(chars)
 
 
-def headline(body: str) -> tuple[str, bool] | None:
+def headline(body: str, chars: str = _STARS) -> tuple[str, bool] | None:
     """`***headline***` -> (headline, True); `***headline` (no closing run) -> (headline, False).
     `body` is stripped and not a close line; a closing run needs three stars too."""
-    rest = body.lstrip(_STARS)
+    rest = body.lstrip(chars)
     if len(body) - len(rest) < 3 or not rest.strip():
         return None
-    inner = rest.rstrip(_STARS)
+    inner = rest.rstrip(chars)
     if len(rest) - len(inner) >= 3 and inner.strip():
         return inner.strip(), True
     return rest.strip(), False
