@@ -198,14 +198,16 @@ def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_
 def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
           max_file_mb: float = DEFAULT_MAX_BYTES / 2**20, dedup: dict | None = None,
           duckdb_memory_mb: int = 2048, workers: int = 0, cache: bool = True, runner: str = "local",
-          drafts: bool = False) -> dict:
+          drafts: bool = False, convention: str | None = None) -> dict:
     """Build every table from the posts under `inputs` into the folder `out`, atomically.
 
     workers: parse processes (0 = one per core); cache: reuse the rows of files unchanged since the
     previous build in `out`, and return that build as it is when nothing changed at all; runner:
     "local", or "dask" when the flow runs with a DaskTaskRunner (see `build_flow`): parse tasks then
     run on the cluster's workers, which must see the same file system; drafts: read the drafts of
-    exports as posts (flagged `draft`) instead of rejecting them."""
+    exports as posts (flagged `draft`) instead of rejecting them; convention: pin this quoting
+    convention for every post (by default each post's is detected; conventions.toml files in the
+    input folders pin it per folder or file)."""
     out_path = Path(out)
     check_output(out_path, inputs)
     dedup_cfg = DedupConfig(**(dedup or {}))  # plain dict parameter: deployments and the UI can set it
@@ -214,12 +216,12 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     with locked(out_path):
-        refs, rejected = discover(inputs)
+        refs, rejected = discover(inputs, convention=convention)
         timings["discover"] = time.perf_counter() - t0
         t = time.perf_counter()
         known = known_fingerprints(out_path / CACHE_DIR, max_bytes) if cache else {}
         fps, record, hashed = fingerprints(refs, max_bytes, known)
-        keys = [cache_key(r.rel, fp, max_bytes) for r, fp in zip(refs, fps)]
+        keys = [cache_key(r.rel, fp, max_bytes, r.convention) for r, fp in zip(refs, fps)]
         del known, fps  # ~100 MB at 100k files: not kept through the build's peak
         timings["hash"] = time.perf_counter() - t
         digest = build_digest(keys, refs, rejected, max_bytes, dedup_cfg, drafts)
@@ -288,7 +290,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
                             report=report, timings=timings,
                             parameters={"batch_files": batch_files, "max_file_mb": max_file_mb,
                                         "duckdb_memory_mb": duckdb_memory_mb, "workers": workers, "cache": cache,
-                                        "runner": runner, "drafts": drafts})
+                                        "runner": runner, "drafts": drafts, "convention": convention})
         write_json(tmp / "build.json", summary)
     failed_log(out_path).unlink(missing_ok=True)  # an earlier failure's log no longer describes `out`
     summary["durations_s"]["total"] = round(time.perf_counter() - t0, 3)

@@ -51,6 +51,7 @@ def build(
     runner: Annotated[str, typer.Option(help="local, or dask (parse on an existing Dask cluster).")] = "local",
     scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address for --runner dask, e.g. tcp://10.0.0.5:8786.")] = None,
     drafts: Annotated[bool, typer.Option("--drafts", help="Read the drafts in blog exports as posts (flagged draft) instead of rejecting them.")] = False,
+    convention: Annotated[Optional[str], typer.Option(help="Pin this quoting convention for every post (default: detected per post; see 'kirinuki conventions').")] = None,
 ) -> None:
     """Read posts, parse them and write the Parquet tables to --out (atomically)."""
     from kirinuki.store.files import BuildLocked, UnsafeOutput, check_output, locked
@@ -58,6 +59,12 @@ def build(
     missing = [p for p in paths if not Path(p).exists() and not Path(p).is_symlink()]
     if missing:
         fail(f"input not found: {missing[0]} (give existing post files or folders)", 2)
+    from kirinuki.ingest.pins import PinError, check_name
+
+    try:
+        convention = check_name(convention, "--convention") if convention else None
+    except PinError as e:
+        fail(str(e), 2)
     try:  # before Prefect starts, so that a refusal is instant (the flow checks both again)
         check_output(out_dir, paths)
         with locked(out_dir):
@@ -81,7 +88,9 @@ def build(
             pipeline.progress = hook
             summary = build_flow(paths, str(out_dir), batch_files=batch_files, max_file_mb=max_file_mb,
                                  duckdb_memory_mb=duckdb_memory_mb, workers=workers, cache=not no_cache,
-                                 runner=runner, drafts=drafts)
+                                 runner=runner, drafts=drafts, convention=convention)
+    except PinError as e:
+        fail(f"{e}; nothing was built", 2)
     except UnsafeOutput as e:
         fail(str(e), 2)
     except BuildLocked as e:
@@ -417,6 +426,47 @@ def outlets(
     """Outlets a build names (quoted excerpts, inline citations, photo captions); with --unknown, the
     names to add to input/reference/outlets.tsv."""
     query(UNKNOWN_OUTLETS_SQL if unknown else OUTLET_COUNTS_SQL, out_dir, fmt, limit=10_000)
+
+
+@app.command()
+def conventions(
+    paths: Annotated[Optional[list[str]], typer.Argument(help="Posts, exports or folders to detect the convention of.")] = None,
+    convention: Annotated[Optional[str], typer.Option(help="Parse them with this convention instead.")] = None,
+) -> None:
+    """The quoting conventions kirinuki knows; with posts, the convention each is read by, its
+    evidence and its excerpts (nothing is written)."""
+    from kirinuki.ingest.pins import PinError, check_name
+    from kirinuki.parse.conventions import shipped
+
+    if not paths:
+        for c in shipped()[0]:
+            rules = c.frame_chars if c.shape == "frame" else " ".join(c.open)
+            print(f"{c.name:16} {c.shape:6} {shown(rules):28} {shown(c.description)}")
+        return
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        fail(f"input not found: {missing[0]} (give existing post files or folders)", 2)
+    from kirinuki.ingest.posts import posts_of
+    from kirinuki.ingest.sources import Reject, discover, read_source
+    from kirinuki.parse.detect import parse_post
+
+    try:
+        pinned = check_name(convention, "--convention") if convention else None
+        refs, rejects = discover(paths, convention=pinned)
+    except PinError as e:
+        fail(str(e), 2)
+    for r in rejects:
+        print(f"{shown(r.source_path)}: rejected ({r.code})")
+    for ref in refs:
+        src = read_source(ref)
+        found = [src] if isinstance(src, Reject) else posts_of(src)[1]
+        for one in found:
+            if isinstance(one, Reject):
+                print(f"{shown(one.source_path)}: rejected ({one.code})")
+                continue
+            parsed, name, rule = parse_post(one.text, ref.convention)
+            print(f"{shown(one.key)}: {name or 'none'} ({rule or 'no quote found'}), "
+                  f"{counted(len(parsed.excerpts), 'excerpt')}")
 
 
 def main() -> None:

@@ -112,10 +112,13 @@ def fingerprints(refs: list[SourceRef], max_bytes: int, known: dict[str, list]) 
     return fps, record, read
 
 
-def cache_key(rel: str, fp: str | None, max_bytes: int) -> str | None:
+def cache_key(rel: str, fp: str | None, max_bytes: int, convention: str | None = None) -> str | None:
+    """The key a file's (or an entry's) rows are cached under: the code, its path, its bytes, the
+    file limit and the convention pinned for it."""
     if fp is None:
         return None
-    return hashlib.sha256(f"{code_digest()}\0{rel}\0{fp}\0{max_bytes}".encode()).hexdigest()
+    pin = f"\0convention={convention}" if convention else ""
+    return hashlib.sha256(f"{code_digest()}\0{rel}\0{fp}\0{max_bytes}{pin}".encode()).hexdigest()
 
 
 def exit_with(pid: int) -> None:
@@ -177,9 +180,9 @@ class Post:
     position: int | None = None  # the entry's number in the export, as read now
 
 
-def _parse(src, seconds: Counter) -> dict:
+def _parse(src, seconds: Counter, convention: str | None = None) -> dict:
     t = time.perf_counter()
-    doc_rows = source_rows(src)
+    doc_rows = source_rows(src, convention)
     seconds["parse"] += time.perf_counter() - t
     t = time.perf_counter()
     clean_document(doc_rows)
@@ -235,7 +238,7 @@ def run_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int,
             continue
         # rows are kept under the key of the bytes that were read: a file that changed after it
         # was fingerprinted is not cached under its old bytes' key with its new bytes' rows
-        file_key = cache_key(ref.rel, src.fingerprint, max_bytes) if src.fingerprint else None
+        file_key = cache_key(ref.rel, src.fingerprint, max_bytes, ref.convention) if src.fingerprint else None
         t = time.perf_counter()
         fmt, found = posts_of(src, keep_drafts, ref.share)
         seconds["read"] += time.perf_counter() - t
@@ -246,7 +249,7 @@ def run_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int,
             if isinstance(one, Reject):
                 rejects.append((file_key, reject_row(one), None, None))
             else:
-                rows = _parse(one, seconds)
+                rows = _parse(one, seconds, ref.convention)
                 posts.append(Post(file_key, ref.rel, one.size, dedup_digest(rows), file_stats(rows), rows))
             continue
         ck = container_key(file_key, keep_drafts, ref.share) if file_key else None
@@ -255,14 +258,14 @@ def run_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int,
                 rkey = cache_key(one.source_path, one.source_sha256, max_bytes) if ck else None
                 rejects.append((rkey, reject_row(one), ck, ref.rel))
                 continue
-            ekey = cache_key(one.key, one.fingerprint, max_bytes) if ck else None
+            ekey = cache_key(one.key, one.fingerprint, max_bytes, ref.convention) if ck else None
             old = (known or {}).get(ekey)
             if old is not None and check.ok(old):
                 cached += 1
                 posts.append(Post(ekey, one.key, old.size, old.dedup, old.stats, hit=old, container=ck,
                                   export=ref.rel, position=one.entry.position))
                 continue
-            rows = _parse(one, seconds)
+            rows = _parse(one, seconds, ref.convention)
             posts.append(Post(ekey, one.key, one.size, dedup_digest(rows), file_stats(rows), rows, container=ck,
                               export=ref.rel, position=one.entry.position))
     t = time.perf_counter()

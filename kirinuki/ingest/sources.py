@@ -25,6 +25,7 @@ from kirinuki.ingest.open_safely import (  # noqa: F401
     read_sidecar,
     sidecar_path,
 )
+from kirinuki.ingest.pins import PIN_FILE, Pins
 
 SUPPORTED_ENCODINGS = ("utf-8", "utf-8-bom", "utf-16le", "utf-16be", "cp932", "euc-jp", "iso-2022-jp")
 DEFAULT_PATTERNS = ("*.txt", "*.xml", "*.html", "*.htm")
@@ -83,20 +84,25 @@ def printable_path(p: str) -> str:
 
 
 def discover(
-    inputs: list[str], patterns: tuple[str, ...] = DEFAULT_PATTERNS
+    inputs: list[str], patterns: tuple[str, ...] = DEFAULT_PATTERNS, convention: str | None = None
 ) -> tuple[list[SourceRef], list[Reject]]:
     """List input files under each input (a file or a folder), sorted by relative path.
 
     Folders are walked without following directory symlinks (so loops cannot happen); a symlinked
-    folder is reported, not silently skipped. Files matching `patterns` are inputs.
+    folder is reported, not silently skipped. Files matching `patterns` are inputs. Each carries
+    the quoting convention pinned for it (`convention`, else the pin files met, see ingest.pins).
     """
     found: dict[str, SourceRef] = {}
     rejects: list[Reject] = []
     for raw in inputs:
         root = Path(raw)
+        pins = Pins(convention)
         if root.is_file():
+            if (root.parent / PIN_FILE).is_file():  # the pin file of the folder it is in speaks for it too
+                pins.add_folder("", root.parent / PIN_FILE, printable_path(str(root.parent / PIN_FILE)))
             if any(root.match(p) for p in patterns):
-                _add(found, rejects, SourceRef(str(root), printable_path(root.name)))
+                _add(found, rejects, SourceRef(str(root), printable_path(root.name),
+                                               convention=pins.for_file(printable_path(root.name))))
             else:  # named on purpose, so said, not skipped in silence as in a folder
                 rejects.append(Reject(printable_path(root.name), "not_a_post",
                                       f"not a post file: kirinuki reads {', '.join(patterns)}"))
@@ -109,6 +115,10 @@ def discover(
             Reject(printable_path(os.path.relpath(e.filename, root)) if e.filename else printable_path(raw),
                    "unreadable", f"cannot list folder: {e.strerror}"))):
             dirnames.sort()
+            if PIN_FILE in filenames:
+                rel_dir = Path(os.path.relpath(dirpath, root)).as_posix()
+                pins.add_folder("" if rel_dir == "." else rel_dir, Path(dirpath) / PIN_FILE,
+                                printable_path(os.path.join(raw, os.path.relpath(dirpath, root), PIN_FILE)))
             for d in list(dirnames):
                 full = os.path.join(dirpath, d)
                 if d.endswith("_files") and any(f"{d[:-6]}{ext}" in filenames for ext in (".html", ".htm")):
@@ -127,7 +137,7 @@ def discover(
                     rejects.append(Reject(rel, "outside_root", "symlink to a file outside the input folder; "
                                                                "copy the file in or pass it as an input itself"))
                     continue
-                _add(found, rejects, SourceRef(full, rel, real_root))
+                _add(found, rejects, SourceRef(full, rel, real_root, convention=pins.for_file(rel)))
     refs = sorted(found.values(), key=lambda r: r.rel)
     rejects.sort(key=lambda r: r.source_path)
     return refs, rejects

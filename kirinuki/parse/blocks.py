@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kirinuki.parse.conventions import Convention, Vocabulary
+from kirinuki.parse.conventions import Convention
 from kirinuki.parse.grammar import HEADING_RE, Attribution, Builder, ParsedPost, finish
+from kirinuki.parse.post_lines import PostLines, marked
 from kirinuki.parse.source_lines import (
     SourceInfo,
-    indent_columns,
     is_latin,
     news_url,
     parse_source,
@@ -32,52 +32,6 @@ HEADLINE_MAX_CHARS = 100
 WRAP_SHARE = 0.7  # a line this close to the quote's widest line, ending no sentence, is wrapped
 WRAP_MIN_CHARS = 12  # lines shorter than this are never taken for wrapped by their width
 NOTE_MAX_CHARS = 40
-
-
-@dataclass(slots=True)
-class Line:
-    no: int  # 1-based
-    start: int  # offset of the line
-    s: int  # offset of its first visible character
-    e: int  # offset after its last visible character
-    text: str  # stripped ("" for a blank line)
-    indent: int
-
-
-class PostLines:
-    """A post's lines and the facts about each that conventions ask for, each found once."""
-
-    def __init__(self, text: str, voc: Vocabulary):
-        self.text, self.voc = text, voc
-        self.lines: list[Line] = []
-        pos = 0
-        for no, raw in enumerate(text.split("\n"), start=1):
-            body = raw.strip()
-            s = pos + (len(raw) - len(raw.lstrip()))
-            visible = bool(body) and any(not c.isspace() and c not in "\u200b\u200c\u200d\u200e\u200f\u2060\ufeff"
-                                         for c in body)
-            self.lines.append(Line(no, pos, s, s + len(body), body if visible else "", indent_columns(raw)))
-            pos += len(raw) + 1
-        self._source: dict[int, SourceInfo | None] = {}
-        self._latin: dict[int, bool] = {}
-
-    def source(self, i: int, need_date: bool = True) -> SourceInfo | None:
-        if i not in self._source:
-            t = self.lines[i].text
-            self._source[i] = parse_source(t, self.voc, need_date=False) if t else None
-        info = self._source[i]
-        if info is not None and need_date and info.date is None and not _marked(self.lines[i].text):
-            return None
-        return info
-
-    def latin(self, i: int) -> bool:
-        if i not in self._latin:
-            self._latin[i] = is_latin(self.lines[i].text)
-        return self._latin[i]
-
-
-def _marked(t: str) -> bool:
-    return t[:1] in "(（[［【〔<＜" or t.startswith(("出典", "引用元", "ソース", "Source"))
 
 
 @dataclass(slots=True)
@@ -194,7 +148,7 @@ class Engine:
         if last:
             k, s, e = last[-1]
             info = parse_source(self.pl.text[s:e], self.voc, need_date=False)
-            if info is not None and (info.date or _marked(self.pl.text[s:e])):
+            if info is not None and (info.date or marked(self.pl.text[s:e])):
                 q.attribution = _attribution(self.pl, k, info, s)
                 q.segments = segs[: segs.index(last[-1])]
         self._source_at_end(q)
@@ -235,8 +189,12 @@ class Engine:
         return q
 
     def source_line(self, i: int) -> Quote | None:
+        """A source line opens a quote when it stands after a blank line (directly after text it
+        closes that text instead) and is not in round brackets (the form that follows a quote)."""
         info = self.pl.source(i)
         if info is None or i + 1 >= self.n or not self.lines[i + 1].text:
+            return None
+        if (i > 0 and self.lines[i - 1].text) or self.lines[i].text[:1] in "(（":
             return None
         q = self._after_head(i, i + 1, "source_line")
         if q is not None:
@@ -302,7 +260,7 @@ class Engine:
         segs, j = self._body(i)
         if not segs or j >= self.n or (info := self.pl.source(j, need_date=False)) is None:
             return None
-        if j > i and self.lines[j].text and (self.pl.source(j) is not None or _marked(self.lines[j].text)):
+        if j > i and self.lines[j].text and (self.pl.source(j) is not None or marked(self.lines[j].text)):
             q = Quote(i, j, "block_source", "source_line", segs, attribution=_attribution(self.pl, j, info))
             self._headline(q)
             return q

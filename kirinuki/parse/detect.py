@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from kirinuki.parse.blocks import PostLines, parse_block
+from kirinuki.parse.blocks import parse_block
 from kirinuki.parse.conventions import Convention, Vocabulary, by_name, shipped
 from kirinuki.parse.grammar import Attribution, ParsedPost, parse
+from kirinuki.parse.post_lines import PostLines
 from kirinuki.parse.source_lines import dateline, parse_source
 
 
@@ -77,11 +78,13 @@ def evidence(parsed: ParsedPost) -> str:
     return " ".join(f"{rule}×{n}" for rule, n in sorted(counts.items()))
 
 
-def parse_post(text: str, pinned: str | None = None) -> tuple[ParsedPost, str | None, str | None]:
-    """The post's records, the convention that found its quotes, and the evidence."""
-    conventions, voc = shipped()
+def parse_post(text: str, pinned: str | None = None,
+               declared: tuple[tuple[Convention, ...], Vocabulary] | None = None) -> tuple[ParsedPost, str | None, str | None]:
+    """The post's records, the convention that found its quotes, and the evidence. `declared`
+    replaces the shipped conventions (conventions.load of another file)."""
+    conventions, voc = declared or shipped()
     if pinned is not None:
-        conv = by_name(pinned)
+        conv = next((c for c in conventions if c.name == pinned), None) or by_name(pinned)
         parsed, _ = _under(conv, text, voc, None)
         return parsed, conv.name, " ".join(filter(None, ["pinned", evidence(parsed)]))
     seed = conventions[0]
