@@ -2,7 +2,7 @@
 
 In: the pages of a docs folder (`docs/` of the checkout by default). Out: the same pages with every
 `<!-- name:start -->` … `<!-- name:end -->` section regenerated (table reference, normalisation
-rules, date rules, outlet register summary). `python -m kirinuki.docs [DOCS_DIR]` rewrites them; a
+rules, date rules, outlet register summary, quoting conventions). `python -m kirinuki.docs [DOCS_DIR]` rewrites them; a
 test fails while any page is stale.
 """
 
@@ -55,9 +55,27 @@ def outlet_summary() -> str:
             f"{sum(len(o['aliases'].split('|')) for o in reg)} aliases, {qids} Wikidata QIDs.")
 
 
+def conventions_table() -> str:
+    from kirinuki.parse.conventions import shipped
+
+    out = ["| # | name | shape | opens a quote | what it looks like |", "|---|---|---|---|---|"]
+    for i, c in enumerate(shipped()[0], 1):
+        if c.shape == "frame":
+            rules = f"frame of {' '.join(c.frame_chars)}" + (" + attribution" if c.needs == "attribution" else "")
+        else:
+            rules = ", ".join(f"`{r}`" for r in c.open)
+            extra = [f"block {c.block}"] if c.block != "paragraph" else []
+            extra += [f"script {c.script}"] if c.script != "any" else []
+            extra += [f"≥ {c.min_sentences} sentence{'s' * (c.min_sentences > 1)}"] if c.min_sentences else []
+            rules += f" ({', '.join(extra)})" if extra else ""
+        decisive = " Decisive." if c.decisive else ""
+        out.append(f"| {i} | `{c.name}` | {c.shape} | {rules} | {c.description.replace('|', '/')}{decisive} |")
+    return "\n".join(out)
+
+
 def sections() -> dict[str, str]:
     return {"tables": markdown_reference(), "normalization": normalization_table(),
-            "date-rules": date_rules_table(), "outlets": outlet_summary()}
+            "date-rules": date_rules_table(), "outlets": outlet_summary(), "conventions": conventions_table()}
 
 
 def render(text: str) -> str:

@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT.parent / "shared" / "seed" / "000_b7666d67213713ef.txt"
 SAMPLE = ROOT / "input" / "sample"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-# the sample's four loose .txt posts (and sidecar), without its exports and saved page
-LOOSE_POSTS_ONLY = shutil.ignore_patterns("README.md", "exports", "pages")
+# the sample's four loose .txt posts (and sidecar), without its exports, saved page and other blog's post
+LOOSE_POSTS_ONLY = shutil.ignore_patterns("README.md", "exports", "pages", "other-blogs")
 
 
 def _stray_processes(marks: list[bytes]) -> list[int]:

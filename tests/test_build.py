@@ -66,7 +66,8 @@ def test_paragraph_offsets_slice_the_decoded_source(seed_build, sample_build):
 
 
 def test_sample_corpus_covers_encodings_metadata_and_duplicates(sample_build):
-    docs = {d["source_path"]: d for d in rows(sample_build, "SELECT * FROM documents WHERE source_format = 'text'")}
+    docs = {d["source_path"]: d for d in rows(sample_build, "SELECT * FROM documents WHERE source_format = 'text' "
+                                                            "AND convention = 'star_frame'")}
     assert {d["encoding"] for d in docs.values()} == {"utf-8", "utf-8-bom", "cp932", "euc-jp"}
     grain = docs["2024-06-12_nordria_grain.txt"]
     assert (grain["published_date"], grain["date_inferred"], grain["title_source"]) == (date(2024, 6, 12), False, "metadata")
@@ -152,7 +153,7 @@ def test_views_sql_works_from_the_build_folder(sample_build):
     try:
         os.chdir(sample_build)
         con.execute((sample_build / "views.sql").read_text())
-        assert con.execute("SELECT count(*) FROM documents").fetchone()[0] == 9  # 4 loose posts, 4 entries, 1 page
+        assert con.execute("SELECT count(*) FROM documents").fetchone()[0] == 10  # 5 loose posts, 4 entries, 1 page
     finally:
         os.chdir(cwd)
 
@@ -174,7 +175,7 @@ def test_cli_build_and_query_end_to_end(tmp_path):
     out = tmp_path / "b"
     r = subprocess.run(exe + ["build", str(SAMPLE), "--out", str(out), "--json"], capture_output=True, text=True, env=env, cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout.strip().splitlines()[-1])["rows"]["documents"] == 9
+    assert json.loads(r.stdout.strip().splitlines()[-1])["rows"]["documents"] == 10
     r = subprocess.run(exe + ["query", "SELECT outlet_raw, count(*) n FROM excerpts GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1",
                               "--out", str(out), "--format", "json"], capture_output=True, text=True, env=env, cwd=ROOT)
     # two loose posts and the WordPress export quote ロイター
@@ -409,7 +410,7 @@ def test_served_deployment_runs_on_a_prefect_server(tmp_path):
         while not (out / "build.json").exists():
             assert time.monotonic() < deadline + 120, "the triggered run did not finish"
             time.sleep(1)
-        assert json.loads((out / "build.json").read_text())["rows"]["documents"] == 9
+        assert json.loads((out / "build.json").read_text())["rows"]["documents"] == 10
     finally:
         for p in (served, server):
             if p is not None:
@@ -447,7 +448,8 @@ def test_a_table_s_bytes_do_not_depend_on_how_its_rows_arrive(tmp_path):
     texts = ["".join(rng.choice("あいうえおかきくけこさしすせそ本文記事") for _ in range(rng.randint(80, 400))) for _ in range(n)]
     columns = {f.name: [None] * n for f in schema}
     columns |= {"paragraph_id": [f"d-p{i:05d}" for i in range(n)], "doc_id": ["d"] * n, "source_sha256": ["0" * 64] * n,
-                "role": ["body"] * n, "ordinal": list(range(1, n + 1)), "line_no": list(range(1, n + 1)), "text": texts,
+                "role": ["body"] * n, "ordinal": list(range(1, n + 1)), "line_no": list(range(1, n + 1)),
+                "line_end": list(range(1, n + 1)), "text": texts,
                 "text_norm": texts, "char_start": list(range(n)), "char_end": list(range(1, n + 1)), "elision": [False] * n}
     whole = pa.table({f.name: pa.array(columns[f.name], type=f.type) for f in schema}, schema=schema)
     cuts = {"whole": [n], "parts": [256] * (n // 256) + [n % 256],

@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import rows
+from conftest import SEED, rows
 
 from kirinuki.clean.normalize import resolve_outlet
 from kirinuki.ingest.pins import PinError
@@ -184,3 +184,26 @@ def test_a_broken_convention_entry_fails_with_one_line(entry, message):
     with pytest.raises(conv_mod.ConventionError, match=message) as e:
         conv_mod.load(text)
     assert "\n" not in str(e.value)
+
+
+def test_a_requote_in_another_convention_clusters_with_the_seed_s(tmp_path, seed_text):
+    """The seed's Reuters excerpt quoted again on another blog, as a headline with a (date outlet)
+    source: dedup finds the two quotes of one article across conventions."""
+    from kirinuki.flows.build import build
+
+    legacy = parse(seed_text)
+    ex = next(e for e in legacy.excerpts if e.attribution and e.attribution.outlet == "ロイター")
+    lines = [p.text for p in legacy.paragraphs if p.excerpt == ex.ordinal and p.role == "body"]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(SEED, folder / "seed.txt")
+    requote = "別のブログです。\n\n" + f"{ex.headline}(2024/4/8 ロイター)\n" + "\n".join(lines) + "\n\n感想です。\n"
+    (folder / "other.txt").write_text(requote, encoding="utf-8")
+    assert _quotes(requote)[0] == "headline_source"
+    out = tmp_path / "out"
+    build([str(folder)], str(out))
+    got = rows(out, f"""SELECT d.source_path, e.relation, e.outlet_id FROM excerpts e JOIN documents d USING (doc_id)
+                       WHERE e.cluster_id = (SELECT cluster_id FROM excerpts WHERE headline = '{ex.headline}' LIMIT 1)
+                       ORDER BY d.source_path""")
+    assert [(g["source_path"], g["outlet_id"]) for g in got] == [("other.txt", "reuters"), ("seed.txt", "reuters")]
+    assert {g["relation"] for g in got} == {"original", "exact"}
