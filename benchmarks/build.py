@@ -16,6 +16,12 @@ a paragraph of a quoted article in each (dedup runs again over the whole corpus)
 
 Floor: read + decode + split into lines + write one Parquet table of the lines with pyarrow, in
 one process: the least any Python pipeline over these files must do.
+
+Parse speed (`--parse-baseline REV`, on by default): in one process, every post of the corpus is
+parsed by the seed's grammar as it was at git revision REV (loaded from git history), by today's
+seed grammar, and by today's parse with convention detection (`parse.detect.parse_post`, what a
+build runs), best of three each. The detection's row says how it compares with REV's parser: the
+target is within 10 % on the seed's convention. `--parse-baseline ''` skips it.
 """
 
 from __future__ import annotations
@@ -124,6 +130,48 @@ def change_one_percent(d: Path, seed: int = 5, quote: bool = False) -> int:
 
 
 RUNS = ("full", "no change", "1% comment", "1% quotes")
+BASELINE_REV = "81b2b7f"  # the last commit before quoting conventions (issue 17)
+
+
+def old_parser(rev: str, tmp: Path):
+    """`parse` of the seed grammar at git revision `rev`, as an importable module (None if git
+    or the revision is not there, e.g. in a shallow clone)."""
+    import importlib
+
+    pkg = tmp / "kirinuki_parse_at_rev"
+    pkg.mkdir(parents=True, exist_ok=True)
+    for name in ("grammar", "scan"):
+        r = subprocess.run(["git", "show", f"{rev}:kirinuki/parse/{name}.py"], cwd=ROOT, capture_output=True, text=True)
+        if r.returncode != 0:
+            return None
+        (pkg / f"{name}.py").write_text(r.stdout.replace("kirinuki.parse.", "kirinuki_parse_at_rev."), encoding="utf-8")
+    (pkg / "__init__.py").write_text("", encoding="utf-8")
+    sys.path.insert(0, str(tmp))
+    return importlib.import_module("kirinuki_parse_at_rev.grammar").parse
+
+
+def parse_speed(src: Path, rev: str, tmp: Path) -> list[tuple[str, float]]:
+    """(parser, best-of-3 seconds over every post) for REV's seed grammar, today's and detection."""
+    sys.path.insert(0, str(ROOT))
+    from kirinuki.parse.detect import parse_post
+    from kirinuki.parse.grammar import parse
+
+    texts = [f.read_text(encoding="utf-8") for f in sorted(src.glob("post_*.txt"))]
+    parsers = [("seed grammar today", parse), ("parse_post (detection)", parse_post)]
+    old = old_parser(rev, tmp) if rev else None
+    if old is not None:
+        parsers.insert(0, (f"seed grammar at {rev}", old))
+    elif rev:
+        print(f"(no git revision {rev} here: parse speed is compared with today's seed grammar only)", file=sys.stderr)
+    parse_post(texts[0])  # load the conventions and the register once, outside the timing
+    best = {name: float("inf") for name, _ in parsers}
+    for _ in range(3):
+        for name, fn in parsers:  # interleaved, so a slow moment of the machine hits all alike
+            t = time.perf_counter()
+            for text in texts:
+                fn(text)
+            best[name] = min(best[name], time.perf_counter() - t)
+    return [(name, best[name]) for name, _ in parsers]
 
 
 def main() -> None:
@@ -132,8 +180,9 @@ def main() -> None:
     ap.add_argument("--workdir", default="/tmp/kirinuki-bench")
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--runs", default=",".join(RUNS), help="which builds, in this order (comma-separated)")
+    ap.add_argument("--parse-baseline", default=BASELINE_REV, help="git revision whose seed grammar parse speed is compared with ('' to skip)")
     args = ap.parse_args()
-    runs = args.runs.split(",")
+    runs = [r for r in args.runs.split(",") if r]
     if unknown := [r for r in runs if r not in RUNS]:
         raise SystemExit(f"unknown run {unknown[0]!r}; choose from {', '.join(RUNS)}")
     workdir = Path(args.workdir)
@@ -145,6 +194,15 @@ def main() -> None:
         src = corpus(workdir, posts, env)
         mb = sum(f.stat().st_size for f in src.glob("post_*.txt")) / 1e6
         out = workdir / f"build-{posts}"
+        if args.parse_baseline is not None:
+            speeds = parse_speed(src, args.parse_baseline, workdir / "parse-at-rev")
+            first = speeds[0][1]
+            print(f"parse speed, {posts:,} posts (in one process, best of 3):")
+            for name, sec in speeds:
+                print(f"  {name:<28} {sec:7.2f} s  {posts / sec:8,.0f} posts/s  {sec / first:6.1%} of the first")
+            print(flush=True)
+        if not runs:
+            continue
         wall, rss, _ = measured([sys.executable, "-c", FLOOR, str(src), str(workdir / "floor.parquet")], env)
         rows.append({"posts": posts, "run": "floor", "wall": wall, "flow": wall, "rss": rss, "mb": mb, "stages": {}})
         build = [str(BIN / "kirinuki"), "build", str(src), "--out", str(out), "--json", "--workers", str(args.workers)]
@@ -159,7 +217,8 @@ def main() -> None:
             stages = {k: d.get(k, 0.0) for k in ("discover", "hash", "parse", "write", "dedup", "validate")}
             rows.append({"posts": posts, "run": run, "wall": wall, "flow": d["total"], "rss": rss, "mb": mb,
                          "stages": stages, "cached": s["inputs"].get("from_cache", 0)})
-        print_table(rows)
+        if runs:
+            print_table(rows)
     json.dump(rows, open(workdir / "results.json", "w"), indent=1)
 
 

@@ -162,7 +162,7 @@ def test_query_refuses_writes_and_outside_reads(sample_build):
     from kirinuki.store.query import QueryError, open_build, run_query
 
     con = open_build(sample_build)
-    assert run_query(con, "SELECT count(*) FROM excerpts").fetchall() == [(17,)]
+    assert run_query(con, "SELECT count(*) FROM excerpts").fetchall() == [(19,)]
     for sql in ["COPY excerpts TO 'x.csv'", "SELECT * FROM read_csv('/etc/passwd')", "ATTACH 'x.db'",
                 "INSTALL httpfs", "CREATE TABLE t AS SELECT 1", "SET enable_external_access=true"]:
         with pytest.raises(QueryError):
@@ -178,8 +178,8 @@ def test_cli_build_and_query_end_to_end(tmp_path):
     assert json.loads(r.stdout.strip().splitlines()[-1])["rows"]["documents"] == 10
     r = subprocess.run(exe + ["query", "SELECT outlet_raw, count(*) n FROM excerpts GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1",
                               "--out", str(out), "--format", "json"], capture_output=True, text=True, env=env, cwd=ROOT)
-    # two loose posts and the WordPress export quote ロイター
-    assert r.returncode == 0 and json.loads(r.stdout) == [{"outlet_raw": "ロイター", "n": 3}]
+    # two loose posts, the other blog's post and the WordPress export quote ロイター
+    assert r.returncode == 0 and json.loads(r.stdout) == [{"outlet_raw": "ロイター", "n": 4}]
     r = subprocess.run(exe + ["query", "DROP VIEW documents", "--out", str(out)], capture_output=True, text=True, env=env, cwd=ROOT)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "read-only" in r.stderr
     r = subprocess.run(exe + ["build", str(tmp_path / "missing"), "--out", str(out)], capture_output=True, text=True, env=env, cwd=ROOT)

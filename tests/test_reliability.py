@@ -322,7 +322,7 @@ def test_query_sandbox_refuses_writes_outside_reads_extensions_and_network(sampl
         rel.fetchall()
     assert "\n" not in str(e.value)
     assert not Path("/tmp/kirinuki-leak.csv").exists() and not Path("/tmp/kirinuki.db").exists()
-    assert run_query(con, "SELECT count(*) FROM documents").fetchall() == [(9,)]
+    assert run_query(con, "SELECT count(*) FROM documents").fetchall() == [(10,)]
 
 
 def test_cli_query_refusal_is_one_clear_line(sample_build):

@@ -404,7 +404,7 @@ def test_a_successful_build_leaves_no_lock_file_or_stale_failure_log(tmp_path):
     stale.write_text("an earlier failure\n")
     build([str(SAMPLE)], str(out))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
-    assert rows(out, "SELECT count(*) AS n FROM documents") == [{"n": 9}]  # a reader under the shared lock
+    assert rows(out, "SELECT count(*) AS n FROM documents") == [{"n": 10}]  # a reader under the shared lock
     stale.write_text("an earlier failure\n")
     assert build([str(SAMPLE)], str(out)).get("up_to_date")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]

@@ -157,7 +157,7 @@ def test_report_is_self_contained_and_shows_counts(sample_build):
     html = (sample_build / "validation" / "report.html").read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)\s*=|https?://|<script|@import|url\(""", html)
     assert "default-src 'none'" in html
-    assert ">paragraphs</td><td>97</td>" in html
+    assert ">paragraphs</td><td>107</td>" in html
 
 
 def page_requests(page: Path, tmp_path: Path) -> tuple[str, list[str]]:
@@ -183,7 +183,7 @@ needs_chromium = pytest.mark.skipif(not shutil.which("chromium"), reason="needs 
 @needs_chromium
 def test_report_opens_in_a_headless_browser_without_network_requests(sample_build, tmp_path):
     dom, urls = page_requests(sample_build / "validation" / "report.html", tmp_path)
-    assert "all checks pass" in dom and ">paragraphs</td><td>97</td>" in dom
+    assert "all checks pass" in dom and ">paragraphs</td><td>107</td>" in dom
     assert urls == []
 
 

@@ -59,6 +59,8 @@ class Engine:
         self.lines = pl.lines
         self.n = len(self.lines)
         self.stop = self._stops()
+        self._closes: list[int] | None = None
+        self._matches: dict[int, tuple[int, int]] | None = None
 
     def _is_stop(self, i: int) -> bool:
         ln, conv = self.lines[i], self.conv
@@ -115,9 +117,7 @@ class Engine:
         conv, lines = self.conv, self.lines
         if lines[i].text not in conv.open_markers:
             return None
-        j = i + 1
-        while j < self.n and lines[j].text not in conv.close_markers:
-            j += 1
+        j = self._next_close()[i + 1]
         if j == self.n:  # never closed: the block after the marker, flagged
             segs, j = self._body(i + 1)
             return Quote(i, j - 1, "marker", "end_of_block", segs, flags=["unterminated"])
@@ -156,21 +156,40 @@ class Engine:
         return q
 
     def brackets(self, i: int) -> Quote | None:
-        conv, lines = self.conv, self.lines
-        if not lines[i].text.startswith(conv.open_char):
+        if not self.lines[i].text.startswith(self.conv.open_char):
             return None
-        depth, j = 0, i
-        while j < self.n and lines[j].text:
-            t = lines[j].text
-            for pos, c in enumerate(t):
-                if c == conv.open_char:
-                    depth += 1
-                elif c == conv.close_char:
-                    depth -= 1
-                    if depth == 0:
-                        return self._bracket_quote(i, j, pos)
-            j += 1
-        return None
+        match = self._bracket_matches().get(i)
+        return self._bracket_quote(i, *match) if match else None
+
+    def _next_close(self) -> list[int]:
+        """next_close[i]: the first line at or after i that is a close marker (n: none)."""
+        if self._closes is None:
+            self._closes = [self.n] * (self.n + 1)
+            for i in range(self.n - 1, -1, -1):
+                self._closes[i] = i if self.lines[i].text in self.conv.close_markers else self._closes[i + 1]
+        return self._closes
+
+    def _bracket_matches(self) -> dict[int, tuple[int, int]]:
+        """line -> (line, position) of the bracket closing the one that opens the line, for every
+        line that opens with one: one pass with a stack, emptied at each blank line."""
+        if self._matches is None:
+            self._matches, stack = {}, []
+            op, cl = self.conv.open_char, self.conv.close_char
+            for j, ln in enumerate(self.lines):
+                if not ln.text:
+                    stack.clear()
+                    continue
+                t = ln.text
+                if op not in t and cl not in t:
+                    continue
+                for pos, c in enumerate(t):
+                    if c == op:
+                        stack.append((j, pos))
+                    elif c == cl and stack:
+                        oj, opos = stack.pop()
+                        if opos == 0:
+                            self._matches[oj] = (j, pos)
+        return self._matches
 
     def _bracket_quote(self, i: int, j: int, pos: int) -> Quote | None:
         lines = self.lines
@@ -257,10 +276,11 @@ class Engine:
         return q
 
     def block_source(self, i: int) -> Quote | None:
-        segs, j = self._body(i)
-        if not segs or j >= self.n or (info := self.pl.source(j, need_date=False)) is None:
+        j = self.stop[i]
+        if j == i or j >= self.n or (info := self.pl.source(j, need_date=False)) is None:
             return None
-        if j > i and self.lines[j].text and (self.pl.source(j) is not None or marked(self.lines[j].text)):
+        segs, j = self._body(i)
+        if self.lines[j].text and (self.pl.source(j) is not None or marked(self.lines[j].text)):
             q = Quote(i, j, "block_source", "source_line", segs, attribution=_attribution(self.pl, j, info))
             self._headline(q)
             return q
@@ -278,6 +298,10 @@ class Engine:
         pl, lines, conv = self.pl, self.lines, self.conv
         b = Builder(pl.text)
         rules = [getattr(self, name) for name in conv.open]
+        # a rule whose quote from line i lacked the evidence finds none from a later line of it
+        # either (a later start sees a part of the same lines): it is not tried there again, so
+        # a post costs time linear in its length however its lines are made
+        dead = [-1] * len(rules)
         links_until = -1  # lines after a 【関連記事】 heading list links, not quotes
         i = 0
         while i < self.n:
@@ -287,10 +311,14 @@ class Engine:
                 continue
             q = None
             if i > links_until:
-                for rule in rules:
+                for r, rule in enumerate(rules):
+                    if i <= dead[r]:
+                        continue
                     q = rule(i)
                     if q is not None and self._evident(q):
                         break
+                    if q is not None:
+                        dead[r] = q.last
                     q = None
             if q is None:
                 m = HEADING_RE.match(ln.text)
