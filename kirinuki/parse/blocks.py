@@ -28,7 +28,8 @@ from kirinuki.parse.source_lines import (
     trailing_source,
 )
 
-HEADLINE_MAX_CHARS = 100
+HEADLINE_MAX_CHARS = 100  # a headline line with a source or a URL after it
+BLOCK_HEADLINE_MAX_CHARS = 60  # a block's first line taken for its headline
 WRAP_SHARE = 0.7  # a line this close to the quote's widest line, ending no sentence, is wrapped
 WRAP_MIN_CHARS = 12  # lines shorter than this are never taken for wrapped by their width
 NOTE_MAX_CHARS = 40
@@ -92,6 +93,8 @@ class Engine:
             return "heading"
         if self.pl.source(j) is not None:
             return "source_line"
+        if self.conv.bullets and ln.text[0] in self.conv.bullets:
+            return "next_item"
         return "dedent" if self.conv.block == "indented" else "script"
 
     def _body(self, i: int) -> tuple[list[tuple[int, int, int] | None], int]:
@@ -107,7 +110,7 @@ class Engine:
         _, s, e = segs[0]
         t = self.pl.text[s:e]
         widest = max(e - s for _, s, e in segs[1:])
-        if len(t) <= HEADLINE_MAX_CHARS * 0.6 and sentence_count(t) == 0 and not self._wrapped(t, widest):
+        if len(t) <= BLOCK_HEADLINE_MAX_CHARS and sentence_count(t) == 0 and not self._wrapped(t, widest):
             q.headline = t
             q.segments = q.segments[q.segments.index(segs[0]) + 1:]
 
