@@ -367,7 +367,7 @@ class Engine:
                 if self._note(t):
                     self._paragraph(b, run)
                     run = []
-                    b.add_paragraph(lines[k].no, "note", s, e, elision=True)
+                    b.add_joined(lines[k].no, "note", s, e, text[s:e], None, True)
                     continue
                 run.append(x)
                 if not self._wrapped(t, widest):
@@ -398,8 +398,7 @@ class Engine:
         k0, s0, _ = run[0]
         k1, _, e1 = run[-1]
         no0, no1 = self.lines[k0].no, self.lines[k1].no
-        b.add_paragraph(no0, "body", s0, e1, text=joined, line_end=no1 if no1 != no0 else None,
-                        elision=bool(self.voc.elision_re.search(joined)))
+        b.add_joined(no0, "body", s0, e1, joined, no1 if no1 != no0 else None, bool(self.voc.elision_re.search(joined)))
 
 
 def parse_block(pl: PostLines, conv: Convention) -> ParsedPost:

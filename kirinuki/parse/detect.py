@@ -59,7 +59,8 @@ def _triggered(conv: Convention, text: str) -> bool:
     return False
 
 
-def _under(conv: Convention, text: str, voc: Vocabulary, lines: PostLines | None) -> tuple[ParsedPost, PostLines | None]:
+def _under(conv: Convention, text: str, voc: Vocabulary,
+           lines: PostLines | None) -> tuple[ParsedPost, PostLines | None]:
     if conv.shape == "frame":
         parsed = _frame(text, conv, voc)
     else:
@@ -78,8 +79,11 @@ def evidence(parsed: ParsedPost) -> str:
     return " ".join(f"{rule}×{n}" for rule, n in sorted(counts.items()))
 
 
+Declared = tuple[tuple[Convention, ...], Vocabulary]
+
+
 def parse_post(text: str, pinned: str | None = None,
-               declared: tuple[tuple[Convention, ...], Vocabulary] | None = None) -> tuple[ParsedPost, str | None, str | None]:
+               declared: Declared | None = None) -> tuple[ParsedPost, str | None, str | None]:
     """The post's records, the convention that found its quotes, and the evidence. `declared`
     replaces the shipped conventions (conventions.load of another file)."""
     conventions, voc = declared or shipped()

@@ -198,12 +198,21 @@ class Builder:
         self.open: Excerpt | None = None
         self.last_end = 0  # end offset of the last non-blank content
 
-    def add_paragraph(self, line_no: int, role: str, start: int, end: int, text: str | None = None,
-                      line_end: int | None = None, elision: bool | None = None) -> Paragraph:
-        t = self.text[start:end] if text is None else text
+    def add_paragraph(self, line_no: int, role: str, start: int, end: int) -> Paragraph:
+        t = self.text[start:end]
         p = Paragraph(len(self.paragraphs) + 1, line_no, role, start, end, t,
-                      self.open.ordinal if self.open else None,
-                      bool(ELISION_RE.search(t)) if elision is None else elision, line_end=line_end)
+                      self.open.ordinal if self.open else None, bool(ELISION_RE.search(t)))
+        self.paragraphs.append(p)
+        if self.open:
+            self.open.paragraphs.append(p.ordinal)
+        return p
+
+    def add_joined(self, line_no: int, role: str, start: int, end: int, text: str, line_end: int | None,
+                   elision: bool) -> Paragraph:
+        """A paragraph whose text is not the slice as it stands: hard-wrapped lines joined (other
+        conventions), or with its own elision marks."""
+        p = Paragraph(len(self.paragraphs) + 1, line_no, role, start, end, text,
+                      self.open.ordinal if self.open else None, elision, line_end=line_end)
         self.paragraphs.append(p)
         if self.open:
             self.open.paragraphs.append(p.ordinal)
@@ -297,7 +306,7 @@ def parse(text: str, frame_chars: str = "*＊", skip: frozenset[int] = frozenset
                 b.close_excerpt(e)
             else:
                 b.flags.append("stray_close_line")
-        elif line_no not in skip and (h := headline(body, frame_chars)):
+        elif (h := headline(body, frame_chars)) and line_no not in skip:
             b.open_excerpt(s, e, h[0], [] if h[1] else ["headline_unframed"], line_no,
                            "frame" if h[1] else "frame_unclosed")
         elif b.open:

@@ -30,7 +30,8 @@ _WEEKDAY = r"(?:\s?[(（][月火水木金土日](?:曜日?)?[)）])?"
 _TIME = rf"(?:\s?{_D}{{1,2}}[:：]{_D}{{2}})?"
 _MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
            "november", "december")
-_MON = (r"(?P<mon>Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?")
+_MON = (r"(?P<mon>Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
+        r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?")
 _SOURCE_DATE = re.compile(
     rf"(?:(?P<y>{_D}{{4}})年\s?)?(?P<m>{_D}{{1,2}})月\s?(?P<d>{_D}{{1,2}})日{_WEEKDAY}{_TIME}"
     rf"|(?P<y2>{_D}{{4}})\s?[./\-／．]\s?(?P<m2>{_D}{{1,2}})\s?[./\-／．]\s?(?P<d2>{_D}{{1,2}})日?{_WEEKDAY}{_TIME}"
