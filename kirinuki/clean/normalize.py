@@ -116,15 +116,15 @@ def resolve_outlet(raw: str | None) -> str | None:
 @cache
 def _news_hosts() -> dict[str, str]:
     """host -> outlet id: the register's homepages and the conventions' extra news hosts."""
-    import tomllib
     from urllib.parse import urlsplit
+
+    from kirinuki.parse.conventions import shipped
 
     hosts = {}
     for o in outlet_register():
         if o["homepage"]:
             hosts[(urlsplit(o["homepage"]).hostname or "").removeprefix("www.")] = o["id"]
-    extra = tomllib.loads((REFERENCE / "conventions.toml").read_text(encoding="utf-8"))
-    for host, outlet in extra.get("vocabulary", {}).get("news_hosts", {}).items():
+    for host, outlet in shipped()[1].news_hosts:
         hosts[host.lower().removeprefix("www.")] = outlet
     return hosts
 

@@ -56,6 +56,7 @@ class Vocabulary:
     link_list_headings: frozenset[str]
     elision_marks: tuple[str, ...]
     elision_notes: tuple[str, ...]
+    news_hosts: tuple[tuple[str, str], ...] = ()  # (host, outlet id) beyond the register's homepages
 
     @property
     def elision_re(self) -> re.Pattern:
@@ -123,6 +124,7 @@ def load(text: str) -> tuple[tuple[Convention, ...], Vocabulary]:
         link_list_headings=frozenset(voc.get("link_list_headings", ())),
         elision_marks=tuple(voc.get("elision_marks", ())),
         elision_notes=tuple(voc.get("elision_notes", ())),
+        news_hosts=tuple(sorted(voc.get("news_hosts", {}).items())),
     )
     conventions = tuple(_convention(e) for e in raw.get("convention", ()))
     names = [c.name for c in conventions]
