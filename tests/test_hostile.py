@@ -76,7 +76,8 @@ def test_parse_time_per_character_stays_bounded_as_runs_of_grammar_characters_do
 # with no blank line and nothing that closes them: each start must not scan the rest again.
 LINE_UNITS = ["『あ\n", "『あ』\n", "引用開始\n", "＞ あ\n", "> a b c\n", "◆見出し\n本文\n", "見出し(2024/1/1 共同通信)\n",
               "見出し\nhttps://www.asahi.com/a\n", "2011.6.18 産経ニュース\n", "　　字下げの行\n", "The text goes on\n",
-              "━━━見出し━━━\n", "◇◆◇◆\n", "【関連記事】\n", "(2024/1/1 共同通信)\n", "【ロンドン時事】本文\n"]
+              "━━━見出し━━━\n", "◇◆◇◆\n", "【関連記事】\n", "(2024/1/1 共同通信)\n", "【ロンドン時事】本文\n",
+              "◆見出し\n【北京共同】本文です。\n(2024/5/3 共同通信)\n"]  # the last: every repeat a quote with a dateline
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])

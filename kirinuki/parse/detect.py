@@ -68,7 +68,7 @@ def _under(conv: Convention, text: str, voc: Vocabulary,
         parsed = parse_block(lines, conv)
     if conv.needs != "frame":
         for ex in parsed.excerpts:
-            first = next((p for p in parsed.paragraphs if p.excerpt == ex.ordinal and p.role != "note"), None)
+            first = next((p for o in ex.paragraphs if (p := parsed.paragraphs[o - 1]).role != "note"), None)
             if first is not None:
                 ex.dateline = dateline(first.text)
     return parsed, lines
