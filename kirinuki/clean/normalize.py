@@ -11,11 +11,9 @@ import csv
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import date
 from functools import cache
 from pathlib import Path
 
-from kirinuki.clean.date_mentions import Run
 from kirinuki.schema import REFERENCE
 
 _WS = re.compile(r"\s+")
@@ -155,10 +153,6 @@ def clean_author(raw: str | None) -> str | None:
 # ---------------------------------------------------------------- the stage
 
 
-def mention_id(doc_id: str, ordinal: int) -> str:
-    return f"{doc_id}-d{ordinal:05d}"
-
-
 def clean_document(rows: dict[str, list[dict]]) -> None:
     """Add the clean columns to one document's rows and fill its date_mentions (in place)."""
     (doc,) = rows["documents"]
@@ -175,7 +169,9 @@ def clean_document(rows: dict[str, list[dict]]) -> None:
         c["outlet_id"] = resolve_outlet(c["outlet_raw"])
         c["author"] = clean_author(c["author_raw"])
     doc["caption_outlet_id"] = resolve_outlet(doc["caption_outlet_raw"])
-    rows["date_mentions"] = list(date_mention_rows(doc, rows["excerpts"], rows["paragraphs"]))
+    from kirinuki.clean.date_rows import date_mention_rows
+
+    rows["date_mentions"] = date_mention_rows(doc, rows["excerpts"], rows["paragraphs"])
 
 
 _BREAK = " \t\u3000\n>＞"
@@ -203,35 +199,3 @@ def wrapped_offsets(source: str, joined: str) -> list[int]:
             out.append(min(k, n - 1))
             j = k + 1
     return out
-
-
-def date_mention_rows(doc: dict, excerpts: list[dict], paragraphs: list[dict]):
-    article_dates = {e["excerpt_id"]: e["published_date"] for e in excerpts}
-    post_date: date | None = doc["published_date"]
-    run_key: object = object()
-    run = Run(None)
-    anchor_kind = "post"
-    n = 0
-    for p in paragraphs:
-        if p.get("line_end", p["line_no"]) != p["line_no"]:  # joined lines: offsets map back through the breaks
-            at = wrapped_offsets(doc["text"][p["char_start"]:p["char_end"]], p["text"])
-        else:
-            at = None
-        key = p["excerpt_id"]
-        if key != run_key:
-            run_key = key
-            article = article_dates.get(key) if key else None
-            anchor_kind = "article" if article else "post"
-            run = Run(article or post_date)
-        for m in run.mentions(p["text"]):
-            n += 1
-            yield {
-                "mention_id": mention_id(doc["doc_id"], n), "doc_id": doc["doc_id"],
-                "source_sha256": doc["source_sha256"], "paragraph_id": p["paragraph_id"],
-                "excerpt_id": p["excerpt_id"], "ordinal": n,
-                "char_start": p["char_start"] + (at[m.start] if at else m.start),
-                "char_end": p["char_start"] + (at[m.end - 1] + 1 if at else m.end),
-                "raw": m.raw, "kind": m.kind, "date_start": m.date_start, "date_end": m.date_end,
-                "granularity": m.granularity, "anchor": run.anchor, "anchor_kind": anchor_kind if run.anchor else None,
-                "rule": m.rule,
-            }
