@@ -1,27 +1,35 @@
 """Dates: the post's date and the year of year-less dates.
 
-Japanese clipping posts write the year only for dates outside the post's own year, so
-`【4月9日 Newsweek】` belongs to the post's year, which is rarely stated. Rules, in order:
+In: a post's attribution and citation dates (`DateParts`, some without a year), its photo-caption
+date, its text and the date its metadata gives, if any. Out: `PostDate` (the post's date, whether
+it was inferred, the year and the rule that decided it) and `resolve()`, which gives one
+attribution or citation its date.
 
-- metadata: the sidecar gives the post date; a year-less date takes its year, or the year before
-  when that would put it after the post.
-- same_as_explicit / after_explicit: the latest explicitly-dated attribution or citation E fixes
-  a base year (a photo-caption credit always carries its year, so it is not evidence here). Year-less dates take E's year when all of them then fall on or after E
-  (the writer spelled out years out of habit); otherwise the next year (the writer spelled out the
-  year because E lay in an earlier year than the post).
-- text_year: no dated source or caption, but the text mentions `YYYY年M月`; the same test against
-  the latest such month.
-- caption_year: no dated source but the photo caption; the same test against the caption date.
+Japanese clipping posts write the year only for dates outside the post's own year, so
+`【4月9日 Newsweek】` belongs to the post's year, which is rarely stated. Posts quote recent news,
+so the post date E is chosen as the one that keeps the post's dates closest together before it:
+
+- metadata: the export or sidecar gives the post date; it always wins, nothing is inferred.
+- nearest_explicit: E is the latest explicitly-dated attribution or citation (or the caption), or
+  one of the year-less dates placed on or after all of them; every year-less date is the latest
+  occurrence of its month and day on or before E. Of the candidates, the one whose earliest date
+  lies least far before E wins (ties: the earlier E). 【2019年3月5日】 with (3月4日) is 2019-03-04,
+  a day apart, never 2020: a gap of days is no reason to add a year.
+- caption_year: no dated attribution or citation but a photo-caption credit (which always writes
+  its year); the same choice with the caption date as the only explicit one.
+- text_year: neither, but the text mentions `YYYY年M月`; E is not before the latest such month.
 - explicit_only: every date carries its year; nothing to decide.
 - unknown: no evidence; year-less dates stay NULL and are flagged.
 
-The year is never before the caption's year. An inferred post date is the latest date the post
-quotes, cites or captions (it cannot predate them).
+Limits: a post whose year-less dates spread over more than a year cannot be told apart from one
+a year later; the rule picks the tighter reading.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
+from calendar import isleap
 from dataclasses import dataclass
 from datetime import date
 
@@ -52,37 +60,52 @@ def infer_post_date(parts: list[DateParts], text: str, meta_date: date | None,
     if meta_date is not None:
         return PostDate(meta_date, False, meta_date.year, "metadata")
     explicit = [d for p in parts if p.year is not None and (d := safe_date(p.year, p.month, p.day))]
-    yearless = [(p.month, p.day) for p in parts if p.year is None]
     cap = safe_date(caption.year, caption.month, caption.day) if caption and caption.year else None
-    year: int | None = None
+    known = explicit + ([cap] if cap else [])
+    yearless = sorted({(p.month, p.day) for p in parts if p.year is None and safe_date(2000, p.month, p.day)})
     if not yearless:
-        rule = "explicit_only" if explicit or cap else "unknown"
+        post = max(known) if known else None
+        return PostDate(post, True, post.year if post else None, "explicit_only" if known else "unknown")
+    if known:
+        floor, rule = max(known), "nearest_explicit" if explicit else "caption_year"
     else:
-        base, rule = _year_base(explicit, cap, text)
-        if base is not None:
-            fits = all((m, d) >= (base.month, base.day) for m, d in yearless)
-            year = base.year if fits else base.year + 1
-            if rule == "explicit":
-                rule = "same_as_explicit" if fits else "after_explicit"
-            if cap and cap.year > year:
-                year = cap.year
-    resolved = explicit + [d for m, dd in yearless if year and (d := safe_date(year, m, dd))]
-    resolved += [cap] if cap else []
-    post = max(resolved) if resolved else None
-    return PostDate(post, True, year if yearless else (post.year if post else None), rule)
+        months = [(int(y), int(m)) for y, m in _YEAR_MONTH_RE.findall(text) if 1 <= int(m) <= 12]
+        if not months:
+            return PostDate(None, True, None, "unknown")
+        floor, rule = date(*max(months), 1), "text_year"
+    post = _closest_post_date(yearless, floor, min(known) if known else None)
+    if post is None:  # only 2月29日, and no leap year in reach of the text's month
+        return PostDate(None, True, None, "unknown")
+    return PostDate(post, True, post.year, rule)
 
 
-def _year_base(explicit: list[date], cap: date | None, text: str) -> tuple[date | None, str]:
-    """The dated evidence that year-less dates are compared with, strongest first."""
-    if explicit:
-        return max(explicit), "explicit"
-    if cap:
-        return cap, "caption_year"
-    months = [(int(y), int(m)) for y, m in _YEAR_MONTH_RE.findall(text) if 1 <= int(m) <= 12]
-    if months:
-        y, m = max(months)
-        return date(y, m, 1), "text_year"
-    return None, "unknown"
+def _latest_on_or_before(e: date, keys: list[tuple[int, int]], k: int) -> date | None:
+    """The earliest of the year-less dates when each is placed on or before e: the first key after
+    e's month and day (keys[k:]) in the year before, else the first key in e's year."""
+    for y, run in ((e.year - 1, keys[k:]), (e.year, keys[:k])):
+        for m, d in run:
+            if (x := safe_date(y, m, d)) is not None:
+                return x
+    return None
+
+
+def _closest_post_date(keys: list[tuple[int, int]], floor: date, earliest_known: date | None) -> date | None:
+    """The post date E ≥ floor that keeps every date of the post closest before it (see the module
+    docstring); keys are the year-less (month, day) pairs, sorted."""
+    candidates = [floor] if earliest_known is not None else []
+    candidates += [x for y in (floor.year, floor.year + 1) for m, d in keys
+                   if (x := safe_date(y, m, d)) is not None and x >= floor]
+    best: tuple[bool, int, date] | None = None
+    leap_day = (2, 29) in keys
+    for e in candidates:
+        first = _latest_on_or_before(e, keys, bisect_right(keys, (e.month, e.day)))
+        lows = [x for x in (first, earliest_known) if x is not None]
+        # a 2月29日 that would land in a common year is a date the reading cannot place: avoid it
+        unplaced = leap_day and not isleap(e.year if (e.month, e.day) >= (2, 29) else e.year - 1)
+        score = (unplaced, (e - min(lows)).days if lows else 0, e)
+        if best is None or score < best:
+            best = score
+    return best[2] if best else None
 
 
 def resolve(parts: DateParts | None, post: PostDate) -> tuple[date | None, bool, str | None]:
@@ -96,11 +119,8 @@ def resolve(parts: DateParts | None, post: PostDate) -> tuple[date | None, bool,
         return None, False, "impossible_date"
     if post.year is None:
         return None, False, "year_unknown"
-    d = safe_date(post.year, parts.month, parts.day)
-    if d is None:
-        return None, False, "impossible_date"
-    if post.rule == "metadata" and post.date is not None and d > post.date:
-        d = safe_date(post.year - 1, parts.month, parts.day)
-        if d is None:
-            return None, False, "impossible_date"
-    return d, True, None
+    y = post.year
+    if post.date is not None and (parts.month, parts.day) > (post.date.month, post.date.day):
+        y -= 1  # the latest occurrence on or before the post
+    d = safe_date(y, parts.month, parts.day)
+    return (d, True, None) if d else (None, False, "impossible_date")
