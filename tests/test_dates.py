@@ -2,8 +2,8 @@ from datetime import date
 
 import pytest
 
-from kirinuki.parse.post_date import infer_post_date, resolve
 from kirinuki.parse.grammar import DateParts
+from kirinuki.parse.post_date import infer_post_date, resolve
 
 
 def d(raw: str, y, m, dd) -> DateParts:
