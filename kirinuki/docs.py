@@ -2,7 +2,7 @@
 
 In: the pages of a docs folder (`docs/` of the checkout by default). Out: the same pages with every
 `<!-- name:start -->` … `<!-- name:end -->` section regenerated (table reference, normalisation
-rules, date rules, outlet register summary, quoting conventions). `python -m kirinuki.docs [DOCS_DIR]` rewrites them; a
+rules, date rules, the ja-timex peer table, outlet register summary, quoting conventions). `python -m kirinuki.docs [DOCS_DIR]` rewrites them; a
 test fails while any page is stale.
 """
 
@@ -43,6 +43,21 @@ def date_rules_table() -> str:
     return "\n".join(out)
 
 
+def date_peers_table() -> str:
+    from kirinuki.clean.normalize import read_tsv
+
+    out = ["| class | example | anchor | ja-timex | kirinuki | why |", "|---|---|---|---|---|---|"]
+    for r in read_tsv(REFERENCE / "date_peers.tsv"):
+        if r["raw"]:
+            span = r["date_start"] if r["date_start"] == r["date_end"] else f"{r['date_start']} … {r['date_end']}"
+            ours = f"**{r['raw']}** {span} ({r['granularity']})"
+        else:
+            ours = "no mention"
+        out.append(f"| {r['class']} | {r['example']} | {r['anchor']} | {r['timex'] or 'nothing'} | {ours} | "
+                   f"{r['why'].replace('|', '/')} |")
+    return "\n".join(out)
+
+
 def outlet_summary() -> str:
     from collections import Counter
 
@@ -75,7 +90,7 @@ def conventions_table() -> str:
 
 def sections() -> dict[str, str]:
     return {"tables": markdown_reference(), "normalization": normalization_table(),
-            "date-rules": date_rules_table(), "outlets": outlet_summary(), "conventions": conventions_table()}
+            "date-rules": date_rules_table(), "date-peers": date_peers_table(), "outlets": outlet_summary(), "conventions": conventions_table()}
 
 
 def render(text: str) -> str:

@@ -189,3 +189,24 @@ def test_the_validation_suite_knows_every_kind_and_granularity():
             if e["type"] == "expect_column_values_to_be_in_set"}
     assert sets["kind"] == set(KINDS)
     assert {r["granularity"] for r in DATE_RULES if r["granularity"]} <= sets["granularity"]
+
+
+# ------------------------------------------------------------------ the peer table (ja-timex beside kirinuki)
+
+PEERS = read_tsv(REFERENCE / "date_peers.tsv")
+
+
+@pytest.mark.parametrize("r", PEERS, ids=lambda r: f"{r['class']}:{r['example']}")
+def test_peer_row(r):
+    ms = Run(date.fromisoformat(r["anchor"])).mentions(r["example"])
+    if not r["raw"]:
+        assert ms == [], f"{r['example']}: {[m.raw for m in ms]}"
+        return
+    (m,) = [m for m in ms if m.raw == r["raw"]]
+    assert (m.kind, m.date_start, m.date_end, m.granularity) == (
+        r["kind"], date.fromisoformat(r["date_start"]), date.fromisoformat(r["date_end"]), r["granularity"])
+    assert r["why"], "every row says how kirinuki's answer relates to ja-timex's"
+
+
+def test_the_peer_table_covers_ja_timex_four_classes():
+    assert {r["class"] for r in PEERS} == {"absolute", "relative", "duration", "set"}

@@ -131,7 +131,8 @@ def _rows_without_ids(src) -> dict:
 
     rows = source_rows(src)
     clean_document(rows)
-    ids = ("doc_id", "source_sha256", "excerpt_id", "paragraph_id", "citation_id", "mention_id", "duplicate_of")
+    ids = ("doc_id", "source_sha256", "excerpt_id", "paragraph_id", "citation_id", "mention_id", "duplicate_of",
+           "repeat_of")
     return {t: [{k: v for k, v in r.items() if k not in ids and not k.endswith("_inferred")} for r in rows[t]]
             for t in ("excerpts", "paragraphs", "date_mentions", "citations")}
 

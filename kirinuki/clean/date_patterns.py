@@ -70,12 +70,12 @@ _ALTERNATIVES = [
     ("counted", lambda i: rf"(?P<pre{i}>この|その)?{_NOT_AFTER_NUMBER}(?P<n{i}>{_N}{{1,3}}|[一二三四五六七八九十]{{1,3}}|十数|数|半)"
                           rf"(?P<unit{i}>日|週間|週|カ月|ヵ月|ヶ月|か月|ケ月|箇月|年)(?P<dir{i}>前|後)(?!後|半)"),
     ("fraction", lambda i: rf"{_NOT_AFTER_NUMBER}(?:{_FRACTION.format(i=i, n=_N2)})"),
-    ("month_day", lambda i: rf"{_NOT_AFTER_NUMBER}(?P<m{i}>{_MD})月\s*(?P<d{i}>{_MD})日{_tod(i)}"),
-    ("month", lambda i: rf"{_NOT_AFTER_NUMBER}(?P<m{i}>{_MD})月(?P<part{i}>{_PART})?(?!間|分|期|雨|蝿)"),
+    ("month_day", lambda i: rf"{_NOT_AFTER_NUMBER}(?<!毎年)(?P<m{i}>{_MD})月\s*(?P<d{i}>{_MD})日{_tod(i)}"),
+    ("month", lambda i: rf"{_NOT_AFTER_NUMBER}(?<!毎年)(?P<m{i}>{_MD})月(?P<part{i}>{_PART})?(?!間|分|期|雨|蝿)"),
     ("relative_day", lambda i: rf"(?P<pre{i}>この|その)?(?P<rel{i}>同日|翌々日|翌日|前々日|前日|当日"
                                rf"|一昨日|昨日|本日|今日|明後日|明日|昨夜|昨晩|今朝|今夜|今晩|今夕)(?!香)"),
-    ("day", lambda i: rf"{_NOT_AFTER_NUMBER}(?P<d{i}>{_LONE_DAY})日"
-                      rf"(?!間|以上|以内|ぶり|分|連続|後|前|目|付|本|酔|中|月)(?:{_tod(i)})"),
+    ("day", lambda i: rf"{_NOT_AFTER_NUMBER}(?<!月)(?P<d{i}>{_LONE_DAY})日"
+                      rf"(?!間|以上|以内|ぶり|分|連続|後|前|目|付|本|酔|中|月|おき|ごと|毎)(?:{_tod(i)})"),
     ("year_part", lambda i: rf"(?<![0-9０-９〇一二三四五六七八九昨去今本来前翌同])年"
                             rf"(?:度(?P<fpart{i}>末|内)|(?P<ypart{i}>末|初め|内))"),
 ]
