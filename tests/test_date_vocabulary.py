@@ -3,6 +3,7 @@ headline mentions, repeats, and no regression against the mentions found before 
 
 import csv
 from datetime import date
+from itertools import pairwise
 
 import pytest
 from conftest import FIXTURES, rows
@@ -69,7 +70,7 @@ def test_every_mention_slices_its_text_and_no_two_overlap(pieces, anchor):
         assert text[m.start:m.end] == m.raw and m.raw
         assert (m.date_start is None) == (m.date_end is None) == (m.granularity is None)
         assert m.date_start is None or m.date_start <= m.date_end
-    for a, b in zip(ms, ms[1:]):
+    for a, b in pairwise(ms):
         assert a.end <= b.start
 
 
@@ -86,7 +87,7 @@ def test_document_mentions_slice_the_decoded_post_also_in_headlines(pieces):
     for m in ms:
         assert text[m["char_start"]:m["char_end"]] == m["raw"]
     spans = sorted((m["char_start"], m["char_end"]) for m in ms)
-    for (_, a_end), (b_start, _) in zip(spans, spans[1:]):
+    for (_, a_end), (b_start, _) in pairwise(spans):
         assert a_end <= b_start
 
 
@@ -210,3 +211,17 @@ def test_peer_row(r):
 
 def test_the_peer_table_covers_ja_timex_four_classes():
     assert {r["class"] for r in PEERS} == {"absolute", "relative", "duration", "set"}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pieces=st.lists(st.sampled_from(PIECES + ["今", "前", "同", "上", "一", "二十", "数", "半", "毎", "こ", "そ", "の",
+                                                 "曜", "期", "四", "第", "再", "明", "後", "去", "本", "当", "先"]),
+                       max_size=30))
+def test_the_guard_never_hides_a_match_of_the_vocabulary(pieces):
+    import re
+
+    from kirinuki.clean.date_patterns import MENTION_RE, PATTERN
+
+    text = "".join(pieces)
+    unguarded = [(m.start(), m.end()) for m in re.finditer(PATTERN, text)]
+    assert [(m.start(), m.end()) for m in MENTION_RE.finditer(text)] == unguarded
