@@ -40,6 +40,11 @@ class Column:
     # changelog counts a row whose only differences are here as moved, not changed.
     provenance: bool = False
     derived_from: str = ""  # release-only columns: the quoted column whose sha256/length this is
+    # Whose text the value is, when it is not kirinuki's own derived data: "publishers" (quoted
+    # news text), "authors" (what the posts' writers wrote) or "mixed" (both: publishers' where the
+    # `quoted` predicate holds, the author's elsewhere). kirinuki/release/licences.py reads it.
+    owner: str = ""
+    personal: bool = False  # names real people (journalists): the dataset card says so
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ class TableSpec:
 
 
 TEXT_PROFILES = ("metadata", "full")
+OWNERS = ("", "publishers", "authors", "mixed")
 
 
 def release_columns(t: TableSpec, profile: str) -> tuple[Column, ...]:
@@ -78,7 +84,7 @@ def release_columns(t: TableSpec, profile: str) -> tuple[Column, ...]:
             continue
         when = "" if c.quoted == "always" else f" where {c.quoted}"
         out += [Column(c.name, c.type, True, f"{c.description} Withheld (NULL){when} in the metadata profile.",
-                       c.stage, c.quoted),
+                       c.stage, c.quoted, owner=c.owner, personal=c.personal),
                 Column(f"{c.name}_sha256", "string", c.nullable,
                        f"sha256 of `{c.name}` (UTF-8), published in place of the withheld text.", c.stage,
                        derived_from=c.name),
@@ -97,6 +103,9 @@ def _load(path: Path) -> TableSpec:
     unknown = [c.type for c in columns if c.type not in ARROW_TYPES]
     if unknown:
         raise ValueError(f"{path.name}: unknown column types {unknown}")
+    owners = [c.owner for c in columns if c.owner not in OWNERS]
+    if owners:
+        raise ValueError(f"{path.name}: unknown column owners {owners}; use one of {', '.join(OWNERS[1:])}")
     fks = tuple((tuple(fk["columns"]), fk["references"]) for fk in raw.get("foreign_keys", []))
     return TableSpec(raw["name"], raw["description"], tuple(raw["primary_key"]), columns, fks,
                      int(raw.get("row_group_rows", TableSpec.row_group_rows)))
@@ -122,7 +131,7 @@ def schema_version() -> str:
     import hashlib
     import json
 
-    canon = [[t.name, t.primary_key, t.foreign_keys, [[c.name, c.type, c.nullable, c.quoted] for c in t.columns]]
+    canon = [[t.name, t.primary_key, t.foreign_keys, [[c.name, c.type, c.nullable, c.quoted, c.owner] for c in t.columns]]
              for t in tables().values()]
     return hashlib.sha256(json.dumps(canon).encode()).hexdigest()[:16]
 

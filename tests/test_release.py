@@ -452,3 +452,39 @@ def test_versions_and_dates_are_ascii_semver_and_calendar_dates():
         with pytest.raises(ReleaseError, match="not a calendar date"):
             release_date(bad)
     assert release_date("2024-02-29") == "2024-02-29"
+
+
+def _front_matter(card: str) -> str:
+    return card.split("---\n")[1]
+
+
+def test_every_licence_statement_agrees_with_the_licence_model(releases, builds, tmp_path):
+    from kirinuki.release import licences as lic
+
+    meta = make_release(builds["v1"], "1.0.0", tmp_path, "metadata", date=DATE).path
+    for profile, rel in (("full", releases / "kirinuki-1.0.0"), ("metadata", meta)):
+        tables = sorted(p.stem for p in (rel / "data").glob("*.parquet"))
+        dp = json.loads((rel / "datapackage.json").read_text())
+        crois = json.loads((rel / "croissant.json").read_text())
+        card = (rel / "README.md").read_text()
+        licence_md = (rel / "LICENSE.md").read_text()
+        # the package holds the authors' commentary in both profiles: nothing may call it CC BY as a whole
+        assert lic.package_licence(tables, profile) is lic.MIXED
+        assert dp["licenses"] == lic.datapackage_licences(lic.MIXED)
+        assert all(x.get("name") != "CC-BY-4.0" for x in dp["licenses"])
+        assert crois["license"] != lic.CC_BY["url"] and crois["license"]["url"].endswith("LICENSE.md")
+        yaml = _front_matter(card)
+        assert "license: other" in yaml and "cc-by" not in yaml.lower()
+        for res in dp["resources"]:
+            owned = lic.third_party(res["name"], profile)
+            assert res["licenses"] == lic.datapackage_licences(lic.table_licence(res["name"], profile))
+            if owned:  # a table with others' text never claims CC BY, and LICENSE.md names each such column
+                assert all(x.get("name") != "CC-BY-4.0" for x in res["licenses"]), res["name"]
+                row = next(line for line in licence_md.splitlines() if line.startswith(f"| `{res['name']}` |"))
+                assert all(f"`{c}`" in row for c in owned), (res["name"], row)
+        by_name = {r["name"]: r for r in dp["resources"]}
+        assert by_name["outlets"]["licenses"][0]["name"] == "CC-BY-4.0"  # the register is kirinuki's own
+        assert by_name["excerpts"]["licenses"][0].get("name") != "CC-BY-4.0"
+    # the quoted bodies are published (and so listed as the publishers') only in the full profile
+    assert "body" in lic.third_party("excerpts", "full") and "body" not in lic.third_party("excerpts", "metadata")
+    assert lic.third_party("paragraphs", "metadata")["text"] == {"authors"}

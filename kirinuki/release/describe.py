@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 
+from kirinuki.release import licences as lic
 from kirinuki.schema import markdown_reference, spec
-
-STRUCTURE_LICENSE = "CC-BY-4.0"
-STRUCTURE_LICENSE_URL = "https://creativecommons.org/licenses/by/4.0/"
 
 CROISSANT_TYPES = {"string": "sc:Text", "int32": "sc:Integer", "int64": "sc:Integer", "float64": "sc:Float",
                    "bool": "sc:Boolean", "date32": "sc:Date", "timestamp": "sc:DateTime", "list<string>": "sc:Text"}
@@ -120,12 +118,7 @@ per table that has rows; an empty table is only in `data/`).
 
 ## License
 
-- Structure, ids, offsets, annotations, normalised metadata, the outlet register and the dedup
-  results: {STRUCTURE_LICENSE} ({STRUCTURE_LICENSE_URL}), by the kirinuki maintainers.
-- Commentary paragraphs: the copyright of the posts' authors; included for research on quotation.
-- Quoted news text (headlines, and in the `full` profile the excerpt bodies): the copyright of the
-  outlets that published it; this release grants no licence to it.
-- `LICENSE.md` in this folder states the same in full.
+{_licence_section(m)}
 
 ## How to cite
 
@@ -143,18 +136,23 @@ per table that has rows; an empty table is only in `data/`).
 
 
 def license_text(m: dict) -> str:
-    return f"""# Licence of {m['dataset']} {m['version']}
+    return lic.licence_markdown(m["dataset"], m["version"], list(m["tables"]), m["text_profile"],
+                                PROFILE_TEXT[m["text_profile"]])
 
-This release combines material with different owners.
 
-1. The dataset's structure and everything kirinuki derived — ids, offsets, hashes, lengths, flags,
-   normalised dates, outlet ids, the outlet register, dedup clusters and links, validation results,
-   and the metadata files — is licensed under {STRUCTURE_LICENSE} ({STRUCTURE_LICENSE_URL}).
-2. The commentary text of the posts remains the copyright of the posts' authors.
-3. Quoted news text (headlines, leads and excerpt bodies, reconstructed article text) remains the
-   copyright of the outlets that published it. Nothing in this release licenses it to you. This
-   release uses the text profile `{m['text_profile']}`: {PROFILE_TEXT[m['text_profile']]}
-"""
+def _licence_section(m: dict) -> str:
+    tables, profile = list(m["tables"]), m["text_profile"]
+    cc = [t for t in tables if not lic.third_party(t, profile)]
+    mixed = [t for t in tables if t not in cc]
+    return "\n".join([
+        f"- kirinuki's structure and derived data: {lic.CC_BY['title']} ({lic.CC_BY['url']}). Whole tables "
+        f"under it: {', '.join(f'`{t}`' for t in cc) or 'none'}.",
+        f"- Tables that also hold others' text ({', '.join(f'`{t}`' for t in mixed) or 'none'}): the posts' own "
+        "text is the copyright of their authors, quoted news text of its publishers; this release grants no "
+        "licence to either. `LICENSE.md` lists the columns.",
+        "- The metadata files say the same: `croissant.json` and `datapackage.json` give CC BY 4.0 only to "
+        "the tables above that are wholly kirinuki's, and point at `LICENSE.md` for the rest.",
+    ])
 
 
 def _size_category(m: dict) -> str:
@@ -223,7 +221,8 @@ def croissant(m: dict) -> dict:
     return {
         "@context": ctx, "@type": "sc:Dataset", "conformsTo": "http://mlcommons.org/croissant/1.0",
         "name": m["dataset"], "description": _title(m) + ". " + PROFILE_TEXT[m["text_profile"]],
-        "version": m["version"], "license": STRUCTURE_LICENSE_URL,
+        "version": m["version"],
+        "license": lic.croissant_licence(lic.package_licence(list(m["tables"]), m["text_profile"]), m.get("homepage")),
         **({"url": m["homepage"]} if m.get("homepage") else {}), "inLanguage": "ja", "citeAs": citation(m),
         "keywords": ["news", "quotation", "Japanese", "provenance", "deduplication"],
         "distribution": dist, "recordSet": record_sets,
@@ -255,9 +254,9 @@ def datapackage(m: dict) -> dict:
                           "format": "parquet", "mediatype": "application/vnd.apache.parquet",
                           # not `bytes`/`hash`: Frictionless cannot measure Parquet sources and fails them
                           "sha256": t["sha256"], "description": s.description,
+                          "licenses": lic.datapackage_licences(lic.table_licence(name, m["text_profile"])),
                           "schema": schema})
     return {"profile": "tabular-data-package", "name": m["dataset"], "title": _title(m), "version": m["version"],
             **({"homepage": m["homepage"]} if m.get("homepage") else {}),
-            "licenses": [{"name": STRUCTURE_LICENSE, "path": STRUCTURE_LICENSE_URL,
-                          "title": "Creative Commons Attribution 4.0 (structure and derived metadata; see LICENSE.md)"}],
+            "licenses": lic.datapackage_licences(lic.package_licence(list(m["tables"]), m["text_profile"])),
             "resources": resources}
