@@ -332,20 +332,23 @@ def release(
     date: Annotated[Optional[str], typer.Option("--date", help="Release date YYYY-MM-DD (default: today, UTC).")] = None,
     homepage: Annotated[Optional[str], typer.Option("--homepage", help="URL cited in the card and metadata.")] = None,
     endpoint_url: Annotated[Optional[str], typer.Option("--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL).")] = None,
+    about_file: Annotated[Optional[Path], typer.Option("--about", help="release.toml describing the corpus: creator, publisher, homepage, card sections (default: ./release.toml if present).")] = None,
 ) -> None:
     """Publish a validated build as an immutable, verifiable dataset release."""
     from kirinuki.release import ReleaseError
+    from kirinuki.release.about import read_about
 
     try:
+        about = read_about(about_file)
         if dest.startswith("s3://"):
             from kirinuki.release.remote import publish_s3
 
-            rel = publish_s3(build_dir, version, dest, text, name, date, homepage, endpoint_url)
+            rel = publish_s3(build_dir, version, dest, text, name, date, homepage, endpoint_url, about)
             where = f"{dest.rstrip('/')}/{name}-{version}"
         else:
             from kirinuki.release import make_release
 
-            rel = make_release(build_dir, version, Path(dest), text, name, date, homepage)
+            rel = make_release(build_dir, version, Path(dest), text, name, date, homepage, about)
             where = str(rel.path)
     except ReleaseError as e:
         fail(str(e), 2)
@@ -356,6 +359,10 @@ def release(
     totals = {k: sum(t[k] for t in c["tables"].values()) for k in ("added", "removed", "changed")}
     out.print(f"released {shown(name)} {shown(version)} ({shown(text)} text) -> {shown(where)}: rows {shown(since)} "
               f"+{totals['added']:,} -{totals['removed']:,} ~{totals['changed']:,}", highlight=False)
+    if not rel.manifest.get("homepage"):
+        out.print("note: no --homepage (nor homepage in release.toml): croissant.json names a placeholder url "
+                  "(https://example.invalid/…); release again with the dataset's address before publishing it",
+                  highlight=False)
 
 
 @app.command()

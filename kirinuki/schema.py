@@ -55,6 +55,9 @@ class TableSpec:
     columns: tuple[Column, ...]
     foreign_keys: tuple[tuple[tuple[str, ...], str], ...] = ()
     row_group_rows: int = 122_880  # DuckDB's row-group size; a table of long texts declares fewer
+    # foreign keys that quarantine does not follow (`cascade = false`): a quote whose article row is
+    # quarantined keeps its place rather than taking every other quote of the article with it
+    loose_keys: tuple[tuple[tuple[str, ...], str], ...] = ()
 
     @property
     def arrow_schema(self) -> pa.Schema:
@@ -107,8 +110,10 @@ def _load(path: Path) -> TableSpec:
     if owners:
         raise ValueError(f"{path.name}: unknown column owners {owners}; use one of {', '.join(OWNERS[1:])}")
     fks = tuple((tuple(fk["columns"]), fk["references"]) for fk in raw.get("foreign_keys", []))
+    loose = tuple((tuple(fk["columns"]), fk["references"]) for fk in raw.get("foreign_keys", [])
+                  if fk.get("cascade", True) is False)
     return TableSpec(raw["name"], raw["description"], tuple(raw["primary_key"]), columns, fks,
-                     int(raw.get("row_group_rows", TableSpec.row_group_rows)))
+                     int(raw.get("row_group_rows", TableSpec.row_group_rows)), loose)
 
 
 @cache

@@ -111,7 +111,7 @@ def test_frictionless_validates_the_data_package(releases):
     dp = json.loads((rel / "datapackage.json").read_text())
     assert len(dp["resources"]) == len(list((rel / "data").glob("*.parquet")))
     for res in dp["resources"]:
-        assert _sha256(rel / res["path"]) == res["sha256"]
+        assert "sha256:" + _sha256(rel / res["path"]) == res["hash"]
         assert [f["name"] for f in res["schema"]["fields"]] == pq.read_schema(rel / res["path"]).names
 
 
@@ -240,6 +240,10 @@ def test_cli_release_errors_are_one_line(builds, tmp_path):
     r = subprocess.run([str(BIN / "kirinuki"), "release", "v1", "--from", str(builds["v1"]), "--to", str(tmp_path)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "semantic version" in r.stderr
+    r = subprocess.run([str(BIN / "kirinuki"), "release", "1.0.0", "--from", str(builds["v1"]), "--to", str(tmp_path),
+                        "--date", "2026-13-01"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a calendar date" in r.stderr
+    assert not any(tmp_path.iterdir())  # nothing written: no card, manifest or latest.json with that date
 
 
 def test_release_is_deterministic(builds, tmp_path):
@@ -488,3 +492,83 @@ def test_every_licence_statement_agrees_with_the_licence_model(releases, builds,
     # the quoted bodies are published (and so listed as the publishers') only in the full profile
     assert "body" in lic.third_party("excerpts", "full") and "body" not in lic.third_party("excerpts", "metadata")
     assert lic.third_party("paragraphs", "metadata")["text"] == {"authors"}
+
+
+ABOUT = """homepage = "https://example.org/minato-clippings"
+description = "The fictional sample posts kirinuki ships in input/sample"
+synthetic = true
+[[creator]]
+name = "Sample Maintainer"
+url = "https://example.org/~maintainer"
+[publisher]
+name = "Example Archive"
+[card]
+uses = "Trying kirinuki out."
+"""
+
+
+def test_both_profiles_are_distinct_datasets_with_complete_metadata(builds, tmp_path):
+    import mlcroissant as mlc
+
+    about_file = tmp_path / "release.toml"
+    about_file.write_text(ABOUT, encoding="utf-8")
+    from kirinuki.release.about import read_about
+
+    about = read_about(about_file)
+    made = {p: make_release(builds["v1"], "1.0.0", tmp_path / p, p, date=DATE, about=about).path
+            for p in ("metadata", "full")}
+    ids = set()
+    for profile, rel in made.items():
+        crois = json.loads((rel / "croissant.json").read_text())
+        dp = json.loads((rel / "datapackage.json").read_text())
+        card = (rel / "README.md").read_text()
+        key = crois["citeAs"].split("{", 1)[1].split(",", 1)[0]
+        ids.add((crois["name"], dp["name"], dp["id"], key))
+        assert crois["url"] == "https://example.org/minato-clippings" and crois["datePublished"] == DATE
+        assert crois["creator"] == [{"@type": "sc:Person", "name": "Sample Maintainer", "url": "https://example.org/~maintainer"}]
+        assert crois["publisher"]["name"] == "Example Archive"
+        r = subprocess.run([str(BIN / "mlcroissant"), "validate", "--jsonld", "croissant.json"], cwd=rel,
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and "recommended" not in r.stderr and "required" not in r.stderr, r.stderr[-1500:]
+        refs = {f["@id"]: f["references"]["extract"]["column"] for rs in crois["recordSet"] for f in rs["field"]
+                if "references" in f}
+        assert refs["excerpts/outlet_id"] == "id" and refs["excerpts/cluster_id"] == "article_id"
+        ds = mlc.Dataset(jsonld=str(rel / "croissant.json"))  # references do not stop records from loading
+        assert sum(1 for _ in ds.records(record_set="excerpts")) == pq.read_metadata(rel / "data/excerpts.parquet").num_rows
+        assert dp["created"] == f"{DATE}T00:00:00Z" and dp["sources"] and dp["description"]
+        assert all(res["hash"].startswith("sha256:") and "sha256" not in res for res in dp["resources"])
+        fks = {(res["name"], fk["fields"][0]): fk["reference"] for res in dp["resources"]
+               for fk in res["schema"].get("foreignKeys", [])}
+        assert fks[("excerpts", "outlet_id")] == {"resource": "outlets", "fields": ["id"]}
+        assert fks[("excerpts", "cluster_id")] == {"resource": "articles", "fields": ["article_id"]}
+        assert fks[("excerpts", "duplicate_of")] == {"resource": "", "fields": ["excerpt_id"]}
+        for section in ("## Source data", "## Uses", "## Out-of-scope use", "## Personal and sensitive information",
+                        "## Bias, risks and limitations", "## Identity"):
+            assert section in card, section
+        assert "**generated**" in card and "Trying kirinuki out." in card and "excerpts.author" in card
+        assert "text-classification" not in card
+    assert len(ids) == 2 and len({i[0] for i in ids}) == 2 and len({i[3] for i in ids}) == 2
+    # a foreign key that points nowhere fails frictionless
+    broken = tmp_path / "broken"
+    shutil.copytree(made["full"], broken)
+    table = pq.read_table(broken / "data" / "excerpts.parquet")
+    i = table.column_names.index("outlet_id")
+    values = table.column("outlet_id").to_pylist()
+    values[0] = "no_such_outlet"
+    import pyarrow as pa
+
+    pq.write_table(table.set_column(i, table.schema.field(i), pa.array(values, pa.string())), broken / "data" / "excerpts.parquet")
+    for rel, valid in ((made["full"], True), (broken, False)):
+        r = subprocess.run([str(BIN / "frictionless"), "validate", "--json", "datapackage.json"], cwd=rel,
+                           capture_output=True, text=True)
+        report = json.loads(r.stdout)
+        assert report["valid"] is valid, json.dumps(report)[:1500]
+    errors = [e for task in report["tasks"] for e in task["errors"]]
+    assert errors and all(e["type"] == "foreign-key" for e in errors) and "no_such_outlet" in errors[0]["message"]
+
+
+def test_release_toml_mistakes_are_one_line(builds, tmp_path):
+    (tmp_path / "release.toml").write_text("[[creator]]\nurl = 'x'\n", encoding="utf-8")
+    r = subprocess.run([str(BIN / "kirinuki"), "release", "1.0.0", "--from", str(builds["v1"]), "--to",
+                        str(tmp_path / "out"), "--about", str(tmp_path / "release.toml")], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "needs a name" in r.stderr, r.stderr

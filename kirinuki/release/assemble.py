@@ -58,7 +58,8 @@ def write_release_table(src: Path, dest: Path, name: str, profile: str) -> None:
 
 
 def assemble(build: Path, summary: dict, out: Path, dataset: str, version: str, profile: str, date: str,
-             previous: tuple[str, Path] | None, homepage: str | None = None) -> tuple[dict, dict]:
+             previous: tuple[str, Path] | None, homepage: str | None = None,
+             about: dict | None = None) -> tuple[dict, dict]:
     """Write every file of a release into `out` (an empty folder). Returns (manifest, changes)."""
     (out / DATA_DIR).mkdir(parents=True)
     names = [n for n in tables() if (build / DATA_DIR / f"{n}.parquet").exists()]
@@ -83,7 +84,8 @@ def assemble(build: Path, summary: dict, out: Path, dataset: str, version: str, 
         "dataset": dataset, "version": version, "release_date": date, "text_profile": profile,
         "kirinuki_version": __version__, "pipeline_version": PIPELINE_VERSION, "schema_version": schema_version(),
         "build_kirinuki_version": summary["kirinuki_version"], "previous_version": changes["previous_version"],
-        **({"homepage": homepage} if homepage else {}),
+        **({"homepage": homepage or (about or {}).get("homepage")} if homepage or (about or {}).get("homepage") else {}),
+        "about": {k: v for k, v in (about or {}).items() if k != "homepage"},
         "source": {"corpus_sha256": summary["corpus_sha256"], "documents": summary["inputs"]["read"],
                    "bytes": summary["inputs"]["bytes"], "files": summary["inputs"]["files"],
                    "rejects": sum(summary["rejects"].values())},
@@ -92,6 +94,7 @@ def assemble(build: Path, summary: dict, out: Path, dataset: str, version: str, 
                   "unknown_outlets": summary["unknown_outlets"], "unresolved_dates": summary["unresolved_dates"],
                   "quarantined": summary["validation"]["quarantined"]},
         "tables": table_meta,
+        "personal": _personal_counts(out, names, profile),
     }
     entry = changelog_entry(version, date, changes)
     old_log = ""
@@ -107,6 +110,21 @@ def assemble(build: Path, summary: dict, out: Path, dataset: str, version: str, 
     (out / "LICENSE.md").write_text(license_text(manifest), encoding="utf-8")
     write_sums(out)
     return manifest, changes
+
+
+def _personal_counts(out: Path, names: list[str], profile: str) -> dict[str, int]:
+    """{table.column: non-empty values} for the columns that name real people (schemas: personal)."""
+    import pyarrow.compute as pc
+
+    counts = {}
+    for name in names:
+        cols = [c.name for c in release_columns(spec(name), profile) if c.personal]
+        if cols:
+            table = pq.read_table(out / DATA_DIR / f"{name}.parquet", columns=cols)
+            for c in cols:
+                values = table.column(c)
+                counts[f"{name}.{c}"] = int(pc.sum(pc.fill_null(pc.greater(pc.utf8_length(values), 0), False)).as_py() or 0)
+    return counts
 
 
 def write_sums(root: Path) -> None:

@@ -27,13 +27,32 @@ PROFILE_TEXT = {
 }
 
 
+PLACEHOLDER_URL = "https://example.invalid/{name}/{version}"  # RFC 2606: never a real address
+
+
+def identity(m: dict) -> str:
+    """The dataset's name as its metadata states it: a full-text release is another dataset than the
+    metadata release of the same version, so it carries the suffix `-full`."""
+    return m["dataset"] + ("-full" if m["text_profile"] == "full" else "")
+
+
 def _title(m: dict) -> str:
-    return f"{m['dataset']} {m['version']}: Japanese news-clipping posts as tables"
+    kind = "full text" if m["text_profile"] == "full" else "quoted text withheld"
+    return f"{identity(m)} {m['version']}: Japanese news-clipping posts as tables ({kind})"
+
+
+def url(m: dict) -> str:
+    return m.get("homepage") or PLACEHOLDER_URL.format(name=identity(m), version=m["version"])
+
+
+def _creators(m: dict) -> list[dict]:
+    return m.get("about", {}).get("creator") or [{"name": "kirinuki maintainers"}]
 
 
 def citation(m: dict) -> str:
-    key = f"{m['dataset'].replace('-', '_')}_{m['version'].replace('.', '_').replace('-', '_')}"
-    return (f"@misc{{{key},\n  title = {{{_title(m)}}},\n  author = {{{{kirinuki maintainers}}}},\n"
+    key = f"{identity(m).replace('-', '_')}_{m['version'].replace('.', '_').replace('-', '_')}"
+    authors = " and ".join(f"{{{c['name']}}}" for c in _creators(m))
+    return (f"@misc{{{key},\n  title = {{{_title(m)}}},\n  author = {{{authors}}},\n"
             f"  year = {{{m['release_date'][:4]}}},\n  version = {{{m['version']}}},\n"
             f"  note = {{Source corpus sha256 {m['source']['corpus_sha256']}}}"
             + (f",\n  url = {{{m['homepage']}}}" if m.get("homepage") else "") + "\n}")
@@ -44,7 +63,7 @@ def dataset_card(m: dict, changelog_entry: str) -> str:
     names = list(m["tables"])
     yaml = ["---", f"pretty_name: {json.dumps(_title(m), ensure_ascii=False)}", "license: other",
             "license_name: kirinuki-mixed", "license_link: LICENSE.md", "language:", "- ja",
-            "task_categories:", "- text-classification", "- text-retrieval", "tags:", "- news", "- quotation",
+            "task_categories:", "- other", "tags:", "- news", "- quotation",
             "- provenance", "- deduplication", "size_categories:", f"- {_size_category(m)}", "configs:"]
     for name in names:
         if not m["tables"][name]["rows"]:
@@ -77,6 +96,28 @@ reconstructed from every quote of the same article across posts.
 
 {PROFILE_TEXT[m['text_profile']]}
 
+## Identity
+
+This is **`{identity(m)}` {m['version']}**{_twin(m)}. Cite it with the key below; its address is
+{url(m)}{'' if m.get('homepage') else ' (a placeholder: the maintainer has not set `--homepage`)'}.
+Made by {', '.join(c['name'] for c in _creators(m))}{_publisher(m)}.
+
+## Source data
+
+{_section(m, 'source_data')}
+
+## Uses
+
+{_section(m, 'uses')}
+
+## Out-of-scope use
+
+{_section(m, 'out_of_scope')}
+
+## Personal and sensitive information
+
+{_section(m, 'personal_information')}
+
 ## Tables
 
 | table | rows | what a row is |
@@ -100,7 +141,11 @@ reconstructed from every quote of the same article across posts.
 5. The tables were validated with Great Expectations suites; rows failing a warning-level check
    were moved to `quarantine` with the reason, and the published tables passed every check.
 
-## Known limitations
+## Bias, risks and limitations
+
+{_section(m, 'bias_risks')}
+
+Known limitations of this build:
 
 {limits}
 
@@ -133,6 +178,49 @@ per table that has rows; an empty table is only in `data/`).
 
 {markdown_reference(m['text_profile'], names, level='###')}"""
     return "\n".join(yaml) + "\n" + body.rstrip() + "\n"
+
+
+def _twin(m: dict) -> str:
+    other = m["dataset"] if m["text_profile"] == "full" else m["dataset"] + "-full"
+    return (f", the `{m['text_profile']}` text profile of version {m['version']}; the other profile of the same "
+            f"version is a different dataset, `{other}`")
+
+
+def _publisher(m: dict) -> str:
+    pub = m.get("about", {}).get("publisher")
+    return f", published by {pub['name']}" if pub else ""
+
+
+def _section(m: dict, key: str) -> str:
+    """A card section: the maintainer's words from release.toml, else what the build itself shows."""
+    given = m.get("about", {}).get("card", {}).get(key)
+    if given:
+        return given
+    src, about = m["source"], m.get("about", {})
+    unset = "\n\n(Not described by the maintainer: set `[card]` in release.toml.)"
+    if key == "source_data":
+        what = about.get("description") or "blog posts whose writer comments on quoted news excerpts"
+        kind = ("**generated**, not real posts (`synthetic = true` in release.toml)" if about.get("synthetic")
+                else "as given to `kirinuki build`; the maintainer has not said whether they are real posts"
+                if "synthetic" not in about else "real posts")
+        return (f"{what}: {src['documents']:,} posts from {src['files']:,} input files ({src['bytes']:,} bytes), "
+                f"{kind}. Quoted excerpts come from the outlets in `outlets`.{'' if about.get('description') else unset}")
+    if key == "uses":
+        return ("Research on how news is quoted and commented on: which outlets are quoted, how quotes are cut "
+                "and repeated across posts, when the quoted articles appeared. Joins across versions use the "
+                "ids (`doc_id`, `excerpt_id`, `article_id`), which stay stable across builds." + unset)
+    if key == "out_of_scope":
+        return ("Republishing the quoted news text or the posts' commentary (they are not licensed here; see "
+                "License); judging the outlets or the authors from counts this small corpus cannot support; "
+                "training models on the text without the rights holders' permission." + unset)
+    if key == "personal_information":
+        counts = m.get("personal", {})
+        listed = ", ".join(f"`{c}` ({n:,} values)" for c, n in counts.items()) or "none"
+        return ("Columns that name real people (journalists named in attributions and citations): "
+                f"{listed}. Posts' authors are not named by the tables. Commentary may mention private "
+                "persons; it was not screened." + unset)
+    return ("The corpus reflects one writer's (or a few writers') choice of news: outlets, topics and "
+            "viewpoints are as selective as the blog is. Dates are resolved by rules with known limits." + unset)
 
 
 def license_text(m: dict) -> str:
@@ -184,6 +272,11 @@ def _fmt_counts(c: dict) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in c.items()) if c else "none"
 
 
+def _agent(a: dict, kind: str = "sc:Person") -> dict:
+    kind = "sc:Organization" if a["name"] == "kirinuki maintainers" else kind
+    return {"@type": kind, "name": a["name"], **({"url": a["url"]} if a.get("url") else {})}
+
+
 def croissant(m: dict) -> dict:
     """ML Croissant 1.0 metadata: one FileObject and one RecordSet per table."""
     ctx = {
@@ -207,12 +300,19 @@ def croissant(m: dict) -> dict:
                      "contentSize": f"{t['bytes']} B", "encodingFormat": "application/x-parquet",
                      "sha256": t["sha256"]})
         fields = []
+        # a reference names the referenced table's file column: mlcroissant 1.1 joins a reference to
+        # another record set eagerly and fails on Parquet sources and on cycles (excerpts ↔ articles)
+        refs = {cols[0]: ref for cols, ref in spec(name).foreign_keys if len(cols) == 1}
         for c in t["columns"]:
             f = {"@type": "cr:Field", "@id": f"{name}/{c['name']}", "name": c["name"],
                  "description": c["description"], "dataType": CROISSANT_TYPES[c["type"]],
                  "source": {"fileObject": {"@id": file_id}, "extract": {"column": c["name"]}}}
             if c["type"].startswith("list<"):
                 f["repeated"] = True
+            ref = refs.get(c["name"])
+            if ref and ref.split(".")[0] in m["tables"]:
+                f["references"] = {"fileObject": {"@id": f"file-{ref.split('.')[0]}"},
+                                   "extract": {"column": ref.split(".")[1]}}
             fields.append(f)
         rs = {"@type": "cr:RecordSet", "@id": name, "name": name, "description": spec(name).description,
               "field": fields}
@@ -220,17 +320,19 @@ def croissant(m: dict) -> dict:
         record_sets.append(rs)
     return {
         "@context": ctx, "@type": "sc:Dataset", "conformsTo": "http://mlcommons.org/croissant/1.0",
-        "name": m["dataset"], "description": _title(m) + ". " + PROFILE_TEXT[m["text_profile"]],
+        "name": identity(m), "description": _title(m) + ". " + PROFILE_TEXT[m["text_profile"]],
         "version": m["version"],
         "license": lic.croissant_licence(lic.package_licence(list(m["tables"]), m["text_profile"]), m.get("homepage")),
-        **({"url": m["homepage"]} if m.get("homepage") else {}), "inLanguage": "ja", "citeAs": citation(m),
+        "url": url(m), "datePublished": m["release_date"], "inLanguage": "ja", "citeAs": citation(m),
+        "creator": [_agent(c) for c in _creators(m)],
+        **({"publisher": _agent(m["about"]["publisher"], "sc:Organization")} if m.get("about", {}).get("publisher") else {}),
         "keywords": ["news", "quotation", "Japanese", "provenance", "deduplication"],
         "distribution": dist, "recordSet": record_sets,
     }
 
 
 def datapackage(m: dict) -> dict:
-    """Frictionless Data Package (v1): one Parquet resource with a Table Schema per table."""
+    """Frictionless Data Package v2: one Parquet resource with a Table Schema per table."""
     resources = []
     for name, t in m["tables"].items():
         s = spec(name)
@@ -250,13 +352,21 @@ def datapackage(m: dict) -> dict:
                for cols, ref in s.foreign_keys if ref.split(".")[0] in m["tables"]]
         if fks:
             schema["foreignKeys"] = fks
-        resources.append({"name": name, "path": t["path"], "profile": "tabular-data-resource",
+        resources.append({"name": name, "type": "table", "path": t["path"],
                           "format": "parquet", "mediatype": "application/vnd.apache.parquet",
-                          # not `bytes`/`hash`: Frictionless cannot measure Parquet sources and fails them
-                          "sha256": t["sha256"], "description": s.description,
+                          # not `bytes`: Frictionless cannot measure a Parquet source and fails it
+                          "hash": f"sha256:{t['sha256']}", "description": s.description,
                           "licenses": lic.datapackage_licences(lic.table_licence(name, m["text_profile"])),
                           "schema": schema})
-    return {"profile": "tabular-data-package", "name": m["dataset"], "title": _title(m), "version": m["version"],
-            **({"homepage": m["homepage"]} if m.get("homepage") else {}),
+    about = m.get("about", {})
+    return {"$schema": "https://datapackage.org/profiles/2.0/datapackage.json", "name": identity(m),
+            "id": url(m), "title": _title(m), "version": m["version"],
+            "description": PROFILE_TEXT[m["text_profile"]] + (f" {about['description']}" if about.get("description") else ""),
+            "created": f"{m['release_date']}T00:00:00Z", "homepage": url(m),
+            "contributors": [{"title": c["name"], "roles": ["creator"], **({"path": c["url"]} if c.get("url") else {})}
+                             for c in _creators(m)],
+            "sources": [{"title": about.get("description") or f"{m['source']['documents']:,} clipping posts",
+                         "path": url(m)}],
+            "keywords": ["news", "quotation", "Japanese", "provenance", "deduplication"],
             "licenses": lic.datapackage_licences(lic.package_licence(list(m["tables"]), m["text_profile"])),
             "resources": resources}

@@ -19,7 +19,7 @@ from kirinuki.store.files import BuildLocked, fsync_tree, is_build, locked, read
 
 
 def make_release(build: Path, version: str, dest: Path, profile: str = "metadata", dataset: str = "kirinuki",
-                 date: str | None = None, homepage: str | None = None) -> Release:
+                 date: str | None = None, homepage: str | None = None, about: dict | None = None) -> Release:
     """Release a validated build as `<dest>/<dataset>-<version>/` (see the module docstring)."""
     key = check_version(version)
     check_dataset_name(dataset)
@@ -47,7 +47,8 @@ def make_release(build: Path, version: str, dest: Path, profile: str = "metadata
                 tmp = dest / f".{name}.tmp-{os.getpid()}"
                 try:
                     manifest, changes = assemble(build, summary, tmp, dataset, version, profile, date,
-                                                 (prev["version"], dest / prev["path"]) if prev else None, homepage)
+                                                 (prev["version"], dest / prev["path"]) if prev else None, homepage,
+                                                 about or {})
                     problems = verify(tmp)
                     if problems:
                         raise ReleaseError(f"the assembled release does not verify: {problems[0]}")

@@ -44,7 +44,8 @@ def split_url(url: str) -> str:
 
 
 def publish_s3(build: Path, version: str, url: str, profile: str = "metadata", dataset: str = "kirinuki",
-               date: str | None = None, homepage: str | None = None, endpoint_url: str | None = None) -> Release:
+               date: str | None = None, homepage: str | None = None, endpoint_url: str | None = None,
+               about: dict | None = None) -> Release:
     check_version(version)
     check_dataset_name(dataset)
     base = split_url(url)
@@ -57,7 +58,7 @@ def publish_s3(build: Path, version: str, url: str, profile: str = "metadata", d
         with tempfile.TemporaryDirectory(prefix="kirinuki-release-") as tmp:
             mirror = Path(tmp)
             _mirror_history(fs, base, mirror, dataset)
-            rel = make_release(build, version, mirror, profile, dataset, date, homepage)
+            rel = make_release(build, version, mirror, profile, dataset, date, homepage, about)
             _promote(fs, base, rel.path, name)
             for meta in ("versions.json", "latest.json"):  # latest last
                 fs.put_file(str(mirror / meta), f"{base}/{meta}")
