@@ -572,3 +572,56 @@ def test_release_toml_mistakes_are_one_line(builds, tmp_path):
     r = subprocess.run([str(BIN / "kirinuki"), "release", "1.0.0", "--from", str(builds["v1"]), "--to",
                         str(tmp_path / "out"), "--about", str(tmp_path / "release.toml")], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "needs a name" in r.stderr, r.stderr
+
+
+_QUOTED = ["北方港の再開発計画について、市は来月にも住民説明会を開くと発表した。",
+           "計画では旧倉庫街を公園と住宅に作り替え、総事業費はおよそ二百億円を見込む。",
+           "一方で漁業関係者からは、荷揚げ場が狭くなることへの懸念の声が上がっている。",
+           "市の担当者は、漁業者との協議の場を年内に設けたいと話している。"]
+
+
+def _post(title: str, paragraphs: list[str]) -> str:
+    body = "\n".join(paragraphs)
+    return f"{title}の記事を読んで。\n\n****北方港の再開発、住民説明会へ****\n{body}\n【2024年5月10日 北方新聞】\n****************\n"
+
+
+def test_an_edited_quote_that_becomes_canonical_keeps_its_article_id_and_shows_as_changed(tmp_path):
+    from kirinuki.flows.build import build
+
+    ids, built = [], {}
+    for v, second in (("v1", _QUOTED[:2]), ("v2", _QUOTED)):  # v2: the second post quotes it all, the longest
+        corpus = tmp_path / f"corpus-{v}"
+        corpus.mkdir()
+        (corpus / "a.txt").write_text(_post("一つ目", _QUOTED[:3]), encoding="utf-8")
+        (corpus / "b.txt").write_text(_post("二つ目", second), encoding="utf-8")
+        built[v] = tmp_path / f"build-{v}"
+        build([str(corpus)], str(built[v]))
+        ids.append(pq.read_table(built[v] / "data" / "articles.parquet",
+                                 columns=["article_id", "canonical_excerpt_id", "n_quotes"]).to_pylist())
+    (before,), (after,) = ids
+    assert before["n_quotes"] == after["n_quotes"] == 2
+    assert before["canonical_excerpt_id"] != after["canonical_excerpt_id"]  # the edit moved the canonical quote
+    assert before["article_id"] == after["article_id"]  # … and not the article
+    make_release(built["v1"], "1.0.0", tmp_path / "rel", "full", date=DATE)
+    second = make_release(built["v2"], "1.1.0", tmp_path / "rel", "full", date=DATE)
+    arts = second.changes["tables"]["articles"]
+    assert (arts["added"], arts["removed"], arts["changed"]) == (0, 0, 1)
+    assert arts["keys"]["changed"] == [after["article_id"]]
+    assert "canonical_excerpt_id" in arts["changed_columns"] and "text" in arts["changed_columns"]
+    quotes = second.changes["tables"]["excerpts"]
+    assert "cluster_id" not in quotes.get("changed_columns", {}) and quotes["removed"] == quotes["added"] == 0
+    assert second.changes["articles_continued"] == []
+    log = (second.path / "CHANGELOG.md").read_text()
+    assert f"articles changed: `{after['article_id']}`" in log and "`canonical_excerpt_id` (1)" in log
+    # the quote that named the article goes: the article continues under its other quote's id, and says so
+    corpus = tmp_path / "corpus-v3"
+    shutil.copytree(tmp_path / "corpus-v2", corpus)
+    docs = {r["doc_id"]: r["source_path"] for r in pq.read_table(
+        built["v2"] / "data" / "documents.parquet", columns=["doc_id", "source_path"]).to_pylist()}
+    namer = after["article_id"].removeprefix("art-")  # the quote whose id the article carries
+    (corpus / docs[namer.rsplit("-e", 1)[0]]).unlink()
+    build([str(corpus)], str(tmp_path / "build-v3"))
+    third = make_release(tmp_path / "build-v3", "1.2.0", tmp_path / "rel", "full", date=DATE)
+    (now,) = pq.read_table(tmp_path / "build-v3" / "data" / "articles.parquet", columns=["article_id"]).to_pylist()
+    assert third.changes["articles_continued"] == [{"from": after["article_id"], "to": [now["article_id"]], "quotes": 1}]
+    assert f"article `{after['article_id']}` continues as `{now['article_id']}`" in (third.path / "CHANGELOG.md").read_text()

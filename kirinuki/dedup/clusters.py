@@ -51,8 +51,13 @@ class UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def article_id_for(canonical_excerpt_id: str) -> str:
-    return "art-" + canonical_excerpt_id
+def article_id_for(excerpt_ids) -> str:
+    """An article's id: 'art-' + the smallest excerpt_id among its quotes. It does not depend on
+    which quote is canonical (that changes when a quote is edited to be the longest), only on the
+    quotes' ids, which are stable; a merge keeps the smaller of the two ids, a split gives the part
+    without the smallest quote its own. A pure function of the clusters, so a clean build and an
+    incremental one agree."""
+    return "art-" + min(excerpt_ids)
 
 
 # ---------------------------------------------------------------- the stage
@@ -161,7 +166,7 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     for group in members.values():
         canon = min(group, key=lambda i: (excerpts[i].published is None, excerpts[i].published or date.min,
                                           -excerpts[i].body_len, excerpts[i].excerpt_id))
-        groups.append((article_id_for(excerpts[canon].excerpt_id), canon, group))
+        groups.append((article_id_for(excerpts[i].excerpt_id for i in group), canon, group))
     groups.sort()  # article order: the tables come out sorted
     for aid, canon, group in groups:
         canonical[canon] = True

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from kirinuki import PIPELINE_VERSION, __version__
-from kirinuki.release.changes import changelog_entry, input_changes, table_changes
+from kirinuki.release.changes import article_continuity, changelog_entry, input_changes, table_changes
 from kirinuki.release.checks import SUMS
 from kirinuki.release.describe import croissant, datapackage, dataset_card, license_text
 from kirinuki.schema import arrow_schema, release_columns, schema_version, spec, tables
@@ -79,7 +79,8 @@ def assemble(build: Path, summary: dict, out: Path, dataset: str, version: str, 
     changes = {"previous_version": previous[0] if previous else None, "version": version,
                "inputs": input_changes(prev_data, out / DATA_DIR),
                "tables": {n: table_changes(prev_data / f"{n}.parquet" if prev_data else None, out / DATA_DIR / f"{n}.parquet", n)
-                          for n in names}}
+                          for n in names},
+               "articles_continued": article_continuity(prev_data, out / DATA_DIR)}
     manifest = {
         "dataset": dataset, "version": version, "release_date": date, "text_profile": profile,
         "kirinuki_version": __version__, "pipeline_version": PIPELINE_VERSION, "schema_version": schema_version(),

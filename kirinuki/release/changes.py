@@ -1,8 +1,9 @@
 """What changed since the previous release, by primary key.
 
 In: the previous and the new release's data folders. Out: per table the keys added, removed,
-changed and moved (only provenance columns differ), the inputs added and removed, and the
-changelog entry written from them."""
+changed (with the columns that differ) and moved (only provenance columns differ), the articles
+whose id ended and where their quotes went, the inputs added and removed, and the changelog entry
+written from them."""
 
 from __future__ import annotations
 
@@ -50,6 +51,14 @@ def table_changes(prev: Path | None, new: Path, name: str) -> dict:
                    coalesce(a.k, b.k) AS k
             FROM a FULL OUTER JOIN b ON a.k = b.k
             WHERE a.k IS NULL OR b.k IS NULL OR a.h <> b.h ORDER BY kind, k""", [str(prev), str(new)]).fetchall()
+        if content and any(kind == "changed" for kind, _ in got):
+            # which columns the changed rows differ in, and in how many rows each
+            per = ", ".join(f'count(*) FILTER (WHERE to_json(a."{c}") IS DISTINCT FROM to_json(b."{c}")) AS "{c}"'
+                            for c in content)
+            row = con.execute(f"""
+                WITH a AS (SELECT {key} AS k, * FROM read_parquet(?)), b AS (SELECT {key} AS k, * FROM read_parquet(?))
+                SELECT {per} FROM a JOIN b ON a.k = b.k""", [str(prev), str(new)]).fetchone()
+            out["changed_columns"] = {c: n for c, n in zip(content, row) if n}
     finally:
         con.close()
     out["added"] = 0
@@ -63,6 +72,29 @@ def table_changes(prev: Path | None, new: Path, name: str) -> dict:
     if added_cols or removed_cols:
         out["columns"] = {"added": added_cols, "removed": removed_cols}
     return out
+
+
+def article_continuity(prev_data: Path | None, new_data: Path) -> list[dict]:
+    """Articles whose id ended because their quotes now belong to other articles (a merge, a split,
+    or the quote that named the article gone): [{"from": old id, "to": [new ids], "quotes": n}],
+    where n counts the old article's quotes that are still in the release."""
+    old_file, new_file = (prev_data / "excerpts.parquet") if prev_data else None, new_data / "excerpts.parquet"
+    if old_file is None or not old_file.exists() or not new_file.exists():
+        return []
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        rows = con.execute("""
+            WITH o AS (SELECT excerpt_id, cluster_id FROM read_parquet(?)),
+                 n AS (SELECT excerpt_id, cluster_id FROM read_parquet(?)),
+                 gone AS (SELECT DISTINCT cluster_id FROM o EXCEPT SELECT DISTINCT cluster_id FROM n)
+            SELECT o.cluster_id, list(DISTINCT n.cluster_id ORDER BY n.cluster_id), count(*)
+            FROM o JOIN n USING (excerpt_id) WHERE o.cluster_id IN (SELECT cluster_id FROM gone)
+            GROUP BY o.cluster_id ORDER BY o.cluster_id""", [str(old_file), str(new_file)]).fetchall()
+    finally:
+        con.close()
+    return [{"from": a, "to": list(b), "quotes": int(n)} for a, b, n in rows]
 
 
 def input_changes(prev_data: Path | None, new_data: Path) -> dict:
@@ -106,8 +138,14 @@ def changelog_entry(version: str, date: str, changes: dict) -> str:
                 if keys:
                     more = f" and {c[kind] - len(keys):,} more" if c[kind] > len(keys) else ""
                     detail.append(f"- {name} {kind}: " + ", ".join(f"`{k}`" for k in keys) + more)
+            if c.get("changed_columns"):
+                cols = ", ".join(f"`{col}` ({n:,})" for col, n in c["changed_columns"].items())
+                detail.append(f"- {name} changed columns (rows): {cols}")
             if c.get("columns"):
                 detail.append(f"- {name} columns added {c['columns']['added']}, removed {c['columns']['removed']}")
+        for moved in changes.get("articles_continued", [])[:KEYS_SHOWN]:
+            detail.append(f"- article `{moved['from']}` continues as " + ", ".join(f"`{a}`" for a in moved["to"])
+                          + f" ({moved['quotes']:,} of its quotes)")
         if detail:
             lines += ["", "Rows by primary key:", ""] + detail
     return "\n".join(lines) + "\n"
