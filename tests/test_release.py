@@ -66,7 +66,7 @@ def _sha256(p: Path) -> str:
 def test_release_layout_checksums_and_history(releases):
     rel = releases / "kirinuki-1.0.0"
     expected = {"README.md", "LICENSE.md", "CHANGELOG.md", "changes.json", "croissant.json", "datapackage.json",
-                "manifest.json", "SHA256SUMS", "data", "validation"}
+                "manifest.json", "SHA256SUMS", "data", "validation", "expectations", "validate_with_gx.py"}
     assert {p.name for p in rel.iterdir()} == expected
     manifest = json.loads((rel / "manifest.json").read_text())
     assert set(manifest["tables"]) == {p.stem for p in (rel / "data").glob("*.parquet")}
@@ -625,3 +625,20 @@ def test_an_edited_quote_that_becomes_canonical_keeps_its_article_id_and_shows_a
     (now,) = pq.read_table(tmp_path / "build-v3" / "data" / "articles.parquet", columns=["article_id"]).to_pylist()
     assert third.changes["articles_continued"] == [{"from": after["article_id"], "to": [now["article_id"]], "quotes": 1}]
     assert f"article `{after['article_id']}` continues as `{now['article_id']}`" in (third.path / "CHANGELOG.md").read_text()
+
+
+def test_the_shipped_suites_pass_when_gx_itself_runs_them_on_each_profile(releases, builds, tmp_path):
+    meta = make_release(builds["v1"], "1.0.0", tmp_path, "metadata", date=DATE).path
+    for rel in (releases / "kirinuki-1.0.0", meta):
+        shipped = sorted(p.stem for p in (rel / "expectations").glob("*.json"))
+        assert shipped and set(shipped) <= {p.stem for p in (rel / "data").glob("*.parquet")}
+        r = subprocess.run([sys.executable, "validate_with_gx.py"], cwd=rel, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr[-2000:]
+        lines = dict(line.split(": ", 1) for line in r.stdout.splitlines())
+        assert sorted(lines) == shipped
+        for table, said in lines.items():
+            n, _, total = said.split(" expectations")[0].partition(" of ")
+            assert n == total and int(n) > 0, (table, said)
+    # in the metadata profile the expectations on withheld text are left out, and the manifest says so
+    manifest = json.loads((meta / "manifest.json").read_text())
+    assert manifest["suites_left_out"] and all(v > 0 for v in manifest["suites_left_out"].values())

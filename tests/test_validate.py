@@ -117,7 +117,7 @@ def test_critical_failure_in_a_build_leaves_the_previous_build_intact(tmp_path, 
         if name == "documents":
             suite = dict(suite, expectations=suite["expectations"] + [{
                 "type": "expect_column_values_to_be_in_set", "kwargs": {"column": "encoding", "value_set": ["none"]},
-                "meta": {"severity": "critical", "notes": "injected"}}])
+                "severity": "critical", "meta": {"notes": "injected"}}])
         return suite
 
     for module in (suites, checks):  # where the stage looks its suites up
@@ -136,21 +136,31 @@ def test_sample_and_seed_build_with_nothing_quarantined(sample_build, seed_build
         assert summary["validation"]["success"] and summary["rows"]["quarantine"] == 0
 
 
-def test_suites_are_stable_readable_json_with_severities():
+def test_suites_are_native_gx_suites_and_sql_checks_are_their_own_files():
+    import tomllib
+
+    import great_expectations as gx
+
+    from kirinuki.resources import folder
     from kirinuki.schema import tables
 
-    for name in tables():
-        if name == "quarantine":
-            continue
-        path = Path("expectations") / f"{name}.json"
-        text = path.read_text(encoding="utf-8") if path.exists() else (Path(__file__).parent.parent / path).read_text(encoding="utf-8")
-        suite = json.loads(text)
-        assert text == json.dumps(suite, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
-        assert not re.search(r'"id"\s*:', text)  # no generated ids
-        for e in suite["expectations"]:
-            assert e["meta"]["severity"] in ("critical", "warning")
-        for s in suite["sql_checks"]:
-            assert s["severity"] in ("critical", "warning") and s["sql"].lstrip().upper().startswith("SELECT")
+    root = folder("expectations")
+    files = sorted(root.rglob("*"))
+    assert {p.suffix for p in files} == {".json", ".toml"}
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".json":
+            suite = gx.ExpectationSuite(**json.loads(text))  # a native GX 1.x suite, as GX reads it
+            assert suite.name == path.stem and suite.expectations
+            assert {e.severity.value for e in suite.expectations} <= {"critical", "warning"}
+            assert text == json.dumps(json.loads(text), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+            assert not re.search(r'"id"\s*:', text)  # no generated ids
+        else:
+            assert path.name.endswith(".sql.toml") and (root / f"{path.name[:-9]}.json").exists()
+            for s in tomllib.loads(text)["check"]:
+                assert set(s) == {"name", "severity", "notes", "sql"}
+                assert s["severity"] in ("critical", "warning") and s["sql"].lstrip().upper().startswith("SELECT")
+    assert {p.stem for p in files if p.suffix == ".json"} == set(tables()) - {"quarantine"}
 
 
 def test_report_is_self_contained_and_shows_counts(sample_build):

@@ -15,6 +15,7 @@ from kirinuki import PIPELINE_VERSION, __version__
 from kirinuki.release.changes import article_continuity, changelog_entry, input_changes, table_changes
 from kirinuki.release.checks import SUMS
 from kirinuki.release.describe import croissant, datapackage, dataset_card, license_text
+from kirinuki.release.gx_suites import write_suites
 from kirinuki.schema import arrow_schema, release_columns, schema_version, spec, tables
 from kirinuki.store.files import DATA_DIR, PARQUET_OPTIONS, ROW_GROUP_ROWS, sha256_file, write_json
 
@@ -72,6 +73,7 @@ def assemble(build: Path, summary: dict, out: Path, dataset: str, version: str, 
             "sha256": sha256_file(out / rel), "primary_key": list(spec(name).primary_key),
             "columns": [{"name": c.name, "type": c.type, "nullable": c.nullable, "description": c.description}
                         for c in release_columns(spec(name), profile)]}
+    suites_left_out = write_suites(out, names, profile)
     (out / "validation").mkdir()
     for f in ("results.json", "report.html"):
         shutil.copyfile(build / "validation" / f, out / "validation" / f)
@@ -96,6 +98,7 @@ def assemble(build: Path, summary: dict, out: Path, dataset: str, version: str, 
                   "quarantined": summary["validation"]["quarantined"]},
         "tables": table_meta,
         "personal": _personal_counts(out, names, profile),
+        "suites_left_out": suites_left_out,
     }
     entry = changelog_entry(version, date, changes)
     old_log = ""

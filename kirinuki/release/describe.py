@@ -90,7 +90,8 @@ reconstructed from every quote of the same article across posts.
   source corpus sha256 `{src['corpus_sha256']}`.
 - Every file is listed in `SHA256SUMS` (`sha256sum -c SHA256SUMS`); `manifest.json` holds the
   counts, schemas and build parameters; `croissant.json` and `datapackage.json` describe the same
-  tables for ML Croissant and Frictionless tools; `validation/` has the checks this data passed.
+  tables for ML Croissant and Frictionless tools; `validation/` has the checks this data passed, and
+  `expectations/` the Great Expectations suites: `python validate_with_gx.py` re-runs them with GX itself.
 
 ## Text profile
 

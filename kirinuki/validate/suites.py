@@ -1,7 +1,8 @@
 """The suites: what each table is checked against, read from the shipped expectations/ folder.
 
-In: a table name. Out: its suite (Great Expectations 1.x expectations and DuckDB SQL checks, each
-with a severity), the columns the checks read, and `Check`, one check's outcome."""
+In: a table name. Out: its suite (Great Expectations 1.x expectations from expectations/<table>.json,
+a native GX suite, and DuckDB SQL checks from expectations/<table>.sql.toml, each with a severity),
+the columns the checks read, and `Check`, one check's outcome."""
 
 from __future__ import annotations
 
@@ -42,8 +43,15 @@ class Check:
 
 
 def load_suite(name: str) -> dict:
-    path = SUITES / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"name": name, "expectations": [], "sql_checks": []}
+    """{"name", "expectations": [GX expectation dicts with their own `severity`], "sql_checks": […]}:
+    expectations/<name>.json is a native GX 1.x suite (`gx.ExpectationSuite(**json)` loads it),
+    expectations/<name>.sql.toml the table's DuckDB SQL checks."""
+    import tomllib
+
+    path, sql = SUITES / f"{name}.json", SUITES / f"{name}.sql.toml"
+    suite = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"name": name, "expectations": []}
+    checks = tomllib.loads(sql.read_text(encoding="utf-8")).get("check", []) if sql.exists() else []
+    return {"name": suite["name"], "expectations": suite["expectations"], "sql_checks": checks}
 
 
 def _columns_of(exps: list[dict]) -> list[str]:
