@@ -26,6 +26,7 @@ from pathlib import Path  # noqa: E402
 from typing import Callable  # noqa: E402
 
 from prefect import flow, task  # noqa: E402
+from prefect.states import Completed  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.futures import as_completed, wait  # noqa: E402
@@ -85,7 +86,16 @@ def parse_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int
     return pool.submit(run_batch, *args).result() if pool is not None else run_batch(*args)
 
 
-@task(name="dedup", cache_policy=NO_CACHE, persist_result=False)
+@task(name="dedup", task_run_name="dedup (reused: no quote changed since the last build)", cache_policy=NO_CACHE,
+      persist_result=False)
+def dedup_kept(stats: dict):
+    """A dedup that did not run: the last build's output was kept (its input is unchanged). A task
+    of its own so that the run shows the reuse, in the task's name and its state's message."""
+    return Completed(message="reused the last build's dedup output: the excerpts and post dates are unchanged",
+                     data=stats)
+
+
+@task(name="dedup", task_run_name="dedup", cache_policy=NO_CACHE, persist_result=False)
 def dedup_tables(root: str, parts: str, cfg: DedupConfig, duckdb_memory_mb: int = 2048) -> dict:
     """Cluster every quote of the same article (reading the excerpts from the parts); write
     articles, article_paragraphs, dedup_links and the excerpts' cluster columns. Runs in a child
@@ -109,7 +119,7 @@ def write_tables(root: str, parts: str, names: list[str], excerpt_columns: dict 
         return dict(zip(names, pool.map(one, names)))
 
 
-@task(name="write-reference", cache_policy=NO_CACHE, persist_result=False)
+@task(name="write-reference", task_run_name="write rejects and outlets", cache_policy=NO_CACHE, persist_result=False)
 def write_reference_tables(root: str, rejects: list[dict]) -> dict[str, int]:
     """Rejected inputs, and the curated outlets table."""
     rejects = sorted(rejects, key=lambda r: (r["source_path"], r["code"]))
@@ -119,7 +129,7 @@ def write_reference_tables(root: str, rejects: list[dict]) -> dict[str, int]:
     return {"rejects": len(rejects), "outlets": len(outlets)}
 
 
-@task(name="validate", cache_policy=NO_CACHE, persist_result=False)
+@task(name="validate", task_run_name="validate", cache_policy=NO_CACHE, persist_result=False)
 def validate_tables(root: str, parts: str, old_parts: str | None) -> tuple[dict, dict[str, str]]:
     """Run every suite; quarantine warning failures; fail the flow on a critical one. A table whose
     file is byte for byte one the last build (same code) validated keeps that build's GX results:
@@ -171,8 +181,9 @@ def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_
             _POOL = pool
         futures = []
         try:
-            futures = [parse_batch.submit(b, str(parts), i, max_bytes, k, h, str(old_parts) if old_parts else None,
-                                          e, keep_drafts)
+            n = len(ref_batches)
+            futures = [parse_batch.with_options(task_run_name=f"parse batch {i + 1}/{n}").submit(
+                           b, str(parts), i, max_bytes, k, h, str(old_parts) if old_parts else None, e, keep_drafts)
                        for i, (b, k, h, e) in enumerate(zip(ref_batches, key_batches, hit_batches, entry_batches))]
             for f in as_completed(futures):
                 res = f.result()
@@ -194,20 +205,50 @@ def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_
                 _POOL = None
 
 
-@flow(name="kirinuki-build", persist_result=False, task_runner=ThreadPoolTaskRunner(max_workers=4))
+def _run_name() -> str:
+    """A flow run named after what it builds: `sample <- input/sample` (not `wisteria-lemur`)."""
+    from prefect.runtime import flow_run
+
+    p = flow_run.parameters
+    inputs = ", ".join(Path(i).name or str(i) for i in p.get("inputs", []))
+    return f"{Path(p.get('out', 'build')).name} <- {inputs}"[:120]
+
+
+def artifact_key(out: Path, what: str) -> str:
+    """An artifact key of this output folder (Prefect keys: lowercase letters, digits, dashes), so
+    two deployments building into different folders keep their own artifacts."""
+    import hashlib
+    import re
+
+    resolved = str(out.resolve())
+    name = re.sub(r"[^a-z0-9]+", "-", out.resolve().name.lower()).strip("-") or "build"
+    return f"kirinuki-{what}-{name[:40]}-{hashlib.sha256(resolved.encode()).hexdigest()[:8]}"
+
+
+@flow(name="kirinuki-build", flow_run_name=_run_name, persist_result=False,
+      task_runner=ThreadPoolTaskRunner(max_workers=4))
 def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
           max_file_mb: float = DEFAULT_MAX_BYTES / 2**20, dedup: dict | None = None,
           duckdb_memory_mb: int = 2048, workers: int = 0, cache: bool = True, runner: str = "local",
           drafts: bool = False, convention: str | None = None) -> dict:
     """Build every table from the posts under `inputs` into the folder `out`, atomically.
 
-    workers: parse processes (0 = one per core); cache: reuse the rows of files unchanged since the
-    previous build in `out`, and return that build as it is when nothing changed at all; runner:
-    "local", or "dask" when the flow runs with a DaskTaskRunner (see `build_flow`): parse tasks then
-    run on the cluster's workers, which must see the same file system; drafts: read the drafts of
-    exports as posts (flagged `draft`) instead of rejecting them; convention: pin this quoting
-    convention for every post (by default each post's is detected; conventions.toml files in the
-    input folders pin it per folder or file)."""
+    Args:
+        inputs: Folders or files of posts (text, exports, saved pages) to read.
+        out: The build folder; replaced as a whole when the build succeeds.
+        batch_files: Input files per parse task.
+        max_file_mb: Larger inputs are rejected as too_large.
+        dedup: Dedup parameters (shingle, bands, rows, jaccard, containment …); empty for the defaults.
+        duckdb_memory_mb: Memory DuckDB may use in the dedup stage.
+        workers: Parse processes (0 = one per core).
+        cache: Reuse the rows of files unchanged since the previous build in `out`, and return that
+            build as it is when nothing changed at all.
+        runner: "local", or "dask" when the flow runs with a DaskTaskRunner (see `build_flow`): parse
+            tasks then run on the cluster's workers, which must see the same file system.
+        drafts: Read the drafts of exports as posts (flagged `draft`) instead of rejecting them.
+        convention: Pin this quoting convention for every post (by default each post's is detected;
+            conventions.toml files in the input folders pin it per folder or file).
+    """
     out_path = Path(out)
     check_output(out_path, inputs)
     dedup_cfg = DedupConfig(**(dedup or {}))  # plain dict parameter: deployments and the UI can set it
@@ -231,7 +272,9 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
             failed_log(out_path).unlink(missing_ok=True)
             previous["durations_s"] = {**{k: round(v, 3) for k, v in timings.items()},
                                        "total": round(time.perf_counter() - t0, 3)}
-            return previous
+            message = f"up to date: nothing changed since the last build of {out}, which is kept as it is"
+            _artifacts(out_path, previous, note=message)
+            return Completed(message=message, data=previous)
     with locked(out_path), atomic_dir(out_path) as tmp, build_log(tmp / "logs" / "build.log", failed_log(out_path)):
         log.info("kirinuki %s build of %s into %s (%d workers)", __version__, inputs, out, workers)
         log.info("discover: %.2f s, hash: %.2f s", timings["discover"], timings["hash"])
@@ -251,14 +294,17 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         t = time.perf_counter()
         # tables that dedup does not touch are written while it runs (it is mostly Python, they
         # are mostly Parquet encoding: the two share the cores well)
-        others = write_tables.submit(str(tmp), str(parts), [n for n in PART_TABLES if n != "excerpts"])
+        others = write_tables.with_options(task_run_name="write the tables dedup does not touch").submit(
+            str(tmp), str(parts), [n for n in PART_TABLES if n != "excerpts"])
         # dedup reads only the excerpts (and the posts' dates): when none of that changed since the
         # last build, its output is that build's, exactly
         key = dedup_key([d for res in results for d in res["dedup_digests"]], dedup_cfg, code_digest(whole_build=True))
         state = parts / DEDUP_STATE
         dedup_stats = reuse_dedup(str(old_parts / DEDUP_STATE), str(tmp), str(state), key) if old_parts else None
         dedup_reused = dedup_stats is not None
-        if dedup_stats is None:
+        if dedup_reused:
+            dedup_stats = dedup_kept(dedup_stats).result()  # the task returns its Completed state
+        else:
             dedup_stats = dedup_tables(str(tmp), str(parts), dedup_cfg, duckdb_memory_mb)
             keep_dedup(str(tmp), str(state), key, dedup_stats)
         dedup_stats = dict(dedup_stats, reused=dedup_reused)
@@ -268,7 +314,8 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         threading.Thread(target=_preload_validation, daemon=True).start()
         log.info("dedup: %.2f s%s", timings["dedup"], " (the last build's output: its input is unchanged)" if dedup_reused else "")
         t = time.perf_counter()
-        counts = write_tables(str(tmp), str(parts), ["excerpts"], read_cluster_columns(str(state)))
+        counts = write_tables.with_options(task_run_name="write excerpts")(str(tmp), str(parts), ["excerpts"],
+                                                                       read_cluster_columns(str(state)))
         counts.update(others.result())
         counts.update(write_reference_tables(str(tmp), rejects))
         counts.update(dedup_stats.pop("rows"))
@@ -294,11 +341,27 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         write_json(tmp / "build.json", summary)
     failed_log(out_path).unlink(missing_ok=True)  # an earlier failure's log no longer describes `out`
     summary["durations_s"]["total"] = round(time.perf_counter() - t0, 3)
-    create_table_artifact(key="kirinuki-build-rows", description="Rows per table of the last kirinuki build",
-                          table=[{"table": k, "rows": v} for k, v in summary["rows"].items()])
-    create_markdown_artifact(key="kirinuki-build", markdown=summary_markdown(summary),
-                             description="Summary of the last kirinuki build (same content as build.json)")
+    _artifacts(out_path, summary)
     return summary
+
+
+def _artifacts(out: Path, summary: dict, note: str | None = None) -> None:
+    """The run's artifacts, keyed by the output folder: rows per table, and the summary with links
+    to the validation report and the build log and the checks that failed."""
+    report = (out / "validation" / "report.html").resolve()
+    results = read_json(out / "validation" / "results.json") or {}
+    failed = [c for c in results.get("checks", []) if isinstance(c, dict) and not c.get("success", True)]
+    lines = [f"**{note}**", ""] if note else []
+    lines += [f"[validation report](file://{report}) · [build log](file://{(out / 'logs' / 'build.log').resolve()}) · "
+              f"folder `{out.resolve()}`", ""]
+    if failed:
+        lines += ["Checks that failed (their rows are in `quarantine`):", ""]
+        lines += [f"- {c.get('table')}: `{c.get('name')}` ({c.get('unexpected', 0):,} rows)" for c in failed]
+        lines.append("")
+    create_table_artifact(key=artifact_key(out, "rows"), description=f"Rows per table of the kirinuki build in {out}",
+                          table=[{"table": k, "rows": v} for k, v in summary["rows"].items()])
+    create_markdown_artifact(key=artifact_key(out, "summary"), markdown="\n".join(lines) + summary_markdown(summary),
+                             description=f"Summary of the kirinuki build in {out} (same content as build.json)")
 
 
 def build_flow(runner: str = "local", scheduler: str | None = None):

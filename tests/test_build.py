@@ -500,3 +500,78 @@ def test_every_cache_path_gives_a_clean_build_s_bytes(tmp_path):
     assert rebatched["inputs"]["from_cache"] == 151
     build([str(corpus)], str(tmp_path / "clean2"), cache=False)
     assert digest_tree(out) == digest_tree(tmp_path / "clean2")
+
+
+def test_a_build_on_a_prefect_server_shows_its_stage_logs_named_tasks_reuse_and_linked_artifacts(tmp_path):
+    """Two CLI builds against a Prefect server started here on 127.0.0.1, read back through the
+    Prefect client: the flow run is named after its output, tasks after their work, kirinuki's
+    stage lines are the run's logs, the second build (a commentary line added) shows dedup reused,
+    and the artifacts, keyed by the output folder, link the validation report."""
+    import socket
+    import time
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    api = f"http://127.0.0.1:{port}/api"
+    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_API_URL=api)
+    bin_dir = Path(sys.executable).parent
+    server = subprocess.Popen([str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while _health(port) is not True:
+            assert time.monotonic() < deadline and server.poll() is None, "the Prefect server did not start"
+            time.sleep(1)
+        corpus, out = tmp_path / "corpus", tmp_path / "site-build"
+        shutil.copytree(SAMPLE, corpus, ignore=LOOSE_POSTS_ONLY)
+        for round_ in (1, 2, 3):  # 3: nothing changed
+            if round_ == 2:  # commentary only: the quotes are unchanged, so dedup is reused
+                post = corpus / "2024-06-12_nordria_grain.txt"  # UTF-8
+                post.write_text(post.read_text(encoding="utf-8") + "解説を一行書き足した。\n", encoding="utf-8")
+            r = subprocess.run([str(bin_dir / "kirinuki"), "build", str(corpus), "--out", str(out)], env=env,
+                               capture_output=True, text=True, timeout=300)
+            assert r.returncode == 0, r.stderr[-2000:]
+        code = f"""
+import json
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+with get_client(sync_client=True) as c:
+    runs = sorted(c.read_flow_runs(), key=lambda r: r.start_time)
+    out = []
+    for run in runs:
+        tasks = c.read_task_runs(flow_run_filter=None)
+        tasks = [t for t in tasks if t.flow_run_id == run.id]
+        logs = c.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+        out.append({{"name": run.name, "state": run.state.type.value, "message": run.state.message or "",
+                     "tasks": sorted((t.name, t.state.type.value, t.state.message or "") for t in tasks),
+                     "logs": [l.message for l in logs]}})
+    arts = [{{"key": a.key, "data": a.data if isinstance(a.data, str) else json.dumps(a.data)}}
+            for a in c.read_artifacts()]
+print(json.dumps({{"runs": out, "artifacts": arts}}))
+"""
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        got = json.loads(r.stdout.strip().splitlines()[-1])
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    first, second, third = got["runs"]
+    assert first["name"] == second["name"] == "site-build <- corpus"
+    assert third["state"] == "COMPLETED" and third["message"].startswith("up to date: nothing changed")
+    assert first["state"] == second["state"] == "COMPLETED"
+    names = [t[0] for t in first["tasks"]]
+    assert "parse batch 1/1" in names and "dedup" in names and "validate" in names
+    assert any(line.startswith("parse: ") for line in first["logs"]) and any(line.startswith("validate: ") for line in first["logs"])
+    reused = [t for t in second["tasks"] if t[0].startswith("dedup")]
+    assert reused == [["dedup (reused: no quote changed since the last build)", "COMPLETED",
+                       "reused the last build's dedup output: the excerpts and post dates are unchanged"]]
+    assert any("the last build's output" in line for line in second["logs"])
+    summary = [a for a in got["artifacts"] if a["key"].startswith("kirinuki-summary-site-build-")]
+    assert summary and all(a["key"] == summary[0]["key"] for a in summary)
+    assert f"file://{(out / 'validation' / 'report.html').resolve()}" in summary[0]["data"]
+    assert any(a["key"].startswith("kirinuki-rows-site-build-") for a in got["artifacts"])

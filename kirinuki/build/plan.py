@@ -50,6 +50,20 @@ class _QuietFileHandler(logging.FileHandler):
             pass
 
 
+def _prefect_handler() -> logging.Handler | None:
+    """Prefect's API log handler at INFO, when a flow run is going on (none in a plain call)."""
+    try:
+        from prefect.context import FlowRunContext
+        from prefect.logging.handlers import APILogHandler
+    except ImportError:
+        return None
+    if FlowRunContext.get() is None:
+        return None
+    h = APILogHandler()
+    h.setLevel(logging.INFO)
+    return h
+
+
 @contextmanager
 def build_log(path: Path, keep_on_failure: Path) -> Iterator[None]:
     """Send this run's log records (Prefect's warnings and errors, kirinuki's stage lines) to a
@@ -60,6 +74,9 @@ def build_log(path: Path, keep_on_failure: Path) -> Iterator[None]:
     root = logging.getLogger()
     root.addHandler(handler)
     log.setLevel(logging.INFO)
+    api = _prefect_handler()  # the same stage lines, in the flow run's logs on the Prefect server
+    if api is not None:
+        log.addHandler(api)
     try:
         yield
     except BaseException as e:
@@ -73,6 +90,8 @@ def build_log(path: Path, keep_on_failure: Path) -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         handler.close()
+        if api is not None:
+            log.removeHandler(api)
 
 
 def share_exports(refs: list[SourceRef], keys: list[str | None], batch_files: int,
