@@ -190,12 +190,14 @@ def test_build_publishes_prefect_artifacts_with_the_summary(tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from kirinuki.flows.build import build
+    from kirinuki.flows.build import artifact_key, build
 
     summary = build([str(SAMPLE)], str(tmp_path / "out"))
+    key = artifact_key(tmp_path / "out", "summary")
+    assert key != artifact_key(tmp_path / "other", "summary")  # each output folder has its own
     with get_client(sync_client=True) as client:
-        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["kirinuki-build"])))
-    assert arts, "no kirinuki-build artifact"
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    assert arts, f"no {key} artifact"
     md = max(arts, key=lambda a: a.created).data
     assert f"| paragraphs | {summary['rows']['paragraphs']:,} |" in md and "Validation:" in md
 

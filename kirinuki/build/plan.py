@@ -92,6 +92,10 @@ def build_log(path: Path, keep_on_failure: Path) -> Iterator[None]:
         handler.close()
         if api is not None:
             log.removeHandler(api)
+            try:  # send what is queued while the run (and a temporary server) is still there
+                api.flush()
+            except Exception:  # noqa: BLE001 - the logs are also in build.log; never fail a build here
+                pass
 
 
 def share_exports(refs: list[SourceRef], keys: list[str | None], batch_files: int,
