@@ -206,7 +206,8 @@ def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_
 
 
 def _run_name() -> str:
-    """A flow run named after what it builds: `sample <- input/sample` (not `wisteria-lemur`)."""
+    """A flow run named after the folders it builds into and from: `sample <- sample` for
+    `--out output/sample input/sample` (not `wisteria-lemur`)."""
     from prefect.runtime import flow_run
 
     p = flow_run.parameters
@@ -220,9 +221,9 @@ def artifact_key(out: Path, what: str) -> str:
     import hashlib
     import re
 
-    resolved = str(out.resolve())
-    name = re.sub(r"[^a-z0-9]+", "-", out.resolve().name.lower()).strip("-") or "build"
-    return f"kirinuki-{what}-{name[:40]}-{hashlib.sha256(resolved.encode()).hexdigest()[:8]}"
+    resolved = out.resolve()
+    name = re.sub(r"[^a-z0-9]+", "-", resolved.name.lower()).strip("-") or "build"
+    return f"kirinuki-{what}-{name[:40]}-{hashlib.sha256(str(resolved).encode()).hexdigest()[:8]}"
 
 
 @flow(name="kirinuki-build", flow_run_name=_run_name, persist_result=False,
@@ -348,12 +349,13 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
 def _artifacts(out: Path, summary: dict, note: str | None = None) -> None:
     """The run's artifacts, keyed by the output folder: rows per table, and the summary with links
     to the validation report and the build log and the checks that failed."""
-    report = (out / "validation" / "report.html").resolve()
-    results = read_json(out / "validation" / "results.json") or {}
+    here = out.resolve()  # links need the absolute folder
+    report = here / "validation" / "report.html"
+    results = read_json(here / "validation" / "results.json") or {}
     failed = [c for c in results.get("checks", []) if isinstance(c, dict) and not c.get("success", True)]
     lines = [f"**{note}**", ""] if note else []
-    lines += [f"[validation report](file://{report}) · [build log](file://{(out / 'logs' / 'build.log').resolve()}) · "
-              f"folder `{out.resolve()}`", ""]
+    lines += [f"[validation report](file://{report}) · [build log](file://{here / 'logs' / 'build.log'}) · "
+              f"folder `{here}`", ""]
     if failed:
         lines += ["Checks that failed (their rows are in `quarantine`):", ""]
         lines += [f"- {c.get('table')}: `{c.get('name')}` ({c.get('unexpected', 0):,} rows)" for c in failed]

@@ -3,7 +3,7 @@
 In: a document row, its excerpt rows and its paragraph rows (as parse wrote them). Out: one row
 per date expression, in the order of the post: headlines (paragraph_id NULL, context `headline`)
 and paragraphs (context `paragraph`). Offsets point into the decoded post, also for hard-wrapped
-paragraphs whose lines were joined. A mention inside a paragraph (or headline) that repeats an
+paragraphs whose lines were joined (`wrapped_offsets` maps them back). A mention inside a paragraph (or headline) that repeats an
 earlier one of the post gets `repeat_of`, the id of the same expression in the first copy, so
 counts can leave repeats out.
 """
@@ -34,9 +34,34 @@ def _headline_start(text: str, ex: dict, spans: list[tuple[int, int]]) -> int | 
     return None if k >= 0 and spans[k][0] <= at < spans[k][1] else at
 
 
-def date_mention_rows(doc: dict, excerpts: list[dict], paragraphs: list[dict]) -> list[dict]:
-    from kirinuki.clean.normalize import wrapped_offsets
+_BREAK = " \t\u3000\n>＞"
 
+
+def wrapped_offsets(source: str, joined: str) -> list[int]:
+    """For a hard-wrapped paragraph: the offset in `source` (its span of the post) of each of
+    `joined`'s characters. The join left out each line break with the indentation and quote prefix
+    after it, and put one space between Latin letters: such a space maps to the break."""
+    out, j, n = [], 0, len(source)
+    for c in joined:
+        if j < n and source[j] == c:
+            out.append(j)
+            j += 1
+            continue
+        k = j
+        while k < n and source[k] in _BREAK and source[k] != c:
+            k += 1
+        if c == " ":
+            out.append(j)
+            while k < n and source[k] in _BREAK:
+                k += 1
+            j = k
+        else:
+            out.append(min(k, n - 1))
+            j = k + 1
+    return out
+
+
+def date_mention_rows(doc: dict, excerpts: list[dict], paragraphs: list[dict]) -> list[dict]:
     text = doc["text"]
     post_date: date | None = doc["published_date"]
     article = {e["excerpt_id"]: e["published_date"] for e in excerpts}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from kirinuki.clean.date_rows import date_mention_rows
 from kirinuki.schema import REFERENCE
 
 _WS = re.compile(r"\s+")
@@ -169,33 +170,4 @@ def clean_document(rows: dict[str, list[dict]]) -> None:
         c["outlet_id"] = resolve_outlet(c["outlet_raw"])
         c["author"] = clean_author(c["author_raw"])
     doc["caption_outlet_id"] = resolve_outlet(doc["caption_outlet_raw"])
-    from kirinuki.clean.date_rows import date_mention_rows
-
     rows["date_mentions"] = date_mention_rows(doc, rows["excerpts"], rows["paragraphs"])
-
-
-_BREAK = " \t\u3000\n>＞"
-
-
-def wrapped_offsets(source: str, joined: str) -> list[int]:
-    """For a hard-wrapped paragraph: the offset in `source` (its span of the post) of each of
-    `joined`'s characters. The join left out each line break with the indentation and quote prefix
-    after it, and put one space between Latin letters: such a space maps to the break."""
-    out, j, n = [], 0, len(source)
-    for c in joined:
-        if j < n and source[j] == c:
-            out.append(j)
-            j += 1
-            continue
-        k = j
-        while k < n and source[k] in _BREAK and source[k] != c:
-            k += 1
-        if c == " ":
-            out.append(j)
-            while k < n and source[k] in _BREAK:
-                k += 1
-            j = k
-        else:
-            out.append(min(k, n - 1))
-            j = k + 1
-    return out

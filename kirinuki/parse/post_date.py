@@ -79,9 +79,10 @@ def infer_post_date(parts: list[DateParts], text: str, meta_date: date | None,
     return PostDate(post, True, post.year, rule)
 
 
-def _latest_on_or_before(e: date, keys: list[tuple[int, int]], k: int) -> date | None:
+def _earliest_placed(e: date, keys: list[tuple[int, int]]) -> date | None:
     """The earliest of the year-less dates when each is placed on or before e: the first key after
-    e's month and day (keys[k:]) in the year before, else the first key in e's year."""
+    e's month and day in the year before, else the first key in e's year."""
+    k = bisect_right(keys, (e.month, e.day))
     for y, run in ((e.year - 1, keys[k:]), (e.year, keys[:k])):
         for m, d in run:
             if (x := safe_date(y, m, d)) is not None:
@@ -95,17 +96,15 @@ def _closest_post_date(keys: list[tuple[int, int]], floor: date, earliest_known:
     candidates = [floor] if earliest_known is not None else []
     candidates += [x for y in (floor.year, floor.year + 1) for m, d in keys
                    if (x := safe_date(y, m, d)) is not None and x >= floor]
-    best: tuple[bool, int, date] | None = None
     leap_day = (2, 29) in keys
-    for e in candidates:
-        first = _latest_on_or_before(e, keys, bisect_right(keys, (e.month, e.day)))
-        lows = [x for x in (first, earliest_known) if x is not None]
+
+    def score(e: date) -> tuple[bool, int, date]:
+        lows = [x for x in (_earliest_placed(e, keys), earliest_known) if x is not None]
         # a 2月29日 that would land in a common year is a date the reading cannot place: avoid it
         unplaced = leap_day and not isleap(e.year if (e.month, e.day) >= (2, 29) else e.year - 1)
-        score = (unplaced, (e - min(lows)).days if lows else 0, e)
-        if best is None or score < best:
-            best = score
-    return best[2] if best else None
+        return unplaced, (e - min(lows)).days if lows else 0, e
+
+    return min(candidates, key=score, default=None)
 
 
 def resolve(parts: DateParts | None, post: PostDate) -> tuple[date | None, bool, str | None]:

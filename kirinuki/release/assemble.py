@@ -62,6 +62,8 @@ def assemble(build: Path, summary: dict, out: Path, dataset: str, version: str, 
              previous: tuple[str, Path] | None, homepage: str | None = None,
              about: dict | None = None) -> tuple[dict, dict]:
     """Write every file of a release into `out` (an empty folder). Returns (manifest, changes)."""
+    about = about or {}
+    home = homepage or about.get("homepage")  # --homepage wins over release.toml's
     (out / DATA_DIR).mkdir(parents=True)
     names = [n for n in tables() if (build / DATA_DIR / f"{n}.parquet").exists()]
     table_meta = {}
@@ -87,8 +89,8 @@ def assemble(build: Path, summary: dict, out: Path, dataset: str, version: str, 
         "dataset": dataset, "version": version, "release_date": date, "text_profile": profile,
         "kirinuki_version": __version__, "pipeline_version": PIPELINE_VERSION, "schema_version": schema_version(),
         "build_kirinuki_version": summary["kirinuki_version"], "previous_version": changes["previous_version"],
-        **({"homepage": homepage or (about or {}).get("homepage")} if homepage or (about or {}).get("homepage") else {}),
-        "about": {k: v for k, v in (about or {}).items() if k != "homepage"},
+        **({"homepage": home} if home else {}),
+        "about": {k: v for k, v in about.items() if k != "homepage"},
         "source": {"corpus_sha256": summary["corpus_sha256"], "documents": summary["inputs"]["read"],
                    "bytes": summary["inputs"]["bytes"], "files": summary["inputs"]["files"],
                    "rejects": sum(summary["rejects"].values())},

@@ -45,8 +45,11 @@ def url(m: dict) -> str:
     return m.get("homepage") or PLACEHOLDER_URL.format(name=identity(m), version=m["version"])
 
 
+_NO_CREATOR = {"name": "kirinuki maintainers", "organization": True}  # when release.toml names none
+
+
 def _creators(m: dict) -> list[dict]:
-    return m.get("about", {}).get("creator") or [{"name": "kirinuki maintainers"}]
+    return m.get("about", {}).get("creator") or [_NO_CREATOR]
 
 
 def citation(m: dict) -> str:
@@ -182,7 +185,7 @@ per table that has rows; an empty table is only in `data/`).
 
 
 def _twin(m: dict) -> str:
-    other = m["dataset"] if m["text_profile"] == "full" else m["dataset"] + "-full"
+    other = identity(dict(m, text_profile="metadata" if m["text_profile"] == "full" else "full"))
     return (f", the `{m['text_profile']}` text profile of version {m['version']}; the other profile of the same "
             f"version is a different dataset, `{other}`")
 
@@ -273,8 +276,8 @@ def _fmt_counts(c: dict) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in c.items()) if c else "none"
 
 
-def _agent(a: dict, kind: str = "sc:Person") -> dict:
-    kind = "sc:Organization" if a["name"] == "kirinuki maintainers" else kind
+def _agent(a: dict, organization: bool = False) -> dict:
+    kind = "sc:Organization" if organization or a.get("organization") else "sc:Person"
     return {"@type": kind, "name": a["name"], **({"url": a["url"]} if a.get("url") else {})}
 
 
@@ -326,7 +329,7 @@ def croissant(m: dict) -> dict:
         "license": lic.croissant_licence(lic.package_licence(list(m["tables"]), m["text_profile"]), m.get("homepage")),
         "url": url(m), "datePublished": m["release_date"], "inLanguage": "ja", "citeAs": citation(m),
         "creator": [_agent(c) for c in _creators(m)],
-        **({"publisher": _agent(m["about"]["publisher"], "sc:Organization")} if m.get("about", {}).get("publisher") else {}),
+        **({"publisher": _agent(m["about"]["publisher"], organization=True)} if m.get("about", {}).get("publisher") else {}),
         "keywords": ["news", "quotation", "Japanese", "provenance", "deduplication"],
         "distribution": dist, "recordSet": record_sets,
     }

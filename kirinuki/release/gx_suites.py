@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from kirinuki.schema import release_columns, spec
-from kirinuki.validate.suites import SUITES
+from kirinuki.validate.suites import SUITES, _columns_of
 
 SCRIPT = '''"""Re-run this release's Great Expectations suites with GX itself, in a plain FileDataContext
 (made in a temporary folder: the release stays as published).
@@ -59,10 +59,6 @@ if __name__ == "__main__":
 '''
 
 
-def _columns(e: dict) -> set[str]:
-    return {v for k, v in e["kwargs"].items() if k in ("column", "column_A", "column_B")}
-
-
 def write_suites(out: Path, names: list[str], profile: str) -> dict[str, int]:
     """Write the release's suites and script; returns {table: expectations left out} (withheld text)."""
     folder = out / "expectations"
@@ -73,8 +69,8 @@ def write_suites(out: Path, names: list[str], profile: str) -> dict[str, int]:
         if not path.exists():
             continue
         suite = json.loads(path.read_text(encoding="utf-8"))
-        withheld = {c.name for c in release_columns(spec(name), profile) if c.quoted and profile == "metadata"}
-        keep = [e for e in suite["expectations"] if not (_columns(e) & withheld)]
+        withheld = {c.name for c in release_columns(spec(name), profile) if c.quoted} if profile == "metadata" else set()
+        keep = [e for e in suite["expectations"] if not (set(_columns_of([e])) & withheld)]
         if len(keep) != len(suite["expectations"]):
             left_out[name] = len(suite["expectations"]) - len(keep)
             suite = dict(suite, expectations=keep, meta=dict(suite.get("meta", {}), kirinuki_release=(

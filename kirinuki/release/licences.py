@@ -64,10 +64,6 @@ def package_licence(tables: list[str], profile: str) -> dict:
     return MIXED if any(third_party(t, profile) for t in tables) else CC_BY
 
 
-def personal_columns(tables: list[str]) -> list[str]:
-    return [f"{t}.{c.name}" for t in tables for c in spec(t).columns if c.personal]
-
-
 def datapackage_licences(licence: dict) -> list[dict]:
     """Data Package `licenses`: an Open Definition id only where the licence really is one."""
     if licence is CC_BY:
