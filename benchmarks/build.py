@@ -17,6 +17,10 @@ a paragraph of a quoted article in each (dedup runs again over the whole corpus)
 Floor: read + decode + split into lines + write one Parquet table of the lines with pyarrow, in
 one process: the least any Python pipeline over these files must do.
 
+Side by side (`--against REV --rounds N`): the full build of the same corpus by today's code and by
+the code at git revision REV (a git worktree under --workdir, run with this environment's packages),
+alternated N times, each first in turn; the table gives every round and the best of each.
+
 Parse speed (`--parse-baseline REV`, on by default): in one process, every post of the corpus is
 parsed by the seed's grammar as it was at git revision REV (loaded from git history), by today's
 seed grammar, and by today's parse with convention detection (`parse.detect.parse_post`, what a
@@ -61,10 +65,10 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def measured(cmd: list[str], env: dict) -> tuple[float, int, str]:
+def measured(cmd: list[str], env: dict, cwd: Path = ROOT) -> tuple[float, int, str]:
     """(wall seconds, peak tree RSS bytes, stdout) of one command."""
     t = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
     peak = 0
     stop = threading.Event()
 
@@ -190,7 +194,11 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--runs", default=",".join(RUNS), help="which builds, in this order (comma-separated)")
     ap.add_argument("--parse-baseline", default=BASELINE_REV, help="git revision whose seed grammar parse speed is compared with ('' to skip)")
+    ap.add_argument("--against", default="", help="git revision whose full build is timed side by side with today's")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of the side-by-side comparison")
     args = ap.parse_args()
+    if args.against:
+        return side_by_side(args)
     runs = [r for r in args.runs.split(",") if r]
     if unknown := [r for r in runs if r not in RUNS]:
         raise SystemExit(f"unknown run {unknown[0]!r}; choose from {', '.join(RUNS)}")
@@ -229,6 +237,40 @@ def main() -> None:
         if runs:
             print_table(rows)
     json.dump(rows, open(workdir / "results.json", "w"), indent=1)
+
+
+def worktree(rev: str, workdir: Path) -> Path:
+    """A checkout of `rev` under `workdir` (made once), whose package runs from its own folder."""
+    d = workdir / f"tree-{rev}"
+    if not d.exists():
+        subprocess.run(["git", "worktree", "add", "--detach", str(d), rev], cwd=ROOT, check=True, capture_output=True)
+    return d
+
+
+def side_by_side(args) -> None:
+    """Full builds by today's code and REV's, alternated, each first in turn."""
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PREFECT_HOME=str(workdir / "prefect-home"))
+    env.pop("PREFECT_API_URL", None)
+    old = worktree(args.against, workdir)
+    for posts in [int(s) for s in args.sizes.split(",")]:
+        src = corpus(workdir, posts, env)
+        out = workdir / f"build-{posts}"
+        codes = [("today", ROOT), (args.against, old)]
+        times: dict[str, list[float]] = {name: [] for name, _ in codes}
+        for r in range(args.rounds):
+            for name, tree in codes[r % 2:] + codes[:r % 2]:
+                shutil.rmtree(out, ignore_errors=True)
+                cmd = [sys.executable, "-c", "from kirinuki.cli import main; main()", "build", str(src), "--out",
+                       str(out), "--json", "--workers", str(args.workers)]
+                wall, _, stdout = measured(cmd, dict(env, PYTHONPATH=str(tree)), cwd=tree)
+                flow = json.loads(stdout.strip().splitlines()[-1])["durations_s"]["total"]
+                times[name].append(wall)
+                print(f"{posts:>7,} posts  round {r + 1}  {name:<10} wall {wall:6.1f} s  flow {flow:6.1f} s", flush=True)
+        best = {name: min(t) for name, t in times.items()}
+        print(f"{posts:>7,} posts  best wall: today {best['today']:.1f} s, {args.against} {best[args.against]:.1f} s "
+              f"-> today is {best['today'] / best[args.against]:.1%} of {args.against}", flush=True)
 
 
 def print_table(rows: list[dict]) -> None:

@@ -20,8 +20,8 @@ import os  # noqa: E402
 import shutil  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor  # noqa: E402
-from contextlib import nullcontext  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from contextlib import contextmanager, nullcontext  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable  # noqa: E402
 
@@ -33,25 +33,25 @@ from prefect.futures import as_completed, wait  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from kirinuki import __version__  # noqa: E402
-from kirinuki.build.batch import cache_key, code_digest, exit_with, fingerprints, run_batch  # noqa: E402
+from kirinuki.build.batch import code_digest, run_batch  # noqa: E402
+from kirinuki.build.validation import validate_files  # noqa: E402
+from kirinuki.build.workers import WorkerPool, import_validation  # noqa: E402
+from kirinuki.build.inputs import plan_inputs, small_build, unchanged_since  # noqa: E402
 from kirinuki.build.parts import PART_TABLES, part_numbers, read_part  # noqa: E402
 from kirinuki.build.reuse import Hit, cache_lookup, container_key, entries_by_export  # noqa: E402
 from kirinuki.build.plan import (  # noqa: E402
     CACHE_DIR,
     DEDUP_STATE,
     FINGERPRINTS,
-    VALIDATION_KEPT,
-    build_digest,
     build_log,
     failed_log,
-    known_fingerprints,
-    previous_summary,
     share_exports,
 )
 from kirinuki.build.summary import summarize, summary_markdown  # noqa: E402
+from kirinuki.flows.naming import artifact_key  # noqa: E402
 from kirinuki.clean.normalize import outlet_rows  # noqa: E402
 from kirinuki.dedup import DedupConfig, dedup_key, dedup_parts, keep_dedup, read_cluster_columns, reuse_dedup  # noqa: E402
-from kirinuki.ingest.sources import DEFAULT_MAX_BYTES, SourceRef, discover  # noqa: E402
+from kirinuki.ingest.sources import DEFAULT_MAX_BYTES, SourceRef  # noqa: E402
 from kirinuki.parse.records import reject_row  # noqa: E402
 from kirinuki.store.files import (  # noqa: E402
     atomic_dir,
@@ -72,9 +72,11 @@ DEFAULT_BATCH_FILES = 256
 
 # Set while a build runs with a local process pool: parse tasks hand their batch to it. Without one
 # (a Dask worker, or workers=1) a task runs its batch itself.
-_POOL: ProcessPoolExecutor | None = None
+_POOL: WorkerPool | None = None
 # Called with (files done, files total, bytes done) as batches finish; the CLI draws progress with it.
 progress: Callable[[int, int, int], None] | None = None
+# A validation worker the CLI started before importing Prefect (workers.warm_validator); the next build uses it.
+prewarmed: WorkerPool | None = None
 
 
 @task(name="parse-batch", cache_policy=NO_CACHE, persist_result=False)
@@ -83,7 +85,7 @@ def parse_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int
                 keep_drafts: bool = False) -> dict:
     args = (refs, parts, batch_no, max_bytes, keys, hits, old_parts, entry_hits, keep_drafts)
     pool = _POOL
-    return pool.submit(run_batch, *args).result() if pool is not None else run_batch(*args)
+    return pool.run(run_batch, *args) if pool is not None else run_batch(*args)
 
 
 @task(name="dedup", task_run_name="dedup (reused: no quote changed since the last build)", cache_policy=NO_CACHE,
@@ -95,14 +97,50 @@ def dedup_kept(stats: dict):
                      data=stats)
 
 
+# Below this many posts dedup runs in the build's own process: a child process's start-up (its
+# imports) costs more than the memory it would give back (benchmarks/loop.py).
+DEDUP_IN_PROCESS_POSTS = 500
+
+
+@contextmanager
+def _warm_validator(small: bool):
+    """The validation worker the CLI started (`prewarmed`), importing Great Expectations while the
+    build runs, if the build is small; else None (validation then runs in this process). Stopped at
+    the end either way."""
+    global prewarmed
+    pool, prewarmed = prewarmed, None
+    if pool is None or not small:
+        if pool is not None:
+            pool.stop()
+        yield None
+        return
+    try:
+        yield pool
+    except BaseException:
+        pool.stop()
+        raise
+    pool.shutdown(wait=True)
+
+
+def discard_prewarmed() -> None:
+    """Stop the CLI's validation worker if no build took it (the run failed before building)."""
+    global prewarmed
+    pool, prewarmed = prewarmed, None
+    if pool is not None:
+        pool.stop()
+
+
 @task(name="dedup", task_run_name="dedup", cache_policy=NO_CACHE, persist_result=False)
-def dedup_tables(root: str, parts: str, cfg: DedupConfig, duckdb_memory_mb: int = 2048) -> dict:
+def dedup_tables(root: str, parts: str, cfg: DedupConfig, duckdb_memory_mb: int = 2048, posts: int = 0) -> dict:
     """Cluster every quote of the same article (reading the excerpts from the parts); write
-    articles, article_paragraphs, dedup_links and the excerpts' cluster columns. Runs in a child
-    process (the parse stage's forkserver) so the memory it needs is returned when it ends."""
+    articles, article_paragraphs, dedup_links and the excerpts' cluster columns. On a large build
+    it runs in a child process (the parse stage's forkserver) so the memory it needs is returned
+    when it ends; below DEDUP_IN_PROCESS_POSTS posts in this process."""
+    if posts < DEDUP_IN_PROCESS_POSTS:
+        return dedup_parts(root, parts, cfg, duckdb_memory_mb)
     ctx = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(1, mp_context=ctx, initializer=exit_with, initargs=(os.getpid(),)) as pool:
-        return pool.submit(dedup_parts, root, parts, cfg, duckdb_memory_mb).result()
+    with WorkerPool(1, ctx) as pool:
+        return pool.run(dedup_parts, root, parts, cfg, duckdb_memory_mb)
 
 
 @task(name="write-tables", cache_policy=NO_CACHE, persist_result=False)
@@ -130,29 +168,14 @@ def write_reference_tables(root: str, rejects: list[dict]) -> dict[str, int]:
 
 
 @task(name="validate", task_run_name="validate", cache_policy=NO_CACHE, persist_result=False)
-def validate_tables(root: str, parts: str, old_parts: str | None) -> tuple[dict, dict[str, str]]:
-    """Run every suite; quarantine warning failures; fail the flow on a critical one. A table whose
-    file is byte for byte one the last build (same code) validated keeps that build's GX results:
-    they are kept in the parts folder with each file's sha256. Returns the summary of the report
-    and the sha256 of each table's file as validated (empty when quarantine rewrote any)."""
-    from kirinuki.validate import validate_build, write_reports
-
-    code = code_digest(whole_build=True)
-    kept = read_json(Path(old_parts) / VALIDATION_KEPT) if old_parts else None
-    previous = kept.get("tables") if isinstance(kept, dict) and kept.get("code") == code else None
-    report = validate_build(Path(root), previous=previous)
-    write_reports(Path(root), report)
-    if Path(parts).is_dir():
-        write_json(Path(parts) / VALIDATION_KEPT, {"code": code, "tables": report.kept_results()})
-    return ({"success": report.success, "checks": len(report.checks), "quarantined": report.quarantined,
-             "reused": report.reused}, report.digests)
-
-
-def _preload_validation() -> None:
-    try:
-        import great_expectations  # noqa: F401
-    except Exception:  # noqa: BLE001 - the validate stage imports it again and reports any problem
-        pass
+def validate_tables(root: str, parts: str, old_parts: str | None, validator: WorkerPool | None = None
+                    ) -> tuple[dict, dict[str, str]]:
+    """Run every suite; quarantine warning failures; fail the flow on a critical one (reusing the
+    last build's results for unchanged tables: kirinuki.build.validation). In `validator`, a worker
+    that imported Great Expectations while the build parsed, when there is one."""
+    if validator is not None:
+        return validator.run(validate_files, root, parts, old_parts)
+    return validate_files(root, parts, old_parts)
 
 
 def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_files: int, max_bytes: int,
@@ -175,8 +198,7 @@ def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_
     ctx = multiprocessing.get_context("forkserver")
     if use_pool:
         ctx.set_forkserver_preload(["kirinuki.build.batch"])
-    pool_args = dict(mp_context=ctx, initializer=exit_with, initargs=(os.getpid(),))
-    with ProcessPoolExecutor(workers, **pool_args) if use_pool else nullcontext() as pool:
+    with WorkerPool(workers, ctx) if use_pool else nullcontext() as pool:
         if use_pool:
             _POOL = pool
         futures = []
@@ -196,8 +218,8 @@ def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_
             # one batch failed (a full disk, a bug): no other batch may go on writing into the build's
             # temporary folder once it is removed, so the pool takes no more work and every task ends
             # before this returns (a task finding the pool shut fails at once; it never runs inline)
-            if use_pool:
-                pool.shutdown(wait=False, cancel_futures=True)
+            if use_pool:  # the batches still running would only be thrown away: stop them now
+                pool.stop()
             wait(futures)
             raise
         finally:
@@ -213,17 +235,6 @@ def _run_name() -> str:
     p = flow_run.parameters
     inputs = ", ".join(Path(i).name or str(i) for i in p.get("inputs", []))
     return f"{Path(p.get('out', 'build')).name} <- {inputs}"[:120]
-
-
-def artifact_key(out: Path, what: str) -> str:
-    """An artifact key of this output folder (Prefect keys: lowercase letters, digits, dashes), so
-    two deployments building into different folders keep their own artifacts."""
-    import hashlib
-    import re
-
-    resolved = out.resolve()
-    name = re.sub(r"[^a-z0-9]+", "-", resolved.name.lower()).strip("-") or "build"
-    return f"kirinuki-{what}-{name[:40]}-{hashlib.sha256(str(resolved).encode()).hexdigest()[:8]}"
 
 
 @flow(name="kirinuki-build", flow_run_name=_run_name, persist_result=False,
@@ -258,25 +269,19 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     with locked(out_path):
-        refs, rejected = discover(inputs, convention=convention)
-        timings["discover"] = time.perf_counter() - t0
-        t = time.perf_counter()
-        known = known_fingerprints(out_path / CACHE_DIR, max_bytes) if cache else {}
-        fps, record, hashed = fingerprints(refs, max_bytes, known)
-        keys = [cache_key(r.rel, fp, max_bytes, r.convention) for r, fp in zip(refs, fps)]
-        del known, fps  # ~100 MB at 100k files: not kept through the build's peak
-        timings["hash"] = time.perf_counter() - t
-        digest = build_digest(keys, refs, rejected, max_bytes, dedup_cfg, drafts)
-        previous = previous_summary(out_path)
-        if cache and previous and previous.get("build_digest") == digest:
-            previous["up_to_date"] = True
-            failed_log(out_path).unlink(missing_ok=True)
-            previous["durations_s"] = {**{k: round(v, 3) for k, v in timings.items()},
-                                       "total": round(time.perf_counter() - t0, 3)}
+        plan = plan_inputs(inputs, out_path, max_bytes, dedup_cfg, drafts, convention, cache)
+        refs, rejected, keys, record, hashed, digest = (plan.refs, plan.rejected, plan.keys, plan.record, plan.hashed,
+                                                        plan.digest)
+        timings.update(plan.timings)
+        previous = unchanged_since(plan, out_path, t0) if cache else None
+        del plan
+        if previous is not None:
             message = f"up to date: nothing changed since the last build of {out}, which is kept as it is"
             _artifacts(out_path, previous, note=message)
             return Completed(message=message, data=previous)
-    with locked(out_path), atomic_dir(out_path) as tmp, build_log(tmp / "logs" / "build.log", failed_log(out_path)):
+    small = small_build(refs)
+    with locked(out_path), atomic_dir(out_path) as tmp, build_log(tmp / "logs" / "build.log", failed_log(out_path)), \
+            _warm_validator(small) as validator:
         log.info("kirinuki %s build of %s into %s (%d workers)", __version__, inputs, out, workers)
         log.info("discover: %.2f s, hash: %.2f s", timings["discover"], timings["hash"])
         t = time.perf_counter()
@@ -306,13 +311,14 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         if dedup_reused:
             dedup_stats = dedup_kept(dedup_stats).result()  # the task returns its Completed state
         else:
-            dedup_stats = dedup_tables(str(tmp), str(parts), dedup_cfg, duckdb_memory_mb)
+            dedup_stats = dedup_tables(str(tmp), str(parts), dedup_cfg, duckdb_memory_mb,
+                                       posts=sum(res["read"] for res in results))
             keep_dedup(str(tmp), str(state), key, dedup_stats)
         dedup_stats = dict(dedup_stats, reused=dedup_reused)
         timings["dedup"] = time.perf_counter() - t
-        # importing Great Expectations takes seconds (and ~200 MB): do it while the last tables
-        # are written, not earlier, so it does not add to the dedup process's peak
-        threading.Thread(target=_preload_validation, daemon=True).start()
+        if validator is None:  # importing Great Expectations takes seconds (and ~200 MB): on a large
+            # build, while the last tables are written, not earlier, so it does not add to dedup's peak
+            threading.Thread(target=import_validation, daemon=True).start()
         log.info("dedup: %.2f s%s", timings["dedup"], " (the last build's output: its input is unchanged)" if dedup_reused else "")
         t = time.perf_counter()
         counts = write_tables.with_options(task_run_name="write excerpts")(str(tmp), str(parts), ["excerpts"],
@@ -323,7 +329,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         timings["write"] = time.perf_counter() - t  # what is left to write after dedup
         log.info("write: %.2f s", timings["write"])
         t = time.perf_counter()
-        report, digests = validate_tables(str(tmp), str(parts), str(old_parts) if old_parts else None)
+        report, digests = validate_tables(str(tmp), str(parts), str(old_parts) if old_parts else None, validator)
         counts["quarantine"] = sum(report["quarantined"].values())
         timings["validate"] = time.perf_counter() - t
         log.info("validate: %.2f s", timings["validate"])

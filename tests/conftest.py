@@ -19,6 +19,15 @@ from kirinuki.flows.env import configure  # noqa: E402
 
 configure()  # kirinuki's quiet Prefect settings, before any test imports prefect
 
+# One Prefect server for the session, as `kirinuki server start` keeps one: the flows this process
+# runs and every `kirinuki` command a test starts (they inherit KIRINUKI_STATE_DIR) record their runs
+# there instead of starting a server each. Tests of the other cases set their own environment.
+os.environ["KIRINUKI_STATE_DIR"] = os.path.join(_PREFECT_HOME, "kirinuki-state")
+from kirinuki.server import start_background  # noqa: E402
+
+_SERVER, _ = start_background(port=None, ui=False)
+os.environ["PREFECT_API_URL"] = _SERVER.api_url  # before any test imports prefect
+
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT.parent / "shared" / "seed" / "000_b7666d67213713ef.txt"
 SAMPLE = ROOT / "input" / "sample"
@@ -44,15 +53,45 @@ def _stray_processes(marks: list[bytes]) -> list[int]:
 
 
 def pytest_sessionfinish(session, exitstatus):
+    """The suite must leave no process running: Prefect's temporary server (started by the flows
+    this process ran) is stopped, then any other process a test started and left is a failure of
+    the session, named here, and stopped."""
     import signal
+    import sys
     import time
 
+    from kirinuki.server import drain_prefect, stop_background
+
+    drain_prefect(5.0)  # what this process's flows still have to send, before their server stops
+    stop_background()  # the session's server
+    from kirinuki.build.workers import kill_all_workers
+
+    kill_all_workers()  # a pool a failed test left open would keep the forkserver below from ending
+    import multiprocessing.forkserver
+    import multiprocessing.resource_tracker
+
+    for helper in (multiprocessing.forkserver._forkserver, multiprocessing.resource_tracker._resource_tracker):
+        try:  # this process's own multiprocessing helpers (they would end with it): stopped now
+            helper._stop()
+        except Exception:  # noqa: BLE001 - not started, or a Python without _stop: they end with the process
+            pass
+    if "prefect.server.api.server" in sys.modules:  # a temporary server a test made Prefect start
+        from prefect.server.api.server import SubprocessASGIServer
+
+        for server in list(SubprocessASGIServer._instances.values()):
+            server.stop()
     marks = [f"PREFECT_HOME={_PREFECT_HOME}".encode()]
     base = getattr(session.config, "_tmp_path_factory", None)
     if base is not None:
         marks.append(f"PREFECT_HOME={base.getbasetemp()}".encode())
-    strays = _stray_processes(marks) if Path("/proc").is_dir() else []
-    for pid in strays:  # the suite must leave no process running
+    deadline = time.monotonic() + 5  # a process that is ending by itself has a moment to do so
+    while (strays := _stray_processes(marks) if Path("/proc").is_dir() else []) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if strays:
+        names = [_command(pid) for pid in strays]
+        print(f"\nerror: the suite left {len(strays)} process(es) running: " + "; ".join(names), file=sys.stderr)
+        session.exitstatus = 1
+    for pid in strays:
         try:
             os.kill(pid, signal.SIGTERM)
         except OSError:
@@ -67,6 +106,13 @@ def pytest_sessionfinish(session, exitstatus):
         except OSError:
             pass
     shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
+
+
+def _command(pid: int) -> str:
+    try:
+        return f"{pid} " + Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+    except OSError:
+        return str(pid)
 
 
 @pytest.fixture(scope="session")

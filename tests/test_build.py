@@ -505,10 +505,12 @@ def test_every_cache_path_gives_a_clean_build_s_bytes(tmp_path):
 
 
 def test_a_build_on_a_prefect_server_shows_its_stage_logs_named_tasks_reuse_and_linked_artifacts(tmp_path):
-    """Two CLI builds against a Prefect server started here on 127.0.0.1, read back through the
-    Prefect client: the flow run is named after its output, tasks after their work, kirinuki's
-    stage lines are the run's logs, the second build (a commentary line added) shows dedup reused,
-    and the artifacts, keyed by the output folder, link the validation report."""
+    """Three CLI builds, a release and a verify against a Prefect server started here on 127.0.0.1,
+    read back through the Prefect client: the flow run is named after its output, tasks after their
+    work, kirinuki's stage lines are the run's logs, the second build (a commentary line added)
+    shows dedup reused, the third says it is up to date, the artifacts, keyed by the output folder,
+    link the validation report, and release and verify are flow runs of their own with a linked
+    release artifact."""
     import socket
     import time
 
@@ -528,12 +530,26 @@ def test_a_build_on_a_prefect_server_shows_its_stage_logs_named_tasks_reuse_and_
             time.sleep(1)
         corpus, out = tmp_path / "corpus", tmp_path / "site-build"
         shutil.copytree(SAMPLE, corpus, ignore=LOOSE_POSTS_ONLY)
-        for round_ in (1, 2, 3):  # 3: nothing changed
+        for round_ in (1, 2):
             if round_ == 2:  # commentary only: the quotes are unchanged, so dedup is reused
                 post = corpus / "2024-06-12_nordria_grain.txt"  # UTF-8
                 post.write_text(post.read_text(encoding="utf-8") + "解説を一行書き足した。\n", encoding="utf-8")
             r = subprocess.run([str(bin_dir / "kirinuki"), "build", str(corpus), "--out", str(out)], env=env,
                                capture_output=True, text=True, timeout=300)
+            assert r.returncode == 0, r.stderr[-2000:]
+        # nothing changed: the CLI says so before Prefect starts (no run); the flow, run as a deployment
+        # runs it, ends Completed with an "up to date" message
+        r = subprocess.run([str(bin_dir / "kirinuki"), "build", str(corpus), "--out", str(out)], env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0 and "is up to date" in " ".join(r.stdout.split()), r.stderr[-2000:]
+        r = subprocess.run([sys.executable, "-c", "import sys; from kirinuki.flows.build import build; "
+                            "build([sys.argv[1]], sys.argv[2])", str(corpus), str(out)], env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        releases = tmp_path / "releases"
+        for cmd in (["release", "1.0.0", "--from", str(out), "--to", str(releases), "--date", "2026-01-15"],
+                    ["verify", str(releases / "kirinuki-1.0.0")]):
+            r = subprocess.run([str(bin_dir / "kirinuki"), *cmd], env=env, capture_output=True, text=True, timeout=300)
             assert r.returncode == 0, r.stderr[-2000:]
         code = f"""
 import json
@@ -562,7 +578,7 @@ print(json.dumps({{"runs": out, "artifacts": arts}}))
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
-    first, second, third = got["runs"]
+    first, second, third, release, verify = got["runs"]
     assert first["name"] == second["name"] == "site-build <- corpus"
     assert third["state"] == "COMPLETED" and third["message"].startswith("up to date: nothing changed")
     assert first["state"] == second["state"] == "COMPLETED"
@@ -577,3 +593,10 @@ print(json.dumps({{"runs": out, "artifacts": arts}}))
     assert summary and all(a["key"] == summary[0]["key"] for a in summary)
     assert f"file://{(out / 'validation' / 'report.html').resolve()}" in summary[0]["data"]
     assert any(a["key"].startswith("kirinuki-rows-site-build-") for a in got["artifacts"])
+    assert release["name"] == "kirinuki-1.0.0 <- site-build" and release["state"] == "COMPLETED"
+    assert [t[:2] for t in release["tasks"]] == [["make release", "COMPLETED"]]
+    assert any(line.startswith("released kirinuki-1.0.0 (metadata text) -> ") for line in release["logs"])
+    card = [a for a in got["artifacts"] if a["key"].startswith("kirinuki-release-kirinuki-releases-")]
+    assert card and f"file://{(releases / 'kirinuki-1.0.0').resolve()}/README.md" in card[0]["data"]
+    assert verify["name"] == "verify kirinuki-1.0.0" and verify["state"] == "COMPLETED"
+    assert any(line.endswith(": intact") for line in verify["logs"])

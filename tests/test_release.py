@@ -388,6 +388,67 @@ def test_publish_to_s3_stages_confirms_and_promotes(builds, tmp_path, monkeypatc
         server.stop()
 
 
+class _FlakyStore:
+    """An s3fs file system whose first `failures` uploads fail with `error`: a dropped connection
+    (to be retried) or an answer a retry cannot change (to be reported at once)."""
+
+    def __init__(self, fs, error: OSError, failures: int):
+        self.fs, self.error, self.failures, self.uploads = fs, error, failures, 0
+
+    def put_file(self, *args, **kwargs):
+        self.uploads += 1
+        if self.uploads <= self.failures:
+            raise self.error
+        return self.fs.put_file(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.fs, name)
+
+
+def test_the_release_flow_retries_a_dropped_upload_and_not_a_refusal(builds, tmp_path, monkeypatch):
+    import socket
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    import kirinuki.release.remote as remote
+    from kirinuki.flows.release import release
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        for k, v in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+                     "AWS_ENDPOINT_URL": endpoint}.items():
+            monkeypatch.setenv(k, v)
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="flaky-data")
+        real_fs = remote._fs
+        stores = []
+
+        def flaky(error, failures):
+            def make(endpoint_url):
+                stores.append(_FlakyStore(real_fs(endpoint_url), error, failures))
+                return stores[-1]
+            return make
+
+        monkeypatch.setattr(remote, "_fs", flaky(ConnectionResetError("connection reset by peer"), 1))
+        rel = release(str(builds["v1"]), "1.0.0", "s3://flaky-data/kirinuki", "full", date=DATE)
+        assert rel.path == "s3://flaky-data/kirinuki/kirinuki-1.0.0"
+        assert stores[-1].uploads > 1  # the first upload failed; the step ran again and completed
+        with remote._fs(None).fs.open("flaky-data/kirinuki/latest.json") as f:
+            assert json.load(f)["version"] == "1.0.0"
+        monkeypatch.setattr(remote, "_fs", flaky(PermissionError("access denied"), 10))
+        with pytest.raises(ReleaseError, match="access denied"):
+            release(str(builds["v2"]), "1.1.0", "s3://flaky-data/kirinuki", "full", date=DATE)
+        assert stores[-1].uploads == 1  # refused: not tried again
+    finally:
+        server.stop()
+
+
 def _forge_sums(rel: Path) -> None:
     """What a forger does after changing files: recompute SHA256SUMS so `sha256sum -c` passes."""
     lines = sorted(f"{_sha256(p)}  {p.relative_to(rel).as_posix()}" for p in rel.rglob("*")

@@ -420,8 +420,10 @@ def test_killing_only_the_cli_stops_the_prefect_server_and_workers_it_started(tm
     from kirinuki.synth import write_corpus
 
     write_corpus(tmp_path / "posts", 300, 4, 7)
+    env = dict(os.environ, KIRINUKI_STATE_DIR=str(tmp_path / "state"))  # no server running: the run starts one
+    env.pop("PREFECT_API_URL", None)
     cli = subprocess.Popen([*CLI, "build", str(tmp_path / "posts"), "--out", str(tmp_path / "out")],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         deadline = time.monotonic() + 120
         tag = None

@@ -121,25 +121,6 @@ def cache_key(rel: str, fp: str | None, max_bytes: int, convention: str | None =
     return hashlib.sha256(f"{code_digest()}\0{rel}\0{fp}\0{max_bytes}{pin}".encode()).hexdigest()
 
 
-def exit_with(pid: int) -> None:
-    """Initializer of the build's worker processes: exit as soon as process `pid` (the build) is
-    gone, so a killed build does not leave workers writing into its temporary folder. (Their parent
-    is the forkserver, which can outlive the build, so the parent-death signal is no use here.)"""
-    import threading
-
-    def watch() -> None:
-        while True:
-            time.sleep(0.2)
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                os._exit(1)
-            except PermissionError:
-                pass
-
-    threading.Thread(target=watch, daemon=True, name="exit-with-build").start()
-
-
 # What the dedup stage reads of a file's rows: if these are unchanged for every file, so is its output.
 DEDUP_FIELDS = ("excerpt_id", "doc_id", "headline", "body_norm", "published_date", "outlet_id")
 

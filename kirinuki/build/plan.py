@@ -65,6 +65,25 @@ def _prefect_handler() -> logging.Handler | None:
 
 
 @contextmanager
+def api_logs() -> Iterator[None]:
+    """While a flow runs: kirinuki's log lines also go to the flow run's logs on the Prefect server."""
+    api = _prefect_handler()
+    if api is None:
+        yield
+        return
+    log.setLevel(logging.INFO)
+    log.addHandler(api)
+    try:
+        yield
+    finally:
+        log.removeHandler(api)
+        try:  # send what is queued while the run (and a temporary server) is still there
+            api.flush()
+        except Exception:  # noqa: BLE001 - logging must never fail a run
+            pass
+
+
+@contextmanager
 def build_log(path: Path, keep_on_failure: Path) -> Iterator[None]:
     """Send this run's log records (Prefect's warnings and errors, kirinuki's stage lines) to a
     file in the build folder. The folder is renamed into place with the file still open."""
@@ -74,13 +93,14 @@ def build_log(path: Path, keep_on_failure: Path) -> Iterator[None]:
     root = logging.getLogger()
     root.addHandler(handler)
     log.setLevel(logging.INFO)
-    api = _prefect_handler()  # the same stage lines, in the flow run's logs on the Prefect server
-    if api is not None:
-        log.addHandler(api)
     try:
-        yield
-    except BaseException as e:
-        log.error("build failed: %r", e, exc_info=True)
+        with api_logs():  # the same stage lines, in the flow run's logs on the Prefect server
+            try:
+                yield
+            except BaseException as e:
+                log.error("build failed: %r", e, exc_info=True)
+                raise
+    except BaseException:
         handler.flush()
         try:  # a rename needs no free space: the log is kept even when the disk is full
             os.replace(path, keep_on_failure)
@@ -90,12 +110,6 @@ def build_log(path: Path, keep_on_failure: Path) -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         handler.close()
-        if api is not None:
-            log.removeHandler(api)
-            try:  # send what is queued while the run (and a temporary server) is still there
-                api.flush()
-            except Exception:  # noqa: BLE001 - the logs are also in build.log; never fail a build here
-                pass
 
 
 def share_exports(refs: list[SourceRef], keys: list[str | None], batch_files: int,

@@ -16,9 +16,13 @@ from kirinuki.validate.suites import Check, ValidationFailed, _columns_of, expec
 
 
 class _GX:
-    """One ephemeral GX context for a whole run, quiet."""
+    """One ephemeral GX context for a whole run, quiet, made (and GX imported) on first use: a
+    rebuild whose tables are all the ones the last build validated never imports GX."""
 
     def __init__(self):
+        self.gx = None
+
+    def _start(self) -> None:
         logging.getLogger("great_expectations").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", module="great_expectations")
         import great_expectations as gx
@@ -41,6 +45,8 @@ class _GX:
     def validate(self, name: str, df: pd.DataFrame, expectations: list[dict]) -> tuple[list[Check], dict]:
         if not expectations:
             return [], {"success": True, "results": []}
+        if self.gx is None:
+            self._start()
         self.n += 1
         # only the columns the suite names: GX fingerprints every batch by hashing the whole frame
         # (pickling it when a column holds lists), which cost more than the checks themselves

@@ -1,0 +1,129 @@
+"""The build's worker processes: started so that they end with the build, and killed at once on a stop.
+
+In: a worker count and a multiprocessing context. Out: a ProcessPoolExecutor whose workers ignore
+the terminal's Ctrl-C (the CLI decides what a stop means), exit by themselves when the build's
+process is gone, and are listed so that `kill_all_workers` (the CLI's SIGINT/SIGTERM handler) can
+end every one of them in an instant: a task waiting on a killed worker's batch fails at once
+instead of waiting for the batch to finish.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+_LIVE: list[ProcessPoolExecutor] = []
+_LOCK = threading.Lock()
+
+
+class Stopped(Exception):
+    """The build was told to stop (SIGINT/SIGTERM) while this work waited for a worker."""
+
+
+def exit_with(pid: int) -> None:
+    """Initializer of the build's worker processes: ignore SIGINT, and exit as soon as process
+    `pid` (the build) is gone, so a killed build does not leave workers writing into its temporary
+    folder. (Their parent is the forkserver, which can outlive the build, so the parent-death
+    signal is no use here.)"""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.2)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-build").start()
+
+
+def _start_forkserver() -> None:
+    """Start multiprocessing's forkserver with SIGINT ignored, a disposition it and the workers it
+    forks inherit: a Ctrl-C while it imports its preload modules would print a traceback."""
+    from multiprocessing import forkserver
+
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: the server starts as it would anyway
+        return
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class WorkerPool(ProcessPoolExecutor):
+    """A process pool of the build's workers (see the module docstring)."""
+
+    def __init__(self, workers: int, mp_context):
+        if mp_context.get_start_method() == "forkserver":
+            _start_forkserver()
+        super().__init__(workers, mp_context=mp_context, initializer=exit_with, initargs=(os.getpid(),))
+        self.stopping = threading.Event()
+        with _LOCK:
+            _LIVE.append(self)
+
+    def run(self, fn, *args):
+        """fn(*args) in a worker, waited for in short steps: once the pool is killed, a worker that
+        was still being started when it was (and so escaped the kill) is killed too, and this
+        raises Stopped instead of waiting for the work to end."""
+        future = self.submit(fn, *args)
+        while True:
+            try:
+                return future.result(timeout=0.1)
+            except TimeoutError:
+                if self.stopping.is_set():
+                    self.kill()
+                    raise Stopped("stopped") from None
+
+    def kill(self) -> None:
+        """Kill every worker now; the futures they held fail (BrokenProcessPool)."""
+        self.stopping.set()
+        for process in list((getattr(self, "_processes", None) or {}).values()):
+            try:
+                process.kill()
+            except (OSError, AttributeError, ValueError):
+                pass
+
+    def stop(self) -> None:
+        """Kill the workers and close the pool without waiting: its work is abandoned."""
+        self.kill()
+        self.shutdown(wait=False, cancel_futures=True)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with _LOCK:
+            if self in _LIVE:
+                _LIVE.remove(self)
+        super().shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def kill_all_workers() -> None:
+    """Kill the workers of every pool still open (safe from a signal handler: no lock is waited on)."""
+    for pool in list(_LIVE):
+        pool.kill()
+
+
+def import_validation() -> None:
+    """Import what validation needs (Great Expectations takes seconds); errors surface when it runs."""
+    try:
+        import great_expectations  # noqa: F401
+
+        import kirinuki.build.validation  # noqa: F401
+    except Exception:  # noqa: BLE001 - the validate stage imports it again and reports any problem
+        pass
+
+
+def warm_validator() -> WorkerPool:
+    """A worker that starts importing validation's libraries now, for a small build's validate
+    stage: started by the CLI before it imports Prefect, those seconds run beside everything else."""
+    import multiprocessing
+
+    pool = WorkerPool(1, multiprocessing.get_context("forkserver"))
+    pool.submit(import_validation)
+    return pool

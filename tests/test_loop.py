@@ -1,0 +1,200 @@
+"""The loop a person runs: an unchanged build decided before Prefect starts, a background Prefect server
+that later builds reuse and `kirinuki server stop` ends, and Ctrl-C (SIGINT to the terminal's process
+group) or SIGTERM stopping a build at once with the previous build unchanged and no process left."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import SAMPLE
+
+BIN = Path(sys.executable).parent
+
+
+def _env(tmp_path: Path, **extra: str) -> dict:
+    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"), KIRINUKI_STATE_DIR=str(tmp_path / "kirinuki-state"),
+               KIRINUKI_TEST_MARK=f"{tmp_path}", **extra)
+    env.pop("PREFECT_API_URL", None)
+    return env
+
+
+def _marked(mark: str) -> list[int]:
+    """Processes whose environment carries this test's mark: anything a run left behind."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and int(d.name) != os.getpid():
+            try:
+                if f"KIRINUKI_TEST_MARK={mark}".encode() in (d / "environ").read_bytes().split(b"\0"):
+                    found.append(int(d.name))
+            except OSError:
+                pass
+    return found
+
+
+def _none_left(mark: str, within: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + within
+    while (left := _marked(mark)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def _digest(d: Path) -> dict[str, str]:
+    return {p.relative_to(d).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def _kirinuki(*args: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "kirinuki"), *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_an_unchanged_build_is_reported_without_starting_prefect(tmp_path):
+    """The second build of an unchanged corpus never reaches Prefect: pointed at an address where no
+    server listens, it still says it is up to date, and nothing was started."""
+    env = _env(tmp_path)
+    out = tmp_path / "out"
+    assert _kirinuki("build", str(SAMPLE), "--out", str(out), "-q", env=env).returncode == 0
+    before = _digest(out)
+    dead = dict(env, PREFECT_API_URL="http://127.0.0.1:9/api")  # port 9 (discard): nothing answers
+    r = _kirinuki("build", str(SAMPLE), "--out", str(out), "--json", env=dead, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["up_to_date"] is True
+    assert _digest(out) == before
+    assert not _none_left(str(tmp_path))
+
+
+def test_a_background_server_is_reused_by_builds_and_stopped_by_server_stop(tmp_path):
+    env = _env(tmp_path)
+    r = _kirinuki("server", "status", env=env)
+    assert r.returncode == 1 and "no kirinuki server is running" in r.stdout
+    r = _kirinuki("server", "start", "--port", "0", env=env, timeout=240)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("started Prefect server http://127.0.0.1:")
+    state = json.loads((tmp_path / "kirinuki-state" / "server.json").read_text())
+    url = f"http://127.0.0.1:{state['port']}"
+    try:
+        assert _kirinuki("server", "start", env=env).stdout.startswith(f"already running: Prefect server {url}")
+        r = _kirinuki("server", "status", env=env)
+        assert r.returncode == 0 and url in r.stdout
+        corpus = tmp_path / "corpus"
+        shutil.copytree(SAMPLE, corpus)
+        for n in (1, 2):  # the second after an edit: both are flow runs on the background server
+            r = _kirinuki("build", str(corpus), "--out", str(tmp_path / "out"), "-q", env=env)
+            assert r.returncode == 0, r.stderr
+            post = corpus / "2024-06-12_nordria_grain.txt"
+            post.write_text(post.read_text(encoding="utf-8") + f"解説を書き足した{n}。\n", encoding="utf-8")
+        request = urllib.request.Request(f"{url}/api/flow_runs/filter", data=b"{}", method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            runs = json.load(resp)
+        assert sorted(run["name"] for run in runs) == ["out <- corpus", "out <- corpus"]
+        assert {run["state_type"] for run in runs} == {"COMPLETED"}
+        # the builds ended and left nothing but the server itself
+        assert _none_left(str(tmp_path), within=5) == [state["pid"]]
+    finally:
+        r = _kirinuki("server", "stop", env=env)
+    assert r.returncode == 0 and r.stdout.strip() == f"stopped the Prefect server at {url}"
+    assert not _none_left(str(tmp_path))
+    assert _kirinuki("server", "status", env=env).returncode == 1
+    assert not (tmp_path / "kirinuki-state" / "server.json").exists()
+
+
+@pytest.fixture(scope="module")
+def built_corpus(tmp_path_factory):
+    """A 400-post corpus and its build (the previous build the interrupted ones must leave alone)."""
+    d = tmp_path_factory.mktemp("interrupt")
+    env = _env(d)
+    corpus, out = d / "corpus", d / "out"
+    r = _kirinuki("synth", "--posts", "400", "--seed", "4", "--out", str(corpus), env=env)
+    assert r.returncode == 0, r.stderr
+    r = _kirinuki("build", str(corpus), "--out", str(out), "-q", env=env)
+    assert r.returncode == 0, r.stderr
+    return d, corpus, out
+
+
+def _started_writing(out: Path, p: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait until the build has made its unfinished folder (it is past planning, in its stages)."""
+    deadline = time.monotonic() + timeout
+    while not list(out.parent.glob(f".{out.name}.tmp-*")):
+        assert p.poll() is None, p.communicate()
+        assert time.monotonic() < deadline, "the build never started writing"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_a_signal_stops_a_build_at_once_and_keeps_the_previous_build(built_corpus, how):
+    d, corpus, out = built_corpus
+    env = _env(d)
+    before = _digest(out)
+    p = subprocess.Popen([str(BIN / "kirinuki"), "build", str(corpus), "--out", str(out), "--no-cache"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _started_writing(out, p)
+    time.sleep(0.5)  # into the parse
+    if how == "ctrl-c":
+        os.killpg(p.pid, signal.SIGINT)  # a terminal sends it to the whole foreground group
+    else:
+        p.send_signal(signal.SIGTERM)  # `kill PID`: the CLI alone
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert err.strip().splitlines() == ["error: interrupted; the previous build is unchanged"], err
+    assert _digest(out) == before
+    assert not list(out.parent.glob(f".{out.name}.tmp-*"))
+    assert not _none_left(str(d)), "a worker or the Prefect server outlived the build"
+
+
+def test_a_build_that_completed_is_not_reported_as_failed_when_prefect_fails_after_it(tmp_path, monkeypatch):
+    """The build folder is swapped in, then the run's last call to Prefect fails (its server gone):
+    the command says the build completed, with a warning, and exits 0."""
+    from typer.testing import CliRunner
+
+    import kirinuki.flows.build as pipeline
+    from kirinuki.cli import app
+
+    def server_gone(*args, **kwargs):
+        raise ConnectionRefusedError("All connection attempts failed")
+
+    monkeypatch.setattr(pipeline, "_artifacts", server_gone)  # after the swap, as the run's last step
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["build", str(SAMPLE), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "warning: the build completed, but Prefect then failed (ConnectionRefusedError" in " ".join(r.output.split())
+    assert json.loads((out / "build.json").read_text())["validation"]["success"]
+
+
+def test_a_failure_names_a_log_only_when_one_was_written(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import kirinuki.flows.build as pipeline
+    from kirinuki.cli import app
+
+    out = tmp_path / "out"
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in planning")
+
+    monkeypatch.setattr(pipeline, "plan_inputs", broken)  # before the build log exists
+    r = CliRunner().invoke(app, ["build", str(SAMPLE), "--out", str(out)])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 1 and "build failed (RuntimeError: a bug in planning)" in said
+    assert "Log:" not in said and not pipeline.failed_log(out).exists()
+    monkeypatch.undo()
+
+    def broken_parse(*args, **kwargs):
+        raise RuntimeError("a bug in parsing")
+
+    monkeypatch.setattr(pipeline, "parse_all", broken_parse)  # inside the build: its log is kept
+    r = CliRunner().invoke(app, ["build", str(SAMPLE), "--out", str(out)])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 1 and "build failed (RuntimeError: a bug in parsing)" in said
+    log = pipeline.failed_log(out)
+    assert f"Log: {log}" in said and log.is_file()
