@@ -231,7 +231,7 @@ def main() -> None:
             wall, rss, stdout = measured(build, env)
             s = json.loads(stdout.strip().splitlines()[-1])
             d = s["durations_s"]
-            stages = {k: d.get(k, 0.0) for k in ("discover", "hash", "parse", "write", "dedup", "validate")}
+            stages = {k: d.get(k, 0.0) for k in ("discover", "hash", "parse", "write", "dedup", "validate", "overview")}
             rows.append({"posts": posts, "run": run, "wall": wall, "flow": d["total"], "rss": rss, "mb": mb,
                          "stages": stages, "cached": s["inputs"].get("from_cache", 0)})
         if runs:
@@ -275,11 +275,12 @@ def side_by_side(args) -> None:
 
 def print_table(rows: list[dict]) -> None:
     head = (f"{'posts':>7} {'run':<11} {'MB':>7} {'wall s':>7} {'flow s':>7} {'prefect':>7} {'hash':>5} "
-            f"{'parse':>6} {'write':>6} {'dedup':>6} {'valid.':>6} {'MB/s':>6} {'posts/s':>7} {'µs/post':>8} {'RSS MB':>7} "
-            f"{'of full':>7}")
+            f"{'parse':>6} {'write':>6} {'dedup':>6} {'valid.':>6} {'overv.':>6} {'MB/s':>6} {'posts/s':>7} {'µs/post':>8} "
+            f"{'RSS MB':>7} {'of full':>7} {'x floor':>7}")
     print(head)
     print("-" * len(head))
     full: dict[int, float] = {}
+    floor = {r["posts"]: r["wall"] for r in rows if r["run"] == "floor"}
     for r in rows:
         st = r["stages"]
         flow = r["flow"]
@@ -288,8 +289,9 @@ def print_table(rows: list[dict]) -> None:
         share = f"{flow / full[r['posts']]:.0%}" if r["run"] not in ("full", "floor") and r["posts"] in full else ""
         print(f"{r['posts']:>7,} {r['run']:<11} {r['mb']:>7,.0f} {r['wall']:>7.1f} {flow:>7.1f} "
               f"{r['wall'] - flow:>7.1f} {st.get('hash', 0):>5.1f} {st.get('parse', 0):>6.1f} {st.get('write', 0):>6.1f} "
-              f"{st.get('dedup', 0):>6.1f} {st.get('validate', 0):>6.1f} {r['mb'] / flow:>6.1f} "
-              f"{r['posts'] / flow:>7,.0f} {flow / r['posts'] * 1e6:>8,.0f} {r['rss'] / 1e6:>7,.0f} {share:>7}")
+              f"{st.get('dedup', 0):>6.1f} {st.get('validate', 0):>6.1f} {st.get('overview', 0):>6.1f} {r['mb'] / flow:>6.1f} "
+              f"{r['posts'] / flow:>7,.0f} {flow / r['posts'] * 1e6:>8,.0f} {r['rss'] / 1e6:>7,.0f} {share:>7} "
+              f"{r['wall'] / floor[r['posts']] if r['posts'] in floor else 0:>7.1f}")
     print(flush=True)
 
 

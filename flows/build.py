@@ -49,12 +49,13 @@ from kirinuki.build.plan import (  # noqa: E402
 )
 from kirinuki.build.summary import summarize, summary_markdown  # noqa: E402
 from kirinuki.flows.naming import artifact_key  # noqa: E402
-from kirinuki.clean.normalize import outlet_rows  # noqa: E402
+from kirinuki.clean.normalize import entity_rows, outlet_rows  # noqa: E402
 from kirinuki.dedup import DedupConfig, dedup_key, dedup_parts, keep_dedup, read_cluster_columns, reuse_dedup  # noqa: E402
 from kirinuki.ingest.sources import DEFAULT_MAX_BYTES, SourceRef  # noqa: E402
 from kirinuki.parse.records import reject_row  # noqa: E402
 from kirinuki.store.files import (  # noqa: E402
     atomic_dir,
+    corpus_digest,
     check_output,
     compact,
     locked,
@@ -157,14 +158,25 @@ def write_tables(root: str, parts: str, names: list[str], excerpt_columns: dict 
         return dict(zip(names, pool.map(one, names)))
 
 
-@task(name="write-reference", task_run_name="write rejects and outlets", cache_policy=NO_CACHE, persist_result=False)
+@task(name="write-reference", task_run_name="write rejects, outlets and entities", cache_policy=NO_CACHE,
+      persist_result=False)
 def write_reference_tables(root: str, rejects: list[dict]) -> dict[str, int]:
-    """Rejected inputs, and the curated outlets table."""
+    """Rejected inputs, and the curated outlets and entities (gazetteer) tables."""
     rejects = sorted(rejects, key=lambda r: (r["source_path"], r["code"]))
     write_table(Path(root), "rejects", to_table("rejects", rejects))
-    outlets = outlet_rows()
-    write_table(Path(root), "outlets", to_table("outlets", outlets))
-    return {"rejects": len(rejects), "outlets": len(outlets)}
+    counts = {"rejects": len(rejects)}
+    for name, rows in (("outlets", outlet_rows()), ("entities", entity_rows())):
+        write_table(Path(root), name, to_table(name, rows))
+        counts[name] = len(rows)
+    return counts
+
+
+@task(name="overview", task_run_name="write the overview page", cache_policy=NO_CACHE, persist_result=False)
+def write_overview_page(root: str, validation: dict, identity: dict) -> dict:
+    """overview.html and its charts (kirinuki.overview), from the validated tables."""
+    from kirinuki.overview import write_overview
+
+    return write_overview(Path(root), validation, identity)
 
 
 @task(name="validate", task_run_name="validate", cache_policy=NO_CACHE, persist_result=False)
@@ -334,12 +346,18 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         timings["validate"] = time.perf_counter() - t
         log.info("validate: %.2f s", timings["validate"])
         t = time.perf_counter()
+        corpus = corpus_digest(tmp)
+        write_overview_page(str(tmp), report, {"kirinuki_version": __version__, "corpus_sha256": corpus})
+        timings["overview"] = time.perf_counter() - t
+        log.info("overview: %.2f s", timings["overview"])
+        t = time.perf_counter()
         (tmp / "views.sql").write_text(views_sql(), encoding="utf-8")
         if not cache:
             shutil.rmtree(parts)
         timings["finish"] = time.perf_counter() - t
         log.info("finish: %.2f s", timings["finish"])
-        summary = summarize(tmp, inputs=inputs, refs=refs, rejected=rejected, results=results, rejects=rejects,
+        summary = summarize(tmp, corpus_sha256=corpus, inputs=inputs, refs=refs, rejected=rejected, results=results,
+                            rejects=rejects,
                             counts=counts, hashed=hashed, digest=digest, digests=digests, dedup_stats=dedup_stats,
                             report=report, timings=timings,
                             parameters={"batch_files": batch_files, "max_file_mb": max_file_mb,

@@ -1,8 +1,8 @@
 """Command line: `kirinuki COMMAND`. Errors are one line on stderr and a non-zero exit.
 
 In: argv. Out: what each command prints, its exit status. `build` lives in cli_build, `release` and
-`verify` in cli_release, `server` in cli_server; query, validate, serve, synth, outlets and
-conventions here.
+`verify` in cli_release, `server` in cli_server; query, validate, serve, synth, outlets, entities,
+overview and conventions here.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from kirinuki import __version__
 from kirinuki.cli_build import INTERRUPTED, build
 from kirinuki.cli_release import release, verify
 from kirinuki.cli_server import server_app
@@ -66,14 +67,21 @@ def query(
     timeout: Annotated[float, typer.Option(help="Seconds before the query is stopped (0: no limit).")] = 300,
 ) -> None:
     """Run read-only SQL over a build's tables (csv and json stream every row; table shows --limit)."""
-    from kirinuki.store.query import QueryError, batches, open_build, run_query, time_limit
+    from kirinuki.store.query import run_query
+
+    _show(out_dir, lambda con: run_query(con, sql), fmt, limit, timeout)
+
+
+def _show(out_dir: Path, relation, fmt: str, limit: int, timeout: float = 300) -> None:
+    """Print the relation `relation(con)` makes over the build's tables, in `fmt`."""
+    from kirinuki.store.query import QueryError, batches, open_build, time_limit
 
     if fmt not in ("table", "csv", "json"):
         fail(f"unknown --format {fmt!r}: use table, csv or json", 2)
     con = None
     try:
         con = open_build(out_dir)
-        rel = run_query(con, sql)
+        rel = relation(con)
         if rel is None:
             return
         cols = rel.columns
@@ -190,6 +198,68 @@ def outlets(
     """Outlets a build names (quoted excerpts, inline citations, photo captions); with --unknown, the
     names to add to input/reference/outlets.tsv."""
     query(UNKNOWN_OUTLETS_SQL if unknown else OUTLET_COUNTS_SQL, out_dir, fmt, limit=10_000)
+
+
+ENTITY_COUNTS_SQL = """
+SELECT e.id, e.name_ja, e.kind, count(*) AS mentions, count(DISTINCT m.doc_id) AS posts,
+       min(d.published_date) AS first, max(d.published_date) AS last
+FROM mentions m JOIN entities e ON e.id = m.entity_id JOIN documents d USING (doc_id)
+WHERE m.repeat_of IS NULL
+GROUP BY ALL ORDER BY mentions DESC, e.id
+"""
+
+
+@app.command()
+def entities(
+    out_dir: Annotated[Path, typer.Option("--out", help="Build folder to inspect.")] = Path("output/build"),
+    unknown: Annotated[bool, typer.Option("--unknown", help="List people named with a title whom the gazetteer does not know.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """Countries, groups, organisations and people a build mentions (repeats counted once); with
+    --unknown, katakana names next to a title (大統領, 首相, 外相 …) to add to input/reference/gazetteer.tsv,
+    each with its row ready to fill in."""
+    if not unknown:
+        return _show(out_dir, lambda con: con.sql(ENTITY_COUNTS_SQL), fmt, limit=10_000)
+
+    def unknown_people_relation(con):
+        import pyarrow as pa
+
+        from kirinuki.clean.entities import unknown_people
+
+        seen: dict[tuple[str, str], list] = {}
+        texts = con.sql("SELECT p.text, d.doc_id FROM paragraphs p JOIN documents d USING (doc_id) "
+                        "WHERE p.duplicate_of IS NULL ORDER BY p.paragraph_id")
+        for text, doc_id in texts.fetchall():
+            for name, title in unknown_people(text):
+                seen.setdefault((name, title), [0, doc_id])[0] += 1
+        found = [{"name": n, "title": t, "count": c, "first_seen_in": d,
+                  "row": f"person-{n}\tperson\t{n}\t\t\t\t\t\t"} for (n, t), (c, d) in seen.items()]
+        con.register("unknown_people", pa.Table.from_pylist(found, schema=pa.schema(
+            [("name", pa.string()), ("title", pa.string()), ("count", pa.int64()), ("first_seen_in", pa.string()),
+             ("row", pa.string())])))
+        return con.sql("SELECT * FROM unknown_people ORDER BY count DESC, name, title")
+
+    _show(out_dir, unknown_people_relation, fmt, limit=10_000)
+
+
+@app.command()
+def overview(
+    out_dir: Annotated[Path, typer.Option("--out", help="Build folder whose overview to show.")] = Path("output/build"),
+    open_page: Annotated[bool, typer.Option("--open", help="Open it in the web browser.")] = False,
+) -> None:
+    """The build's overview page (overview.html: posts, quotes, outlets, countries and people over
+    time, re-quoted articles, dates, validation), written by every build."""
+    from kirinuki.overview import PAGE
+
+    page = out_dir / PAGE
+    if not page.is_file():
+        fail(f"{out_dir} has no {PAGE}: build it with kirinuki {__version__} (kirinuki build … --out {out_dir})", 2)
+    print(page.resolve())
+    if open_page:
+        import webbrowser
+
+        if not webbrowser.open(page.resolve().as_uri()):
+            fail(f"no web browser could be started; open {page.resolve()} yourself", 1)
 
 
 @app.command()

@@ -70,6 +70,17 @@ def outlet_summary() -> str:
             f"{sum(len(o['aliases'].split('|')) for o in reg)} aliases, {qids} Wikidata QIDs.")
 
 
+def gazetteer_summary() -> str:
+    from collections import Counter
+
+    from kirinuki.clean.entities import gazetteer
+
+    g = gazetteer()
+    kinds = Counter(e.kind for e in g.entities.values())
+    return (f"{len(g.entities)} entities ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}), "
+            f"{len(g.owner)} names and aliases, {len(g.short)} short forms ({' '.join(sorted(g.short))}).")
+
+
 def conventions_table() -> str:
     from kirinuki.parse.conventions import shipped
 
@@ -90,7 +101,8 @@ def conventions_table() -> str:
 
 def sections() -> dict[str, str]:
     return {"tables": markdown_reference(), "normalization": normalization_table(),
-            "date-rules": date_rules_table(), "date-peers": date_peers_table(), "outlets": outlet_summary(), "conventions": conventions_table()}
+            "date-rules": date_rules_table(), "date-peers": date_peers_table(), "outlets": outlet_summary(), "conventions": conventions_table(),
+            "gazetteer": gazetteer_summary()}
 
 
 def render(text: str) -> str:

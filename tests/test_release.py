@@ -66,7 +66,8 @@ def _sha256(p: Path) -> str:
 def test_release_layout_checksums_and_history(releases):
     rel = releases / "kirinuki-1.0.0"
     expected = {"README.md", "LICENSE.md", "CHANGELOG.md", "changes.json", "croissant.json", "datapackage.json",
-                "manifest.json", "SHA256SUMS", "data", "validation", "expectations", "validate_with_gx.py"}
+                "manifest.json", "SHA256SUMS", "data", "validation", "expectations", "validate_with_gx.py", "overview.html",
+                "images"}
     assert {p.name for p in rel.iterdir()} == expected
     manifest = json.loads((rel / "manifest.json").read_text())
     assert set(manifest["tables"]) == {p.stem for p in (rel / "data").glob("*.parquet")}

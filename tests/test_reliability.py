@@ -210,7 +210,7 @@ def test_fuzzed_posts_parse_with_valid_offsets_unique_stable_ids_and_encoding_in
             assert rows == _records(src)  # stable
             for table, rs in rows.items():
                 key = {"documents": "doc_id", "excerpts": "excerpt_id", "paragraphs": "paragraph_id",
-                       "citations": "citation_id", "date_mentions": "mention_id"}[table]
+                       "citations": "citation_id", "date_mentions": "mention_id", "mentions": "mention_id"}[table]
                 ids = [r[key] for r in rs]
                 assert len(ids) == len(set(ids)), table
             t = src.text
@@ -223,6 +223,8 @@ def test_fuzzed_posts_parse_with_valid_offsets_unique_stable_ids_and_encoding_in
                     assert s <= p["char_start"] <= p["char_end"] <= e
             for m in rows["date_mentions"]:
                 assert t[m["char_start"]:m["char_end"]] == m["raw"]
+            for m in rows["mentions"]:
+                assert t[m["char_start"]:m["char_end"]] == m["surface"]
             results[name] = _comparable(rows)
         base = results["utf-8"]
         for name in variants:

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import SAMPLE, rows
+from conftest import SAMPLE, needs_chromium, page_requests, rows
 from kirinuki.schema import spec
 from kirinuki.validate import ValidationFailed, validate_build
 
@@ -168,26 +168,6 @@ def test_report_is_self_contained_and_shows_counts(sample_build):
     assert not re.search(r"""(src|href)\s*=|https?://|<script|@import|url\(""", html)
     assert "default-src 'none'" in html
     assert ">paragraphs</td><td>107</td>" in html
-
-
-def page_requests(page: Path, tmp_path: Path) -> tuple[str, list[str]]:
-    """Open a page in headless Chromium; return its DOM and the URLs the page itself requested
-    (the browser's own background traffic has no page initiator and is not counted)."""
-    netlog = tmp_path / f"{page.stem}-net.json"
-    r = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                        f"--user-data-dir={tmp_path / 'profile'}", f"--log-net-log={netlog}", "--dump-dom",
-                        page.as_uri()], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
-    raw = netlog.read_text(errors="replace").rstrip()
-    log = json.loads(raw if raw.endswith("}") else raw.rstrip(",") + "]}")
-    types = {v: k for k, v in log["constants"]["logEventTypes"].items()}
-    urls = [e["params"]["url"] for e in log["events"] if "url" in e.get("params", {})
-            and types.get(e["type"]) == "URL_REQUEST_START_JOB" and e["params"].get("initiator") != "not an origin"]
-    return r.stdout, urls
-
-
-needs_chromium = pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium (.ci/run installs it)")
 
 
 @needs_chromium

@@ -19,7 +19,7 @@ import pyarrow as pa
 from kirinuki.schema import spec
 from kirinuki.store.files import link_file
 
-PART_TABLES = ("documents", "excerpts", "paragraphs", "citations", "date_mentions")
+PART_TABLES = ("documents", "excerpts", "paragraphs", "citations", "date_mentions", "mentions")
 INDEX = "index"
 IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 

@@ -12,12 +12,13 @@ from pathlib import Path
 
 from kirinuki import PIPELINE_VERSION, __version__
 from kirinuki.schema import schema_version
-from kirinuki.store.files import DATA_DIR, corpus_digest, sha256_file
+from kirinuki.store.files import DATA_DIR, sha256_file
 
 MAX_LISTED_REJECTS = 1000  # in build.json; the rejects table has them all
 
 
-def summarize(tmp: Path, *, inputs: list[str], refs: list, rejected: list, results: list[dict], rejects: list[dict],
+def summarize(tmp: Path, *, corpus_sha256: str, inputs: list[str], refs: list, rejected: list, results: list[dict],
+              rejects: list[dict],
               counts: dict[str, int], hashed: int, digest: str, digests: dict[str, str], dedup_stats: dict,
               report: dict, timings: dict[str, float], parameters: dict) -> dict:
     """build.json's content for the build assembled in `tmp`."""
@@ -31,7 +32,7 @@ def summarize(tmp: Path, *, inputs: list[str], refs: list, rejected: list, resul
         "kirinuki_version": __version__,
         "pipeline_version": PIPELINE_VERSION,
         "schema_version": schema_version(),
-        "corpus_sha256": corpus_digest(tmp),
+        "corpus_sha256": corpus_sha256,
         # what was validated: a release refuses data files that no longer match these
         "files": {f"{DATA_DIR}/{p.name}": digests.get(p.stem) or sha256_file(p)
                   for p in sorted((tmp / DATA_DIR).glob("*.parquet"))},

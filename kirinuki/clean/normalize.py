@@ -15,6 +15,7 @@ from functools import cache
 from pathlib import Path
 
 from kirinuki.clean.date_rows import date_mention_rows
+from kirinuki.clean.entity_rows import entity_mention_rows
 from kirinuki.schema import REFERENCE
 
 _WS = re.compile(r"\s+")
@@ -96,6 +97,12 @@ def _alias_index() -> dict[str, str]:
     return index
 
 
+def entity_rows() -> list[dict]:
+    """The gazetteer as rows of the `entities` table (empty cells become NULL)."""
+    return [{k: ([a for a in v.split("|") if a] if k in ("aliases", "abbrev") else (v or None)) for k, v in r.items()}
+            for r in read_tsv(REFERENCE / "gazetteer.tsv")]
+
+
 def outlet_rows() -> list[dict]:
     """The register as rows of the `outlets` table (empty cells become NULL)."""
     return [{k: ([a for a in v.split("|") if a] if k == "aliases" else (v or None)) for k, v in o.items()}
@@ -155,7 +162,7 @@ def clean_author(raw: str | None) -> str | None:
 
 
 def clean_document(rows: dict[str, list[dict]]) -> None:
-    """Add the clean columns to one document's rows and fill its date_mentions (in place)."""
+    """Add the clean columns to one document's rows and fill its date_mentions and mentions (in place)."""
     (doc,) = rows["documents"]
     norm_of: dict[str, str] = {}
     for p in rows["paragraphs"]:
@@ -171,3 +178,4 @@ def clean_document(rows: dict[str, list[dict]]) -> None:
         c["author"] = clean_author(c["author_raw"])
     doc["caption_outlet_id"] = resolve_outlet(doc["caption_outlet_raw"])
     rows["date_mentions"] = date_mention_rows(doc, rows["excerpts"], rows["paragraphs"])
+    rows["mentions"] = entity_mention_rows(doc, rows["excerpts"], rows["paragraphs"])

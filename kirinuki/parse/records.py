@@ -34,7 +34,7 @@ def citation_id(doc_id: str, ordinal: int) -> str:
 
 
 def empty_rows() -> TableRows:
-    return {"documents": [], "excerpts": [], "paragraphs": [], "citations": [], "date_mentions": []}
+    return {"documents": [], "excerpts": [], "paragraphs": [], "citations": [], "date_mentions": [], "mentions": []}
 
 
 def post_date_of(parsed: ParsedPost, src: Source) -> PostDate:

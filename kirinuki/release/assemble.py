@@ -17,7 +17,7 @@ from kirinuki.release.checks import SUMS
 from kirinuki.release.describe import croissant, datapackage, dataset_card, license_text
 from kirinuki.release.gx_suites import write_suites
 from kirinuki.schema import arrow_schema, release_columns, schema_version, spec, tables
-from kirinuki.store.files import DATA_DIR, PARQUET_OPTIONS, ROW_GROUP_ROWS, sha256_file, write_json
+from kirinuki.store.files import DATA_DIR, PARQUET_OPTIONS, ROW_GROUP_ROWS, read_json, sha256_file, write_json
 
 # ---------------------------------------------------------------- data files
 
@@ -58,6 +58,24 @@ def write_release_table(src: Path, dest: Path, name: str, profile: str) -> None:
 # ---------------------------------------------------------------- the release folder
 
 
+def copy_overview(build: Path, out: Path) -> dict | None:
+    """The build's overview page and its charts (images/), as the card lists them; None for a build
+    made before there were overviews."""
+    from kirinuki.overview import IMAGES, INDEX, PAGE
+
+    index = read_json(build / IMAGES / INDEX)
+    if not (build / PAGE).is_file() or not isinstance(index, list):
+        return None
+    index = [c for c in index if isinstance(c, dict) and Path(str(c.get("file"))).name == c.get("file")
+             and str(c["file"]).endswith(".png") and (build / IMAGES / c["file"]).is_file()]
+    shutil.copyfile(build / PAGE, out / PAGE)
+    (out / "images").mkdir()
+    for c in index:
+        shutil.copyfile(build / IMAGES / c["file"], out / "images" / c["file"])
+    return {"page": PAGE, "images": [{"path": f"images/{c['file']}", "title": c["title"], "caption": c["caption"]}
+                                      for c in index]}
+
+
 def assemble(build: Path, summary: dict, out: Path, dataset: str, version: str, profile: str, date: str,
              previous: tuple[str, Path] | None, homepage: str | None = None,
              about: dict | None = None) -> tuple[dict, dict]:
@@ -79,6 +97,7 @@ def assemble(build: Path, summary: dict, out: Path, dataset: str, version: str, 
     (out / "validation").mkdir()
     for f in ("results.json", "report.html"):
         shutil.copyfile(build / "validation" / f, out / "validation" / f)
+    overview = copy_overview(build, out)
     prev_data = previous[1] / DATA_DIR if previous else None
     changes = {"previous_version": previous[0] if previous else None, "version": version,
                "inputs": input_changes(prev_data, out / DATA_DIR),
@@ -101,6 +120,7 @@ def assemble(build: Path, summary: dict, out: Path, dataset: str, version: str, 
         "tables": table_meta,
         "personal": _personal_counts(out, names, profile),
         "suites_left_out": suites_left_out,
+        **({"overview": overview} if overview else {}),
     }
     entry = changelog_entry(version, date, changes)
     old_log = ""

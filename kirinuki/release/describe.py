@@ -61,6 +61,16 @@ def citation(m: dict) -> str:
             + (f",\n  url = {{{m['homepage']}}}" if m.get("homepage") else "") + "\n}")
 
 
+def _overview(m: dict) -> str:
+    """The card's Overview section: the build's charts, shipped as images/*.png, and its page."""
+    charts = m.get("overview", {}).get("images", [])
+    if not charts:
+        return ""
+    shown = "\n\n".join(f"![{c['title']}]({c['path']})\n\n{c['caption']}" for c in charts)
+    return (f"## Overview\n\nDrawn from this release's tables by the build (`overview.html` is the whole page, "
+            f"self-contained).\n\n{shown}\n\n")
+
+
 def dataset_card(m: dict, changelog_entry: str) -> str:
     """README.md of a release: Hugging Face YAML front matter, then the human description."""
     names = list(m["tables"])
@@ -122,7 +132,7 @@ Made by {', '.join(c['name'] for c in _creators(m))}{_publisher(m)}.
 
 {_section(m, 'personal_information')}
 
-## Tables
+{_overview(m)}## Tables
 
 | table | rows | what a row is |
 |---|---:|---|

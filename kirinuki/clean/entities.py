@@ -1,0 +1,212 @@
+"""Entity mentions: the countries, groups, organisations and people a text names.
+
+In: a text (a paragraph or a headline). Out: `EntityMatch`es in order, never overlapping, each with
+its offsets in the text, the surface form and the gazetteer's entity. The gazetteer
+(input/reference/gazetteer.tsv) and the rules for short forms and titles (gazetteer_rules.toml)
+are data; docs/cleaning.md describes them.
+
+Matching is one pass, longest match first: one regular expression of every name, longest first,
+finds the next place where a name (or a short form) stands, in linear time. A
+name that begins or ends in katakana does not match inside a longer katakana word; a Latin one not
+inside a longer Latin word. Where no name matches, a one-character short form (米, 露 …) counts only
+in context (see gazetteer_rules.toml). A person's title right after the name (氏, 大統領 …) is
+part of the mention. Full-width Latin letters and digits match as ASCII (one character for one, so
+offsets stay the text's own).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+
+from kirinuki.schema import REFERENCE
+
+_WIDE = re.compile("[\uff01-\uff5e]")  # full-width ASCII
+_DIGITS = set("0123456789０１２３４５６７８９〇一二三四五六七八九十百千万")
+_FULL_WIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}  # ！..～ -> !..~
+
+
+def _word_kind(c: str) -> str:
+    """k for a katakana letter (ー included, ・ not), l for a Latin letter or digit, else ''."""
+    if "\u30a1" <= c <= "\u30fa" or c == "\u30fc" or "\uff66" <= c <= "\uff9f":
+        return "k"
+    if c.isascii() and c.isalnum():
+        return "l"
+    return ""
+
+
+def _kanji(c: str) -> bool:
+    return "\u4e00" <= c <= "\u9fff" or "\u3400" <= c <= "\u4dbf" or c == "\u3005"
+
+
+@dataclass(frozen=True)
+class Entity:
+    id: str
+    kind: str
+    name_ja: str
+
+
+@dataclass(frozen=True)
+class EntityMatch:
+    start: int
+    end: int
+    surface: str
+    entity_id: str
+    kind: str
+    rule: str  # name, short_form or short_form_run
+
+
+@dataclass(frozen=True)
+class Gazetteer:
+    entities: dict[str, Entity]
+    names: dict[str, list[tuple[str, str]]]  # first character -> [(name, entity id)], longest first
+    owner: dict[str, str]  # name -> entity id
+    pattern: re.Pattern  # any name, longest first
+    short_pattern: re.Pattern  # any short form
+    edges: dict[str, tuple[str, str]]  # name -> the word kinds of its first and last characters
+    short: dict[str, str]  # short form -> entity id
+    before: frozenset[str]
+    after: tuple[str, ...]  # longest first
+    ambiguous_runs: frozenset[str]
+    blocked: dict[str, list[tuple[str, int]]]  # short form -> [(blocked word, its offset in the word)]
+    titles: tuple[str, ...]  # longest first
+    unknown_titles: tuple[str, ...]
+
+
+@cache
+def gazetteer() -> Gazetteer:
+    from kirinuki.clean.normalize import read_tsv  # normalize imports this module's rows at its top
+
+    rows = read_tsv(REFERENCE / "gazetteer.tsv")
+    rules = tomllib.loads((REFERENCE / "gazetteer_rules.toml").read_text(encoding="utf-8"))
+    entities: dict[str, Entity] = {}
+    names: dict[str, list[tuple[str, str]]] = {}
+    short: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for r in rows:
+        if r["id"] in entities:
+            raise ValueError(f"gazetteer.tsv: entity {r['id']} is listed twice")
+        entities[r["id"]] = Entity(r["id"], r["kind"], r["name_ja"])
+        for name in [r["name_ja"], *(a for a in r["aliases"].split("|") if a)]:
+            if owner.setdefault(name, r["id"]) != r["id"]:
+                raise ValueError(f"gazetteer.tsv: {name} names both {owner[name]} and {r['id']}")
+            if (name, r["id"]) not in names.get(name[0], []):
+                names.setdefault(name[0], []).append((name, r["id"]))
+        for s in (a for a in r["abbrev"].split("|") if a):
+            if len(s) != 1 or short.setdefault(s, r["id"]) != r["id"]:
+                raise ValueError(f"gazetteer.tsv: short form {s!r} of {r['id']} must be one character, of one entity")
+    for options in names.values():
+        options.sort(key=lambda t: -len(t[0]))
+    ab = rules["abbreviation"]
+    blocked: dict[str, list[tuple[str, int]]] = {}
+    for word in ab["blocked"]:
+        for k, c in enumerate(word):
+            if c in short:
+                blocked.setdefault(c, []).append((word, k))
+    # one alternation of plain literals: the regex engine skips to a possible first character in C
+    # (lookarounds for the word boundaries would defeat that, 60x slower: they are checked after)
+    alternation = "|".join(re.escape(n) for n in sorted(owner, key=lambda n: (-len(n), n)))
+    return Gazetteer(
+        entities, names, owner, re.compile(alternation), re.compile(f"[{re.escape(''.join(sorted(short)))}]"),
+        {n: (_word_kind(n[0]), _word_kind(n[-1])) for n in owner}, short,
+        frozenset(ab["before"]), tuple(sorted(ab["after"], key=len, reverse=True)), frozenset(ab["ambiguous_runs"]),
+        blocked, tuple(sorted(rules["person"]["titles"], key=len, reverse=True)),
+        tuple(rules["unknown_person"]["titles"]))
+
+
+def _bounded(g: Gazetteer, text: str, start: int, end: int, name: str) -> bool:
+    """A name beginning (ending) in katakana or a Latin letter is not part of a longer such word."""
+    first, last = g.edges[name]
+    if first and start > 0 and _word_kind(text[start - 1]) == first:
+        return False
+    return not (last and end < len(text) and _word_kind(text[end]) == last)
+
+
+def _blocked_at(g: Gazetteer, text: str, i: int) -> bool:
+    return any(text.startswith(word, i - k) for word, k in g.blocked.get(text[i], ()) if i >= k)
+
+
+def _short_forms(g: Gazetteer, text: str, i: int) -> list[EntityMatch]:
+    """The short forms at i that count (see gazetteer_rules.toml), or none."""
+    prev = text[i - 1] if i else ""
+    if prev in _DIGITS or _blocked_at(g, text, i):
+        return []
+    starts_word = not _kanji(prev) if prev else True
+    j = i
+    while j < len(text) and text[j] in g.short and (j == i or not _blocked_at(g, text, j)):
+        j += 1
+    followed = any(text.startswith(w, j) for w in g.after)
+    if j - i >= 2:
+        ok = (starts_word or prev in g.before) and (text[i:j] not in g.ambiguous_runs or followed)
+        rule = "short_form_run"
+    else:
+        ok = prev in g.before or (starts_word and followed)
+        rule = "short_form"
+    if not ok:
+        return []
+    return [EntityMatch(k, k + 1, text[k], g.short[text[k]], g.entities[g.short[text[k]]].kind, rule)
+            for k in range(i, j)]
+
+
+def _name_at(g: Gazetteer, probe: str, i: int, longest: str) -> tuple[str, str] | None:
+    """The longest name at i within its word boundaries (`longest` first: the regex's match)."""
+    if _bounded(g, probe, i, i + len(longest), longest):
+        return longest, g.owner[longest]
+    for name, eid in g.names[probe[i]]:  # rare: the longest ran into a longer word; try shorter ones
+        if len(name) < len(longest) and probe.startswith(name, i) and _bounded(g, probe, i, i + len(name), name):
+            return name, eid
+    return None
+
+
+def find_entities(text: str) -> list[EntityMatch]:
+    """Every entity mention in `text`, in order (see the module docstring)."""
+    g = gazetteer()
+    probe = text.translate(_FULL_WIDTH) if _WIDE.search(text) else text
+    out: list[EntityMatch] = []
+    pos = 0
+    name_m = g.pattern.search(probe)
+    short_m = g.short_pattern.search(probe)
+    while name_m or short_m:  # the nearer of the next name and the next short form
+        if name_m and (short_m is None or name_m.start() <= short_m.start()):
+            i = name_m.start()
+            found = _name_at(g, probe, i, name_m.group())
+        else:
+            i, found = short_m.start(), None
+        if found:
+            name, eid = found
+            end = i + len(name)
+            kind = g.entities[eid].kind
+            if kind == "person":
+                end += next((len(t) for t in g.titles if text.startswith(t, end)), 0)
+            out.append(EntityMatch(i, end, text[i:end], eid, kind, "name"))
+            pos = end
+        else:
+            shorts = _short_forms(g, probe, i) if probe[i] in g.short else []
+            out.extend(shorts)
+            pos = shorts[-1].end if shorts else i + 1
+        if name_m and name_m.start() < pos:
+            name_m = g.pattern.search(probe, pos)
+        if short_m and short_m.start() < pos:
+            short_m = g.short_pattern.search(probe, pos)
+    return out
+
+
+def unknown_people(text: str) -> list[tuple[str, str]]:
+    """(name, title) for each katakana name right before a title of `unknown_person` (トカエフ大統領)
+    that the gazetteer does not know: people to add."""
+    found = []
+    for m in _unknown_pattern().finditer(text):
+        name = m.group(1)
+        known = find_entities(name)
+        if known and known[-1].end == len(name):
+            continue  # ロシア大統領: a country, or a known person, ends right before the title
+        found.append((name, m.group(2)))
+    return found
+
+
+@cache
+def _unknown_pattern() -> re.Pattern:
+    titles = "|".join(re.escape(t) for t in sorted(gazetteer().unknown_titles, key=len, reverse=True))
+    return re.compile(rf"(?<![\u30a1-\u30fa\u30fc・])([\u30a1-\u30fa][\u30a1-\u30fa\u30fc・]{{1,24}})氏?({titles})")

@@ -1,0 +1,106 @@
+"""The overview page: every build writes overview.html (inline SVG charts, nothing fetched) and the
+charts as PNG files; a headless browser shows every chart without a network request; the same build
+gives the same bytes; a release ships the page and the images its dataset card embeds."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import SAMPLE, SEED, needs_chromium, page_requests
+
+CHARTS = ["posts-quotes", "outlets", "mentions", "requoted", "cluster-sizes", "date-coverage"]
+
+
+@pytest.fixture(scope="module")
+def generated_build(tmp_path_factory) -> Path:
+    """A generated corpus (kirinuki synth), with the sample and the seed for places and people."""
+    from kirinuki.flows.build import build
+    from kirinuki.synth import write_corpus
+
+    d = tmp_path_factory.mktemp("overview")
+    corpus = d / "corpus"
+    write_corpus(corpus / "synth", 60, seed=11)
+    shutil.copytree(SAMPLE, corpus / "sample")
+    shutil.copy(SEED, corpus / SEED.name)
+    out = d / "build"
+    build([str(corpus)], str(out))
+    return out
+
+
+def test_every_build_writes_a_self_contained_overview_with_every_chart(generated_build):
+    html = (generated_build / "overview.html").read_text(encoding="utf-8")
+    assert "default-src 'none'" in html
+    # nothing outside the page: references are to its own ids (#…), and the only URLs are SVG's namespaces
+    assert not re.search(r"""(src|href)\s*=\s*["'](?!#)|https?://(?!www\.w3\.org/)|<script|@import|url\((?!#)""", html)
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert len(ids) == len(set(ids))  # each chart's glyphs and clip paths are its own
+    for chart in CHARTS:
+        figure = re.search(rf"<figure id='chart-{chart}'>(.*?)</figure>", html, re.S)
+        assert figure and "<svg" in figure.group(1) and "<path" in figure.group(1), chart
+        png = (generated_build / "overview" / f"{chart}.png").read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 5000
+    assert "データなし" not in html  # every chart has data on this corpus
+    assert re.search(r"corpus sha256 <code>[0-9a-f]{64}</code>", html)
+
+
+def test_the_same_build_gives_the_same_overview_bytes(generated_build, tmp_path):
+    """Drawn again in another process (another hash seed), the page and images are byte-identical."""
+    import json
+    import os
+    import sys
+
+    copy = tmp_path / "again"
+    shutil.copytree(generated_build, copy)
+    for p in [copy / "overview.html", *(copy / "overview").iterdir()]:
+        p.unlink()
+    summary = json.loads((generated_build / "build.json").read_text(encoding="utf-8"))
+    code = ("import json, sys; from pathlib import Path; from kirinuki.overview import write_overview; "
+            "write_overview(Path(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3]))")
+    identity = {"kirinuki_version": summary["kirinuki_version"], "corpus_sha256": summary["corpus_sha256"]}
+    r = subprocess.run([sys.executable, "-c", code, str(copy), json.dumps(summary["validation"]), json.dumps(identity)],
+                       capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "7"})
+    assert r.returncode == 0, r.stderr
+
+    def digest(root: Path) -> dict:
+        files = [root / "overview.html", *sorted((root / "overview").iterdir())]
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+    assert digest(copy) == digest(generated_build)
+
+
+@needs_chromium
+def test_the_overview_opens_in_a_headless_browser_with_every_chart_and_no_request(generated_build, tmp_path):
+    page = generated_build / "overview.html"
+    dom, urls = page_requests(page, tmp_path)
+    assert urls == []
+    for chart in CHARTS:
+        assert f'id="chart-{chart}"' in dom
+    assert dom.count("<svg") == len(CHARTS)
+    shot = tmp_path / "overview.png"
+    r = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={tmp_path / 'shot-profile'}", "--window-size=1100,2600",
+                        f"--screenshot={shot}", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and shot.is_file(), r.stderr[-2000:]
+    data = shot.read_bytes()
+    assert data.startswith(b"\x89PNG") and len(data) > 50_000
+
+
+def test_a_release_ships_the_overview_and_its_card_embeds_the_charts(generated_build, tmp_path):
+    from kirinuki.release import make_release, verify
+
+    rel = make_release(generated_build, "1.0.0", tmp_path / "releases", date="2026-01-15")
+    card = (rel.path / "README.md").read_text(encoding="utf-8")
+    embedded = re.findall(r"!\[[^\]]+\]\((images/[a-z-]+\.png)\)", card)
+    assert embedded == [f"images/{c}.png" for c in CHARTS]
+    sums = (rel.path / "SHA256SUMS").read_text(encoding="utf-8")
+    for path in embedded + ["overview.html"]:
+        assert (rel.path / path).is_file() and f"  {path}\n" in sums
+    assert (rel.path / "images" / "mentions.png").read_bytes() == (generated_build / "overview" / "mentions.png").read_bytes()
+    assert verify(rel.path) == []
