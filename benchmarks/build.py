@@ -211,7 +211,7 @@ def main() -> None:
         src = corpus(workdir, posts, env)
         mb = sum(f.stat().st_size for f in src.glob("post_*.txt")) / 1e6
         out = workdir / f"build-{posts}"
-        if args.parse_baseline is not None:
+        if args.parse_baseline:  # "" skips it
             speeds = parse_speed(src, args.parse_baseline, workdir / "parse-at-rev")
             first = speeds[0][1]
             print(f"parse speed, {posts:,} posts (in one process, best of {ROUNDS} rounds; target: detection within 110 % of the first):")

@@ -104,3 +104,20 @@ def test_a_release_ships_the_overview_and_its_card_embeds_the_charts(generated_b
         assert (rel.path / path).is_file() and f"  {path}\n" in sums
     assert (rel.path / "images" / "mentions.png").read_bytes() == (generated_build / "overview" / "mentions.png").read_bytes()
     assert verify(rel.path) == []
+
+
+def test_cli_overview_prints_the_page_and_opens_it_in_the_browser(generated_build, tmp_path):
+    import os
+    import sys
+
+    opened = tmp_path / "opened.txt"
+    env = dict(os.environ, BROWSER=f"sh -c 'echo %s > {opened}'")  # webbrowser runs $BROWSER with the URL
+    r = subprocess.run([sys.executable, "-m", "kirinuki.cli", "overview", "--out", str(generated_build), "--open"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    page = (generated_build / "overview.html").resolve()
+    assert r.stdout.strip() == str(page)
+    assert opened.read_text().strip() == page.as_uri()
+    r = subprocess.run([sys.executable, "-m", "kirinuki.cli", "overview", "--out", str(tmp_path / "nothing")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "has no overview.html" in r.stderr

@@ -5,8 +5,8 @@ its offsets in the text, the surface form and the gazetteer's entity. The gazett
 (input/reference/gazetteer.tsv) and the rules for short forms and titles (gazetteer_rules.toml)
 are data; docs/cleaning.md describes them.
 
-Matching is one pass, longest match first: one regular expression of every name, longest first,
-finds the next place where a name (or a short form) stands, in linear time. A
+Matching is one pass, longest match first: one regular expression of every name, shaped as a trie,
+finds the next place where a name stands (another the next short form), in linear time. A
 name that begins or ends in katakana does not match inside a longer katakana word; a Latin one not
 inside a longer Latin word. Where no name matches, a one-character short form (米, 露 …) counts only
 in context (see gazetteer_rules.toml). A person's title right after the name (氏, 大統領 …) is
@@ -105,15 +105,37 @@ def gazetteer() -> Gazetteer:
         for k, c in enumerate(word):
             if c in short:
                 blocked.setdefault(c, []).append((word, k))
-    # one alternation of plain literals: the regex engine skips to a possible first character in C
-    # (lookarounds for the word boundaries would defeat that, 60x slower: they are checked after)
-    alternation = "|".join(re.escape(n) for n in sorted(owner, key=lambda n: (-len(n), n)))
+    # the names as one trie-shaped expression of plain literals: at each place the engine follows one
+    # branch per character and backs off to the longest name that ends there (a flat alternation
+    # tries every name: 3.7x slower on katakana-heavy text; lookarounds for the word boundaries
+    # would be 60x slower: they are checked after)
+    alternation = _trie_pattern(owner)
     return Gazetteer(
         entities, names, owner, re.compile(alternation), re.compile(f"[{re.escape(''.join(sorted(short)))}]"),
         {n: (_word_kind(n[0]), _word_kind(n[-1])) for n in owner}, short,
         frozenset(ab["before"]), tuple(sorted(ab["after"], key=len, reverse=True)), frozenset(ab["ambiguous_runs"]),
         blocked, tuple(sorted(rules["person"]["titles"], key=len, reverse=True)),
         tuple(rules["unknown_person"]["titles"]))
+
+
+def _trie_pattern(names) -> str:
+    """A regular expression matching the longest of `names` at a place: (?:ab(?:c)?|d) for ab, abc, d."""
+    trie: dict = {}
+    for name in names:
+        node = trie
+        for c in name:
+            node = node.setdefault(c, {})
+        node[""] = {}
+
+    def branch(node: dict) -> str:
+        alts = [re.escape(c) + branch(node[c]) for c in sorted(k for k in node if k)]
+        if not alts:
+            return ""
+        if len(alts) == 1 and "" not in node:
+            return alts[0]
+        return "(?:" + "|".join(alts) + ")" + ("?" if "" in node else "")
+
+    return branch(trie)
 
 
 def _bounded(g: Gazetteer, text: str, start: int, end: int, name: str) -> bool:

@@ -18,6 +18,7 @@ from typing import Iterator
 class Piece:
     text: str
     char_start: int  # where text[0] stands in the post
+    char_end: int  # where the piece's span of the post ends
     at: list[int] | None  # for joined lines: the offset in the post's span of each character
     key: str  # the paragraph's id, or the excerpt's for its headline
     repeats: str | None  # the key of the piece this one repeats (paragraphs' and excerpts' duplicate_of)
@@ -88,13 +89,15 @@ def text_pieces(doc: dict, excerpts: list[dict], paragraphs: list[dict]) -> Iter
         at = None
         if p.get("line_end", p["line_no"]) != p["line_no"]:  # joined lines: map back through the breaks
             at = wrapped_offsets(text[p["char_start"]:p["char_end"]], p["text"])
-        order.append((p["char_start"], 1, Piece(p["text"], p["char_start"], at, p["paragraph_id"], p.get("duplicate_of"),
-                                                p["paragraph_id"], p["excerpt_id"], "paragraph")))
+        piece = Piece(p["text"], p["char_start"], p["char_end"], at, p["paragraph_id"], p.get("duplicate_of"),
+                      p["paragraph_id"], p["excerpt_id"], "paragraph")
+        order.append((p["char_start"], 1, piece))
     for e in excerpts:
         at = _headline_start(text, e, spans)
         if at is not None:
-            order.append((at, 0, Piece(e["headline"], at, None, e["excerpt_id"], e.get("duplicate_of"), None,
-                                       e["excerpt_id"], "headline")))
+            piece = Piece(e["headline"], at, at + len(e["headline"]), None, e["excerpt_id"], e.get("duplicate_of"),
+                          None, e["excerpt_id"], "headline")
+            order.append((at, 0, piece))
     order.sort(key=lambda t: (t[0], t[1]))
     for _, _, piece in order:
         yield piece

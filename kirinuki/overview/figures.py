@@ -15,11 +15,13 @@ from pathlib import Path
 TOP_OUTLETS = 6
 TOP_ENTITIES = 8
 TOP_ARTICLES = 10
+MAX_MONTHS = 120  # a longer span is counted by year: a bar a month would be too thin to see
 
 
 @dataclass
 class Figures:
-    months: list[str] = field(default_factory=list)  # every month from the first post to the last, YYYY-MM
+    # every month from the first post to the last, YYYY-MM (every year, YYYY, past MAX_MONTHS months)
+    months: list[str] = field(default_factory=list)
     posts: dict[str, int] = field(default_factory=dict)
     quotes: dict[str, int] = field(default_factory=dict)
     outlets: dict[str, dict[str, int]] = field(default_factory=dict)  # outlet name -> month -> quotes
@@ -107,4 +109,20 @@ def _figures(con, have: set[str]) -> Figures:
                                         WHERE date_start IS NOT NULL AND repeat_of IS NULL GROUP BY 1 ORDER BY 1"""))
         f.unresolved = dict(_q(con, """SELECT rule, count(*) FROM date_mentions WHERE date_start IS NULL
                                        AND repeat_of IS NULL GROUP BY 1 ORDER BY 2 DESC, 1"""))
+    return _by_year(f) if len(f.months) > MAX_MONTHS else f
+
+
+def _years(by_month: dict[str, int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for m, n in by_month.items():
+        out[m[:4]] = out.get(m[:4], 0) + n
+    return out
+
+
+def _by_year(f: Figures) -> Figures:
+    """The per-month series counted by year (the x axis then has a label a year)."""
+    f.months = sorted({m[:4] for m in f.months})
+    f.posts, f.quotes = _years(f.posts), _years(f.quotes)
+    f.outlets = {k: _years(v) for k, v in f.outlets.items()}
+    f.entities = {k: _years(v) for k, v in f.entities.items()}
     return f
