@@ -345,13 +345,12 @@ def test_interrupted_release_leaves_no_partial_version_and_latest_unchanged(rele
     assert verify(dest / "kirinuki-2.0.0") == []
 
 
-def test_publish_to_s3_stages_confirms_and_promotes(builds, tmp_path, monkeypatch):
+@pytest.fixture
+def s3_endpoint(monkeypatch):
+    """moto's S3 server on 127.0.0.1 (a free port), with the AWS variables pointing at it."""
     import socket
 
-    import boto3
     from moto.server import ThreadedMotoServer
-
-    from kirinuki.release.remote import publish_s3
 
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -359,34 +358,42 @@ def test_publish_to_s3_stages_confirms_and_promotes(builds, tmp_path, monkeypatc
     s.close()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for k, v in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+                 "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(k, v)
     try:
-        endpoint = f"http://127.0.0.1:{port}"
-        for k, v in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
-                     "AWS_ENDPOINT_URL": endpoint}.items():
-            monkeypatch.setenv(k, v)
-        s3 = boto3.client("s3", endpoint_url=endpoint)
-        s3.create_bucket(Bucket="open-data")
-        first = publish_s3(builds["v1"], "1.0.0", "s3://open-data/kirinuki", "full", date=DATE)
-        second = publish_s3(builds["v2"], "1.1.0", "s3://open-data/kirinuki", "full", date=DATE)
-        assert second.changes["previous_version"] == "1.0.0"
-        assert second.changes["inputs"]["changed"] == [EDITED]
-        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="open-data")["Contents"]]
-        assert not [k for k in keys if "/.staging/" in k]
-        # download the published release and check it like any other
-        local = tmp_path / "download"
-        for k in keys:
-            if k.startswith("kirinuki/kirinuki-1.1.0/"):
-                dest = local / k[len("kirinuki/kirinuki-1.1.0/"):]
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file("open-data", k, str(dest))
-        assert verify(local) == []
-        latest = json.loads(s3.get_object(Bucket="open-data", Key="kirinuki/latest.json")["Body"].read())
-        assert latest["version"] == "1.1.0"
-        with pytest.raises(ReleaseError, match="already exists"):
-            publish_s3(builds["v2"], "1.1.0", "s3://open-data/kirinuki", "full", date=DATE)
-        assert first.path == "s3://open-data/kirinuki/kirinuki-1.0.0"
+        yield endpoint
     finally:
         server.stop()
+
+
+def test_publish_to_s3_stages_confirms_and_promotes(builds, tmp_path, s3_endpoint):
+    import boto3
+
+    from kirinuki.release.remote import publish_s3
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket="open-data")
+    first = publish_s3(builds["v1"], "1.0.0", "s3://open-data/kirinuki", "full", date=DATE)
+    second = publish_s3(builds["v2"], "1.1.0", "s3://open-data/kirinuki", "full", date=DATE)
+    assert second.changes["previous_version"] == "1.0.0"
+    assert second.changes["inputs"]["changed"] == [EDITED]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="open-data")["Contents"]]
+    assert not [k for k in keys if "/.staging/" in k]
+    # download the published release and check it like any other
+    local = tmp_path / "download"
+    for k in keys:
+        if k.startswith("kirinuki/kirinuki-1.1.0/"):
+            dest = local / k[len("kirinuki/kirinuki-1.1.0/"):]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file("open-data", k, str(dest))
+    assert verify(local) == []
+    latest = json.loads(s3.get_object(Bucket="open-data", Key="kirinuki/latest.json")["Body"].read())
+    assert latest["version"] == "1.1.0"
+    with pytest.raises(ReleaseError, match="already exists"):
+        publish_s3(builds["v2"], "1.1.0", "s3://open-data/kirinuki", "full", date=DATE)
+    assert first.path == "s3://open-data/kirinuki/kirinuki-1.0.0"
 
 
 class _FlakyStore:
@@ -406,48 +413,32 @@ class _FlakyStore:
         return getattr(self.fs, name)
 
 
-def test_the_release_flow_retries_a_dropped_upload_and_not_a_refusal(builds, tmp_path, monkeypatch):
-    import socket
-
+def test_the_release_flow_retries_a_dropped_upload_and_not_a_refusal(builds, tmp_path, monkeypatch, s3_endpoint):
     import boto3
-    from moto.server import ThreadedMotoServer
 
     import kirinuki.release.remote as remote
     from kirinuki.flows.release import release
 
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        for k, v in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
-                     "AWS_ENDPOINT_URL": endpoint}.items():
-            monkeypatch.setenv(k, v)
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="flaky-data")
-        real_fs = remote._fs
-        stores = []
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="flaky-data")
+    real_fs = remote._fs
+    stores = []
 
-        def flaky(error, failures):
-            def make(endpoint_url):
-                stores.append(_FlakyStore(real_fs(endpoint_url), error, failures))
-                return stores[-1]
-            return make
+    def flaky(error, failures):
+        def make(endpoint_url):
+            stores.append(_FlakyStore(real_fs(endpoint_url), error, failures))
+            return stores[-1]
+        return make
 
-        monkeypatch.setattr(remote, "_fs", flaky(ConnectionResetError("connection reset by peer"), 1))
-        rel = release(str(builds["v1"]), "1.0.0", "s3://flaky-data/kirinuki", "full", date=DATE)
-        assert rel.path == "s3://flaky-data/kirinuki/kirinuki-1.0.0"
-        assert stores[-1].uploads > 1  # the first upload failed; the step ran again and completed
-        with remote._fs(None).fs.open("flaky-data/kirinuki/latest.json") as f:
-            assert json.load(f)["version"] == "1.0.0"
-        monkeypatch.setattr(remote, "_fs", flaky(PermissionError("access denied"), 10))
-        with pytest.raises(ReleaseError, match="access denied"):
-            release(str(builds["v2"]), "1.1.0", "s3://flaky-data/kirinuki", "full", date=DATE)
-        assert stores[-1].uploads == 1  # refused: not tried again
-    finally:
-        server.stop()
+    monkeypatch.setattr(remote, "_fs", flaky(ConnectionResetError("connection reset by peer"), 1))
+    rel = release(str(builds["v1"]), "1.0.0", "s3://flaky-data/kirinuki", "full", date=DATE)
+    assert rel.path == "s3://flaky-data/kirinuki/kirinuki-1.0.0"
+    assert stores[-1].uploads > 1  # the first upload failed; the step ran again and completed
+    with remote._fs(None).fs.open("flaky-data/kirinuki/latest.json") as f:
+        assert json.load(f)["version"] == "1.0.0"
+    monkeypatch.setattr(remote, "_fs", flaky(PermissionError("access denied"), 10))
+    with pytest.raises(ReleaseError, match="access denied"):
+        release(str(builds["v2"]), "1.1.0", "s3://flaky-data/kirinuki", "full", date=DATE)
+    assert stores[-1].uploads == 1  # refused: not tried again
 
 
 def _forge_sums(rel: Path) -> None:
