@@ -1,8 +1,9 @@
 """The overview of a build: what the corpus is about, drawn (figures -> charts -> page).
 
-In: a build folder's tables. Out: overview.html and overview/*.png in that folder (page.write_overview).
+In: a build folder's tables. Out: overview.html in that folder (page.write_overview); for a release,
+the same charts as PNG files (page.write_images).
 """
 
-from kirinuki.overview.page import IMAGES, INDEX, PAGE, write_overview
+from kirinuki.overview.page import IMAGES, PAGE, write_images, write_overview
 
-__all__ = ["IMAGES", "INDEX", "PAGE", "write_overview"]
+__all__ = ["IMAGES", "PAGE", "write_images", "write_overview"]

@@ -1,8 +1,9 @@
 """The overview's charts, drawn with matplotlib in IPAex Gothic (matplotlib-fontja's bundled font).
 
-In: `Figures` (overview.figures). Out: `Chart`s, each an SVG (text drawn as paths, so Japanese
-labels render in any browser with no font installed and no request made) and a PNG (for the
-dataset card). The same figures give the same bytes: no date in the files, a fixed hash salt.
+In: `Figures` (overview.figures) and the image format. Out: `Chart`s, each an SVG (text drawn as
+paths, so Japanese labels render in any browser with no font installed and no request made: the
+build's page) or a PNG (a release's dataset card). The same figures give the same bytes: no date in
+the files, a fixed hash salt.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ class Chart:
     id: str
     title: str
     caption: str
-    svg: str
-    png: bytes
+    svg: str  # "" when drawn as PNG
+    png: bytes  # b"" when drawn as SVG
 
 
 @cache
@@ -50,7 +51,7 @@ def _matplotlib():
     return Figure
 
 
-def _render(chart_id: str, title: str, caption: str, draw) -> Chart:
+def _render(image: str, chart_id: str, title: str, caption: str, draw) -> Chart:
     Figure = _matplotlib()
     fig = Figure(figsize=(WIDTH, HEIGHT), dpi=DPI)
     ax = fig.add_subplot()
@@ -60,14 +61,17 @@ def _render(chart_id: str, title: str, caption: str, draw) -> Chart:
         ax.set_yticks([])
     ax.set_title(title, loc="left")
     fig.tight_layout()
-    svg, png = io.StringIO(), io.BytesIO()
+    if image == "png":
+        png = io.BytesIO()
+        fig.savefig(png, format="png", metadata={"Software": None})
+        return Chart(chart_id, title, caption, "", png.getvalue())
+    svg = io.StringIO()
     fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
-    fig.savefig(png, format="png", metadata={"Software": None})
     text = svg.getvalue()
     text = _METADATA.sub("", text[text.index("<svg"):])  # an RDF block naming its vocabularies' URLs: not needed inline
     # ids (glyphs, clip paths) are the chart's own once several charts share one page
     text = text.replace('id="', f'id="{chart_id}-').replace('href="#', f'href="#{chart_id}-').replace("url(#", f"url(#{chart_id}-")
-    return Chart(chart_id, title, caption, text, png.getvalue())
+    return Chart(chart_id, title, caption, text, b"")
 
 
 def _month_ticks(ax, months: list[str]) -> None:
@@ -88,7 +92,8 @@ def _stacked(ax, months: list[str], series: dict[str, dict[str, int]]) -> bool:
     return True
 
 
-def charts(f: Figures) -> list[Chart]:
+def charts(f: Figures, image: str = "svg") -> list[Chart]:
+    """The overview's charts drawn as `image` (svg or png)."""
     months = f.months
 
     def posts_quotes(ax) -> bool:
@@ -166,20 +171,20 @@ def charts(f: Figures) -> list[Chart]:
         return True
 
     return [
-        _render("posts-quotes", "投稿と引用の推移 — posts and quotes over time",
+        _render(image, "posts-quotes", "投稿と引用の推移 — posts and quotes over time",
                 "Posts by their date, and the excerpts they quote, per month (per year over a span of ten years).", posts_quotes),
-        _render("outlets", "引用元の推移 — quotes per outlet (top outlets) over time",
+        _render(image, "outlets", "引用元の推移 — quotes per outlet (top outlets) over time",
                 "Excerpts per month of the post, for the outlets quoted most.",
                 lambda ax: _stacked(ax, months, f.outlets)),
-        _render("mentions", "国・人物の言及 — countries and people mentioned over time",
+        _render(image, "mentions", "国・人物の言及 — countries and people mentioned over time",
                 "Mentions per month (repeated paragraphs counted once) of the countries and people named most.",
                 entities),
-        _render("requoted", "繰り返し引用された記事 — the most re-quoted articles",
+        _render(image, "requoted", "繰り返し引用された記事 — the most re-quoted articles",
                 "Each row an article (outlet, date, id): a dot for each post date that quoted it, a red tick at "
                 "the article's own date.", requoted),
-        _render("cluster-sizes", "記事ごとの引用数 — cluster sizes",
+        _render(image, "cluster-sizes", "記事ごとの引用数 — cluster sizes",
                 "How many articles were quoted once, twice, … (dedup clusters).", sizes),
-        _render("date-coverage", "日付表現の分布 — dates mentioned, by month",
+        _render(image, "date-coverage", "日付表現の分布 — dates mentioned, by month",
                 "Date mentions resolved to a day, month or longer span, by the month they start in; the unresolved "
                 "ones by reason.", dates),
     ]

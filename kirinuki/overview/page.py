@@ -1,10 +1,9 @@
-"""The overview page of a build: one self-contained HTML file, and its charts as PNG files.
+"""The overview page of a build, and the same charts as images for a release's dataset card.
 
 In: a build folder being assembled (its data/ and the validation summary) and the build's identity.
 Out: `<build>/overview.html` — inline SVG charts, no script, no style or font from anywhere else
-(the same Content-Security-Policy as the validation report) — and `<build>/overview/<chart>.png`,
-with overview/charts.json naming them, which a release ships under images/ for its dataset card.
-Same build, same bytes.
+(the same Content-Security-Policy as the validation report); and, for a release, `images/<chart>.png`
+drawn from the build's tables (`write_images`). Same build, same bytes.
 """
 
 from __future__ import annotations
@@ -14,11 +13,9 @@ from pathlib import Path
 
 from kirinuki.overview.charts import Chart, charts
 from kirinuki.overview.figures import Figures, read_figures
-from kirinuki.store.files import write_json
 
 PAGE = "overview.html"
-IMAGES = "overview"
-INDEX = "charts.json"  # in IMAGES: each PNG's file name, title and caption, for a release's card
+IMAGES = "images"  # in a release: the charts as PNG files
 STYLE = """body{font-family:sans-serif;margin:2em auto;max-width:60em;color:#222}
 figure{margin:1.5em 0}figcaption{color:#555;font-size:.9em}svg{max-width:100%;height:auto}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}
@@ -26,18 +23,21 @@ td:first-child,th:first-child{text-align:left}.fail{color:#b00}.ok{color:#070}""
 
 
 def write_overview(root: Path, validation: dict, identity: dict) -> dict:
-    """Write overview.html and overview/*.png into the build folder `root`; returns what was drawn."""
+    """Write overview.html into the build folder `root`; returns what was drawn."""
     f = read_figures(root / "data")
-    drawn = charts(f)
-    images = root / IMAGES
-    images.mkdir(exist_ok=True)
-    listed = []
-    for c in drawn:
-        (images / f"{c.id}.png").write_bytes(c.png)
-        listed.append({"file": f"{c.id}.png", "title": c.title, "caption": c.caption})
-    write_json(images / INDEX, listed)
+    drawn = charts(f, "svg")
     (root / PAGE).write_text(page(f, drawn, validation, identity), encoding="utf-8")
     return {"charts": [c.id for c in drawn]}
+
+
+def write_images(build: Path, out: Path) -> list[dict]:
+    """The build's charts as `out`/images/<chart>.png; returns each one's path, title and caption."""
+    (out / IMAGES).mkdir()
+    listed = []
+    for c in charts(read_figures(build / "data"), "png"):
+        (out / IMAGES / f"{c.id}.png").write_bytes(c.png)
+        listed.append({"path": f"{IMAGES}/{c.id}.png", "title": c.title, "caption": c.caption})
+    return listed
 
 
 def page(f: Figures, drawn: list[Chart], validation: dict, identity: dict) -> str:

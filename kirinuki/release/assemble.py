@@ -17,7 +17,7 @@ from kirinuki.release.checks import SUMS
 from kirinuki.release.describe import croissant, datapackage, dataset_card, license_text
 from kirinuki.release.gx_suites import write_suites
 from kirinuki.schema import arrow_schema, release_columns, schema_version, spec, tables
-from kirinuki.store.files import DATA_DIR, PARQUET_OPTIONS, ROW_GROUP_ROWS, read_json, sha256_file, write_json
+from kirinuki.store.files import DATA_DIR, PARQUET_OPTIONS, ROW_GROUP_ROWS, sha256_file, write_json
 
 # ---------------------------------------------------------------- data files
 
@@ -59,21 +59,14 @@ def write_release_table(src: Path, dest: Path, name: str, profile: str) -> None:
 
 
 def copy_overview(build: Path, out: Path) -> dict | None:
-    """The build's overview page and its charts (images/), as the card lists them; None for a build
-    made before there were overviews."""
-    from kirinuki.overview import IMAGES, INDEX, PAGE
+    """The build's overview page, and its charts drawn as images/*.png for the card; None for a
+    build made before there were overviews."""
+    from kirinuki.overview import PAGE, write_images
 
-    index = read_json(build / IMAGES / INDEX)
-    if not (build / PAGE).is_file() or not isinstance(index, list):
+    if not (build / PAGE).is_file():
         return None
-    index = [c for c in index if isinstance(c, dict) and Path(str(c.get("file"))).name == c.get("file")
-             and str(c["file"]).endswith(".png") and (build / IMAGES / c["file"]).is_file()]
     shutil.copyfile(build / PAGE, out / PAGE)
-    (out / "images").mkdir()
-    for c in index:
-        shutil.copyfile(build / IMAGES / c["file"], out / "images" / c["file"])
-    return {"page": PAGE, "images": [{"path": f"images/{c['file']}", "title": c["title"], "caption": c["caption"]}
-                                      for c in index]}
+    return {"page": PAGE, "images": write_images(build, out)}
 
 
 def assemble(build: Path, summary: dict, out: Path, dataset: str, version: str, profile: str, date: str,

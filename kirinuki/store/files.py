@@ -56,8 +56,8 @@ def check_output(out: Path, inputs: list[str]) -> None:
                                "delete; move it out of the build folder first")
 
 
-# what a build folder holds (overview.html and overview/: kirinuki.overview)
-BUILD_ENTRIES = {"build.json", "data", "views.sql", "logs", "validation", "cache", "overview.html", "overview"}
+# what a build folder holds (overview.html: kirinuki.overview)
+BUILD_ENTRIES = {"build.json", "data", "views.sql", "logs", "validation", "cache", "overview.html"}
 TMP_MARK = ".kirinuki-unfinished-build"  # in a build being assembled: what recover() may delete
 
 
