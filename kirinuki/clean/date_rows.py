@@ -1,6 +1,6 @@
 """The date_mentions rows of one document.
 
-In: a document row, its excerpt rows and its paragraph rows (as parse wrote them). Out: one row
+In: a document row, its excerpt rows and its pieces (clean.pieces.text_pieces). Out: one row
 per date expression, in the order of the post: headlines (paragraph_id NULL, context `headline`)
 and paragraphs (context `paragraph`), read from clean.pieces. Offsets point into the decoded post,
 also for hard-wrapped paragraphs whose lines were joined. A mention inside a paragraph (or headline) that repeats an
@@ -13,21 +13,21 @@ from __future__ import annotations
 from datetime import date
 
 from kirinuki.clean.date_mentions import Run
-from kirinuki.clean.pieces import text_pieces
+from kirinuki.clean.pieces import Piece
 
 
 def mention_id(doc_id: str, ordinal: int) -> str:
     return f"{doc_id}-d{ordinal:05d}"
 
 
-def date_mention_rows(doc: dict, excerpts: list[dict], paragraphs: list[dict]) -> list[dict]:
+def date_mention_rows(doc: dict, excerpts: list[dict], pieces: list[Piece]) -> list[dict]:
     post_date: date | None = doc["published_date"]
     article = {e["excerpt_id"]: e["published_date"] for e in excerpts}
     out: list[dict] = []
     seen: dict[str, dict[tuple[int, str], str]] = {}  # paragraph or excerpt id → (offset, raw) → mention id
     run_key: object = object()
     run = Run(None)
-    for piece in text_pieces(doc, excerpts, paragraphs):
+    for piece in pieces:
         if piece.context == "headline":
             r = Run(article.get(piece.excerpt_id) or post_date)
         else:

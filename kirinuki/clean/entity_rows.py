@@ -1,11 +1,10 @@
 """The mentions rows of one document: every country, group, organisation and person it names.
 
-In: a document row, its excerpt rows and its paragraph rows (as parse wrote them). Out: one row per
+In: a document row and its pieces (clean.pieces.text_pieces). Out: one row per
 entity mention (clean.entities) in the order of the post, in the same pieces as the date mentions
 (clean.pieces): excerpts' headlines (paragraph_id NULL, context `headline`) and paragraphs. The
-post's text is read once, whole, and each mention given to the piece whose span holds it (one scan
-instead of one a paragraph: 6x fewer calls' overhead, and a name is never read across a joined line
-break), so text[char_start:char_end] is always the surface. A mention inside a paragraph (or
+post's text is read once, whole, and each mention given to the piece whose span holds it (one call a
+post instead of one a paragraph, and a name is never read across a joined line break), so text[char_start:char_end] is always the surface. A mention inside a paragraph (or
 headline) that repeats an earlier one of the post gets `repeat_of`, the id of the same mention in
 the first copy, so counts can leave repeats out.
 """
@@ -13,24 +12,24 @@ the first copy, so counts can leave repeats out.
 from __future__ import annotations
 
 from kirinuki.clean.entities import find_entities
-from kirinuki.clean.pieces import text_pieces
+from kirinuki.clean.pieces import Piece
 
 
 def entity_mention_id(doc_id: str, ordinal: int) -> str:
     return f"{doc_id}-e{ordinal:05d}"
 
 
-def entity_mention_rows(doc: dict, excerpts: list[dict], paragraphs: list[dict]) -> list[dict]:
+def entity_mention_rows(doc: dict, pieces: list[Piece]) -> list[dict]:
     found = find_entities(doc["text"])
     if not found:
         return []
     out: list[dict] = []
     seen: dict[str, dict[tuple[int, str], str]] = {}  # paragraph or excerpt id → (offset, surface) → id
-    pieces = iter(text_pieces(doc, excerpts, paragraphs))
-    piece = next(pieces, None)
+    rest = iter(pieces)
+    piece = next(rest, None)
     for m in found:  # both in the order of the post: one pass
         while piece is not None and piece.char_end <= m.start:
-            piece = next(pieces, None)
+            piece = next(rest, None)
         if piece is None:
             break
         if m.start < piece.char_start or m.end > piece.char_end:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from kirinuki.clean.date_rows import date_mention_rows
 from kirinuki.clean.entity_rows import entity_mention_rows
+from kirinuki.clean.pieces import text_pieces
 from kirinuki.schema import REFERENCE
 
 _WS = re.compile(r"\s+")
@@ -177,5 +178,6 @@ def clean_document(rows: dict[str, list[dict]]) -> None:
         c["outlet_id"] = resolve_outlet(c["outlet_raw"])
         c["author"] = clean_author(c["author_raw"])
     doc["caption_outlet_id"] = resolve_outlet(doc["caption_outlet_raw"])
-    rows["date_mentions"] = date_mention_rows(doc, rows["excerpts"], rows["paragraphs"])
-    rows["mentions"] = entity_mention_rows(doc, rows["excerpts"], rows["paragraphs"])
+    pieces = text_pieces(doc, rows["excerpts"], rows["paragraphs"])  # where mentions are read, made once
+    rows["date_mentions"] = date_mention_rows(doc, rows["excerpts"], pieces)
+    rows["mentions"] = entity_mention_rows(doc, pieces)

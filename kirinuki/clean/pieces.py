@@ -4,14 +4,14 @@ In: a document row, its excerpt rows and its paragraph rows (as parse wrote them
 the order of the post — each excerpt's headline where it is written verbatim on the excerpt's first
 line outside any paragraph (context `headline`), and every paragraph (context `paragraph`) — with a
 map from the piece's characters back to the decoded post, also for hard-wrapped paragraphs whose
-lines were joined. Date mentions (date_rows) and entity mentions (entity_rows) share them.
+lines were joined. clean_document makes them once a post; date mentions (date_rows) and entity
+mentions (entity_rows) are both read from them.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
-from typing import Iterator
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def wrapped_offsets(source: str, joined: str) -> list[int]:
     return out
 
 
-def text_pieces(doc: dict, excerpts: list[dict], paragraphs: list[dict]) -> Iterator[Piece]:
+def text_pieces(doc: dict, excerpts: list[dict], paragraphs: list[dict]) -> list[Piece]:
     text = doc["text"]
     spans = sorted((p["char_start"], p["char_end"]) for p in paragraphs)
     order: list[tuple[int, int, Piece]] = []
@@ -99,5 +99,4 @@ def text_pieces(doc: dict, excerpts: list[dict], paragraphs: list[dict]) -> Iter
                           None, e["excerpt_id"], "headline")
             order.append((at, 0, piece))
     order.sort(key=lambda t: (t[0], t[1]))
-    for _, _, piece in order:
-        yield piece
+    return [piece for _, _, piece in order]

@@ -58,7 +58,7 @@ def write_release_table(src: Path, dest: Path, name: str, profile: str) -> None:
 # ---------------------------------------------------------------- the release folder
 
 
-def copy_overview(build: Path, out: Path) -> dict | None:
+def release_overview(build: Path, out: Path) -> dict | None:
     """The build's overview page, and its charts drawn as images/*.png for the card; None for a
     build made before there were overviews."""
     from kirinuki.overview import PAGE, write_images
@@ -90,7 +90,7 @@ def assemble(build: Path, summary: dict, out: Path, dataset: str, version: str, 
     (out / "validation").mkdir()
     for f in ("results.json", "report.html"):
         shutil.copyfile(build / "validation" / f, out / "validation" / f)
-    overview = copy_overview(build, out)
+    overview = release_overview(build, out)
     prev_data = previous[1] / DATA_DIR if previous else None
     changes = {"previous_version": previous[0] if previous else None, "version": version,
                "inputs": input_changes(prev_data, out / DATA_DIR),
