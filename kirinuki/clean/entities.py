@@ -70,6 +70,7 @@ class Gazetteer:
     before: frozenset[str]
     after: tuple[str, ...]  # longest first
     ambiguous_runs: frozenset[str]
+    longest_ambiguous_run: int
     blocked: dict[str, list[tuple[str, int]]]  # short form -> [(blocked word, its offset in the word)]
     titles: tuple[str, ...]  # longest first
     unknown_titles: tuple[str, ...]
@@ -114,6 +115,7 @@ def gazetteer() -> Gazetteer:
         entities, names, owner, re.compile(alternation), re.compile(f"[{re.escape(''.join(sorted(short)))}]"),
         {n: (_word_kind(n[0]), _word_kind(n[-1])) for n in owner}, short,
         frozenset(ab["before"]), tuple(sorted(ab["after"], key=len, reverse=True)), frozenset(ab["ambiguous_runs"]),
+        max(map(len, ab["ambiguous_runs"]), default=0),
         blocked, tuple(sorted(rules["person"]["titles"], key=len, reverse=True)),
         tuple(rules["unknown_person"]["titles"]))
 
@@ -150,18 +152,26 @@ def _blocked_at(g: Gazetteer, text: str, i: int) -> bool:
     return any(text.startswith(word, i - k) for word, k in g.blocked.get(text[i], ()) if i >= k)
 
 
-def _short_forms(g: Gazetteer, text: str, i: int) -> list[EntityMatch]:
-    """The short forms at i that count (see gazetteer_rules.toml), or none."""
+def _short_run_end(g: Gazetteer, text: str, i: int) -> int:
+    """The end of the run of short forms that begins at i: the first place after i that is no short
+    form or is inside a blocked word. Every start k inside [i, end) has the same end, so a caller
+    that moves through a run keeps it (a run of 日 would otherwise be scanned again from each k)."""
+    j = i + 1
+    while j < len(text) and text[j] in g.short and not _blocked_at(g, text, j):
+        j += 1
+    return j
+
+
+def _short_forms(g: Gazetteer, text: str, i: int, j: int) -> list[EntityMatch]:
+    """The short forms at i that count (see gazetteer_rules.toml), or none; [i, j) is their run."""
     prev = text[i - 1] if i else ""
     if prev in _DIGITS or _blocked_at(g, text, i):
         return []
     starts_word = not _kanji(prev) if prev else True
-    j = i
-    while j < len(text) and text[j] in g.short and (j == i or not _blocked_at(g, text, j)):
-        j += 1
     followed = any(text.startswith(w, j) for w in g.after)
     if j - i >= 2:
-        ok = (starts_word or prev in g.before) and (text[i:j] not in g.ambiguous_runs or followed)
+        ambiguous = j - i <= g.longest_ambiguous_run and text[i:j] in g.ambiguous_runs
+        ok = (starts_word or prev in g.before) and (not ambiguous or followed)
         rule = "short_form_run"
     else:
         ok = prev in g.before or (starts_word and followed)
@@ -187,7 +197,7 @@ def find_entities(text: str) -> list[EntityMatch]:
     g = gazetteer()
     probe = text.translate(_FULL_WIDTH) if _WIDE.search(text) else text
     out: list[EntityMatch] = []
-    pos = 0
+    pos = run_end = 0  # run_end: the end of the run of short forms last measured
     name_m = g.pattern.search(probe)
     short_m = g.short_pattern.search(probe)
     while name_m or short_m:  # the nearer of the next name and the next short form
@@ -205,7 +215,11 @@ def find_entities(text: str) -> list[EntityMatch]:
             out.append(EntityMatch(i, end, text[i:end], eid, kind, "name"))
             pos = end
         else:
-            shorts = _short_forms(g, probe, i) if probe[i] in g.short else []
+            shorts = []
+            if probe[i] in g.short:
+                if i >= run_end:
+                    run_end = _short_run_end(g, probe, i)
+                shorts = _short_forms(g, probe, i, run_end)
             out.extend(shorts)
             pos = shorts[-1].end if shorts else i + 1
         if name_m and name_m.start() < pos:
