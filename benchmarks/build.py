@@ -12,7 +12,12 @@ summed). "prefect" is the wall time the flow did not account for: the temporary 
 start and stop plus interpreter start-up. "of full" is a rebuild's flow time over the full
 build's. The two 1% rebuilds edit 1% of the posts at random: "1% comment" appends a line of
 commentary to each (the quotes are unchanged, so dedup's output is reused), "1% quotes" changes
-a paragraph of a quoted article in each (dedup runs again over the whole corpus).
+a paragraph of a quoted article in each (dedup runs again over the whole corpus). The two
+appends add new posts after the last one, as a blog grows: "append 1%" adds 1% of the corpus,
+"append 10%" another 10% (both taken, in order, from a longer corpus of the same generator and
+seed, so the new posts quote new articles and now and then re-quote old ones, and are dated after
+the corpus); the corpus is put back as it was at the end. "wall of full" is the same share in wall
+time, what the user waits for.
 
 Floor: read + decode + split into lines + write one Parquet table of the lines with pyarrow, in
 one process: the least any Python pipeline over these files must do.
@@ -105,8 +110,8 @@ print(time.perf_counter() - t)
 """
 
 
-def corpus(workdir: Path, posts: int, env: dict) -> Path:
-    d = workdir / f"corpus-{posts}"
+def corpus(workdir: Path, posts: int, env: dict, name: str = "") -> Path:
+    d = workdir / (name or f"corpus-{posts}")
     if not (d / "ground_truth.csv").exists():
         print(f"generating {posts:,} posts in {d} ...", file=sys.stderr, flush=True)
         subprocess.run([str(BIN / "kirinuki"), "synth", "--posts", str(posts), "--seed", "1", "--out", str(d),
@@ -133,7 +138,20 @@ def change_one_percent(d: Path, seed: int = 5, quote: bool = False) -> int:
     return len(chosen)
 
 
-RUNS = ("full", "no change", "1% comment", "1% quotes")
+def append_posts(src: Path, longer: Path, fraction: float, base: int) -> list[Path]:
+    """Copy the next `fraction` x `base` posts of the longer corpus (numbered after those in `src`)
+    into `src`; return the paths added."""
+    have = max(int(f.stem.split("_")[1]) for f in src.glob("post_*.txt"))
+    added = []
+    for n in range(have + 1, have + 1 + max(1, round(base * fraction))):
+        name = f"post_{n:06d}.txt"
+        shutil.copyfile(longer / name, src / name)
+        added.append(src / name)
+    return added
+
+
+RUNS = ("full", "no change", "1% comment", "1% quotes", "append 1%", "append 10%")
+APPEND = {"append 1%": 0.01, "append 10%": 0.10}
 BASELINE_REV = "81b2b7f"  # the last commit before quoting conventions (issue 17)
 ROUNDS = 15  # this VM's timings vary by ±10 % from run to run: the best of many rounds is stable
 
@@ -223,17 +241,26 @@ def main() -> None:
         wall, rss, _ = measured([sys.executable, "-c", FLOOR, str(src), str(workdir / "floor.parquet")], env)
         rows.append({"posts": posts, "run": "floor", "wall": wall, "flow": wall, "rss": rss, "mb": mb, "stages": {}})
         build = [str(BIN / "kirinuki"), "build", str(src), "--out", str(out), "--json", "--workers", str(args.workers)]
-        for run in runs:
-            if run == "full":  # from nothing, as a first build: it also fills the cache
-                shutil.rmtree(out, ignore_errors=True)
-            elif run != "no change":
-                change_one_percent(src, seed=5 if run == "1% comment" else 7, quote=run == "1% quotes")
-            wall, rss, stdout = measured(build, env)
-            s = json.loads(stdout.strip().splitlines()[-1])
-            d = s["durations_s"]
-            stages = {k: d.get(k, 0.0) for k in ("discover", "hash", "parse", "write", "dedup", "validate", "overview")}
-            rows.append({"posts": posts, "run": run, "wall": wall, "flow": d["total"], "rss": rss, "mb": mb,
-                         "stages": stages, "cached": s["inputs"].get("from_cache", 0)})
+        longer = corpus(workdir, posts + round(posts * sum(APPEND.values())) + 1, env, f"corpus-{posts}-longer") \
+            if any(r in APPEND for r in runs) else None
+        added: list[Path] = []
+        try:
+            for run in runs:
+                if run == "full":  # from nothing, as a first build: it also fills the cache
+                    shutil.rmtree(out, ignore_errors=True)
+                elif run in APPEND:
+                    added += append_posts(src, longer, APPEND[run], posts)
+                elif run != "no change":
+                    change_one_percent(src, seed=5 if run == "1% comment" else 7, quote=run == "1% quotes")
+                wall, rss, stdout = measured(build, env)
+                s = json.loads(stdout.strip().splitlines()[-1])
+                d = s["durations_s"]
+                stages = {k: d.get(k, 0.0) for k in ("discover", "hash", "parse", "write", "dedup", "validate", "overview")}
+                rows.append({"posts": posts, "run": run, "wall": wall, "flow": d["total"], "rss": rss, "mb": mb,
+                             "stages": stages, "cached": s["inputs"].get("from_cache", 0)})
+        finally:
+            for f in added:  # the corpus as it was: the next run of the benchmark builds the same posts
+                f.unlink(missing_ok=True)
         if runs:
             print_table(rows)
     json.dump(rows, open(workdir / "results.json", "w"), indent=1)
@@ -276,21 +303,24 @@ def side_by_side(args) -> None:
 def print_table(rows: list[dict]) -> None:
     head = (f"{'posts':>7} {'run':<11} {'MB':>7} {'wall s':>7} {'flow s':>7} {'prefect':>7} {'hash':>5} "
             f"{'parse':>6} {'write':>6} {'dedup':>6} {'valid.':>6} {'overv.':>6} {'MB/s':>6} {'posts/s':>7} {'µs/post':>8} "
-            f"{'RSS MB':>7} {'of full':>7} {'x floor':>7}")
+            f"{'RSS MB':>7} {'of full':>7} {'wall of full':>12} {'x floor':>7}")
     print(head)
     print("-" * len(head))
     full: dict[int, float] = {}
+    full_wall: dict[int, float] = {}
     floor = {r["posts"]: r["wall"] for r in rows if r["run"] == "floor"}
     for r in rows:
         st = r["stages"]
         flow = r["flow"]
         if r["run"] == "full":
-            full[r["posts"]] = flow
-        share = f"{flow / full[r['posts']]:.0%}" if r["run"] not in ("full", "floor") and r["posts"] in full else ""
+            full[r["posts"]], full_wall[r["posts"]] = flow, r["wall"]
+        rebuild = r["run"] not in ("full", "floor") and r["posts"] in full
+        share = f"{flow / full[r['posts']]:.0%}" if rebuild else ""
+        wall_share = f"{r['wall'] / full_wall[r['posts']]:.0%}" if rebuild else ""
         print(f"{r['posts']:>7,} {r['run']:<11} {r['mb']:>7,.0f} {r['wall']:>7.1f} {flow:>7.1f} "
               f"{r['wall'] - flow:>7.1f} {st.get('hash', 0):>5.1f} {st.get('parse', 0):>6.1f} {st.get('write', 0):>6.1f} "
               f"{st.get('dedup', 0):>6.1f} {st.get('validate', 0):>6.1f} {st.get('overview', 0):>6.1f} {r['mb'] / flow:>6.1f} "
-              f"{r['posts'] / flow:>7,.0f} {flow / r['posts'] * 1e6:>8,.0f} {r['rss'] / 1e6:>7,.0f} {share:>7} "
+              f"{r['posts'] / flow:>7,.0f} {flow / r['posts'] * 1e6:>8,.0f} {r['rss'] / 1e6:>7,.0f} {share:>7} {wall_share:>12} "
               f"{r['wall'] / floor[r['posts']] if r['posts'] in floor else 0:>7.1f}")
     print(flush=True)
 

@@ -26,14 +26,21 @@ from kirinuki.flows.env import configure  # noqa: E402
 
 configure()  # kirinuki's quiet Prefect settings, before any test imports prefect
 
-# One Prefect server for the session, as `kirinuki server start` keeps one: the flows this process
-# runs and every `kirinuki` command a test starts (they inherit KIRINUKI_STATE_DIR) record their runs
-# there instead of starting a server each. Tests of the other cases set their own environment.
 os.environ["KIRINUKI_STATE_DIR"] = os.path.join(_PREFECT_HOME, "kirinuki-state")
-from kirinuki.server import start_background  # noqa: E402
 
-_SERVER, _ = start_background(port=None, ui=False)
-os.environ["PREFECT_API_URL"] = _SERVER.api_url  # before any test imports prefect
+
+def pytest_configure(config):
+    """One Prefect server for each process that runs tests, as `kirinuki server start` keeps one:
+    the flows it runs and every `kirinuki` command a test starts (they inherit KIRINUKI_STATE_DIR)
+    record their runs there instead of starting a server each. Tests of the other cases set their
+    own environment. The suite runs in two worker processes (pytest-xdist, pyproject.toml); the
+    process that only hands them tests starts none."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+    from kirinuki.server import start_background
+
+    server, _ = start_background(port=None, ui=False)
+    os.environ["PREFECT_API_URL"] = server.api_url  # before any test imports prefect
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT.parent / "shared" / "seed" / "000_b7666d67213713ef.txt"
