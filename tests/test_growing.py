@@ -1,0 +1,94 @@
+"""A growing blog (issue 22): whatever sequence of appends, edits and deletes reaches a corpus, the
+build that reused the last build's cache holds the same bytes as a clean build of that corpus.
+
+The corpus is a small generated blog; its next posts come from a longer corpus of the same
+generator and seed, so they quote new articles, re-quote old ones and are dated after the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kirinuki.synth import write_corpus
+
+BASE_POSTS = 24
+OPS = ("append", "append_many", "edit_quote", "edit_comment", "delete", "requote")
+
+
+def _tables(out: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((out / "data").glob("*.parquet"))}
+
+
+def _posts(corpus: Path) -> list[Path]:
+    return sorted(corpus.glob("*.txt"))
+
+
+def _apply(op: str, rng: random.Random, corpus: Path, longer: Path) -> str:
+    """Change the corpus as a blog changes; return what was done (for the failure message)."""
+    posts = _posts(corpus)
+    if op in ("append", "append_many"):  # the blog's next posts, numbered after the last one
+        have = max(int(p.stem.split("_")[1]) for p in corpus.glob("post_*.txt"))
+        new = [longer / f"post_{n:06d}.txt" for n in range(have + 1, have + 1 + (1 if op == "append" else 4))]
+        for p in new:
+            if p.exists():
+                shutil.copy(p, corpus / p.name)
+        return f"{op} {[p.name for p in new]}"
+    victim = rng.choice(posts)
+    if op == "delete" and len(posts) > 6:
+        victim.unlink()
+        return f"delete {victim.name}"
+    text = victim.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    frames = [i for i, line in enumerate(lines) if re.match(r"\*{3,5}[^*]", line)]
+    if op == "edit_quote" and frames:  # a quoted article's first paragraph changes: dedup's input
+        i = rng.choice(frames) + 1
+        lines[i] = "書き換えた記事の一文。" + lines[i]
+        victim.write_text("\n".join(lines), encoding="utf-8")
+        return f"edit a quote in {victim.name}"
+    if op == "requote" and frames:  # a new post quoting one of an old post's excerpts again
+        i = rng.choice(frames)
+        end = next(k for k in range(i + 1, len(lines)) if re.fullmatch(r"\*{6,}", lines[k]))
+        name = f"requote_{rng.randrange(10**6):06d}.txt"
+        (corpus / name).write_text("再び引用した解説です。\n" + "\n".join(lines[i:end + 1]) + "\n", encoding="utf-8")
+        return f"requote from {victim.name} as {name}"
+    victim.write_text(text + "書き足した解説の段落です。\n", encoding="utf-8")  # commentary only
+    return f"edit the commentary of {victim.name}"
+
+
+@settings(max_examples=1, deadline=None)  # every change in a drawn order: 13 builds, about a minute
+@given(order=st.permutations(OPS), seeds=st.lists(st.integers(0, 2**32 - 1), min_size=len(OPS), max_size=len(OPS)))
+def test_any_sequence_of_appends_edits_and_deletes_rebuilds_to_a_clean_build_s_bytes(order, seeds):
+    from kirinuki.flows.build import build
+
+    with tempfile.TemporaryDirectory(prefix="kirinuki-growing-") as tmp:
+        tmp = Path(tmp)
+        longer, corpus = tmp / "longer", tmp / "corpus"
+        write_corpus(longer, BASE_POSTS + 12, seed=11, excerpts_per_post=4)
+        corpus.mkdir()
+        for n in range(1, BASE_POSTS + 1):
+            shutil.copy(longer / f"post_{n:06d}.txt", corpus)
+        out = tmp / "out"
+        build([str(corpus)], str(out))
+        done = []
+        for k, (op, seed) in enumerate(zip(order, seeds)):
+            done.append(_apply(op, random.Random(seed), corpus, longer))
+            inc = build([str(corpus)], str(out))
+            clean = tmp / f"clean{k}"
+            build([str(corpus)], str(clean), cache=False)
+            assert _tables(out) == _tables(clean), f"after {done}"
+            assert inc["rows"] == _summary_rows(clean), f"after {done}"
+            shutil.rmtree(clean)
+
+
+def _summary_rows(out: Path) -> dict:
+    import json
+
+    return json.loads((out / "build.json").read_text(encoding="utf-8"))["rows"]
