@@ -132,16 +132,18 @@ def discard_prewarmed() -> None:
 
 
 @task(name="dedup", task_run_name="dedup", cache_policy=NO_CACHE, persist_result=False)
-def dedup_tables(root: str, parts: str, cfg: DedupConfig, duckdb_memory_mb: int = 2048, posts: int = 0) -> dict:
+def dedup_tables(root: str, parts: str, cfg: DedupConfig, duckdb_memory_mb: int = 2048, posts: int = 0,
+                 last_state: str | None = None, code: str = "") -> dict:
     """Cluster every quote of the same article (reading the excerpts from the parts); write
     articles, article_paragraphs, dedup_links and the excerpts' cluster columns. On a large build
     it runs in a child process (the parse stage's forkserver) so the memory it needs is returned
-    when it ends; below DEDUP_IN_PROCESS_POSTS posts in this process."""
+    when it ends; below DEDUP_IN_PROCESS_POSTS posts in this process. Articles whose quotes are
+    unchanged since the build that kept `last_state` are taken from it (kirinuki.dedup.memo)."""
     if posts < DEDUP_IN_PROCESS_POSTS:
-        return dedup_parts(root, parts, cfg, duckdb_memory_mb)
+        return dedup_parts(root, parts, cfg, duckdb_memory_mb, last_state, code)
     ctx = multiprocessing.get_context("forkserver")
     with WorkerPool(1, ctx) as pool:
-        return pool.run(dedup_parts, root, parts, cfg, duckdb_memory_mb)
+        return pool.run(dedup_parts, root, parts, cfg, duckdb_memory_mb, last_state, code)
 
 
 @task(name="write-tables", cache_policy=NO_CACHE, persist_result=False)
@@ -316,7 +318,8 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
             str(tmp), str(parts), [n for n in PART_TABLES if n != "excerpts"])
         # dedup reads only the excerpts (and the posts' dates): when none of that changed since the
         # last build, its output is that build's, exactly
-        key = dedup_key([d for res in results for d in res["dedup_digests"]], dedup_cfg, code_digest(whole_build=True))
+        code = code_digest(whole_build=True)
+        key = dedup_key([d for res in results for d in res["dedup_digests"]], dedup_cfg, code)
         state = parts / DEDUP_STATE
         dedup_stats = reuse_dedup(str(old_parts / DEDUP_STATE), str(tmp), str(state), key) if old_parts else None
         dedup_reused = dedup_stats is not None
@@ -324,7 +327,8 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
             dedup_stats = dedup_kept(dedup_stats).result()  # the task returns its Completed state
         else:
             dedup_stats = dedup_tables(str(tmp), str(parts), dedup_cfg, duckdb_memory_mb,
-                                       posts=sum(res["read"] for res in results))
+                                       posts=sum(res["read"] for res in results),
+                                       last_state=str(old_parts / DEDUP_STATE) if old_parts else None, code=code)
             keep_dedup(str(tmp), str(state), key, dedup_stats)
         dedup_stats = dict(dedup_stats, reused=dedup_reused)
         timings["dedup"] = time.perf_counter() - t

@@ -77,7 +77,7 @@ def test_any_sequence_of_appends_edits_and_deletes_rebuilds_to_a_clean_build_s_b
             shutil.copy(longer / f"post_{n:06d}.txt", corpus)
         out = tmp / "out"
         build([str(corpus)], str(out))
-        done = []
+        done, kept = [], []
         for k, (op, seed) in enumerate(zip(order, seeds)):
             done.append(_apply(op, random.Random(seed), corpus, longer))
             inc = build([str(corpus)], str(out))
@@ -85,10 +85,33 @@ def test_any_sequence_of_appends_edits_and_deletes_rebuilds_to_a_clean_build_s_b
             build([str(corpus)], str(clean), cache=False)
             assert _tables(out) == _tables(clean), f"after {done}"
             assert inc["rows"] == _summary_rows(clean), f"after {done}"
+            dedup = inc["dedup"]
+            if not dedup["reused"]:  # dedup ran: the articles whose quotes are unchanged were kept
+                kept.append(dedup["articles_kept"])
+                assert 0 < dedup["articles_kept"] < dedup["clusters"], f"after {done}: {dedup}"
             shutil.rmtree(clean)
+        assert kept, f"dedup never ran again after {done}"
 
 
 def _summary_rows(out: Path) -> dict:
     import json
 
     return json.loads((out / "build.json").read_text(encoding="utf-8"))["rows"]
+
+
+def test_articles_are_kept_only_from_an_intact_state_made_by_the_same_code(tmp_path):
+    from kirinuki.build.batch import code_digest
+    from kirinuki.dedup.memo import ArticleMemo
+    from kirinuki.flows.build import build
+
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus, 12, seed=5, excerpts_per_post=4)
+    (corpus / "ground_truth.csv").unlink()
+    build([str(corpus)], str(tmp_path / "out"))
+    state = tmp_path / "out" / "cache" / "dedup"
+    code = code_digest(whole_build=True)
+    assert ArticleMemo(str(state), code).keys  # every article of the build, by key
+    assert not ArticleMemo(str(state), "other code").keys
+    with (state / "articles.parquet").open("ab") as f:
+        f.write(b"\0")
+    assert not ArticleMemo(str(state), code).keys

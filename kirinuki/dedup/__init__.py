@@ -3,7 +3,8 @@
 In: the excerpts of a build (ids, headlines, normalised bodies, dates, outlets). Out: `articles`,
 `article_paragraphs` and `dedup_links` tables and each excerpt's cluster columns. The algorithm is in
 `clusters` (with `minhash`, `candidates`, `articles`), its large temporaries in `spill`, the run over a
-build's parts in `parts`, and reuse of the last build's output in `state`.
+build's parts in `parts`, reuse of the last build's output in `state`, and of its unchanged
+articles in `memo`.
 """
 
 from kirinuki.dedup.candidates import candidate_pairs, overlap

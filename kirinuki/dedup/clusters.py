@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import gc
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import wraps
 from typing import Callable
@@ -29,7 +29,8 @@ import numpy as np
 
 from kirinuki.dedup.articles import _article, _paragraph_columns, _reconstruct
 from kirinuki.dedup.candidates import candidate_pairs, overlap, paragraph_hashes
-from kirinuki.dedup.minhash import DedupTexts, boilerplate_keys, line_index, sketch
+from kirinuki.dedup.memo import ArticleMemo, article_key
+from kirinuki.dedup.minhash import DedupTexts, boiler_lines, boilerplate_keys, line_index, sketch
 from kirinuki.dedup.model import DedupConfig, DedupResult, Excerpt
 from kirinuki.dedup.spill import ShingleSets
 
@@ -72,6 +73,7 @@ class Clusters:
     sets: ShingleSets | None
     boiler: set[int]  # hashes of the boilerplate paragraphs' keys
     stats: dict
+    boiler_lines: dict[int, tuple[int, ...]] = field(default_factory=dict)  # see boiler_lines()
 
 
 _METHOD = {1: "minhash", 2: "exact_paragraph", 3: "minhash+exact_paragraph"}
@@ -111,6 +113,7 @@ def find_clusters(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     ok = counts >= cfg.min_shingles
     lsh_ok = ok & (sig != 0xFFFFFFFF).any(axis=1)  # a signature with no 5-gram left collides with all
     p_owner, p_hash = paragraph_hashes(lines, boiler, cfg)
+    where_boiler = boiler_lines(lines, boiler)
     del lines
     keep = ok[p_owner] if len(p_owner) else np.zeros(0, bool)
     a, b, how = candidate_pairs(con, lsh_ok, sig, cfg, p_owner[keep], p_hash[keep])
@@ -142,17 +145,19 @@ def find_clusters(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     stats = {"excerpts": n, "characters": int(sum(e.body_len for e in excerpts)),
              "candidates": n_candidates, "promising": int(promising.sum()), "verified": verified,
              "links": len(links), "boilerplate_paragraphs": len(boiler), "too_short": int((~ok).sum())}
-    return Clusters([uf.find(i) for i in range(n)], links, sets, boiler, stats)
+    return Clusters([uf.find(i) for i in range(n)], links, sets, boiler, stats, where_boiler)
 
 
 @without_gc
 def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
                 con: duckdb.DuckDBPyConnection | None = None, spill_dir: str | None = None,
-                sink: Callable[[dict, dict[str, list]], None] | None = None) -> DedupResult:
+                sink: Callable[[dict, dict[str, list]], None] | None = None,
+                memo: ArticleMemo | None = None) -> DedupResult:
     """Clusters plus everything built from them: relations, articles, reconstructed text. With a
     `sink`, each article and its paragraphs' columns go to `sink(article, paragraphs)` as they are
     made, in article order (the result then holds none: at scale they are the corpus's text
-    again); without one, the result holds them."""
+    again); without one, the result holds them. With a `memo`, an article whose quotes are those
+    of the last build's article is taken from that build (kirinuki.dedup.memo)."""
     cl = find_clusters(excerpts, cfg, con, spill_dir)
     n = len(excerpts)
     members: dict[int, list[int]] = defaultdict(list)
@@ -187,11 +192,18 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     paragraphs = _paragraph_columns("", [])  # the table's columns, empty
     for aid, canon, group in groups:
         quotes = [excerpts[i] for i in group]
-        art = _article(aid, quotes, excerpts[canon])
-        paras = _reconstruct(quotes, excerpts[canon], cl.boiler)
-        art["text"] = "\n".join(text for text, _ in paras)
-        art["n_paragraphs"] = len(paras)
-        columns = _paragraph_columns(aid, paras)
+        kept = None
+        if memo is not None:
+            boiler = [cl.boiler_lines.get(i, ()) for i in group] if len(group) > 1 else []
+            kept = memo.kept(aid, article_key(aid, excerpts[canon], quotes, boiler))
+        if kept is not None:  # the same quotes as in the last build: its article, not made again
+            art, columns = kept
+        else:
+            art = _article(aid, quotes, excerpts[canon])
+            paras = _reconstruct(quotes, excerpts[canon], cl.boiler)
+            art["text"] = "\n".join(text for text, _ in paras)
+            art["n_paragraphs"] = len(paras)
+            columns = _paragraph_columns(aid, paras)
         if sink is not None:
             sink(art, columns)
             continue
@@ -202,6 +214,6 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
               "jaccard": round(j, 6), "containment": round(c, 6), "method": meth,
               "relation": "near" if j >= cfg.jaccard else "partial"} for x, y, j, c, meth in cl.links]
     links.sort(key=lambda r: (r["excerpt_a"], r["excerpt_b"]))
-    stats = dict(cl.stats, clusters=len(members),
+    stats = dict(cl.stats, clusters=len(members), articles_kept=memo.reused if memo is not None else 0,
                  multi_quote_clusters=sum(1 for g in members.values() if len(g) > 1), config=cfg.as_dict())
     return DedupResult(cluster_id, relation, similarity, canonical, links, articles, paragraphs, stats)

@@ -69,6 +69,22 @@ def boilerplate_keys(excerpts: list[Excerpt], lines: LineIndex, cfg: DedupConfig
     return set(h[starts[counts > cfg.max_headlines]].tolist())
 
 
+def boiler_lines(lines: LineIndex, boiler: set[int]) -> dict[int, tuple[int, ...]]:
+    """Excerpt index -> the positions, among its content lines, of those that are boilerplate;
+    only for excerpts that have any. Unlike the hashes, positions mean the same in every process."""
+    if not boiler or not len(lines.hash):
+        return {}
+    at = np.flatnonzero(np.isin(lines.hash, np.fromiter(boiler, np.uint64, len(boiler))))
+    if not len(at):
+        return {}
+    owners = lines.owner[at]
+    positions = at - np.searchsorted(lines.owner, owners, side="left")  # owner is ascending
+    out: dict[int, list[int]] = {}
+    for o, p in zip(owners.tolist(), positions.tolist()):
+        out.setdefault(o, []).append(p)
+    return {o: tuple(p) for o, p in out.items()}
+
+
 def _distinct_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct (a, b) pairs, sorted by a then b (a sort, not np.unique: much faster here)."""
     order = np.lexsort((b, a))

@@ -6,6 +6,7 @@ In: nothing (definitions). Out: `DedupConfig` (shingle size, LSH bands and rows,
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from datetime import date
 
@@ -51,6 +52,11 @@ class Excerpt:
     @property
     def body_hash(self) -> int:
         return hash(self.body_norm)
+
+    @property
+    def content_digest(self) -> bytes:
+        """A digest of the body that is the same in every process (`body_hash` is not)."""
+        return hashlib.blake2b(self.body_norm.encode("utf-8"), digest_size=16).digest()
 
 @dataclass
 class DedupResult:

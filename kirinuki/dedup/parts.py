@@ -41,16 +41,21 @@ def read_excerpts(parts: str, spill_dir: str | None = None) -> list[Excerpt]:
     return items
 
 
-def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int) -> dict:
+def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_state: str | None = None,
+                code: str = "") -> dict:
     """Deduplicate the excerpts of a build's parts; write articles, article_paragraphs and
     dedup_links under `root`, and the excerpts' cluster columns (in part order) to
-    `root`/CLUSTER_COLUMNS for the excerpts table. Returns the stats with the row counts. Runs in a
-    child process of its own on a large build, so its memory goes back to the system when done."""
+    `root`/CLUSTER_COLUMNS for the excerpts table, and each article's key (kirinuki.dedup.memo)
+    to `root`/ARTICLE_KEYS. An article whose quotes are unchanged since the build that kept
+    `last_state` (by the same `code`) is taken from it. Returns the stats with the row counts. Runs
+    in a child process of its own on a large build, so its memory goes back to the system when done."""
     import shutil
 
+    from kirinuki.dedup.memo import ArticleMemo
     from kirinuki.store.files import DUCKDB_TMP, RowGroupWriter, duckdb_for_build, to_table, write_table
 
     out = Path(root)
+    memo = ArticleMemo(last_state, code)
     con = duckdb_for_build(out, memory_mb)  # makes DUCKDB_TMP, where the bodies and sets spill too
     items = read_excerpts(parts, str(out / DUCKDB_TMP))
     with RowGroupWriter(out, "articles") as arts, RowGroupWriter(out, "article_paragraphs") as paras:
@@ -59,7 +64,7 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int) -> dict
             paras.add_columns(paragraphs)
 
         try:
-            res = deduplicate(items, cfg, con, str(out / DUCKDB_TMP), write)
+            res = deduplicate(items, cfg, con, str(out / DUCKDB_TMP), write, memo)
         finally:
             con.close()
             shutil.rmtree(out / DUCKDB_TMP, ignore_errors=True)
@@ -72,6 +77,7 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int) -> dict
                         "canonical": pa.array(res.canonical, pa.bool_())})
     with pa.OSFile(str(out / CLUSTER_COLUMNS), "wb") as f, pa.ipc.new_file(f, columns.schema) as w:
         w.write_table(columns)
+    memo.write(root)
     return dict(res.stats, rows=rows)
 
 

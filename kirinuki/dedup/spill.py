@@ -6,6 +6,7 @@ by index or by chunk). At scale these are the corpus again; the page cache holds
 
 from __future__ import annotations
 
+import hashlib
 import os
 from datetime import date
 
@@ -49,10 +50,11 @@ class BodyStore:
         self.spill = SpillFile(spill_dir, "kirinuki-bodies-")
         self.offsets = [0]
 
-    def append(self, text: str) -> int:
+    def append(self, text: str) -> tuple[int, bytes]:
+        """Store a body; return its index and its content digest (Excerpt.content_digest)."""
         data = text.encode("utf-8")
         self.offsets.append(self.spill.append(data) + len(data))
-        return len(self.offsets) - 2
+        return len(self.offsets) - 2, hashlib.blake2b(data, digest_size=16).digest()
 
     def done(self) -> None:
         self.spill.flush()
@@ -66,13 +68,14 @@ class BodyStore:
 class StoredExcerpt(Excerpt):
     """An Excerpt whose body stays in a BodyStore until asked for; its length and hash are kept."""
 
-    __slots__ = ("_store", "_index", "_len", "_hash")
+    __slots__ = ("_store", "_index", "_len", "_hash", "_digest")
 
     def __init__(self, excerpt_id: str, doc_id: str, headline: str, body: str, store: BodyStore,
                  published: date | None, outlet_id: str | None = None, doc_published: date | None = None):
         self.excerpt_id, self.doc_id, self.headline = excerpt_id, doc_id, headline
         self.published, self.outlet_id, self.doc_published = published, outlet_id, doc_published
-        self._store, self._index = store, store.append(body)
+        self._store = store
+        self._index, self._digest = store.append(body)
         self._len, self._hash = len(body), hash(body)
 
     @property
@@ -86,6 +89,10 @@ class StoredExcerpt(Excerpt):
     @property
     def body_hash(self) -> int:
         return self._hash
+
+    @property
+    def content_digest(self) -> bytes:
+        return self._digest
 
 class ShingleSets:
     """Sorted distinct k-gram hashes per text (exact, not sampled), kept in a SpillFile, and each

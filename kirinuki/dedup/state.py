@@ -11,13 +11,14 @@ import json
 import os
 from pathlib import Path
 
+from kirinuki.dedup.memo import ARTICLE_KEYS
 from kirinuki.dedup.model import DedupConfig
 from kirinuki.dedup.parts import CLUSTER_COLUMNS
 
 # ---------------------------------------------------------------- reusing the last build's output
 
 DEDUP_TABLES = ("articles", "article_paragraphs", "dedup_links")
-STATE_FILES = (CLUSTER_COLUMNS,) + tuple(f"{name}.parquet" for name in DEDUP_TABLES)  # kept, with their sha256
+STATE_FILES = (CLUSTER_COLUMNS, ARTICLE_KEYS) + tuple(f"{name}.parquet" for name in DEDUP_TABLES)  # kept, with their sha256
 STATE_FILE = "dedup.json"  # written last: a state folder without it is incomplete
 
 
@@ -37,7 +38,8 @@ def keep_dedup(root: str, state: str, key: str, stats: dict) -> None:
 
     out, st = Path(root), Path(state)
     st.mkdir(parents=True, exist_ok=True)
-    os.replace(out / CLUSTER_COLUMNS, st / CLUSTER_COLUMNS)
+    for kept in (CLUSTER_COLUMNS, ARTICLE_KEYS):
+        os.replace(out / kept, st / kept)
     for name in DEDUP_TABLES:
         link_file(out / DATA_DIR / f"{name}.parquet", st / f"{name}.parquet")
     write_json(st / STATE_FILE, {"key": key, "stats": stats, "sha256": {f: sha256_file(st / f) for f in STATE_FILES}})
@@ -46,16 +48,11 @@ def keep_dedup(root: str, state: str, key: str, stats: dict) -> None:
 def reuse_dedup(old_state: str, root: str, state: str, key: str) -> dict | None:
     """When the last build's dedup ran on exactly the same input (same key), put its output in
     this build (tables under `root`, state under `state`) and return its stats; else None."""
-    from kirinuki.store.files import DATA_DIR, link_file, read_json, sha256_file, write_json
+    from kirinuki.store.files import DATA_DIR, link_file, read_json, write_json
 
     old, st, data = Path(old_state), Path(state), Path(root) / DATA_DIR
     saved = read_json(old / STATE_FILE)
-    if not isinstance(saved, dict) or saved.get("key") != key:
-        return None
-    try:  # files damaged since are not trusted: dedup runs again
-        if any(sha256_file(old / f) != saved["sha256"][f] for f in STATE_FILES):
-            return None
-    except (OSError, KeyError, TypeError):
+    if not isinstance(saved, dict) or saved.get("key") != key or not trusted_state(old):
         return None
     st.mkdir(parents=True, exist_ok=True)
     data.mkdir(parents=True, exist_ok=True)
@@ -65,3 +62,15 @@ def reuse_dedup(old_state: str, root: str, state: str, key: str) -> dict | None:
         link_file(st / f"{name}.parquet", data / f"{name}.parquet")
     write_json(st / STATE_FILE, saved)
     return saved["stats"]
+
+
+def trusted_state(state: str | Path) -> bool:
+    """Whether a kept dedup state is complete and every file of it still has its recorded sha256
+    (a damaged file is not trusted: dedup runs again, and keeps no article)."""
+    from kirinuki.store.files import read_json, sha256_file
+
+    saved = read_json(Path(state) / STATE_FILE)
+    try:
+        return isinstance(saved, dict) and all(sha256_file(Path(state) / f) == saved["sha256"][f] for f in STATE_FILES)
+    except (OSError, KeyError, TypeError):
+        return False

@@ -1,0 +1,119 @@
+"""Articles kept from the last dedup: a cluster whose quotes did not change gets its article row
+and paragraphs back from the last build instead of being reconstructed.
+
+In: the last build's dedup state (its `articles` and `article_paragraphs` tables, checked against
+their sha256, and the key of each article), the code's digest, and this build's clusters in article
+order. Out: for each cluster, the last build's rows when its key is the same, else None; and this
+build's keys (`ARTICLE_KEYS`), kept with the state for the next build.
+
+A key covers everything an article's rows are made of: its id, its canonical quote, and each
+quote's ids, headline, dates, outlet and body, in the cluster's order; for a cluster of several
+quotes also which of each quote's lines are boilerplate (reconstruction leaves them out), so a
+paragraph that becomes boilerplate (or stops being it) redoes exactly the clusters of several
+quotes that carry it. Different code keeps nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kirinuki.dedup.model import Excerpt
+
+ARTICLE_KEYS = ".dedup-article-keys.arrow"  # in the build folder until keep_dedup moves it to the state
+_BATCH = 4096
+
+
+def article_key(aid: str, canon: Excerpt, quotes: list[Excerpt], boiler: list[tuple[int, ...]]) -> str:
+    """The key of an article made of `quotes` (in the cluster's order) with `canon` canonical;
+    `boiler`: for a cluster of several quotes, the positions of each quote's boilerplate lines
+    (minhash.boiler_lines), which reconstruction leaves out; empty for a single quote."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{aid}\0{canon.excerpt_id}".encode())
+    for k, e in enumerate(quotes):
+        h.update(f"\n{e.excerpt_id}\0{e.doc_id}\0{e.headline}\0{e.published}\0{e.outlet_id}\0{e.doc_published}\0".encode())
+        h.update(e.content_digest)
+        if boiler and boiler[k]:
+            h.update(("\0b" + ",".join(map(str, boiler[k]))).encode())
+    return h.hexdigest()
+
+
+class _Cursor:
+    """The rows of a Parquet file sorted by `column`, read a batch at a time as `take` moves on."""
+
+    def __init__(self, path: Path, column: str):
+        self.batches = pq.ParquetFile(path).iter_batches(batch_size=_BATCH)
+        self.column = column
+        self.rows: list[dict] = []
+        self.i = 0
+
+    def take(self, value: str) -> list[dict]:
+        """The rows whose column equals `value`; rows before it are passed over."""
+        out = []
+        while True:
+            if self.i >= len(self.rows):
+                batch = next(self.batches, None)
+                if batch is None:
+                    return out
+                self.rows, self.i = batch.to_pylist(), 0
+                continue
+            v = self.rows[self.i][self.column]
+            if v > value:
+                return out
+            if v == value:
+                out.append(self.rows[self.i])
+            self.i += 1
+
+
+class ArticleMemo:
+    """The last build's articles by key (see the module docstring), and this build's keys."""
+
+    def __init__(self, state: str | None, code: str):
+        self.code = code
+        self.keys: dict[str, str] = {}
+        self.new_ids: list[str] = []
+        self.new_keys: list[str] = []
+        self.reused = 0
+        self.articles = self.paragraphs = None
+        if state is not None:
+            self._open(Path(state))
+
+    def _open(self, state: Path) -> None:
+        from kirinuki.dedup.state import trusted_state
+
+        if not trusted_state(state) or not (state / ARTICLE_KEYS).is_file():
+            return
+        try:
+            with pa.memory_map(str(state / ARTICLE_KEYS)) as src:
+                table = pa.ipc.open_file(src).read_all()
+            if (table.schema.metadata or {}).get(b"code") != self.code.encode():
+                return
+            self.keys = dict(zip(table["article_id"].to_pylist(), table["key"].to_pylist()))
+            self.articles = _Cursor(state / "articles.parquet", "article_id")
+            self.paragraphs = _Cursor(state / "article_paragraphs.parquet", "article_id")
+        except (OSError, pa.ArrowInvalid, KeyError):
+            self.keys, self.articles, self.paragraphs = {}, None, None
+
+    def kept(self, aid: str, key: str) -> tuple[dict, dict[str, list]] | None:
+        """The last build's article row and paragraph columns for `aid` when its key is `key`."""
+        self.new_ids.append(aid)
+        self.new_keys.append(key)
+        if self.articles is None or self.keys.get(aid) != key:
+            return None
+        rows = self.articles.take(aid)
+        paras = self.paragraphs.take(aid)
+        if len(rows) != 1:
+            return None
+        self.reused += 1
+        columns = {name: [p[name] for p in paras] for name in ("article_id", "ordinal", "text_norm", "contributed_by")}
+        return rows[0], columns
+
+    def write(self, root: str) -> None:
+        """This build's keys, for the next build (keep_dedup moves the file into the state)."""
+        table = pa.table({"article_id": pa.array(self.new_ids, pa.string()), "key": pa.array(self.new_keys, pa.string())})
+        table = table.replace_schema_metadata({"code": self.code})
+        with pa.OSFile(str(Path(root) / ARTICLE_KEYS), "wb") as f, pa.ipc.new_file(f, table.schema) as w:
+            w.write_table(table)
