@@ -94,7 +94,11 @@ def parse_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int
 def link_unchanged_batches(batches: list[tuple]) -> list[dict]:
     """run_batch for batches whose every file is a hit in the last build's parts, here, in turn:
     each links its parts and writes its index (a hit whose part turns out damaged is parsed here)."""
-    return [run_batch(*(a.unquote() if isinstance(a, quote) else a for a in args)) for args in batches]
+    return [run_batch(*map(_unquoted, args)) for args in batches]
+
+
+def _unquoted(x):
+    return x.unquote() if isinstance(x, quote) else x
 
 
 @task(name="dedup", task_run_name="dedup (reused: no quote changed since the last build)", cache_policy=NO_CACHE,
@@ -201,9 +205,11 @@ def validate_tables(root: str, parts: str, old_parts: str | None, validator: Wor
 
 
 def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_files: int, max_bytes: int,
-              workers: int, old_parts: Path | None, keep_drafts: bool = False) -> list[dict]:
-    """One parse task per batch; batches run in a pool of `workers` processes (spawned from a
-    forkserver that has imported only the parsing stages). Results come back in batch order."""
+              workers: int, old_parts: Path | None, keep_drafts: bool = False, local: bool = True) -> list[dict]:
+    """One parse task per batch with files to parse; batches run in a pool of `workers` processes
+    (spawned from a forkserver that has imported only the parsing stages). Batches whose every file
+    is in the last build's parts are linked by one task here. `local` is False when the tasks run
+    on a Dask cluster. Results come back in batch order."""
     global _POOL
     refs, keys, ref_batches = share_exports(refs, keys, batch_files, workers)
     lookup = cache_lookup(old_parts)
@@ -227,14 +233,16 @@ def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_
         try:
             n = len(ref_batches)
             # quoted: Prefect would otherwise walk every ref and cache hit of a batch to resolve its
-            # inputs, which cost 0.15 s a batch at 10k posts, 14 s for one task given them all
-            args = [(quote(b), str(parts), i, max_bytes, quote(k), quote(h), str(old_parts) if old_parts else None,
-                     quote(e), keep_drafts)
+            # inputs, which cost 0.15 s a batch at 10k posts, 14 s for one task given them all (not
+            # on Dask, whose argument packing rebuilds the quoted tuples as plain ones)
+            wrap = quote if local else (lambda x: x)
+            args = [(wrap(b), str(parts), i, max_bytes, wrap(k), wrap(h), str(old_parts) if old_parts else None,
+                     wrap(e), keep_drafts)
                     for i, (b, k, h, e) in enumerate(zip(ref_batches, key_batches, hit_batches, entry_batches))]
             # a batch whose every file is in the last build's parts only links them and writes its
             # index: those batches are one task in this process, not a task and a worker each (40
             # batches of a 10k rebuild cost 5 s of Prefect and worker round trips, 0.3 s of work)
-            linked = [all(h is not None for h in a[5].unquote()) and not any(a[7].unquote()) for a in args]
+            linked = [all(h is not None for h in _unquoted(a[5])) and not any(_unquoted(a[7])) for a in args]
             unchanged = [a for a, only_hits in zip(args, linked) if only_hits]
             pending = [a for a, only_hits in zip(args, linked) if not only_hits]
             futures = [parse_batch.with_options(task_run_name=f"parse batch {a[2] + 1}/{n}").submit(*a)
@@ -331,7 +339,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         parts = tmp / CACHE_DIR
         old_parts = out_path / CACHE_DIR if cache and (out_path / CACHE_DIR).is_dir() else None
         results = parse_all(refs, keys, parts, batch_files, max_bytes, workers if runner == "local" else 1,
-                            old_parts, drafts)
+                            old_parts, drafts, local=runner == "local")
         parts.mkdir(parents=True, exist_ok=True)
         (parts / FINGERPRINTS).write_text(json.dumps({"max_bytes": max_bytes, "files": record}, separators=(",", ":")),
                                           encoding="utf-8")
