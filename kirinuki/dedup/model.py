@@ -56,7 +56,13 @@ class Excerpt:
     @property
     def content_digest(self) -> bytes:
         """A digest of the body that is the same in every process (`body_hash` is not)."""
-        return hashlib.blake2b(self.body_norm.encode("utf-8"), digest_size=16).digest()
+        return body_digest(self.body_norm.encode("utf-8"))
+
+
+def body_digest(data: bytes) -> bytes:
+    """Excerpt.content_digest of a body's UTF-8 bytes."""
+    return hashlib.blake2b(data, digest_size=16).digest()
+
 
 @dataclass
 class DedupResult:

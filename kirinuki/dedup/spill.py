@@ -6,13 +6,12 @@ by index or by chunk). At scale these are the corpus again; the page cache holds
 
 from __future__ import annotations
 
-import hashlib
 import os
 from datetime import date
 
 import numpy as np
 
-from kirinuki.dedup.model import Excerpt
+from kirinuki.dedup.model import Excerpt, body_digest
 
 
 class SpillFile:
@@ -54,7 +53,7 @@ class BodyStore:
         """Store a body; return its index and its content digest (Excerpt.content_digest)."""
         data = text.encode("utf-8")
         self.offsets.append(self.spill.append(data) + len(data))
-        return len(self.offsets) - 2, hashlib.blake2b(data, digest_size=16).digest()
+        return len(self.offsets) - 2, body_digest(data)
 
     def done(self) -> None:
         self.spill.flush()
