@@ -191,3 +191,24 @@ def test_cli_validate_reads_a_build_and_reports(sample_build, build_copy):
     corrupt(build_copy, "paragraphs", 2, role="bogus")
     r = subprocess.run([sys.executable, "-m", "kirinuki.cli", "validate", str(build_copy)], capture_output=True, text=True)
     assert r.returncode == 1 and "expect_column_values_to_be_in_set(role)" in r.stderr
+
+
+def test_document_scoped_checks_skip_only_documents_checked_before_with_the_same_bytes(build_copy):
+    """A paragraph whose text is not its document's slice is caught, unless an earlier passing
+    build checked that very document (same doc_id and source sha256); a document whose bytes
+    changed is checked again."""
+    key = corrupt(build_copy, "paragraphs", 2, text="どこにも無い段落")
+    doc = next(r for r in pq.read_table(build_copy / "data" / "paragraphs.parquet").to_pylist() if r["paragraph_id"] == key)
+    docs = pq.read_table(build_copy / "data" / "documents.parquet", columns=["doc_id", "source_sha256"])
+    others = docs.filter(pa.compute.not_equal(docs["doc_id"], doc["doc_id"]))
+    slice_check = "paragraphs_text_is_the_documents_slice"
+
+    def failing(checked):
+        report = validate_build(build_copy, quarantine=False, checked=checked)
+        return {c.name for c in report.checks if not c.success}
+
+    assert slice_check in failing(None)
+    assert slice_check in failing(others)  # its document was not checked before
+    assert slice_check not in failing(docs)  # it was: the check does not read it again
+    stale = docs.set_column(1, "source_sha256", pa.array(["0" * 64] * docs.num_rows))
+    assert slice_check in failing(stale)  # the same doc_id with other bytes is checked again

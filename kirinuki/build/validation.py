@@ -4,7 +4,8 @@ In: the unfinished build folder, its parts folder (where the results are kept fo
 the last build's parts. Out: the report's summary and the sha256 of each table as validated; a
 critical failure raises ValidationFailed. A table whose file is byte for byte one the last build (same
 code) validated keeps that build's results, so Great Expectations is imported only when some table
-must be checked again.
+must be checked again; the document-scoped SQL checks (the costly ones: every paragraph against its
+document's text) run only over the documents that build did not check.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from pathlib import Path
 
 from kirinuki.build.batch import code_digest
 from kirinuki.build.plan import VALIDATION_KEPT
-from kirinuki.store.files import read_json, write_json
+from kirinuki.store.files import DATA_DIR, read_json, write_json
+
+CHECKED_DOCUMENTS = "validated-documents.parquet"  # beside VALIDATION_KEPT: (doc_id, source_sha256) checked
 
 
 def validate_files(root: str, parts: str, old_parts: str | None) -> tuple[dict, dict[str, str]]:
@@ -22,11 +25,34 @@ def validate_files(root: str, parts: str, old_parts: str | None) -> tuple[dict, 
 
     code = code_digest(whole_build=True)
     kept = read_json(Path(old_parts) / VALIDATION_KEPT) if old_parts else None
-    previous = kept.get("tables") if isinstance(kept, dict) and kept.get("code") == code else None
-    report = validate_build(Path(root), previous=previous)
+    same_code = isinstance(kept, dict) and kept.get("code") == code
+    previous = kept.get("tables") if same_code else None
+    checked = _checked_documents(Path(old_parts)) if same_code and kept.get("documents") else None
+    report = validate_build(Path(root), previous=previous, checked=checked)
     write_reports(Path(root), report)
     if Path(parts).is_dir():
-        write_json(Path(parts) / VALIDATION_KEPT, {"code": code, "tables": report.kept_results()})
+        tables = report.kept_results()
+        if tables:  # passed, nothing quarantined: its documents need no document-scoped check again
+            _keep_checked_documents(Path(root), Path(parts))
+        write_json(Path(parts) / VALIDATION_KEPT, {"code": code, "tables": tables, "documents": bool(tables)})
     return ({"success": report.success, "checks": len(report.checks), "quarantined": report.quarantined,
-             "reused": report.reused}, report.digests)
+             "reused": report.reused, "documents_checked_before": checked.num_rows if checked is not None else 0},
+            report.digests)
+
+
+def _checked_documents(old_parts: Path):
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(old_parts / CHECKED_DOCUMENTS, columns=["doc_id", "source_sha256"])
+    except (OSError, ValueError, KeyError):  # missing or unreadable: check every document again
+        return None
+
+
+def _keep_checked_documents(root: Path, parts: Path) -> None:
+    import pyarrow.parquet as pq
+
+    docs = root / DATA_DIR / "documents.parquet"
+    if docs.exists():
+        pq.write_table(pq.read_table(docs, columns=["doc_id", "source_sha256"]), parts / CHECKED_DOCUMENTS)
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kirinuki.schema import tables
+from kirinuki.schema import spec, tables
 from kirinuki.store.files import DATA_DIR, ROW_GROUP_ROWS, sha256_file, to_table, write_table
 from kirinuki.validate.gx_engine import _GX
 from kirinuki.validate.quarantine import _quarantine, _rows, _WholeTables
@@ -46,26 +47,54 @@ class Report:
     def success(self) -> bool:
         return all(c.success for c in self.checks)
 
-def _sql_checks(con: duckdb.DuckDBPyConnection, rows: dict[str, int]) -> list[tuple[Check, list[str]]]:
+# A check with `scope = "document"` in its suite relates only rows of one post to each other, in
+# columns that come from the post's text alone (offsets, slices, lengths): a document an earlier
+# passing build of the same code checked (same doc_id, same source sha256) passes it again.
+DOCUMENT_SCOPE = "document"
+
+
+def _sql_checks(con: duckdb.DuckDBPyConnection, rows: dict[str, int],
+                fresh: bool = False) -> list[tuple[Check, list[str]]]:
+    """Every SQL check of the tables in `rows`; with `fresh`, the document-scoped ones see only the
+    documents not checked before (the `fresh` schema's views, see _fresh_views)."""
     out = []
     for name in rows:
         for s in load_suite(name).get("sql_checks", []):
+            scoped = fresh and s.get("scope") == DOCUMENT_SCOPE
+            if scoped:
+                con.execute("SET search_path = 'fresh,main'")
             keys = [str(r[0]) for r in con.execute(s["sql"]).fetchall()]
+            if scoped:
+                con.execute("SET search_path = 'main'")
             out.append((Check(name, s["name"], s["severity"], s["notes"], not keys, len(keys), rows[name],
                               keys[:20], "sql"), keys))
     return out
 
 
+def _fresh_views(con: duckdb.DuckDBPyConnection, names: list[str], checked: pa.Table) -> None:
+    """Schema `fresh`: every per-post table's rows except those of the documents in `checked`
+    (doc_id, source_sha256), for the document-scoped checks."""
+    con.execute("CREATE SCHEMA fresh")
+    con.register("checked_documents", checked)
+    for name in names:
+        cols = {c.name for c in spec(name).columns}
+        if {"doc_id", "source_sha256"} <= cols:
+            con.execute(f"CREATE VIEW fresh.{name} AS SELECT t.* FROM main.{name} t "
+                        "ANTI JOIN checked_documents c USING (doc_id, source_sha256)")
+
+
 def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | None = None,
                previous: dict[str, dict] | None = None, digests: dict[str, str] | None = None,
-               reused: list[str] | None = None) -> tuple[list[tuple[Check, dict | None, list[str]]], dict, dict[str, int]]:
+               reused: list[str] | None = None, checked: pa.Table | None = None,
+               ) -> tuple[list[tuple[Check, dict | None, list[str]]], dict, dict[str, int]]:
     """Every check of every table: (check, the GX expectation or None, failing keys for SQL checks),
     the GX results and the row counts. Over `frames` held in memory, or (frames None) over the
     Parquet files in `data`: then one table's frame at a time is in memory, and the SQL checks
     read the files through DuckDB. Over files, each file's sha256 goes into `digests`, and a table
     whose file is the one `previous` (kept_results of an earlier build, same code) passed keeps
     those results instead of being checked again by GX (its name goes into `reused`); the SQL
-    checks always run."""
+    checks always run, the document-scoped ones only over the documents not in `checked` (those an
+    earlier passing build of the same code checked)."""
     results: list[tuple[Check, dict | None, list[str]]] = []
     gx_results = {}
     con = duckdb.connect()
@@ -103,7 +132,10 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
                 checks, res = _validate_file(gx, data, name, exps)
         gx_results[name] = res
         results += [(c, e, []) for c, e in zip(checks, exps)]
-    for check, keys in _sql_checks(con, rows):
+    fresh = checked is not None and frames is None
+    if fresh:
+        _fresh_views(con, names, checked)
+    for check, keys in _sql_checks(con, rows, fresh):
         results.append((check, None, keys))
     con.close()
     return results, gx_results, rows
@@ -167,16 +199,18 @@ def _validate_file(gx: _GX, data: Path, name: str, exps: list[dict]) -> tuple[li
     return [checks[i] for i in range(len(exps))], res
 
 
-def validate_build(root: Path, quarantine: bool = True, previous: dict[str, dict] | None = None) -> Report:
+def validate_build(root: Path, quarantine: bool = True, previous: dict[str, dict] | None = None,
+                   checked: pa.Table | None = None) -> Report:
     """Validate the tables under root/data; quarantine warning failures (and what depends on them),
     rewrite the affected tables, validate again. Raises ValidationFailed on a critical failure.
     A build that passes is checked one table at a time; only a failing one is held whole.
-    `previous`: Report.kept_results of an earlier build of the same code (see run_checks)."""
+    `previous`: Report.kept_results of an earlier build of the same code, `checked`: the documents it
+    checked (see run_checks)."""
     data = root / DATA_DIR
     gx = _GX()
     digests: dict[str, str] = {}
     reused: list[str] = []
-    results, gx_results, rows = run_checks(None, gx, data, previous, digests, reused)
+    results, gx_results, rows = run_checks(None, gx, data, previous, digests, reused, checked)
     critical = [c for c, _, _ in results if not c.success and c.severity == "critical"]
     if critical:
         raise ValidationFailed(critical[0].line())
