@@ -27,7 +27,7 @@ def test_shingles_and_overlap_are_exact():
 def test_signatures_agree_for_equal_texts_and_differ_for_unrelated():
     g = synth.Generator(1)
     texts = [g._paragraph() * 3 for _ in range(2)]
-    sig, _ = sketch([texts[0], texts[0], texts[1]], DedupConfig())
+    sig, _, _ = sketch([texts[0], texts[0], texts[1]], DedupConfig())
     assert (sig[0] == sig[1]).all()
     assert (sig[0] == sig[2]).mean() < 0.3
 
@@ -139,3 +139,62 @@ def test_chunk_size_does_not_change_the_clusters():
     a = deduplicate(items, DedupConfig(chunk=1000))
     b = deduplicate(items, DedupConfig(chunk=7))
     assert a.cluster_id == b.cluster_id and a.links == b.links and a.stats["multi_quote_clusters"] > 20
+
+
+def _same_result(a, b) -> None:
+    assert a.cluster_id == b.cluster_id and a.relation == b.relation and a.similarity == b.similarity
+    assert a.canonical == b.canonical and a.links == b.links
+    assert a.articles == b.articles and a.article_paragraphs == b.article_paragraphs
+
+
+@pytest.mark.parametrize("kept", ["first 1,200", "all but every fifth", "all"])
+def test_appended_quotes_clustered_on_their_own_give_the_clustering_of_all(kept):
+    """Only the quotes new since the last clustering are sketched and compared, and every output
+    is the same as clustering all of them; new quotes may sit between old ones (ids sort them
+    there), and clusters they do not join keep the last build's relations."""
+    items = [Excerpt(f"x{i:05d}", f"d{i // 6:04d}", e.headline, "\n".join(e.lines), e.published)
+             for i, e in enumerate(synth.excerpts(1500, seed=3))]
+    cfg = DedupConfig(common_5grams=10**6)  # no 5-gram turns common: here only the boilerplate rule can cross
+    earlier = {"first 1,200": items[:1200], "all but every fifth": [e for i, e in enumerate(items) if i % 5],
+               "all": items}[kept]
+    last = deduplicate(earlier, cfg).sketches
+    grown = deduplicate(items, cfg, last=last)
+    assert grown.stats["clustering"] == "appended", grown.stats
+    assert grown.stats["appended_excerpts"] == len(items) - len(earlier)
+    assert grown.stats["kept_clusters"] > 0
+    _same_result(grown, deduplicate(items, cfg))
+    _same_result(deduplicate(items, cfg, last=grown.sketches), grown)  # and its sketches serve the next build
+
+
+def test_thresholds_an_earlier_quote_crosses_redo_its_cluster_or_everything():
+    """A paragraph of earlier quotes that becomes boilerplate, or a 5-gram of theirs that becomes
+    common, redoes the clusters of the quotes it changes; a 5-gram that became common before its
+    holders were watched, or an edited quote, clusters everything again. Always a clean build's result."""
+    items = [Excerpt(f"x{i:05d}", f"d{i // 6:04d}", e.headline, "\n".join(e.lines), e.published)
+             for i, e in enumerate(synth.excerpts(3000, seed=3))]
+    stock = "この記事は会員限定です。続きは購読してお読みください。"  # under ever more headlines
+    tagged = [Excerpt(e.excerpt_id, e.doc_id, e.headline, e.body_norm + "\n" + stock, e.published) if i % 40 == 0 else e
+              for i, e in enumerate(items[:600])]
+    cfg = DedupConfig(common_5grams=10**6, max_headlines=12)
+    grown = deduplicate(tagged, cfg, last=deduplicate(tagged[:400], cfg).sketches)  # 10 headlines carry it, then 15
+    assert grown.stats["clustering"] == "appended" and grown.stats["new_boilerplate_in_earlier_quotes"] == 10
+    _same_result(grown, deduplicate(tagged, cfg))
+
+    grown = deduplicate(items, DedupConfig(), last=deduplicate(items[:2900], DedupConfig()).sketches)
+    assert grown.stats["clustering"] == "appended" and grown.stats["changed_signatures"] > 0
+    assert 0 < grown.stats["kept_clusters"] < grown.stats["clusters"]
+    _same_result(grown, deduplicate(items, DedupConfig()))
+
+    blind = DedupConfig(common_5grams=6)  # a 5-gram seen once before, then in every new quote
+    phrase = "北方の港湾都市で開かれた見本市には各国から多くの商社が集まった"
+    few = [Excerpt(e.excerpt_id, e.doc_id, e.headline, e.body_norm + ("\n" + phrase if i in (0, 300, 301, 302, 303, 304, 305, 306) else ""),
+                   e.published) for i, e in enumerate(items[:307])]
+    grown = deduplicate(few, blind, last=deduplicate(few[:300], blind).sketches)
+    assert grown.stats["clustering_why"] == "a 5-gram of earlier quotes became common before they were watched"
+    _same_result(grown, deduplicate(few, blind))
+
+    edited = list(items[:600])
+    edited[5] = Excerpt(items[5].excerpt_id, items[5].doc_id, items[5].headline, items[5].body_norm + "追記", items[5].published)
+    again = deduplicate(edited, DedupConfig(), last=deduplicate(items[:600], DedupConfig()).sketches)
+    assert again.stats["clustering_why"] == "a quote of the last build was edited"
+    _same_result(again, deduplicate(edited, DedupConfig()))

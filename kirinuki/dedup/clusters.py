@@ -30,8 +30,10 @@ import numpy as np
 from kirinuki.dedup.articles import _article, _paragraph_columns, _reconstruct
 from kirinuki.dedup.candidates import candidate_pairs, overlap, paragraph_hashes
 from kirinuki.dedup.memo import ArticleMemo, article_key
-from kirinuki.dedup.minhash import DedupTexts, boiler_lines, boilerplate_keys, line_index, sketch
+from kirinuki.dedup.minhash import (DedupTexts, LineIndex, _distinct_pairs, boiler_lines, boiler_strings,
+                                    boilerplate_keys, line_index, sketch)
 from kirinuki.dedup.model import DedupConfig, DedupResult, Excerpt
+from kirinuki.dedup.sketches import Sketches, clustering_digest, headline_hashes
 from kirinuki.dedup.spill import ShingleSets
 
 
@@ -74,6 +76,11 @@ class Clusters:
     boiler: set[int]  # hashes of the boilerplate paragraphs' keys
     stats: dict
     boiler_lines: dict[int, tuple[int, ...]] = field(default_factory=dict)  # see boiler_lines()
+    # what the next build may cluster appended quotes with (kirinuki.dedup.sketches), but for the
+    # relations, which deduplicate adds
+    keep: dict = field(default_factory=dict)
+    # excerpt -> (relation, similarity) kept from the last build for clusters no new quote joined
+    kept_relation: dict[int, tuple[str, float]] = field(default_factory=dict)
 
 
 _METHOD = {1: "minhash", 2: "exact_paragraph", 3: "minhash+exact_paragraph"}
@@ -99,21 +106,40 @@ def without_gc(fn):
 
 @without_gc
 def find_clusters(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
-                  con: duckdb.DuckDBPyConnection | None = None, spill_dir: str | None = None) -> Clusters:
+                  con: duckdb.DuckDBPyConnection | None = None, spill_dir: str | None = None,
+                  last: Sketches | None = None) -> Clusters:
     """Verified links and clusters; `spill_dir` holds the exact shingle sets' temporary file
-    (default: the system's temporary folder)."""
-    n = len(excerpts)
+    (default: the system's temporary folder). With `last`, the sketches an earlier build kept,
+    only the quotes appended since are sketched and compared (kirinuki.dedup.appended) when the
+    result is then the same as clustering everything; else everything is clustered."""
     if con is None:
         con = duckdb.connect()
         con.execute("SET enable_progress_bar = false")
+    reason = "no clustering was kept from the last build"
+    if last is not None:
+        from kirinuki.dedup.appended import cluster_appended
+
+        done = cluster_appended(excerpts, cfg, con, last, spill_dir)
+        if isinstance(done, Clusters):
+            return done
+        reason = done
+    cl = _cluster_all(excerpts, cfg, con, spill_dir)
+    cl.stats.update(clustering="all", clustering_why=reason)
+    return cl
+
+
+def _cluster_all(excerpts: list[Excerpt], cfg: DedupConfig, con: duckdb.DuckDBPyConnection,
+                 spill_dir: str | None) -> Clusters:
+    n = len(excerpts)
     lines = line_index(excerpts)
     boiler = boilerplate_keys(excerpts, lines, cfg)
-    sig, sets = sketch(DedupTexts(excerpts, boiler), cfg, spill_dir)
+    sig, sets, counts5 = sketch(DedupTexts(excerpts, boiler), cfg, spill_dir)
     counts = sets.sizes
     ok = counts >= cfg.min_shingles
     lsh_ok = ok & (sig != 0xFFFFFFFF).any(axis=1)  # a signature with no 5-gram left collides with all
     p_owner, p_hash = paragraph_hashes(lines, boiler, cfg)
     where_boiler = boiler_lines(lines, boiler)
+    kept = _kept_lines(excerpts, lines, boiler, ok, cfg)
     del lines
     keep = ok[p_owner] if len(p_owner) else np.zeros(0, bool)
     a, b, how = candidate_pairs(con, lsh_ok, sig, cfg, p_owner[keep], p_hash[keep])
@@ -129,36 +155,71 @@ def find_clusters(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     est_c = est_j * (size_a + size_b) / (1 + est_j) / np.maximum(np.minimum(size_a, size_b), 1)
     m = cfg.estimate_margin
     promising = (est_j >= cfg.jaccard - m) | (est_c >= cfg.containment - m) | (how >= 2)
-    order = np.lexsort((b, a, -est_j))  # strongest first, so redundant pairs can be skipped
+    sel = np.flatnonzero(promising & ok[a] & ok[b])
+    pairs = verify(sets, a[sel], b[sel], how[sel])
+    links, root = links_and_roots(n, pairs, cfg)
+    stats = {"excerpts": n, "characters": int(sum(e.body_len for e in excerpts)),
+             "candidates": n_candidates, "promising": int(promising.sum()), "verified": len(sel),
+             "links": len(links), "boilerplate_paragraphs": len(boiler), "too_short": int((~ok).sum())}
+    kept.update(sig=sig, sizes=counts, counts=counts5 if counts5 is not None else np.zeros(0, np.uint16),
+                boiler=boiler_strings(excerpts, boiler, where_boiler), watch_value=sets.watch[0],
+                watch_owner=sets.watch[1], unwatched=np.zeros(0, np.uint32), pairs=pairs)
+    return Clusters(root, links, sets, boiler, stats, where_boiler, kept)
+
+
+Pairs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # a, b, jaccard, containment, how
+
+
+def verify(sets, a: np.ndarray, b: np.ndarray, how: np.ndarray) -> Pairs:
+    """Every pair compared exactly: (a, b, Jaccard, containment, how it was found)."""
+    j, c = np.zeros(len(a)), np.zeros(len(a))
+    for i, (x, y) in enumerate(zip(a.tolist(), b.tolist())):
+        j[i], c[i] = overlap(sets[x], sets[y])
+    return a, b, j, c, how
+
+
+def links_and_roots(n: int, pairs: Pairs, cfg: DedupConfig) -> tuple[list[tuple], list[int]]:
+    """The verified pairs that pass (Jaccard or containment over its threshold), in (a, b) order,
+    and each excerpt's cluster root: the connected components of those links."""
+    a, b, j, c, how = pairs
+    good = np.flatnonzero((j >= cfg.jaccard) | (c >= cfg.containment))
+    good = good[np.lexsort((b[good], a[good]))]
     uf = UnionFind(n)
     links = []
-    verified = 0
-    for i in order[promising[order]].tolist():
+    for i in good.tolist():
         x, y = int(a[i]), int(b[i])
-        if not (ok[x] and ok[y]) or uf.find(x) == uf.find(y):
-            continue  # already connected: the link would not change any cluster
-        verified += 1
-        j, c = overlap(sets[x], sets[y])
-        if j >= cfg.jaccard or c >= cfg.containment:
-            uf.union(x, y)
-            links.append((x, y, j, c, _METHOD[int(how[i])]))
-    stats = {"excerpts": n, "characters": int(sum(e.body_len for e in excerpts)),
-             "candidates": n_candidates, "promising": int(promising.sum()), "verified": verified,
-             "links": len(links), "boilerplate_paragraphs": len(boiler), "too_short": int((~ok).sum())}
-    return Clusters([uf.find(i) for i in range(n)], links, sets, boiler, stats, where_boiler)
+        uf.union(x, y)
+        links.append((x, y, float(j[i]), float(c[i]), _METHOD[int(how[i])]))
+    return links, [uf.find(i) for i in range(n)]
+
+
+def _kept_lines(excerpts: list[Excerpt], lines: LineIndex, boiler: set[int], ok: np.ndarray, cfg: DedupConfig) -> dict:
+    """What the next build needs of the lines, in stable hashes: the distinct (paragraph,
+    headline) pairs that decide boilerplate, and the long non-boilerplate paragraphs of excerpts
+    with enough 5-grams (shared-paragraph candidates)."""
+    heads = headline_hashes([e.headline for e in excerpts])
+    pair_key, pair_head = _distinct_pairs(lines.stable, heads[lines.owner]) if len(lines.owner) else (lines.stable, lines.stable)
+    keep = lines.length >= cfg.paragraph_min_chars
+    if boiler:
+        keep &= ~np.isin(lines.hash, np.fromiter(boiler, np.uint64, len(boiler)))
+    keep &= ok[lines.owner] if len(lines.owner) else keep
+    para_owner, para_hash = _distinct_pairs(lines.owner[keep], lines.stable[keep])
+    return {"pair_key": pair_key, "pair_head": pair_head, "para_owner": para_owner, "para_hash": para_hash}
 
 
 @without_gc
 def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
                 con: duckdb.DuckDBPyConnection | None = None, spill_dir: str | None = None,
                 sink: Callable[[dict, dict[str, list]], None] | None = None,
-                memo: ArticleMemo | None = None) -> DedupResult:
+                memo: ArticleMemo | None = None, last: Sketches | None = None) -> DedupResult:
     """Clusters plus everything built from them: relations, articles, reconstructed text. With a
     `sink`, each article and its paragraphs' columns go to `sink(article, paragraphs)` as they are
     made, in article order (the result then holds none: at scale they are the corpus's text
     again); without one, the result holds them. With a `memo`, an article whose quotes are those
-    of the last build's article is taken from that build (kirinuki.dedup.memo)."""
-    cl = find_clusters(excerpts, cfg, con, spill_dir)
+    of the last build's article is taken from that build (kirinuki.dedup.memo); with `last`, the
+    sketches it kept, quotes appended since are clustered on their own (find_clusters). The
+    result's `sketches` are this build's, for the next one."""
+    cl = find_clusters(excerpts, cfg, con, spill_dir, last)
     n = len(excerpts)
     members: dict[int, list[int]] = defaultdict(list)
     for i, r in enumerate(cl.root):
@@ -179,6 +240,9 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
             cluster_id[i] = aid
             if i == canon:
                 continue
+            if i in cl.kept_relation:  # a cluster no new quote joined: as the last build had it
+                relation[i], similarity[i] = cl.kept_relation[i]
+                continue
             a, b = excerpts[i], excerpts[canon]
             if a.body_hash == b.body_hash and a.body_norm == b.body_norm:
                 relation[i] = "exact"
@@ -188,6 +252,7 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
             relation[i] = "near" if j >= cfg.jaccard else "partial"
     cl.sets.close()  # the shingle sets are done with
     cl.sets = None
+    sketches = _sketches(excerpts, cl, relation, similarity)
     articles: list[dict] = []
     paragraphs = _paragraph_columns("", [])  # the table's columns, empty
     for aid, canon, group in groups:
@@ -216,4 +281,15 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     links.sort(key=lambda r: (r["excerpt_a"], r["excerpt_b"]))
     stats = dict(cl.stats, clusters=len(members), articles_kept=memo.reused if memo is not None else 0,
                  multi_quote_clusters=sum(1 for g in members.values() if len(g) > 1), config=cfg.as_dict())
-    return DedupResult(cluster_id, relation, similarity, canonical, links, articles, paragraphs, stats)
+    return DedupResult(cluster_id, relation, similarity, canonical, links, articles, paragraphs, stats, sketches)
+
+
+def _sketches(excerpts: list[Excerpt], cl: Clusters, relation: list[str], similarity: list[float]) -> Sketches:
+    k = cl.keep
+    return Sketches(
+        ids=[e.excerpt_id for e in excerpts], digests=[clustering_digest(e.headline, e.content_digest) for e in excerpts],
+        sizes=np.asarray(k["sizes"], np.int64), sig=k["sig"], counts=k["counts"], pair_key=k["pair_key"],
+        pair_head=k["pair_head"], para_owner=k["para_owner"], para_hash=k["para_hash"], boiler=k["boiler"],
+        watch_value=k["watch_value"], watch_owner=k["watch_owner"], unwatched=k["unwatched"],
+        boiler_pos=[cl.boiler_lines.get(i, ()) for i in range(len(excerpts))], relation=relation,
+        similarity=similarity, pairs=k["pairs"])

@@ -71,7 +71,7 @@ class _Cursor:
 class ArticleMemo:
     """The last build's articles by key (see the module docstring), and this build's keys."""
 
-    def __init__(self, state: str | None, code: str):
+    def __init__(self, state: str | None, code: str, checked: bool = False):
         self.code = code
         self.keys: dict[str, str] = {}
         self.new_ids: list[str] = []
@@ -79,12 +79,12 @@ class ArticleMemo:
         self.reused = 0
         self.articles = self.paragraphs = None
         if state is not None:
-            self._open(Path(state))
+            self._open(Path(state), checked)
 
-    def _open(self, state: Path) -> None:
+    def _open(self, state: Path, checked: bool) -> None:
         from kirinuki.dedup.state import trusted_state
 
-        if not trusted_state(state) or not (state / ARTICLE_KEYS).is_file():
+        if not (checked or trusted_state(state)) or not (state / ARTICLE_KEYS).is_file():
             return
         try:
             with pa.memory_map(str(state / ARTICLE_KEYS)) as src:

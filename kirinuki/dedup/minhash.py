@@ -32,6 +32,32 @@ def key_hash(k: str) -> int:
     return hash(k) & 0xFFFFFFFFFFFFFFFF
 
 
+_POWERS = np.ones(1, np.uint64)
+
+
+def stable_hashes(keys: list[str]) -> np.ndarray:
+    """64-bit hashes of non-empty strings that are the same in every process (unlike `key_hash`),
+    for what dedup keeps between builds: a polynomial over the code points (mod 2**64), mixed with
+    the length. Vectorised: ~0.1 s a million paragraph keys, against ~1 s for blake2b each."""
+    global _POWERS
+    if not keys:
+        return np.zeros(0, np.uint64)
+    lengths = np.fromiter(map(len, keys), np.int64, len(keys))
+    longest = int(lengths.max())
+    if len(_POWERS) < longest:
+        n = max(longest, 2 * len(_POWERS))
+        _POWERS = np.cumprod(np.full(n, 0x100000001B3, np.uint64), dtype=np.uint64)  # wraps mod 2**64
+    cps = np.frombuffer("".join(keys).encode("utf-32-le"), np.uint32).astype(np.uint64)
+    starts = np.cumsum(lengths) - lengths
+    pos = np.arange(len(cps), dtype=np.int64) - np.repeat(starts, lengths)
+    h = np.add.reduceat(cps * _POWERS[pos], starts) ^ lengths.astype(np.uint64)
+    h ^= h >> _U64(33)  # splitmix64's finaliser
+    h *= _U64(0xFF51AFD7ED558CCD)
+    h ^= h >> _U64(33)
+    h *= _U64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> _U64(33))
+
+
 @dataclass
 class LineIndex:
     """Every content line of every excerpt as numbers, not strings (the strings are most of the
@@ -40,21 +66,30 @@ class LineIndex:
     owner: np.ndarray  # int64
     hash: np.ndarray  # uint64
     length: np.ndarray  # int64
+    stable: np.ndarray  # uint64: the key's stable_hashes, for what is kept between builds
 
 
-def line_index(excerpts: list[Excerpt]) -> LineIndex:
+def line_index(excerpts: list[Excerpt], only: list[int] | None = None) -> LineIndex:
+    """The lines of every excerpt (or of those at the indices `only`, ascending)."""
     from array import array
 
     owner, hashes, lengths = array("q"), array("Q"), array("q")  # 8 bytes a line, not a Python int's 32
-    for i, e in enumerate(excerpts):
-        for line in e.body_norm.split("\n"):
+    stable: list[np.ndarray] = []
+    keys: list[str] = []
+    for i in range(len(excerpts)) if only is None else only:
+        for line in excerpts[i].body_norm.split("\n"):
             k = paragraph_key(line)
             if k:
                 owner.append(i)
                 hashes.append(key_hash(k))
                 lengths.append(len(k))
+                keys.append(k)
+        if len(keys) >= 1 << 16:
+            stable.append(stable_hashes(keys))
+            keys = []
+    stable.append(stable_hashes(keys))
     return LineIndex(np.frombuffer(owner, np.int64).copy(), np.frombuffer(hashes, np.uint64).copy(),
-                     np.frombuffer(lengths, np.int64).copy())
+                     np.frombuffer(lengths, np.int64).copy(), np.concatenate(stable))
 
 
 def boilerplate_keys(excerpts: list[Excerpt], lines: LineIndex, cfg: DedupConfig) -> set[int]:
@@ -67,6 +102,18 @@ def boilerplate_keys(excerpts: list[Excerpt], lines: LineIndex, cfg: DedupConfig
     starts = np.flatnonzero(np.concatenate(([True], h[1:] != h[:-1])))
     counts = np.diff(np.append(starts, len(h)))
     return set(h[starts[counts > cfg.max_headlines]].tolist())
+
+
+def boiler_strings(excerpts: list[Excerpt], boiler: set[int], where: dict[int, tuple[int, ...]]) -> list[str]:
+    """The keys (text) of the boilerplate hashes `boiler`, found at their positions `where`
+    (boiler_lines), sorted: hashes are per process, the keys are what a later build can use."""
+    found: set[str] = set()
+    for i, positions in where.items():
+        keys = [k for line in excerpts[i].body_norm.split("\n") if (k := paragraph_key(line))]
+        found.update(keys[p] for p in positions)
+        if len(found) >= len(boiler):
+            break
+    return sorted(found)
 
 
 def boiler_lines(lines: LineIndex, boiler: set[int]) -> dict[int, tuple[int, ...]]:
@@ -186,14 +233,17 @@ def signatures(vals: np.ndarray, owner: np.ndarray, n: int, cfg: DedupConfig,
     return sig
 
 
-def sketch(texts, cfg: DedupConfig, spill_dir: str | None = None) -> tuple[np.ndarray, "ShingleSets"]:
+def sketch(texts, cfg: DedupConfig, spill_dir: str | None = None, base_counts: np.ndarray | None = None
+           ) -> tuple[np.ndarray, "ShingleSets", np.ndarray | None]:
     """Signatures and exact shingle sets for all texts (a sequence whose slices are lists of str),
     in chunks of `chunk` texts: small numpy temporaries are much faster here than corpus-sized
     ones, and memory stays bounded. Two passes: the first writes each text's distinct 5-gram
     hashes to a file in `spill_dir` (they are ~4 bytes per character of the corpus: on disk, not
     in memory) and counts the corpus-wide 5-gram frequencies (over every occurrence); the second
     makes the signatures from the distinct hashes read back (a minimum does not care about
-    repeats). Chunks run in threads: numpy releases the GIL in its loops, so this uses every core."""
+    repeats). Chunks run in threads: numpy releases the GIL in its loops, so this uses every core.
+    Returns the signatures, the sets and the 5-gram frequencies (uint16, clamped), which start
+    from `base_counts` when given (an earlier corpus's, when only appended texts are sketched)."""
 
     def first(s: int):
         part = texts[s : s + cfg.chunk]
@@ -228,19 +278,36 @@ def sketch(texts, cfg: DedupConfig, spill_dir: str | None = None) -> tuple[np.nd
         store.close_appends()
         if counts is not None:
             count_pending()
+            if base_counts is not None:
+                counts += base_counts
             counts = np.minimum(counts, 65535).astype(np.uint16)
         sig = np.empty((len(texts), cfg.perms), dtype=np.uint32)
 
-        def second(c: int) -> None:
+        def second(c: int):
             s = c * cfg.chunk
             sets, bounds = store.chunk_sets(c)
             n = len(bounds) - 1
             owner = np.repeat(np.arange(n, dtype=np.int32), np.diff(bounds))
             vals, vowner = sample_values(sets, owner, cfg)
             sig[s : s + n] = signatures(vals, vowner, n, cfg, counts)
+            if counts is None or not cfg.common_5grams:
+                return None
+            b = frequency_buckets(vals, cfg)
+            near = counts[b] >= watch_from(cfg)
+            near &= counts[b] <= cfg.common_5grams
+            return vals[near], vowner[near].astype(np.int64) + s
 
-        list(pool.map(second, range(store.n_chunks)))
-    return sig, store
+        near = [w for w in pool.map(second, range(store.n_chunks)) if w is not None]
+    # (sampled value, text) of every 5-gram close to becoming common: the texts whose signature a
+    # later crossing can change (kirinuki.dedup.appended)
+    store.watch = _distinct_pairs(np.concatenate([v for v, _ in near]).astype(np.uint32),
+                                  np.concatenate([o for _, o in near])) if near else (np.zeros(0, np.uint32), np.zeros(0, np.int64))
+    return sig, store, counts
+
+
+def watch_from(cfg: DedupConfig) -> int:
+    """The count from which a sampled 5-gram's bucket is watched: which texts hold it is kept."""
+    return max(1, cfg.common_5grams // 2)
 
 
 def band_hashes(sig: np.ndarray, cfg: DedupConfig, first: int, count: int) -> np.ndarray:

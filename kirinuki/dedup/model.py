@@ -74,3 +74,4 @@ class DedupResult:
     articles: list[dict]  # in article_id order
     article_paragraphs: dict[str, list]  # columns, in (article_id, ordinal) order
     stats: dict
+    sketches: object = None  # kirinuki.dedup.sketches.Sketches: what the next build may cluster appended quotes with

@@ -47,15 +47,23 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
     dedup_links under `root`, and the excerpts' cluster columns (in part order) to
     `root`/CLUSTER_COLUMNS for the excerpts table, and each article's key (kirinuki.dedup.memo)
     to `root`/ARTICLE_KEYS. An article whose quotes are unchanged since the build that kept
-    `last_state` (by the same `code`) is taken from it. Returns the stats with the row counts. Runs
+    `last_state` (by the same `code`) is taken from it, and when quotes were only appended since,
+    only they are clustered (kirinuki.dedup.appended, with the sketches that state kept; this build's
+    go to `root`, kirinuki.dedup.sketches). Returns the stats with the row counts. Runs
     in a child process of its own on a large build, so its memory goes back to the system when done."""
     import shutil
 
     from kirinuki.dedup.memo import ArticleMemo
+    from kirinuki.dedup.sketches import load_sketches, write_sketches
     from kirinuki.store.files import DUCKDB_TMP, RowGroupWriter, duckdb_for_build, to_table, write_table
 
     out = Path(root)
-    memo = ArticleMemo(last_state, code)
+    from kirinuki.dedup.state import trusted_state
+
+    if last_state is not None and not trusted_state(last_state):  # damaged: nothing of it is used
+        last_state = None
+    memo = ArticleMemo(last_state, code, checked=True)
+    last = load_sketches(last_state, cfg, code, checked=True)
     con = duckdb_for_build(out, memory_mb)  # makes DUCKDB_TMP, where the bodies and sets spill too
     items = read_excerpts(parts, str(out / DUCKDB_TMP))
     with RowGroupWriter(out, "articles") as arts, RowGroupWriter(out, "article_paragraphs") as paras:
@@ -64,7 +72,7 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
             paras.add_columns(paragraphs)
 
         try:
-            res = deduplicate(items, cfg, con, str(out / DUCKDB_TMP), write, memo)
+            res = deduplicate(items, cfg, con, str(out / DUCKDB_TMP), write, memo, last)
         finally:
             con.close()
             shutil.rmtree(out / DUCKDB_TMP, ignore_errors=True)
@@ -78,6 +86,7 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
     with pa.OSFile(str(out / CLUSTER_COLUMNS), "wb") as f, pa.ipc.new_file(f, columns.schema) as w:
         w.write_table(columns)
     memo.write(root)
+    write_sketches(root, res.sketches, cfg, code)
     return dict(res.stats, rows=rows)
 
 

@@ -14,11 +14,12 @@ from pathlib import Path
 from kirinuki.dedup.memo import ARTICLE_KEYS
 from kirinuki.dedup.model import DedupConfig
 from kirinuki.dedup.parts import CLUSTER_COLUMNS
+from kirinuki.dedup.sketches import SKETCH_FILES
 
 # ---------------------------------------------------------------- reusing the last build's output
 
 DEDUP_TABLES = ("articles", "article_paragraphs", "dedup_links")
-STATE_FILES = (CLUSTER_COLUMNS, ARTICLE_KEYS) + tuple(f"{name}.parquet" for name in DEDUP_TABLES)  # kept, with their sha256
+STATE_FILES = (CLUSTER_COLUMNS, ARTICLE_KEYS) + SKETCH_FILES + tuple(f"{name}.parquet" for name in DEDUP_TABLES)  # kept, with their sha256
 STATE_FILE = "dedup.json"  # written last: a state folder without it is incomplete
 
 
@@ -38,7 +39,7 @@ def keep_dedup(root: str, state: str, key: str, stats: dict) -> None:
 
     out, st = Path(root), Path(state)
     st.mkdir(parents=True, exist_ok=True)
-    for kept in (CLUSTER_COLUMNS, ARTICLE_KEYS):
+    for kept in (CLUSTER_COLUMNS, ARTICLE_KEYS) + SKETCH_FILES:
         os.replace(out / kept, st / kept)
     for name in DEDUP_TABLES:
         link_file(out / DATA_DIR / f"{name}.parquet", st / f"{name}.parquet")

@@ -1,0 +1,340 @@
+"""Clustering only the quotes appended since the last build, with the same result as clustering all.
+
+In: this build's excerpts (in build order), the sketches the last build kept (kirinuki.dedup.sketches),
+a DuckDB connection. Out: `Clusters` equal to what clustering every excerpt gives, or the reason
+(one line) why this build must cluster everything instead.
+
+Why it is the same. Clustering keeps, strongest estimate first, each verified link that joins two
+clusters not yet joined: the maximum spanning forest of the verified-link graph under one total
+order (estimate, then indices). When every earlier quote is still there, unchanged and in the same
+order, an edge between two earlier quotes changes only if a count crossed a threshold for one of
+them. A paragraph of an earlier quote becoming boilerplate changes its compared text: everything is
+clustered again. A sampled 5-gram becoming common leaves the signatures that held it: the watch
+list (which quotes hold each 5-gram within a factor two of common) names those quotes, their
+signatures are made again, and every cluster of the last build holding one whose signature changed
+is done again, all its quotes "active" like the new ones. The other clusters are whole components
+whose edges are what they were, so their links are still their forest; the new forest is those
+links plus the candidate edges that touch an active quote (band collisions and shared paragraphs
+against every quote), verified as a clean build would. A cluster with no active quote keeps its
+relations too. A quote edited, removed or moved, more new quotes than old, or a 5-gram that became
+common before its holders were watched, clusters everything again.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from kirinuki.dedup.minhash import (DedupTexts, _distinct_pairs, boiler_lines, dedup_text, key_hash, line_index,
+                                    paragraph_key, sample_values, shingle_hashes, signatures, sketch, stable_hashes,
+                                    watch_from)
+from kirinuki.dedup.model import DedupConfig, Excerpt
+from kirinuki.dedup.sketches import Sketches, clustering_digest, headline_hashes
+
+
+
+def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketches, spill_dir: str | None):
+    """Clusters (see the module docstring), or why everything must be clustered again."""
+    from kirinuki.dedup.clusters import Clusters, UnionFind, links_and_roots, verify
+
+    n = len(excerpts)
+    at = {e.excerpt_id: i for i, e in enumerate(excerpts)}
+    old = np.fromiter((at.get(x, -1) for x in last.ids), np.int64, len(last.ids))
+    if (old < 0).any():
+        return "a quote of the last build is gone"
+    if len(old) > 1 and (np.diff(old) <= 0).any():
+        return "the quotes are in another order than in the last build"
+    for k, i in enumerate(old.tolist()):
+        e = excerpts[i]
+        if clustering_digest(e.headline, e.content_digest) != last.digests[k]:
+            return "a quote of the last build was edited"
+    is_new = np.ones(n, bool)
+    is_new[old] = False
+    new = np.flatnonzero(is_new)
+    if len(new) > len(old):
+        return "more new quotes than kept ones"
+
+    # boilerplate: a paragraph under more than max_headlines distinct headlines
+    lines = line_index(excerpts, only=new.tolist())
+    heads = headline_hashes([excerpts[i].headline for i in new.tolist()])
+    line_heads = heads[np.searchsorted(new, lines.owner)] if len(lines.owner) else lines.stable
+    nk, nh = _distinct_pairs(lines.stable, line_heads)
+    pair_key, pair_head = _distinct_pairs(np.concatenate([last.pair_key, nk]), np.concatenate([last.pair_head, nh]))
+    touched = np.unique(nk)
+    now = _counts_of(pair_key, touched)
+    before = _counts_of(last.pair_key, touched)
+    crossing = touched[(now > cfg.max_headlines) & (before <= cfg.max_headlines)]
+    new_boiler = _keys_of(excerpts, new, crossing)
+    boiler_keys = list(last.boiler) + new_boiler
+    boiler_stable = stable_hashes(boiler_keys)
+    boiler = {key_hash(k) for k in boiler_keys}
+    base = last.counts if len(last.counts) else None
+
+    # an earlier quote holding a paragraph that became boilerplate has another compared text: it
+    # is sketched again with the new ones ("fresh"), its old text's 5-grams taken off the counts
+    held = _counts_of(last.pair_key, stable_hashes(new_boiler))
+    regrown = _holders(excerpts, old, [k for k, c in zip(new_boiler, held.tolist()) if c])
+    if len(regrown):
+        if base is not None:
+            base = _without(base, [dedup_text(excerpts[i], {key_hash(k) for k in last.boiler}) for i in regrown.tolist()], cfg)
+            if base is None:
+                return "a 5-gram count of earlier quotes is too large to take back"
+        fresh = np.union1d(new, regrown)
+        lines = line_index(excerpts, only=fresh.tolist())
+    else:
+        fresh = new
+
+    # the fresh quotes' texts, 5-gram sets and counts, signatures
+    sig_new, sets_new, counts = sketch(DedupTexts([excerpts[i] for i in fresh.tolist()], boiler), cfg, spill_dir, base)
+    sig = np.empty((n, cfg.perms), np.uint32)
+    sig[old], sig[fresh] = last.sig, sig_new
+    sizes = np.empty(n, np.int64)
+    sizes[old], sizes[fresh] = last.sizes, sets_new.sizes
+    ok = sizes >= cfg.min_shingles
+    is_fresh = np.zeros(n, bool)
+    is_fresh[fresh] = True
+    owners = old[last.watch_owner]
+    watch = (last.watch_value[~is_fresh[owners]], owners[~is_fresh[owners]], last.unwatched)
+    dirty = np.zeros(0, np.int64)
+    if counts is not None and last.counts is not None and len(last.counts):
+        done = _commoner(excerpts, cfg, sig, boiler, last.counts, counts, watch, sets_new.watch, fresh)
+        if isinstance(done, str):
+            sets_new.close()
+            return done
+        dirty, watch = done
+    lsh_ok = ok & (sig != 0xFFFFFFFF).any(axis=1)
+
+    # the pairs touching a fresh quote or one whose signature changed are found and judged again;
+    # the others are the last build's verified pairs, scores and all
+    moved = np.zeros(n, bool)
+    moved[fresh] = True
+    moved[dirty] = True
+    pa_, pb_, pj, pc, phow = last.pairs
+    pa_, pb_ = old[pa_], old[pb_]
+    stays = ~(moved[pa_] | moved[pb_])
+
+    keep = (lines.length >= cfg.paragraph_min_chars) & ok[lines.owner] if len(lines.owner) else np.zeros(0, bool)
+    if len(boiler_stable):
+        keep &= ~np.isin(lines.stable, boiler_stable)
+    p_owner, p_hash = _distinct_pairs(lines.owner[keep], lines.stable[keep])
+    kept_paras = ~is_fresh[old[last.para_owner]]
+    para_owner = np.concatenate([old[last.para_owner][kept_paras], p_owner])
+    para_hash = np.concatenate([last.para_hash[kept_paras], p_hash])
+    a, b, how = _touching_pairs(con, lsh_ok, moved, sig, cfg, para_owner, para_hash)
+    n_candidates = len(a)
+    est = _estimates(sig, a, b)
+    size_a, size_b = sizes[a].astype(float), sizes[b].astype(float)
+    est_c = est * (size_a + size_b) / (1 + est) / np.maximum(np.minimum(size_a, size_b), 1)
+    m = cfg.estimate_margin
+    promising = (est >= cfg.jaccard - m) | (est_c >= cfg.containment - m) | (how >= 2)
+    sel = promising & ok[a] & ok[b]
+    a, b, how = a[sel], b[sel], how[sel]
+
+    # a pair of two unchanged texts keeps its exact scores; the others are compared
+    known = np.flatnonzero(~stays & ~(is_fresh[pa_] | is_fresh[pb_]))
+    known_key = pa_[known] * n + pb_[known]
+    order = np.argsort(known_key)
+    known, known_key = known[order], known_key[order]
+    asked = a * n + b
+    found = np.zeros(len(a), bool)
+    j, c = np.zeros(len(a)), np.zeros(len(a))
+    if len(known_key):
+        at_known = np.minimum(np.searchsorted(known_key, asked), len(known_key) - 1)
+        found = known_key[at_known] == asked
+        src = known[at_known[found]]
+        j[found], c[found] = pj[src], pc[src]
+    sets = _Sets(excerpts, fresh, sets_new, boiler, cfg)
+    fa, fb = a[~found], b[~found]
+    _, _, j[~found], c[~found], _ = verify(sets, fa, fb, how[~found])
+    pairs = tuple(np.concatenate([x[stays], y]) for x, y in zip((pa_, pb_, pj, pc, phow), (a, b, j, c, how)))
+    links, root = links_and_roots(n, pairs, cfg)
+
+    # a cluster with the last build's quotes, none of whose text changed, keeps their relations
+    was = UnionFind(n)
+    for x, y, jj, cc in zip(pa_.tolist(), pb_.tolist(), pj.tolist(), pc.tolist()):
+        if jj >= cfg.jaccard or cc >= cfg.containment:
+            was.union(x, y)
+    old_root = [was.find(i) for i in range(n)]
+    old_size = Counter(old_root[i] for i in old.tolist())
+    members: dict[int, list[int]] = {}
+    for i, r in enumerate(root):
+        members.setdefault(r, []).append(i)
+    kept_relation = {}
+    position = {int(i): k for k, i in enumerate(old.tolist())}
+    for group in members.values():
+        roots = {old_root[i] for i in group}
+        if is_fresh[group].any() or len(roots) != 1 or old_size[roots.pop()] != len(group):
+            continue
+        for i in group:
+            kept_relation[i] = (last.relation[position[i]], last.similarity[position[i]])
+    where = {int(old[k]): p for k, p in enumerate(last.boiler_pos) if p and not is_fresh[old[k]]}
+    where.update(boiler_lines(lines, boiler))
+    stats = {"excerpts": n, "characters": int(sum(e.body_len for e in excerpts)), "candidates": n_candidates,
+             "promising": int(promising.sum()), "verified": int((~found).sum()), "links": len(links),
+             "boilerplate_paragraphs": len(boiler), "too_short": int((~ok).sum()), "clustering": "appended",
+             "appended_excerpts": len(new), "changed_signatures": len(dirty),
+             "new_boilerplate_in_earlier_quotes": len(regrown), "kept_clusters": len({root[i] for i in kept_relation})}
+    keep_next = {"sig": sig, "sizes": sizes, "counts": counts if counts is not None else last.counts,
+                 "boiler": sorted(boiler_keys), "pair_key": pair_key, "pair_head": pair_head,
+                 "para_owner": para_owner, "para_hash": para_hash, "pairs": pairs,
+                 "watch_value": watch[0], "watch_owner": watch[1], "unwatched": watch[2]}
+    return Clusters(root, links, sets, boiler, stats, where, keep_next, kept_relation)
+
+
+def _commoner(excerpts: list[Excerpt], cfg: DedupConfig, sig: np.ndarray, boiler: set[int],
+              base: np.ndarray, counts: np.ndarray, watch, watch_new, new: np.ndarray):
+    """The sampled 5-grams that became common with the new quotes leave the signatures of the
+    earlier quotes that hold them (the watch list says which). A signature can change only where
+    such a value was its bin's minimum (a bin holding the value is never one that borrowed; one
+    that borrowed from it changes only if its minimum does): those are made again in `sig`. Returns the quotes whose signature changed and the next
+    watch list, or why everything must be clustered again (a 5-gram became common whose earlier
+    holders were not watched)."""
+    from kirinuki.dedup.minhash import frequency_buckets
+
+    common, low = cfg.common_5grams, watch_from(cfg)
+    value, owner, unwatched = watch
+    if ((base > common) & (counts <= common)).any():  # (texts lost 5-grams to new boilerplate)
+        return "a 5-gram of earlier quotes stopped being common"
+    crossed = np.flatnonzero((base > 0) & (base <= common) & (counts > common)).astype(np.uint32)
+    if ((base[crossed] < low) | np.isin(crossed, unwatched)).any():
+        return "a 5-gram of earlier quotes became common before they were watched"
+    gone = np.isin(frequency_buckets(value, cfg), crossed)
+    v, o = value[gone], owner[gone]
+    bins = ((v.astype(np.uint64) * np.uint64(cfg.perms)) >> np.uint64(32)).astype(np.int64)
+    holders = np.unique(o[sig[o, bins] == v])
+    dirty = np.zeros(0, np.int64)
+    if len(holders):
+        h, ho = shingle_hashes([dedup_text(excerpts[i], boiler) for i in holders.tolist()], cfg.shingle)
+        vals, vowner = sample_values(h, ho, cfg)
+        again = signatures(vals, vowner, len(holders), cfg, counts)
+        changed = (again != sig[holders]).any(axis=1)
+        dirty = holders[changed]
+        sig[dirty] = again[changed]
+    nv, no = watch_new
+    value, owner = _merged(value[~gone], owner[~gone], nv, new[no])
+    # buckets that came close only now: their earlier holders are not in the list
+    near_now = np.flatnonzero((base > 0) & (base < low) & (counts >= low) & (counts <= common)).astype(np.uint32)
+    return dirty, (value, owner, np.union1d(unwatched[counts[unwatched] <= common], near_now).astype(np.uint32))
+
+
+def _merged(value: np.ndarray, owner: np.ndarray, more_value: np.ndarray, more_owner: np.ndarray):
+    """Distinct (value, owner) pairs sorted, from sorted distinct ones and a few more (a merge, not
+    a sort of them all)."""
+    keys = (value.astype(np.uint64) << np.uint64(32)) | owner.astype(np.uint64)
+    more = np.unique((more_value.astype(np.uint64) << np.uint64(32)) | more_owner.astype(np.uint64))
+    if len(keys):
+        more = more[keys[np.minimum(np.searchsorted(keys, more), len(keys) - 1)] != more]
+    keys = np.insert(keys, np.searchsorted(keys, more), more)
+    return (keys >> np.uint64(32)).astype(np.uint32), (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+
+
+def _holders(excerpts: list[Excerpt], old: np.ndarray, keys: list[str]) -> np.ndarray:
+    """The earlier excerpts with a line whose key is one of `keys` (ascending indices)."""
+    if not keys:
+        return np.zeros(0, np.int64)
+    wanted = set(keys)
+    return np.fromiter((i for i in old.tolist() if any(paragraph_key(line) in wanted
+                                                        for line in excerpts[i].body_norm.split("\n"))), np.int64)
+
+
+def _without(counts: np.ndarray, texts: list[str], cfg: DedupConfig) -> np.ndarray | None:
+    """`counts` less the sampled 5-grams of `texts` (None if a count it would lower was clamped)."""
+    from kirinuki.dedup.minhash import frequency_buckets
+
+    h, o = shingle_hashes(texts, cfg.shingle)
+    b = frequency_buckets(sample_values(h, o, cfg)[0], cfg)
+    if (counts[b] == 65535).any():
+        return None
+    out = counts.astype(np.int64)
+    np.subtract.at(out, b, 1)
+    return out.astype(np.uint16)
+
+
+def _counts_of(pair_key: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """How many of the (sorted, distinct) pairs have each of `keys` (sorted) as their key."""
+    return np.searchsorted(pair_key, keys, side="right") - np.searchsorted(pair_key, keys, side="left")
+
+
+def _keys_of(excerpts: list[Excerpt], new: np.ndarray, hashes: np.ndarray) -> list[str]:
+    """The paragraph keys (text) with these stable hashes, found in the new excerpts."""
+    wanted, found = set(hashes.tolist()), {}
+    for i in new.tolist() if wanted else []:
+        keys = [k for line in excerpts[i].body_norm.split("\n") if (k := paragraph_key(line))]
+        for k, h in zip(keys, stable_hashes(keys).tolist()):
+            if h in wanted:
+                found[h] = k
+        if len(found) == len(wanted):
+            break
+    return sorted(found.values())
+
+
+def _estimates(sig: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    est = np.zeros(len(a))
+    for lo in range(0, len(a), 1 << 16):
+        hi = lo + (1 << 16)
+        est[lo:hi] = (sig[a[lo:hi]] == sig[b[lo:hi]]).mean(axis=1)
+    return est
+
+
+def _touching_pairs(con, lsh_ok: np.ndarray, is_new: np.ndarray, sig: np.ndarray, cfg: DedupConfig,
+                    para_owner: np.ndarray, para_hash: np.ndarray, bands_per_join: int = 7):
+    """Distinct pairs (a < b) with at least one new excerpt, from band collisions and shared
+    paragraphs, with how they were found (as candidates.candidate_pairs)."""
+    import pyarrow as pa
+
+    from kirinuki.dedup.minhash import band_hashes
+
+    every, fresh = np.flatnonzero(lsh_ok).astype(np.int32), np.flatnonzero(lsh_ok & is_new).astype(np.int32)
+    con.execute("CREATE OR REPLACE TEMP TABLE lsh_pairs (a INTEGER, b INTEGER)")
+    for g in range(0, cfg.bands, bands_per_join):
+        k = min(bands_per_join, cfg.bands - g)
+        h = band_hashes(sig, cfg, g, k)
+        for name, ids in (("band_all", every), ("band_new", fresh)):
+            con.register(name, pa.table({"e": np.repeat(ids, k), "band": np.tile(np.arange(g, g + k, dtype=np.int16), len(ids)),
+                                         "h": h[ids].ravel()}))
+        con.execute("""
+            INSERT INTO lsh_pairs SELECT DISTINCT least(n.e, a.e), greatest(n.e, a.e) FROM band_new n JOIN band_all a
+              ON n.band = a.band AND n.h = a.h AND n.e <> a.e""")
+        con.unregister("band_all")
+        con.unregister("band_new")
+    new_para = is_new[para_owner] if len(para_owner) else np.zeros(0, bool)
+    con.register("para_all", pa.table({"e": para_owner.astype(np.int32), "h": para_hash}))
+    con.register("para_new", pa.table({"e": para_owner[new_para].astype(np.int32), "h": para_hash[new_para]}))
+    res = con.sql("""
+        WITH lsh AS (SELECT DISTINCT a, b FROM lsh_pairs),
+        para AS (
+          SELECT DISTINCT least(n.e, a.e) AS a, greatest(n.e, a.e) AS b FROM para_new n JOIN para_all a
+            ON n.h = a.h AND n.e <> a.e)
+        SELECT coalesce(l.a, p.a) AS a, coalesce(l.b, p.b) AS b,
+               (l.a IS NOT NULL)::INT + 2 * (p.a IS NOT NULL)::INT AS how
+        FROM lsh l FULL OUTER JOIN para p ON l.a = p.a AND l.b = p.b
+        ORDER BY a, b""").to_arrow_table()
+    con.unregister("para_all")
+    con.unregister("para_new")
+    con.execute("DROP TABLE lsh_pairs")
+    return (res["a"].to_numpy().astype(np.int64), res["b"].to_numpy().astype(np.int64),
+            res["how"].to_numpy().astype(np.int8))
+
+
+class _Sets:
+    """Exact 5-gram sets by excerpt index: the new excerpts' from their sketch, an earlier one's
+    made from its text when first asked for (only candidates' and joined clusters' members are)."""
+
+    def __init__(self, excerpts: list[Excerpt], new: np.ndarray, sets_new, boiler: set[int], cfg: DedupConfig):
+        self.excerpts, self.sets_new, self.boiler, self.cfg = excerpts, sets_new, boiler, cfg
+        self.where = {int(i): k for k, i in enumerate(new.tolist())}
+        self.made: dict[int, np.ndarray] = {}
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if i in self.where:
+            return self.sets_new[self.where[i]]
+        s = self.made.get(i)
+        if s is None:
+            h, _ = shingle_hashes([dedup_text(self.excerpts[i], self.boiler)], self.cfg.shingle)
+            s = self.made[i] = np.unique(h).astype(np.uint32)
+        return s
+
+    def close(self) -> None:
+        self.sets_new.close()
+        self.made.clear()

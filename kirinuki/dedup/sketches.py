@@ -1,0 +1,124 @@
+"""What clustering keeps between builds, so that appended quotes are clustered on their own.
+
+In: one build's clustering (kirinuki.dedup.clusters): per excerpt its id, a digest of what
+clustering reads of it (headline and body), its 5-gram count, MinHash signature, boilerplate line
+positions, relation and similarity; the corpus-wide counts (sampled 5-gram frequencies, distinct
+(paragraph, headline) pairs, long paragraphs' hashes), which texts hold the 5-grams close to
+becoming common, the boilerplate paragraphs and every verified pair with its scores. Out: three files in the build folder (`SKETCH_FILES`; keep_dedup moves them into the dedup
+state with sha256 checks) and `load_sketches`, which reads them back for the same code and
+parameters, or gives None.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from kirinuki.dedup.model import DedupConfig
+
+SKETCH_EXCERPTS = ".dedup-sketch-excerpts.arrow"  # one row per excerpt, in the build's order
+SKETCH_PAIRS = ".dedup-sketch-pairs.arrow"  # every verified pair, with its exact scores
+SKETCH_ARRAYS = ".dedup-sketch-arrays.npz"  # signatures, 5-gram counts, paragraph pairs
+SKETCH_FILES = (SKETCH_EXCERPTS, SKETCH_PAIRS, SKETCH_ARRAYS)
+
+
+def clustering_digest(headline: str, content: bytes) -> bytes:
+    """What clustering reads of one excerpt: its headline and (the digest of) its body."""
+    return hashlib.blake2b(headline.encode() + b"\0" + content, digest_size=16).digest()
+
+
+def headline_hashes(headlines: list[str]) -> np.ndarray:
+    """A stable 64-bit hash of each headline (each distinct one hashed once)."""
+    seen: dict[str, int] = {}
+    for h in headlines:
+        if h not in seen:
+            seen[h] = int.from_bytes(hashlib.blake2b(h.encode(), digest_size=8).digest(), "little")
+    return np.fromiter((seen[h] for h in headlines), np.uint64, len(headlines))
+
+
+@dataclass
+class Sketches:
+    """One build's clustering, as kept (see the module docstring); excerpt indices are that build's."""
+
+    ids: list[str]
+    digests: list[bytes]
+    sizes: np.ndarray  # int64: 5-gram count (with repeats) of each excerpt's compared text
+    sig: np.ndarray  # uint32 [n, perms]
+    counts: np.ndarray  # uint16 [2**24]: sampled 5-gram frequencies, clamped at 65535
+    pair_key: np.ndarray  # uint64: distinct (paragraph key, headline) pairs, stable hashes
+    pair_head: np.ndarray  # uint64
+    para_owner: np.ndarray  # int64: long, non-boilerplate paragraphs of excerpts with enough 5-grams
+    para_hash: np.ndarray  # uint64 (stable)
+    watch_value: np.ndarray  # uint32: (sampled value, excerpt) of the 5-grams close to common (minhash.watch_from)
+    watch_owner: np.ndarray  # int64
+    unwatched: np.ndarray  # uint32: buckets that came close by appends, whose earlier texts are not listed
+    boiler: list[str]  # the boilerplate paragraphs' keys
+    boiler_pos: list[tuple[int, ...]]  # per excerpt: positions of its boilerplate lines
+    relation: list[str]
+    similarity: list[float]
+    pairs: tuple  # every verified pair, by this build's indices: a, b, jaccard, containment, how found (clusters.Pairs)
+    meta: dict = field(default_factory=dict)
+
+
+def _identity(cfg: DedupConfig, code: str) -> str:
+    return json.dumps({"code": code, "config": cfg.as_dict()}, sort_keys=True)
+
+
+def write_sketches(root: str, s: Sketches, cfg: DedupConfig, code: str) -> None:
+    out = Path(root)
+    ident = {"kirinuki": _identity(cfg, code), "boiler": json.dumps(s.boiler, ensure_ascii=False)}
+    ex = pa.table({
+        "excerpt_id": pa.array(s.ids, pa.string()),
+        "digest": pa.array(s.digests, pa.binary(16)),
+        "size": pa.array(s.sizes, pa.int64()),
+        "boiler_pos": pa.array([list(p) for p in s.boiler_pos], pa.list_(pa.int32())),
+        "relation": pa.array(s.relation, pa.string()),
+        "similarity": pa.array(s.similarity, pa.float64()),
+    }).replace_schema_metadata(ident)
+    a, b, j, c, how = s.pairs
+    pairs = pa.table({"a": pa.array(a, pa.int64()), "b": pa.array(b, pa.int64()), "jaccard": pa.array(j, pa.float64()),
+                      "containment": pa.array(c, pa.float64()), "how": pa.array(how, pa.int8())})
+    for name, table in ((SKETCH_EXCERPTS, ex), (SKETCH_PAIRS, pairs)):
+        with pa.OSFile(str(out / name), "wb") as f, pa.ipc.new_file(f, table.schema) as w:
+            w.write_table(table)
+    with open(out / SKETCH_ARRAYS, "wb") as f:
+        np.savez(f, sig=s.sig, counts=s.counts, pair_key=s.pair_key, pair_head=s.pair_head,
+                 para_owner=s.para_owner, para_hash=s.para_hash, watch_value=s.watch_value,
+                 watch_owner=s.watch_owner, unwatched=s.unwatched)
+
+
+def load_sketches(state: str | None, cfg: DedupConfig, code: str, checked: bool = False) -> Sketches | None:
+    """The sketches a trusted dedup state kept for the same code and parameters; else None.
+    `checked`: the caller has just checked the state's files against their sha256."""
+    if state is None:
+        return None
+    from kirinuki.dedup.state import trusted_state
+
+    st = Path(state)
+    if not all((st / f).is_file() for f in SKETCH_FILES) or not (checked or trusted_state(st)):
+        return None
+    try:
+        with pa.memory_map(str(st / SKETCH_EXCERPTS)) as src:
+            ex = pa.ipc.open_file(src).read_all()
+        meta = ex.schema.metadata or {}
+        if meta.get(b"kirinuki", b"").decode() != _identity(cfg, code):
+            return None
+        with pa.memory_map(str(st / SKETCH_PAIRS)) as src:
+            pr = pa.ipc.open_file(src).read_all()
+        with np.load(st / SKETCH_ARRAYS) as z:
+            arrays = {k: z[k] for k in z.files}
+        return Sketches(
+            ids=ex["excerpt_id"].to_pylist(), digests=ex["digest"].to_pylist(), sizes=ex["size"].to_numpy(),
+            sig=arrays["sig"], counts=arrays["counts"], pair_key=arrays["pair_key"], pair_head=arrays["pair_head"],
+            para_owner=arrays["para_owner"], para_hash=arrays["para_hash"], watch_value=arrays["watch_value"],
+            watch_owner=arrays["watch_owner"], unwatched=arrays["unwatched"],
+            boiler=json.loads(meta[b"boiler"].decode()), boiler_pos=[tuple(p) for p in ex["boiler_pos"].to_pylist()],
+            relation=ex["relation"].to_pylist(), similarity=ex["similarity"].to_pylist(),
+            pairs=tuple(pr[k].to_numpy() for k in ("a", "b", "jaccard", "containment", "how")))
+    except (OSError, ValueError, KeyError, pa.ArrowInvalid):
+        return None
