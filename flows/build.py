@@ -2,8 +2,9 @@
 
 discover -> (read + decode + parse + clean -> Arrow parts) per batch -> dedup -> write tables ->
 validate -> swap the finished folder into place. Each stage is a plain function in the `kirinuki`
-package; this module only wires them into tasks, times them and reports. Deploy it with
-`prefect deploy flows/build.py:build` (see prefect.yaml); the CLI runs the same flow.
+package; this module only wires them into tasks, times them and reports (the parse tasks are in
+flows/parse.py). Deploy it with `prefect deploy flows/build.py:build` (see prefect.yaml); the CLI
+runs the same flow.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from kirinuki.flows.env import configure
 
 configure()  # Prefect reads its settings at import time
 
-import itertools  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import multiprocessing  # noqa: E402
@@ -21,38 +21,34 @@ import shutil  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from contextlib import contextmanager, nullcontext  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Callable  # noqa: E402
 
 from prefect import flow, task  # noqa: E402
 from prefect.states import Completed  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.futures import as_completed, wait  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
-from prefect.utilities.annotations import quote  # noqa: E402
 
 from kirinuki import __version__  # noqa: E402
-from kirinuki.build.batch import code_digest, run_batch  # noqa: E402
+from kirinuki.build.batch import code_digest  # noqa: E402
 from kirinuki.build.validation import validate_files  # noqa: E402
 from kirinuki.build.workers import WorkerPool, import_validation  # noqa: E402
 from kirinuki.build.inputs import plan_inputs, small_build, unchanged_since  # noqa: E402
 from kirinuki.build.parts import PART_TABLES, part_numbers, read_part  # noqa: E402
-from kirinuki.build.reuse import Hit, cache_lookup, container_key, entries_by_export  # noqa: E402
 from kirinuki.build.plan import (  # noqa: E402
     CACHE_DIR,
     DEDUP_STATE,
     FINGERPRINTS,
     build_log,
     failed_log,
-    share_exports,
 )
 from kirinuki.build.summary import summarize, summary_markdown  # noqa: E402
 from kirinuki.flows.naming import artifact_key  # noqa: E402
+from kirinuki.flows.parse import parse_all  # noqa: E402
 from kirinuki.clean.normalize import entity_rows, outlet_rows  # noqa: E402
 from kirinuki.dedup import DedupConfig, dedup_key, dedup_parts, keep_dedup, read_cluster_columns, reuse_dedup  # noqa: E402
-from kirinuki.ingest.sources import DEFAULT_MAX_BYTES, SourceRef  # noqa: E402
+from kirinuki.ingest.sources import DEFAULT_MAX_BYTES  # noqa: E402
 from kirinuki.parse.records import reject_row  # noqa: E402
 from kirinuki.store.files import (  # noqa: E402
     atomic_dir,
@@ -72,33 +68,8 @@ log = logging.getLogger("kirinuki")
 DEFAULT_BATCH_FILES = 256
 
 
-# Set while a build runs with a local process pool: parse tasks hand their batch to it. Without one
-# (a Dask worker, or workers=1) a task runs its batch itself.
-_POOL: WorkerPool | None = None
-# Called with (files done, files total, bytes done) as batches finish; the CLI draws progress with it.
-progress: Callable[[int, int, int], None] | None = None
 # A validation worker the CLI started before importing Prefect (workers.warm_validator); the next build uses it.
 prewarmed: WorkerPool | None = None
-
-
-@task(name="parse-batch", cache_policy=NO_CACHE, persist_result=False)
-def parse_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int, keys: list[str | None],
-                hits: list[Hit | None], old_parts: str | None, entry_hits: list[dict | None],
-                keep_drafts: bool = False) -> dict:
-    args = (refs, parts, batch_no, max_bytes, keys, hits, old_parts, entry_hits, keep_drafts)
-    pool = _POOL
-    return pool.run(run_batch, *args) if pool is not None else run_batch(*args)
-
-
-@task(name="link-unchanged-batches", cache_policy=NO_CACHE, persist_result=False)
-def link_unchanged_batches(batches: list[tuple]) -> list[dict]:
-    """run_batch for batches whose every file is a hit in the last build's parts, here, in turn:
-    each links its parts and writes its index (a hit whose part turns out damaged is parsed here)."""
-    return [run_batch(*map(_unquoted, args)) for args in batches]
-
-
-def _unquoted(x):
-    return x.unquote() if isinstance(x, quote) else x
 
 
 @task(name="dedup", task_run_name="dedup (reused: no quote changed since the last build)", cache_policy=NO_CACHE,
@@ -202,79 +173,6 @@ def validate_tables(root: str, parts: str, old_parts: str | None, validator: Wor
     if validator is not None:
         return validator.run(validate_files, root, parts, old_parts)
     return validate_files(root, parts, old_parts)
-
-
-def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_files: int, max_bytes: int,
-              workers: int, old_parts: Path | None, keep_drafts: bool = False, local: bool = True) -> list[dict]:
-    """One parse task per batch with files to parse; batches run in a pool of `workers` processes
-    (spawned from a forkserver that has imported only the parsing stages). Batches whose every file
-    is in the last build's parts are linked by one task here. `local` is False when the tasks run
-    on a Dask cluster. Results come back in batch order."""
-    global _POOL
-    refs, keys, ref_batches = share_exports(refs, keys, batch_files, workers)
-    lookup = cache_lookup(old_parts)
-    hits = [(lookup.get(k) or lookup.get(container_key(k, keep_drafts, r.share))) if k else None
-            for r, k in zip(refs, keys)]
-    exports = entries_by_export(lookup)  # what a changed export's unchanged entries may reuse
-    entry_hits = [exports.get(r.rel) if h is None else None for r, h in zip(refs, hits)]
-    del lookup, exports
-    bounds = [0, *itertools.accumulate(len(b) for b in ref_batches)]
-    key_batches, hit_batches, entry_batches = ([x[a:b] for a, b in zip(bounds, bounds[1:])]
-                                               for x in (keys, hits, entry_hits))
-    total, done, done_bytes = sum(1 for r in refs if not r.share[0]), 0, 0
-    use_pool = workers > 1 and len(ref_batches) > 1 and _POOL is None
-    ctx = multiprocessing.get_context("forkserver")
-    if use_pool:
-        ctx.set_forkserver_preload(["kirinuki.build.batch"])
-    with WorkerPool(workers, ctx) if use_pool else nullcontext() as pool:
-        if use_pool:
-            _POOL = pool
-        futures = []
-        try:
-            n = len(ref_batches)
-            # quoted: Prefect would otherwise walk every ref and cache hit of a batch to resolve its
-            # inputs, which cost 0.15 s a batch at 10k posts, 14 s for one task given them all (not
-            # on Dask, whose argument packing rebuilds the quoted tuples as plain ones)
-            wrap = quote if local else (lambda x: x)
-            args = [(wrap(b), str(parts), i, max_bytes, wrap(k), wrap(h), str(old_parts) if old_parts else None,
-                     wrap(e), keep_drafts)
-                    for i, (b, k, h, e) in enumerate(zip(ref_batches, key_batches, hit_batches, entry_batches))]
-            # a batch whose every file is in the last build's parts only links them and writes its
-            # index: those batches are one task in this process, not a task and a worker each (40
-            # batches of a 10k rebuild cost 5 s of Prefect and worker round trips, 0.3 s of work)
-            linked = [all(h is not None for h in _unquoted(a[5])) and not any(_unquoted(a[7])) for a in args]
-            unchanged = [a for a, only_hits in zip(args, linked) if only_hits]
-            pending = [a for a, only_hits in zip(args, linked) if not only_hits]
-            futures = [parse_batch.with_options(task_run_name=f"parse batch {a[2] + 1}/{n}").submit(*a)
-                       for a in pending]
-            results: dict[int, dict] = {}
-            if unchanged:
-                for a, res in zip(unchanged, link_unchanged_batches.with_options(
-                        task_run_name=f"link {len(unchanged)} unchanged batches of {n}")(quote(unchanged))):
-                    results[a[2]] = res
-                    done += res["files"]
-                    done_bytes += res["bytes"]
-                if progress:
-                    progress(done, total, done_bytes)
-            for f in as_completed(futures):
-                res = f.result()
-                done += res["files"]
-                done_bytes += res["bytes"]
-                if progress:
-                    progress(done, total, done_bytes)
-            results.update((a[2], f.result()) for a, f in zip(pending, futures))
-            return [results[i] for i in range(n)]
-        except BaseException:
-            # one batch failed (a full disk, a bug): no other batch may go on writing into the build's
-            # temporary folder once it is removed, so the pool takes no more work and every task ends
-            # before this returns (a task finding the pool shut fails at once; it never runs inline)
-            if use_pool:  # the batches still running would only be thrown away: stop them now
-                pool.stop()
-            wait(futures)
-            raise
-        finally:
-            if use_pool:
-                _POOL = None
 
 
 def _run_name() -> str:

@@ -95,12 +95,13 @@ def _run_build(server, validator, before: str | None, paths: list[str], out_dir:
         fail(str(e), 2)
 
     import kirinuki.flows.build as pipeline
+    import kirinuki.flows.parse as parse_stage
 
     pipeline.prewarmed = validator
     try:
         server.ready()
         with _progress(enabled=not silent) as hook:
-            pipeline.progress = hook
+            parse_stage.progress = hook
             return build_flow(paths, str(out_dir), **options)
     except PinError as e:
         fail(f"{e}; nothing was built", 2)

@@ -204,13 +204,17 @@ def _commoner(excerpts: list[Excerpt], cfg: DedupConfig, sig: np.ndarray, boiler
     bins = ((v.astype(np.uint64) * np.uint64(cfg.perms)) >> np.uint64(32)).astype(np.int64)
     holders = np.unique(o[sig[o, bins] == v])
     dirty = np.zeros(0, np.int64)
-    if len(holders):
-        h, ho = shingle_hashes([dedup_text(excerpts[i], boiler) for i in holders.tolist()], cfg.shingle)
+    changed = []
+    for lo in range(0, len(holders), cfg.chunk):  # a chunk at a time, as sketch does: bounded memory
+        some = holders[lo : lo + cfg.chunk]
+        h, ho = shingle_hashes([dedup_text(excerpts[i], boiler) for i in some.tolist()], cfg.shingle)
         vals, vowner = sample_values(h, ho, cfg)
-        again = signatures(vals, vowner, len(holders), cfg, counts)
-        changed = (again != sig[holders]).any(axis=1)
-        dirty = holders[changed]
-        sig[dirty] = again[changed]
+        again = signatures(vals, vowner, len(some), cfg, counts)
+        differs = (again != sig[some]).any(axis=1)
+        sig[some[differs]] = again[differs]
+        changed.append(some[differs])
+    if changed:
+        dirty = np.concatenate(changed)
     nv, no = watch_new
     value, owner = _merged(value[~gone], owner[~gone], nv, new[no])
     # buckets that came close only now: their earlier holders are not in the list
@@ -242,12 +246,13 @@ def _without(counts: np.ndarray, texts: list[str], cfg: DedupConfig) -> np.ndarr
     """`counts` less the sampled 5-grams of `texts` (None if a count it would lower was clamped)."""
     from kirinuki.dedup.minhash import frequency_buckets
 
-    h, o = shingle_hashes(texts, cfg.shingle)
-    b = frequency_buckets(sample_values(h, o, cfg)[0], cfg)
-    if (counts[b] == 65535).any():
-        return None
     out = counts.astype(np.int64)
-    np.subtract.at(out, b, 1)
+    for lo in range(0, len(texts), cfg.chunk):
+        h, o = shingle_hashes(texts[lo : lo + cfg.chunk], cfg.shingle)
+        b = frequency_buckets(sample_values(h, o, cfg)[0], cfg)
+        if (counts[b] == 65535).any():
+            return None
+        np.subtract.at(out, b, 1)
     return out.astype(np.uint16)
 
 
