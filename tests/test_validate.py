@@ -158,8 +158,9 @@ def test_suites_are_native_gx_suites_and_sql_checks_are_their_own_files():
         else:
             assert path.name.endswith(".sql.toml") and (root / f"{path.name[:-9]}.json").exists()
             for s in tomllib.loads(text)["check"]:
-                assert set(s) == {"name", "severity", "notes", "sql"}
+                assert {"name", "severity", "notes", "sql"} <= set(s) <= {"name", "severity", "notes", "sql", "scope"}
                 assert s["severity"] in ("critical", "warning") and s["sql"].lstrip().upper().startswith("SELECT")
+                assert s.get("scope", "document") == "document"  # the one scope there is (validate.checks)
     assert {p.stem for p in files if p.suffix == ".json"} == set(tables()) - {"quarantine"}
 
 

@@ -211,15 +211,20 @@ def _kept_lines(excerpts: list[Excerpt], lines: LineIndex, boiler: set[int], ok:
 def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
                 con: duckdb.DuckDBPyConnection | None = None, spill_dir: str | None = None,
                 sink: Callable[[dict, dict[str, list]], None] | None = None,
-                memo: ArticleMemo | None = None, last: Sketches | None = None) -> DedupResult:
+                memo: ArticleMemo | None = None, last: Sketches | Callable[[], Sketches | None] | None = None
+                ) -> DedupResult:
     """Clusters plus everything built from them: relations, articles, reconstructed text. With a
     `sink`, each article and its paragraphs' columns go to `sink(article, paragraphs)` as they are
     made, in article order (the result then holds none: at scale they are the corpus's text
     again); without one, the result holds them. With a `memo`, an article whose quotes are those
     of the last build's article is taken from that build (kirinuki.dedup.memo); with `last`, the
-    sketches it kept, quotes appended since are clustered on their own (find_clusters). The
+    sketches it kept (or a function that loads them: called here, so that nothing else holds them
+    once clustering is done), quotes appended since are clustered on their own (find_clusters). The
     result's `sketches` are this build's, for the next one."""
+    if callable(last):
+        last = last()
     cl = find_clusters(excerpts, cfg, con, spill_dir, last)
+    del last  # the last build's sketches (hundreds of MB at scale): what is kept of them is in `cl`
     n = len(excerpts)
     members: dict[int, list[int]] = defaultdict(list)
     for i, r in enumerate(cl.root):
@@ -270,8 +275,11 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
             art["n_paragraphs"] = len(paras)
             columns = _paragraph_columns(aid, paras)
         if sink is not None:
-            sink(art, columns)
+            sink(art, columns)  # a kept article comes as Arrow tables (the sink copies them so)
             continue
+        if kept is not None:  # as Python values, like a made article's
+            art = next(row for b in art for row in b.to_pylist())
+            columns = {name: [v for b in columns for v in b.column(name).to_pylist()] for name in paragraphs}
         articles.append(art)
         for name, values in columns.items():
             paragraphs[name].extend(values)

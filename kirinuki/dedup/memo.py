@@ -16,6 +16,7 @@ quotes that carry it. Different code keeps nothing.
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left, bisect_right
 from pathlib import Path
 
 import pyarrow as pa
@@ -42,30 +43,34 @@ def article_key(aid: str, canon: Excerpt, quotes: list[Excerpt], boiler: list[tu
 
 
 class _Cursor:
-    """The rows of a Parquet file sorted by `column`, read a batch at a time as `take` moves on."""
+    """The rows of a Parquet file sorted by `column`, read a batch at a time as `take` moves on;
+    rows stay Arrow (only the sort column becomes Python values)."""
 
     def __init__(self, path: Path, column: str):
         self.batches = pq.ParquetFile(path).iter_batches(batch_size=_BATCH)
         self.column = column
-        self.rows: list[dict] = []
+        self.batch: pa.RecordBatch | None = None
+        self.keys: list[str] = []
         self.i = 0
 
-    def take(self, value: str) -> list[dict]:
-        """The rows whose column equals `value`; rows before it are passed over."""
-        out = []
+    def take(self, value: str) -> list[pa.RecordBatch]:
+        """The rows whose column equals `value` (slices of record batches); rows before it are passed over."""
+        pieces = []
         while True:
-            if self.i >= len(self.rows):
+            if self.i >= len(self.keys):
                 batch = next(self.batches, None)
                 if batch is None:
-                    return out
-                self.rows, self.i = batch.to_pylist(), 0
+                    break
+                self.batch, self.keys, self.i = batch, batch.column(self.column).to_pylist(), 0
                 continue
-            v = self.rows[self.i][self.column]
-            if v > value:
-                return out
-            if v == value:
-                out.append(self.rows[self.i])
-            self.i += 1
+            start = bisect_left(self.keys, value, self.i)
+            end = bisect_right(self.keys, value, start)
+            self.i = end
+            if end > start:
+                pieces.append(self.batch.slice(start, end - start))
+            if end < len(self.keys):
+                break
+        return pieces
 
 
 class ArticleMemo:
@@ -97,19 +102,19 @@ class ArticleMemo:
         except (OSError, pa.ArrowInvalid, KeyError):
             self.keys, self.articles, self.paragraphs = {}, None, None
 
-    def kept(self, aid: str, key: str) -> tuple[dict, dict[str, list]] | None:
-        """The last build's article row and paragraph columns for `aid` when its key is `key`."""
+    def kept(self, aid: str, key: str) -> tuple[list[pa.RecordBatch], list[pa.RecordBatch]] | None:
+        """The last build's article row and paragraph rows (Arrow record batches) for `aid` when its
+        key is `key`."""
         self.new_ids.append(aid)
         self.new_keys.append(key)
         if self.articles is None or self.keys.get(aid) != key:
             return None
-        rows = self.articles.take(aid)
+        row = self.articles.take(aid)
         paras = self.paragraphs.take(aid)
-        if len(rows) != 1:
+        if sum(b.num_rows for b in row) != 1:
             return None
         self.reused += 1
-        columns = {name: [p[name] for p in paras] for name in ("article_id", "ordinal", "text_norm", "contributed_by")}
-        return rows[0], columns
+        return row, paras
 
     def write(self, root: str) -> None:
         """This build's keys, for the next build (keep_dedup moves the file into the state)."""

@@ -63,16 +63,22 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
     if last_state is not None and not trusted_state(last_state):  # damaged: nothing of it is used
         last_state = None
     memo = ArticleMemo(last_state, code, checked=True)
-    last = load_sketches(last_state, cfg, code, checked=True)
     con = duckdb_for_build(out, memory_mb)  # makes DUCKDB_TMP, where the bodies and sets spill too
     items = read_excerpts(parts, str(out / DUCKDB_TMP))
     with RowGroupWriter(out, "articles") as arts, RowGroupWriter(out, "article_paragraphs") as paras:
-        def write(article: dict, paragraphs: dict[str, list]) -> None:
-            arts.add_row(article)
-            paras.add_columns(paragraphs)
+        def write(article: dict | list[pa.RecordBatch], paragraphs: dict[str, list] | list[pa.RecordBatch]) -> None:
+            if isinstance(article, list):  # kept from the last build: copied as Arrow
+                arts.add_arrow(article)
+                paras.add_arrow(paragraphs)
+            else:
+                arts.add_row(article)
+                paras.add_columns(paragraphs)
 
         try:
-            res = deduplicate(items, cfg, con, str(out / DUCKDB_TMP), write, memo, last)
+            # a loader, not the sketches: deduplicate lets them go once clustered (an argument
+            # would be held by its wrapper to the end)
+            res = deduplicate(items, cfg, con, str(out / DUCKDB_TMP), write, memo,
+                              lambda: load_sketches(last_state, cfg, code, checked=True))
         finally:
             con.close()
             shutil.rmtree(out / DUCKDB_TMP, ignore_errors=True)
