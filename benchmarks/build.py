@@ -9,7 +9,9 @@ Corpora come from `kirinuki synth` (6 excerpts per post on average: ~24 KB per p
 process with a persistent PREFECT_HOME (so the database is migrated once, not per run). Peak RSS
 is sampled from /proc every 0.1 s over the whole process tree (the CLI and its parse workers,
 summed). "prefect" is the wall time the flow did not account for: the temporary Prefect server's
-start and stop plus interpreter start-up. "of full" is a rebuild's flow time over the full
+start and stop plus interpreter start-up (with `--server`, a `kirinuki server start` runs
+throughout, as for a maintainer who rebuilds often, and no build starts a server; the running
+server's memory is not in the RSS column). "of full" is a rebuild's flow time over the full
 build's. The two 1% rebuilds edit 1% of the posts at random: "1% comment" appends a line of
 commentary to each (the quotes are unchanged, so dedup's output is reused), "1% quotes" changes
 a paragraph of a quoted article in each (dedup runs again over the whole corpus). The two
@@ -214,6 +216,9 @@ def main() -> None:
     ap.add_argument("--parse-baseline", default=BASELINE_REV, help="git revision whose seed grammar parse speed is compared with ('' to skip)")
     ap.add_argument("--against", default="", help="git revision whose full build is timed side by side with today's")
     ap.add_argument("--rounds", type=int, default=2, help="rounds of the side-by-side comparison")
+    ap.add_argument("--server", action="store_true",
+                    help="run the builds with `kirinuki server start` running (stopped at the end), as a maintainer "
+                         "who rebuilds often would: no build pays a Prefect server's start-up")
     args = ap.parse_args()
     if args.against:
         return side_by_side(args)
@@ -222,8 +227,19 @@ def main() -> None:
         raise SystemExit(f"unknown run {unknown[0]!r}; choose from {', '.join(RUNS)}")
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PREFECT_HOME=str(workdir / "prefect-home"))
+    env = dict(os.environ, PREFECT_HOME=str(workdir / "prefect-home"), KIRINUKI_STATE_DIR=str(workdir / "kirinuki-state"))
     env.pop("PREFECT_API_URL", None)
+    if args.server:
+        subprocess.run([str(BIN / "kirinuki"), "server", "start", "--port", "0"], env=env, check=True, capture_output=True)
+    try:
+        builds(args, runs, workdir, env)
+    finally:
+        if args.server:
+            subprocess.run([str(BIN / "kirinuki"), "server", "stop"], env=env, capture_output=True)
+
+
+def builds(args, runs: list[str], workdir: Path, env: dict) -> None:
+    """Every size's builds, in the order of `runs`, and their table."""
     rows = []
     for posts in [int(s) for s in args.sizes.split(",")]:
         src = corpus(workdir, posts, env)

@@ -86,8 +86,10 @@ def write_sketches(root: str, s: Sketches, cfg: DedupConfig, code: str) -> None:
     for name, table in ((SKETCH_EXCERPTS, ex), (SKETCH_PAIRS, pairs)):
         with pa.OSFile(str(out / name), "wb") as f, pa.ipc.new_file(f, table.schema) as w:
             w.write_table(table)
+    nonzero = np.flatnonzero(s.counts).astype(np.uint32)  # sparse: 32 MB dense even for four posts
     with open(out / SKETCH_ARRAYS, "wb") as f:
-        np.savez(f, sig=s.sig, counts=s.counts, pair_key=s.pair_key, pair_head=s.pair_head,
+        np.savez(f, sig=s.sig, counts_at=nonzero, counts=s.counts[nonzero], counts_size=np.array([len(s.counts)]),
+                 pair_key=s.pair_key, pair_head=s.pair_head,
                  para_owner=s.para_owner, para_hash=s.para_hash, watch_value=s.watch_value,
                  watch_owner=s.watch_owner, unwatched=s.unwatched)
 
@@ -112,9 +114,11 @@ def load_sketches(state: str | None, cfg: DedupConfig, code: str, checked: bool 
             pr = pa.ipc.open_file(src).read_all()
         with np.load(st / SKETCH_ARRAYS) as z:
             arrays = {k: z[k] for k in z.files}
+        counts = np.zeros(int(arrays["counts_size"][0]), np.uint16)
+        counts[arrays["counts_at"]] = arrays["counts"]
         return Sketches(
             ids=ex["excerpt_id"].to_pylist(), digests=ex["digest"].to_pylist(), sizes=ex["size"].to_numpy(),
-            sig=arrays["sig"], counts=arrays["counts"], pair_key=arrays["pair_key"], pair_head=arrays["pair_head"],
+            sig=arrays["sig"], counts=counts, pair_key=arrays["pair_key"], pair_head=arrays["pair_head"],
             para_owner=arrays["para_owner"], para_hash=arrays["para_hash"], watch_value=arrays["watch_value"],
             watch_owner=arrays["watch_owner"], unwatched=arrays["unwatched"],
             boiler=json.loads(meta[b"boiler"].decode()), boiler_pos=[tuple(p) for p in ex["boiler_pos"].to_pylist()],
