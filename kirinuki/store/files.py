@@ -89,7 +89,9 @@ def to_table(name: str, rows: list[dict], final: bool = True) -> pa.Table:
     """Rows (dicts with every column of the schema) -> an Arrow table of the declared schema
     (`final=False`: only the columns the per-batch stages fill)."""
     schema = spec(name).arrow_schema if final else spec(name).part_schema
-    return pa.table({f.name: pa.array([r[f.name] for r in rows], type=f.type) for f in schema}, schema=schema)
+    if rows and (missing := [n for n in schema.names if n not in rows[0]]):
+        raise KeyError(f"{name}: rows lack {missing}")
+    return pa.Table.from_pylist(rows, schema=schema)  # Arrow's own conversion: half the time of a list per column
 
 
 class RowGroupWriter:
