@@ -55,7 +55,8 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
 
     from kirinuki.dedup.memo import ArticleMemo
     from kirinuki.dedup.sketches import load_sketches, write_sketches
-    from kirinuki.store.files import DUCKDB_TMP, RowGroupWriter, duckdb_for_build, to_table, write_table
+    from kirinuki.store.files import DUCKDB_TMP, duckdb_for_build, to_table, write_table
+    from kirinuki.store.rowgroups import RowGroupWriter
 
     out = Path(root)
     from kirinuki.dedup.state import trusted_state
