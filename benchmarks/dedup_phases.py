@@ -8,8 +8,8 @@ peak RSS of this process after each.
 With `--appended F`, clustering alone instead: the build's excerpts but the last F of them are
 clustered and their sketches kept, then all of them are clustered with those sketches (the quotes
 of posts appended since, kirinuki.dedup.appended) and without (a clean build), and the two results
-are compared. Reads the build's cache (its parts and `cache/dedup/`); writes only into a temporary
-folder.
+are compared. Reads the build's cache (its parts and `cache/dedup/`; the kept state is used only if
+that build was made by the same code); writes only into a temporary folder.
 """
 
 from __future__ import annotations
