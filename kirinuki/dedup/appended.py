@@ -26,6 +26,7 @@ from collections import Counter
 
 import numpy as np
 
+from kirinuki.dedup.candidates import candidate_pairs
 from kirinuki.dedup.minhash import (DedupTexts, _distinct_pairs, boiler_lines, dedup_text, key_hash, line_index,
                                     paragraph_key, sample_values, shingle_hashes, signatures, sketch, stable_hashes,
                                     watch_from)
@@ -121,7 +122,7 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     kept_paras = ~is_fresh[old[last.para_owner]]
     para_owner = np.concatenate([old[last.para_owner][kept_paras], p_owner])
     para_hash = np.concatenate([last.para_hash[kept_paras], p_hash])
-    a, b, how = _touching_pairs(con, lsh_ok, moved, sig, cfg, para_owner, para_hash)
+    a, b, how = candidate_pairs(con, lsh_ok, sig, cfg, para_owner, para_hash, only=moved)
     n_candidates = len(a)
     est = _estimates(sig, a, b)
     size_a, size_b = sizes[a].astype(float), sizes[b].astype(float)
@@ -280,46 +281,6 @@ def _estimates(sig: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         hi = lo + (1 << 16)
         est[lo:hi] = (sig[a[lo:hi]] == sig[b[lo:hi]]).mean(axis=1)
     return est
-
-
-def _touching_pairs(con, lsh_ok: np.ndarray, is_new: np.ndarray, sig: np.ndarray, cfg: DedupConfig,
-                    para_owner: np.ndarray, para_hash: np.ndarray, bands_per_join: int = 7):
-    """Distinct pairs (a < b) with at least one new excerpt, from band collisions and shared
-    paragraphs, with how they were found (as candidates.candidate_pairs)."""
-    import pyarrow as pa
-
-    from kirinuki.dedup.minhash import band_hashes
-
-    every, fresh = np.flatnonzero(lsh_ok).astype(np.int32), np.flatnonzero(lsh_ok & is_new).astype(np.int32)
-    con.execute("CREATE OR REPLACE TEMP TABLE lsh_pairs (a INTEGER, b INTEGER)")
-    for g in range(0, cfg.bands, bands_per_join):
-        k = min(bands_per_join, cfg.bands - g)
-        h = band_hashes(sig, cfg, g, k)
-        for name, ids in (("band_all", every), ("band_new", fresh)):
-            con.register(name, pa.table({"e": np.repeat(ids, k), "band": np.tile(np.arange(g, g + k, dtype=np.int16), len(ids)),
-                                         "h": h[ids].ravel()}))
-        con.execute("""
-            INSERT INTO lsh_pairs SELECT DISTINCT least(n.e, a.e), greatest(n.e, a.e) FROM band_new n JOIN band_all a
-              ON n.band = a.band AND n.h = a.h AND n.e <> a.e""")
-        con.unregister("band_all")
-        con.unregister("band_new")
-    new_para = is_new[para_owner] if len(para_owner) else np.zeros(0, bool)
-    con.register("para_all", pa.table({"e": para_owner.astype(np.int32), "h": para_hash}))
-    con.register("para_new", pa.table({"e": para_owner[new_para].astype(np.int32), "h": para_hash[new_para]}))
-    res = con.sql("""
-        WITH lsh AS (SELECT DISTINCT a, b FROM lsh_pairs),
-        para AS (
-          SELECT DISTINCT least(n.e, a.e) AS a, greatest(n.e, a.e) AS b FROM para_new n JOIN para_all a
-            ON n.h = a.h AND n.e <> a.e)
-        SELECT coalesce(l.a, p.a) AS a, coalesce(l.b, p.b) AS b,
-               (l.a IS NOT NULL)::INT + 2 * (p.a IS NOT NULL)::INT AS how
-        FROM lsh l FULL OUTER JOIN para p ON l.a = p.a AND l.b = p.b
-        ORDER BY a, b""").to_arrow_table()
-    con.unregister("para_all")
-    con.unregister("para_new")
-    con.execute("DROP TABLE lsh_pairs")
-    return (res["a"].to_numpy().astype(np.int64), res["b"].to_numpy().astype(np.int64),
-            res["how"].to_numpy().astype(np.int8))
 
 
 class _Sets:
