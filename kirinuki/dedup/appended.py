@@ -26,7 +26,7 @@ from collections import Counter
 
 import numpy as np
 
-from kirinuki.dedup.candidates import candidate_pairs
+from kirinuki.dedup.candidates import candidate_pairs, paragraph_hashes
 from kirinuki.dedup.minhash import (DedupTexts, _distinct_pairs, boiler_lines, dedup_text, key_hash, line_index,
                                     paragraph_key, sample_values, shingle_hashes, signatures, sketch, stable_hashes,
                                     watch_from)
@@ -115,10 +115,7 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     pa_, pb_ = old[pa_], old[pb_]
     stays = ~(moved[pa_] | moved[pb_])
 
-    keep = (lines.length >= cfg.paragraph_min_chars) & ok[lines.owner] if len(lines.owner) else np.zeros(0, bool)
-    if len(boiler_stable):
-        keep &= ~np.isin(lines.stable, boiler_stable)
-    p_owner, p_hash = _distinct_pairs(lines.owner[keep], lines.stable[keep])
+    p_owner, p_hash = paragraph_hashes(lines, np.isin(lines.stable, boiler_stable), ok, cfg)
     kept_paras = ~is_fresh[old[last.para_owner]]
     para_owner = np.concatenate([old[last.para_owner][kept_paras], p_owner])
     para_hash = np.concatenate([last.para_hash[kept_paras], p_hash])

@@ -61,12 +61,16 @@ def candidate_pairs(con: duckdb.DuckDBPyConnection, sig_ok: np.ndarray, sig: np.
             res["how"].to_numpy().astype(np.int8))
 
 
-def paragraph_hashes(lines: LineIndex, boiler: set[int], cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(excerpt, key hash) of every distinct long enough, non-boilerplate paragraph of each excerpt."""
-    keep = lines.length >= cfg.paragraph_min_chars
-    if boiler:
-        keep &= ~np.isin(lines.hash, np.fromiter(boiler, np.uint64, len(boiler)))
-    return _distinct_pairs(lines.owner[keep], lines.hash[keep])
+def paragraph_hashes(lines: LineIndex, boiler_line: np.ndarray, ok: np.ndarray, cfg: DedupConfig
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(excerpt, stable key hash) of every distinct long enough paragraph that is not boilerplate
+    (`boiler_line`, a mask over the lines) in an excerpt with enough 5-grams (`ok`): the keys of
+    shared-paragraph candidates, kept for the next build too."""
+    keep = (lines.length >= cfg.paragraph_min_chars) & ~boiler_line
+    if len(lines.owner):
+        keep &= ok[lines.owner]
+    return _distinct_pairs(lines.owner[keep], lines.stable[keep])
+
 
 def overlap(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """(Jaccard, containment) of two sorted distinct arrays."""

@@ -137,12 +137,12 @@ def _cluster_all(excerpts: list[Excerpt], cfg: DedupConfig, con: duckdb.DuckDBPy
     counts = sets.sizes
     ok = counts >= cfg.min_shingles
     lsh_ok = ok & (sig != 0xFFFFFFFF).any(axis=1)  # a signature with no 5-gram left collides with all
-    p_owner, p_hash = paragraph_hashes(lines, boiler, cfg)
+    boiler_line = np.isin(lines.hash, np.fromiter(boiler, np.uint64, len(boiler)))
+    p_owner, p_hash = paragraph_hashes(lines, boiler_line, ok, cfg)
     where_boiler = boiler_lines(lines, boiler)
-    kept = _kept_lines(excerpts, lines, boiler, ok, cfg)
-    del lines
-    keep = ok[p_owner] if len(p_owner) else np.zeros(0, bool)
-    a, b, how = candidate_pairs(con, lsh_ok, sig, cfg, p_owner[keep], p_hash[keep])
+    kept = _kept_lines(excerpts, lines)
+    del lines, boiler_line
+    a, b, how = candidate_pairs(con, lsh_ok, sig, cfg, p_owner, p_hash)
     n_candidates = len(a)
 
     # Cheap estimates from the signatures drop candidates far below both thresholds; shared-
@@ -163,7 +163,8 @@ def _cluster_all(excerpts: list[Excerpt], cfg: DedupConfig, con: duckdb.DuckDBPy
              "links": len(links), "boilerplate_paragraphs": len(boiler), "too_short": int((~ok).sum())}
     kept.update(sig=sig, sizes=counts, counts=counts5 if counts5 is not None else np.zeros(0, np.uint16),
                 boiler=boiler_strings(excerpts, boiler, where_boiler), watch_value=sets.watch[0],
-                watch_owner=sets.watch[1], unwatched=np.zeros(0, np.uint32), pairs=pairs)
+                watch_owner=sets.watch[1], unwatched=np.zeros(0, np.uint32), pairs=pairs, para_owner=p_owner,
+                para_hash=p_hash)
     return Clusters(root, links, sets, boiler, stats, where_boiler, kept)
 
 
@@ -193,18 +194,12 @@ def links_and_roots(n: int, pairs: Pairs, cfg: DedupConfig) -> tuple[list[tuple]
     return links, [uf.find(i) for i in range(n)]
 
 
-def _kept_lines(excerpts: list[Excerpt], lines: LineIndex, boiler: set[int], ok: np.ndarray, cfg: DedupConfig) -> dict:
-    """What the next build needs of the lines, in stable hashes: the distinct (paragraph,
-    headline) pairs that decide boilerplate, and the long non-boilerplate paragraphs of excerpts
-    with enough 5-grams (shared-paragraph candidates)."""
+def _kept_lines(excerpts: list[Excerpt], lines: LineIndex) -> dict:
+    """The distinct (paragraph, headline) pairs that decide boilerplate, in stable hashes, for the
+    next build."""
     heads = headline_hashes([e.headline for e in excerpts])
     pair_key, pair_head = _distinct_pairs(lines.stable, heads[lines.owner]) if len(lines.owner) else (lines.stable, lines.stable)
-    keep = lines.length >= cfg.paragraph_min_chars
-    if boiler:
-        keep &= ~np.isin(lines.hash, np.fromiter(boiler, np.uint64, len(boiler)))
-    keep &= ok[lines.owner] if len(lines.owner) else keep
-    para_owner, para_hash = _distinct_pairs(lines.owner[keep], lines.stable[keep])
-    return {"pair_key": pair_key, "pair_head": pair_head, "para_owner": para_owner, "para_hash": para_hash}
+    return {"pair_key": pair_key, "pair_head": pair_head}
 
 
 @without_gc
