@@ -50,6 +50,14 @@ from kirinuki.clean.normalize import entity_rows, outlet_rows  # noqa: E402
 from kirinuki.dedup import DedupConfig, dedup_key, dedup_parts, keep_dedup, read_cluster_columns, reuse_dedup  # noqa: E402
 from kirinuki.ingest.sources import DEFAULT_MAX_BYTES  # noqa: E402
 from kirinuki.parse.records import reject_row  # noqa: E402
+from kirinuki.store.layout import PARTITION_MIN_DOCUMENTS  # noqa: E402
+from kirinuki.store.partitions import (  # noqa: E402
+    PARTITION_DIGESTS,
+    Partitioning,
+    digest_excerpts,
+    partitioning,
+    write_partitioned,
+)
 from kirinuki.store.files import (  # noqa: E402
     atomic_dir,
     corpus_digest,
@@ -130,17 +138,24 @@ def dedup_tables(root: str, parts: str, cfg: DedupConfig, duckdb_memory_mb: int 
 
 
 @task(name="write-tables", cache_policy=NO_CACHE, persist_result=False)
-def write_tables(root: str, parts: str, names: list[str], excerpt_columns: dict | None = None) -> dict[str, int]:
+def write_tables(root: str, parts: str, names: list[str], excerpt_columns: dict | None = None,
+                 years: Partitioning | None = None) -> dict:
     """Per-file tables from their parts (excerpts with dedup's columns added), in parallel threads
-    (Parquet encoding releases the GIL)."""
+    (Parquet encoding releases the GIL): whole, or with `years` one file per year, the years whose
+    inputs did not change linked from the last build (kirinuki.store.partitions). Returns the rows
+    per table, and each partitioned table's {year: [digest, sha256]} and years linked."""
     numbers = part_numbers(parts)
 
-    def one(name: str) -> int:
-        return compact(Path(root), name, (read_part(parts, name, n) for n in numbers),
-                       excerpt_columns if name == "excerpts" else None)
+    def one(name: str) -> tuple[int, dict, int]:
+        extra = excerpt_columns if name == "excerpts" else None
+        if years is not None:
+            return write_partitioned(Path(root), parts, name, years.plan, extra, years.old_data, years.old)
+        return compact(Path(root), name, (read_part(parts, name, n) for n in numbers), extra), {}, 0
 
     with ThreadPoolExecutor(max(1, min(len(names), os.cpu_count() or 1))) as pool:
-        return dict(zip(names, pool.map(one, names)))
+        done = dict(zip(names, pool.map(one, names)))
+    return {"rows": {n: d[0] for n, d in done.items()}, "partitions": {n: d[1] for n, d in done.items() if d[1]},
+            "linked": sum(d[2] for d in done.values())}
 
 
 @task(name="write-reference", task_run_name="write rejects, outlets and entities", cache_policy=NO_CACHE,
@@ -190,7 +205,8 @@ def _run_name() -> str:
 def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
           max_file_mb: float = DEFAULT_MAX_BYTES / 2**20, dedup: dict | None = None,
           duckdb_memory_mb: int = 2048, workers: int = 0, cache: bool = True, runner: str = "local",
-          drafts: bool = False, convention: str | None = None) -> dict:
+          drafts: bool = False, convention: str | None = None,
+          partition_min_posts: int = PARTITION_MIN_DOCUMENTS) -> dict:
     """Build every table from the posts under `inputs` into the folder `out`, atomically.
 
     Args:
@@ -208,6 +224,9 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         drafts: Read the drafts of exports as posts (flagged `draft`) instead of rejecting them.
         convention: Pin this quoting convention for every post (by default each post's is detected;
             conventions.toml files in the input folders pin it per folder or file).
+        partition_min_posts: From this many posts on, the per-post tables are written one file per
+            year of the post date (data/<table>/<year>.parquet), and a rebuild rewrites only the
+            years whose posts changed.
     """
     out_path = Path(out)
     check_output(out_path, inputs)
@@ -217,7 +236,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     with locked(out_path):
-        plan = plan_inputs(inputs, out_path, max_bytes, dedup_cfg, drafts, convention, cache)
+        plan = plan_inputs(inputs, out_path, max_bytes, dedup_cfg, drafts, convention, cache, partition_min_posts)
         refs, rejected, keys, record, hashed, digest = (plan.refs, plan.rejected, plan.keys, plan.record, plan.hashed,
                                                         plan.digest)
         timings.update(plan.timings)
@@ -246,13 +265,15 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         log.info("parse: %.2f s", timings["parse"])
         rejects = [reject_row(r) for r in rejected] + [r for res in results for r in res["rejects"]]
         t = time.perf_counter()
+        code = code_digest(whole_build=True)
+        posts = sum(res["read"] for res in results)
+        years = partitioning(parts, posts, partition_min_posts, code, out_path if old_parts else None, old_parts)
         # tables that dedup does not touch are written while it runs (it is mostly Python, they
         # are mostly Parquet encoding: the two share the cores well)
         others = write_tables.with_options(task_run_name="write the tables dedup does not touch").submit(
-            str(tmp), str(parts), [n for n in PART_TABLES if n != "excerpts"])
+            str(tmp), str(parts), [n for n in PART_TABLES if n != "excerpts"], years=years)
         # dedup reads only the excerpts (and the posts' dates): when none of that changed since the
         # last build, its output is that build's, exactly
-        code = code_digest(whole_build=True)
         key = dedup_key([d for res in results for d in res["dedup_digests"]], dedup_cfg, code)
         state = parts / DEDUP_STATE
         dedup_stats = reuse_dedup(str(old_parts / DEDUP_STATE), str(tmp), str(state), key) if old_parts else None
@@ -261,7 +282,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
             dedup_stats = dedup_kept(dedup_stats).result()  # the task returns its Completed state
         else:
             dedup_stats = dedup_tables(str(tmp), str(parts), dedup_cfg, duckdb_memory_mb,
-                                       posts=sum(res["read"] for res in results),
+                                       posts=posts,
                                        last_state=str(old_parts / DEDUP_STATE) if old_parts else None, code=code)
             keep_dedup(str(tmp), str(state), key, dedup_stats)
         dedup_stats = dict(dedup_stats, reused=dedup_reused)
@@ -271,9 +292,15 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
             threading.Thread(target=import_validation, daemon=True).start()
         log.info("dedup: %.2f s%s", timings["dedup"], " (the last build's output: its input is unchanged)" if dedup_reused else "")
         t = time.perf_counter()
-        counts = write_tables.with_options(task_run_name="write excerpts")(str(tmp), str(parts), ["excerpts"],
-                                                                       read_cluster_columns(str(state)))
-        counts.update(others.result())
+        columns = read_cluster_columns(str(state))
+        if years is not None:
+            digest_excerpts(years.plan, columns)
+        written = [write_tables.with_options(task_run_name="write excerpts")(str(tmp), str(parts), ["excerpts"], columns,
+                                                                             years), others.result()]
+        counts = {k: v for w in written for k, v in w["rows"].items()}
+        partitions = {k: v for w in written for k, v in w["partitions"].items()}
+        layout = {"by_year": sorted(partitions), "years": len({y for v in partitions.values() for y in v}),
+                  "files_linked": sum(w["linked"] for w in written)}
         counts.update(write_reference_tables(str(tmp), rejects))
         counts.update(dedup_stats.pop("rows"))
         timings["write"] = time.perf_counter() - t  # what is left to write after dedup
@@ -281,6 +308,8 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         t = time.perf_counter()
         report, digests = validate_tables(str(tmp), str(parts), str(old_parts) if old_parts else None, validator)
         counts["quarantine"] = sum(report["quarantined"].values())
+        if partitions and not counts["quarantine"]:  # the years as validated: the next build may link them
+            write_json(parts / PARTITION_DIGESTS, partitions)
         timings["validate"] = time.perf_counter() - t
         log.info("validate: %.2f s", timings["validate"])
         t = time.perf_counter()
@@ -289,7 +318,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         timings["overview"] = time.perf_counter() - t
         log.info("overview: %.2f s", timings["overview"])
         t = time.perf_counter()
-        (tmp / "views.sql").write_text(views_sql(), encoding="utf-8")
+        (tmp / "views.sql").write_text(views_sql(tmp), encoding="utf-8")
         if not cache:
             shutil.rmtree(parts)
         timings["finish"] = time.perf_counter() - t
@@ -300,7 +329,9 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
                             report=report, timings=timings,
                             parameters={"batch_files": batch_files, "max_file_mb": max_file_mb,
                                         "duckdb_memory_mb": duckdb_memory_mb, "workers": workers, "cache": cache,
-                                        "runner": runner, "drafts": drafts, "convention": convention})
+                                        "runner": runner, "drafts": drafts, "convention": convention,
+                                        "partition_min_posts": partition_min_posts})
+        summary["layout"] = layout
         write_json(tmp / "build.json", summary)
     failed_log(out_path).unlink(missing_ok=True)  # an earlier failure's log no longer describes `out`
     summary["durations_s"]["total"] = round(time.perf_counter() - t0, 3)

@@ -19,6 +19,7 @@ import typer
 from rich.table import Table
 
 from kirinuki.console import counted, err, fail, one_line, out, shown
+from kirinuki.store.layout import PARTITION_MIN_DOCUMENTS
 
 SHOWN_REJECTS = 50
 INTERRUPTED = 130  # the exit status of a run stopped by SIGINT or SIGTERM
@@ -38,6 +39,7 @@ def build(
     scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address for --runner dask, e.g. tcp://10.0.0.5:8786.")] = None,
     drafts: Annotated[bool, typer.Option("--drafts", help="Read the drafts in blog exports as posts (flagged draft) instead of rejecting them.")] = False,
     convention: Annotated[Optional[str], typer.Option(help="Pin this quoting convention for every post (default: detected per post; see 'kirinuki conventions').")] = None,
+    partition_min_posts: Annotated[int, typer.Option(help="From this many posts on, write the per-post tables one file per year (docs/tables.md).", min=1)] = PARTITION_MIN_DOCUMENTS,
 ) -> None:
     """Read posts, parse them and write the Parquet tables to --out (atomically)."""
     from kirinuki.store.files import BuildLocked, UnsafeOutput, check_output, locked
@@ -62,7 +64,8 @@ def build(
     from kirinuki.build.inputs import build_identity, up_to_date
 
     # decided before anything expensive starts: an unchanged build costs a second
-    check = up_to_date(paths, out_dir, max_file_mb, drafts=drafts, convention=convention, cache=not no_cache)
+    check = up_to_date(paths, out_dir, max_file_mb, drafts=drafts, convention=convention, cache=not no_cache,
+                       partition_min_posts=partition_min_posts)
     if check.previous is not None:
         return _report(check.previous, out_dir, paths, as_json, quiet)
     from kirinuki.build.workers import warm_validator
@@ -74,7 +77,7 @@ def build(
             summary = _run_build(server, validator, build_identity(out_dir), paths, out_dir, runner, scheduler, quiet or as_json,
                                  dict(batch_files=batch_files, max_file_mb=max_file_mb, duckdb_memory_mb=duckdb_memory_mb,
                                       workers=workers, cache=not no_cache, runner=runner, drafts=drafts,
-                                      convention=convention))
+                                      convention=convention, partition_min_posts=partition_min_posts))
     except ServerError as e:
         fail(f"{e}; nothing was built (set PREFECT_API_URL to use a server of yours)", 1)
     except KeyboardInterrupt:

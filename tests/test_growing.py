@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +25,10 @@ OPS = ("append", "append_many", "edit_quote", "edit_comment", "delete", "requote
 
 
 def _tables(out: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((out / "data").glob("*.parquet"))}
+    """sha256 of every table file, whole tables and year files alike."""
+    data = out / "data"
+    return {p.relative_to(data).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(data.rglob("*.parquet"))}
 
 
 def _posts(corpus: Path) -> list[Path]:
@@ -63,10 +67,17 @@ def _apply(op: str, rng: random.Random, corpus: Path, longer: Path) -> str:
     return f"edit the commentary of {victim.name}"
 
 
+# whole tables, and (a threshold of one post) every per-post table by year
+@pytest.mark.parametrize("partition_min_posts", [None, 1], ids=["whole", "by-year"])
 @settings(max_examples=1, deadline=None)  # every change in a drawn order: 13 builds, about a minute
 @given(order=st.permutations(OPS), seeds=st.lists(st.integers(0, 2**32 - 1), min_size=len(OPS), max_size=len(OPS)))
-def test_any_sequence_of_appends_edits_and_deletes_rebuilds_to_a_clean_build_s_bytes(order, seeds):
+def test_any_sequence_of_appends_edits_and_deletes_rebuilds_to_a_clean_build_s_bytes(partition_min_posts, order, seeds):
+    from functools import partial
+
     from kirinuki.flows.build import build
+
+    if partition_min_posts:
+        build = partial(build, partition_min_posts=partition_min_posts)
 
     with tempfile.TemporaryDirectory(prefix="kirinuki-growing-") as tmp:
         tmp = Path(tmp)

@@ -31,7 +31,7 @@ class InputPlan:
 
 
 def plan_inputs(inputs: list[str], out: Path, max_bytes: int, dedup: DedupConfig, drafts: bool = False,
-                convention: str | None = None, cache: bool = True) -> InputPlan:
+                convention: str | None = None, cache: bool = True, partition_min_posts: int | None = None) -> InputPlan:
     t0 = time.perf_counter()
     refs, rejected = discover(inputs, convention=convention)
     t1 = time.perf_counter()
@@ -39,7 +39,7 @@ def plan_inputs(inputs: list[str], out: Path, max_bytes: int, dedup: DedupConfig
     fps, record, hashed = fingerprints(refs, max_bytes, known)
     keys = [cache_key(r.rel, fp, max_bytes, r.convention) for r, fp in zip(refs, fps)]
     del known, fps  # ~100 MB at 100k files: not kept through the build's peak
-    digest = build_digest(keys, refs, rejected, max_bytes, dedup, drafts)
+    digest = build_digest(keys, refs, rejected, max_bytes, dedup, drafts, partition_min_posts)
     return InputPlan(refs, rejected, keys, record, hashed, digest,
                      {"discover": t1 - t0, "hash": time.perf_counter() - t1})
 
@@ -80,12 +80,13 @@ class InputCheck:
 
 
 def up_to_date(inputs: list[str], out: Path, max_file_mb: float, dedup: dict | None = None, drafts: bool = False,
-               convention: str | None = None, cache: bool = True) -> InputCheck:
+               convention: str | None = None, cache: bool = True, partition_min_posts: int | None = None) -> InputCheck:
     """Whether the last build in `out` already is what building `inputs` would give (see InputCheck)."""
     started = time.perf_counter()
     if not cache or not (out / "build.json").is_file():
         return InputCheck(None, small_build(discover(inputs, convention=convention)[0]))
-    plan = plan_inputs(inputs, out, int(max_file_mb * 2**20), DedupConfig(**(dedup or {})), drafts, convention)
+    plan = plan_inputs(inputs, out, int(max_file_mb * 2**20), DedupConfig(**(dedup or {})), drafts, convention,
+                       partition_min_posts=partition_min_posts)
     return InputCheck(unchanged_since(plan, out, started), small_build(plan.refs))
 
 

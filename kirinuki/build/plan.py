@@ -22,6 +22,7 @@ from kirinuki.build.batch import code_digest
 from kirinuki.dedup import DedupConfig
 from kirinuki.ingest.posts import export_shares
 from kirinuki.ingest.sources import SourceRef
+from kirinuki.store.layout import PARTITION_MIN_DOCUMENTS, data_files
 from kirinuki.store.files import DATA_DIR, read_json, sha256_file
 
 log = logging.getLogger("kirinuki")
@@ -149,11 +150,14 @@ def share_exports(refs: list[SourceRef], keys: list[str | None], batch_files: in
 
 
 def build_digest(keys: list[str | None], refs: list[SourceRef], rejected: list, max_bytes: int,
-                 dedup: DedupConfig, drafts: bool = False) -> str:
-    """Identity of everything a build's tables depend on: code, every input, parameters."""
+                 dedup: DedupConfig, drafts: bool = False, partition_min_posts: int | None = None) -> str:
+    """Identity of everything a build's tables depend on: code, every input, parameters (the
+    partitioning threshold only when it is not the default)."""
     h = hashlib.sha256(json.dumps([__version__, code_digest(whole_build=True), max_bytes, asdict(dedup),
                                    [r.source_path + ":" + r.code for r in rejected]]
-                                  + (["drafts"] if drafts else [])).encode())
+                                  + (["drafts"] if drafts else [])
+                                  + ([f"partition_min_posts={partition_min_posts}"]
+                                     if partition_min_posts not in (None, PARTITION_MIN_DOCUMENTS) else [])).encode())
     for ref, key in zip(refs, keys):
         h.update(f"{ref.rel}\0{key or _stat_signature(ref.path)}\n".encode())
     return h.hexdigest()
@@ -188,7 +192,7 @@ def previous_summary(out: Path) -> dict | None:
     if not isinstance(results, dict) or results.get("success") is not True or not (out / "views.sql").is_file():
         log.warning("the build in %s has no intact validation results: building again", out)
         return None
-    on_disk = {f"{DATA_DIR}/{p.name}" for p in (out / DATA_DIR).glob("*.parquet")}
+    on_disk = {f"{DATA_DIR}/{p.relative_to(out / DATA_DIR).as_posix()}" for p in data_files(out / DATA_DIR)}
     if on_disk != set(files):
         log.warning("the build in %s has other data files than it validated: building again", out)
         return None

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from kirinuki import PIPELINE_VERSION, __version__
 from kirinuki.schema import schema_version
+from kirinuki.store.layout import data_files
 from kirinuki.store.files import DATA_DIR, sha256_file
 
 MAX_LISTED_REJECTS = 1000  # in build.json; the rejects table has them all
@@ -34,8 +35,8 @@ def summarize(tmp: Path, *, corpus_sha256: str, inputs: list[str], refs: list, r
         "schema_version": schema_version(),
         "corpus_sha256": corpus_sha256,
         # what was validated: a release refuses data files that no longer match these
-        "files": {f"{DATA_DIR}/{p.name}": digests.get(p.stem) or sha256_file(p)
-                  for p in sorted((tmp / DATA_DIR).glob("*.parquet"))},
+        "files": {rel: digests.get(rel) or sha256_file(p)
+                  for p in data_files(tmp / DATA_DIR) for rel in [f"{DATA_DIR}/{p.relative_to(tmp / DATA_DIR).as_posix()}"]},
         "build_digest": digest,
         "inputs": {"roots": len(inputs), "files": len(refs) + len(rejected),
                    "read": sum(r["read"] for r in results), "parsed": sum(r.get("parsed", 0) for r in results),

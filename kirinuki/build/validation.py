@@ -52,7 +52,9 @@ def _checked_documents(old_parts: Path):
 def _keep_checked_documents(root: Path, parts: Path) -> None:
     import pyarrow.parquet as pq
 
-    docs = root / DATA_DIR / "documents.parquet"
-    if docs.exists():
-        pq.write_table(pq.read_table(docs, columns=["doc_id", "source_sha256"]), parts / CHECKED_DOCUMENTS)
+    from kirinuki.store.layout import has_table, read_table
+
+    if has_table(root / DATA_DIR, "documents"):
+        pq.write_table(read_table(root / DATA_DIR, "documents", columns=["doc_id", "source_sha256"]),
+                       parts / CHECKED_DOCUMENTS)
 

@@ -48,13 +48,15 @@ def month_range(first: str, last: str) -> list[str]:
 def read_figures(data: Path) -> Figures:
     import duckdb
 
+    from kirinuki.schema import tables
+    from kirinuki.store.layout import duckdb_source, has_table
+
     con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
                                               "autoload_known_extensions": False})
     try:
-        for p in sorted(data.glob("*.parquet")):
-            path = p.as_posix().replace("'", "''")
-            con.execute(f"CREATE VIEW {p.stem} AS SELECT * FROM read_parquet('{path}')")
-        have = {p.stem for p in data.glob("*.parquet")}
+        have = {name for name in tables() if has_table(data, name)}
+        for name in sorted(have):
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM {duckdb_source(data, name)}")
         return _figures(con, have)
     finally:
         con.close()

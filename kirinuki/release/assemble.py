@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kirinuki import PIPELINE_VERSION, __version__
@@ -18,26 +19,30 @@ from kirinuki.release.describe import croissant, datapackage, dataset_card, lice
 from kirinuki.release.gx_suites import write_suites
 from kirinuki.schema import arrow_schema, release_columns, schema_version, spec, tables
 from kirinuki.store.files import DATA_DIR, PARQUET_OPTIONS, ROW_GROUP_ROWS, sha256_file, write_json
+from kirinuki.store.layout import has_table, table_files
 
 # ---------------------------------------------------------------- data files
 
 
-def write_release_table(src: Path, dest: Path, name: str, profile: str) -> None:
-    """Copy a build table, or in the `metadata` profile withhold its quoted text (NULL, with the
-    text's sha256 and length in characters beside it). Streams row groups; deterministic."""
+def write_release_table(src: list[Path], dest: Path, name: str, profile: str) -> None:
+    """Copy a build table (its one file, or its year files merged into one, in order), or in the
+    `metadata` profile withhold its quoted text (NULL, with the text's sha256 and length in
+    characters beside it). Streams row groups; deterministic."""
     cols = release_columns(spec(name), profile)
-    if cols == spec(name).columns:
-        shutil.copyfile(src, dest)
+    whole = cols == spec(name).columns
+    if whole and len(src) == 1:
+        shutil.copyfile(src[0], dest)
         return
     import duckdb
 
+    group = spec(name).row_group_rows if whole else ROW_GROUP_ROWS  # a merged table: as the build writes it
     select = []
     for c in cols:
         if c.derived_from:  # the withheld text's sha256 (a string) or its length (a count)
             base = c.derived_from
             select.append(f'sha256("{base}") AS "{c.name}"' if c.type == "string"
                           else f'length("{base}")::BIGINT AS "{c.name}"')
-        elif c.quoted:
+        elif c.quoted and not whole:
             when = "TRUE" if c.quoted == "always" else c.quoted
             select.append(f'CASE WHEN {when} THEN NULL ELSE "{c.name}" END AS "{c.name}"')
         else:
@@ -46,11 +51,18 @@ def write_release_table(src: Path, dest: Path, name: str, profile: str) -> None:
     con = duckdb.connect(config={"threads": 1, "preserve_insertion_order": True})
     try:
         reader = con.sql(f"SELECT {', '.join(select)} FROM read_parquet($src)",
-                         params={"src": str(src)}).to_arrow_reader(ROW_GROUP_ROWS)
+                         params={"src": [str(p) for p in src]}).to_arrow_reader(group)
         with pq.ParquetWriter(dest, schema, **PARQUET_OPTIONS) as w:
-            for batch in reader:
-                if batch.num_rows:
-                    w.write_batch(batch.cast(schema), row_group_size=ROW_GROUP_ROWS)
+            pending: list[pa.RecordBatch] = []
+            for batch in reader:  # DuckDB's batches may be shorter: fixed row groups all the same
+                pending.append(batch)
+                while sum(b.num_rows for b in pending) >= group:
+                    t = pa.Table.from_batches(pending).combine_chunks()
+                    w.write_table(t.slice(0, group).cast(schema), row_group_size=group)
+                    pending = t.slice(group).to_batches()
+            rest = [b for b in pending if b.num_rows]
+            if rest:
+                w.write_table(pa.Table.from_batches(rest).cast(schema), row_group_size=group)
     finally:
         con.close()
 
@@ -76,11 +88,11 @@ def assemble(build: Path, summary: dict, out: Path, dataset: str, version: str, 
     about = about or {}
     home = homepage or about.get("homepage")  # --homepage wins over release.toml's
     (out / DATA_DIR).mkdir(parents=True)
-    names = [n for n in tables() if (build / DATA_DIR / f"{n}.parquet").exists()]
+    names = [n for n in tables() if has_table(build / DATA_DIR, n)]
     table_meta = {}
     for name in names:
-        rel = f"{DATA_DIR}/{name}.parquet"
-        write_release_table(build / rel, out / rel, name, profile)
+        rel = f"{DATA_DIR}/{name}.parquet"  # a table a build wrote by year is one file in a release
+        write_release_table(table_files(build / DATA_DIR, name), out / rel, name, profile)
         table_meta[name] = {
             "path": rel, "rows": pq.ParquetFile(out / rel).metadata.num_rows, "bytes": (out / rel).stat().st_size,
             "sha256": sha256_file(out / rel), "primary_key": list(spec(name).primary_key),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kirinuki.schema import schema_version
+from kirinuki.store.layout import data_files
 from kirinuki.store.files import DATA_DIR, sha256_file
 
 SEMVER = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?", re.ASCII)
@@ -81,7 +82,7 @@ def check_build(build: Path) -> dict:
     files = summary.get("files")
     if not files:
         raise ReleaseError(f"{build} was made by an older kirinuki without data checksums; rebuild it")
-    on_disk = {f"{DATA_DIR}/{p.name}" for p in (build / DATA_DIR).glob("*.parquet")}
+    on_disk = {f"{DATA_DIR}/{p.relative_to(build / DATA_DIR).as_posix()}" for p in data_files(build / DATA_DIR)}
     for rel in sorted(on_disk | set(files)):
         if rel not in files or rel not in on_disk or sha256_file(build / rel) != files[rel]:
             raise ReleaseError(f"{build / rel} is not the file that was validated; rebuild before releasing")

@@ -94,15 +94,16 @@ def to_table(name: str, rows: list[dict], final: bool = True) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)  # Arrow's own conversion: half the time of a list per column
 
 
-def compact(root: Path, name: str, pieces: Iterable[pa.Table], extra: dict[str, pa.Array] | None = None) -> int:
-    """Write a table's pieces (its parts, in batch order) into data/<table>.parquet with fixed-size
+def compact(root: Path, name: str, pieces: Iterable[pa.Table], extra: dict[str, pa.Array] | None = None,
+            dest: Path | None = None) -> int:
+    """Write a table's pieces (its parts, in batch order) into data/<table>.parquet (or `dest`) with fixed-size
     row groups, so the file does not depend on how the input was batched; `extra` holds the columns
     a later stage computed for every row (dedup's), aligned to that order. Streams one row group at
     a time; returns the row count."""
     schema = spec(name).arrow_schema
     group = spec(name).row_group_rows
     extra = extra or {}
-    dest = root / DATA_DIR / f"{name}.parquet"
+    dest = dest or root / DATA_DIR / f"{name}.parquet"
     dest.parent.mkdir(parents=True, exist_ok=True)
     n = 0
 
@@ -150,10 +151,11 @@ def link_file(src: Path, dest: Path) -> None:
         os.replace(tmp, dest)
 
 
-def write_table(root: Path, name: str, table: pa.Table) -> None:
-    """A small table written whole (already in its final order). A file already there is replaced,
-    not written into: it may be a link to the next build's cache (dedup.keep_dedup)."""
-    dest = root / DATA_DIR / f"{name}.parquet"
+def write_table(root: Path, name: str, table: pa.Table, dest: Path | None = None) -> None:
+    """A small table written whole (already in its final order) to data/<name>.parquet or `dest`.
+    A file already there is replaced, not written into: it may be a link to the next build's cache
+    (dedup.keep_dedup) or a file of the last build."""
+    dest = dest or root / DATA_DIR / f"{name}.parquet"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.unlink(missing_ok=True)
     schema = spec(name).arrow_schema
@@ -162,10 +164,14 @@ def write_table(root: Path, name: str, table: pa.Table) -> None:
             w.write_table(table.cast(schema).combine_chunks(), row_group_size=spec(name).row_group_rows)
 
 
-def views_sql() -> str:
+def views_sql(root: Path | None = None) -> str:
+    """DuckDB views over the tables of the build in `root` (relative paths: open it from there);
+    a partitioned table reads its year files by glob, in file-name order."""
     lines = ["-- Open with: cd <build folder> && duckdb -init views.sql", ""]
     for name in tables():
-        lines.append(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{DATA_DIR}/{name}.parquet');")
+        where = f"{DATA_DIR}/{name}/*.parquet" if root is not None and (root / DATA_DIR / name).is_dir() \
+            else f"{DATA_DIR}/{name}.parquet"
+        lines.append(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{where}');")
     return "\n".join(lines) + "\n"
 
 
@@ -184,9 +190,11 @@ def input_files(data: Path) -> dict[str, str | None]:
     """source_path -> source_sha256 of every input a build read or rejected (from the tables in
     `data`; a rejected file whose bytes could not be read has None)."""
     out: dict[str, str | None] = {}
+    from kirinuki.store.layout import has_table, read_table
+
     for name in ("documents", "rejects"):
-        if (data / f"{name}.parquet").exists():
-            t = pq.read_table(data / f"{name}.parquet", columns=["source_path", "source_sha256"])
+        if has_table(data, name):
+            t = read_table(data, name, columns=["source_path", "source_sha256"])
             out.update(zip(t["source_path"].to_pylist(), t["source_sha256"].to_pylist()))
     return out
 

@@ -25,6 +25,7 @@ import duckdb
 
 from kirinuki.schema import tables
 from kirinuki.store.files import DATA_DIR, BuildLocked, read_locked
+from kirinuki.store.layout import table_files
 
 READ_ONLY_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA"}
 _EXPLAIN = re.compile(r"^\s*EXPLAIN\b\s*(?:ANALY[SZ]E\b\s*)?(?:\([^)]*\)\s*)?", re.I)
@@ -50,10 +51,10 @@ def open_build(build_dir: Path, memory_limit: str = "2GB") -> duckdb.DuckDBPyCon
     try:
         with read_locked(build_dir):
             for name in tables():
-                f = data / f"{name}.parquet"
-                if f.is_file() and not f.is_symlink():
-                    fragment = fmt.make_fragment(pa.memory_map(str(f)).read_buffer())
-                    con.register(name, ds.FileSystemDataset([fragment], fragment.physical_schema, fmt))
+                files = [f for f in table_files(data, name) if f.is_file() and not f.is_symlink()]
+                if files:
+                    fragments = [fmt.make_fragment(pa.memory_map(str(f)).read_buffer()) for f in files]
+                    con.register(name, ds.FileSystemDataset(fragments, fragments[0].physical_schema, fmt))
     except BuildLocked as e:
         con.close()
         raise QueryError(str(e)) from None

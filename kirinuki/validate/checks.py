@@ -17,9 +17,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kirinuki.schema import spec, tables
-from kirinuki.store.files import DATA_DIR, ROW_GROUP_ROWS, sha256_file, to_table, write_table
+from kirinuki.store.files import DATA_DIR, sha256_file, to_table, write_table
+from kirinuki.store.layout import duckdb_source, has_table, is_partitioned, row_count, table_files
+from kirinuki.store.partitions import doc_years, rewrite_years
 from kirinuki.validate.gx_engine import _GX
-from kirinuki.validate.quarantine import _quarantine, _rows, _WholeTables
+from kirinuki.validate.gx_files import validate_files
+from kirinuki.validate.quarantine import _quarantine, _WholeTables
 from kirinuki.validate.suites import NOT_VALIDATED, Check, ValidationFailed, _columns_of, _load, _load_one, load_suite
 
 # ---------------------------------------------------------------- the stage
@@ -31,17 +34,19 @@ class Report:
     gx_results: dict[str, dict]
     rows: dict[str, int]
     quarantined: dict[str, int]
-    digests: dict[str, str] = field(default_factory=dict)  # sha256 of each table's file as validated
+    digests: dict[str, str] = field(default_factory=dict)  # sha256 of each table file as validated, by data/… path
     reused: list[str] = field(default_factory=list)  # tables whose earlier GX results were kept
+    table_files: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> its files' digests
+    local: dict[str, dict[str, dict]] = field(default_factory=dict)  # table -> file sha256 -> row-local results
 
     def kept_results(self) -> dict[str, dict]:
         """Each table's file digest with its GX checks and results, for the next build to reuse
         (run_checks' `previous`); only from a build that passed without quarantining anything."""
         if not self.success or any(self.quarantined.values()):
             return {}
-        return {name: {"sha256": digest, "gx": self.gx_results[name],
+        return {name: {"files": files, "gx": self.gx_results[name], "local": self.local.get(name, {}),
                        "checks": [c.__dict__ for c in self.checks if c.table == name and c.kind == "gx"]}
-                for name, digest in self.digests.items() if name in self.gx_results}
+                for name, files in self.table_files.items() if name in self.gx_results}
 
     @property
     def success(self) -> bool:
@@ -86,13 +91,15 @@ def _fresh_views(con: duckdb.DuckDBPyConnection, names: list[str], checked: pa.T
 def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | None = None,
                previous: dict[str, dict] | None = None, digests: dict[str, str] | None = None,
                reused: list[str] | None = None, checked: pa.Table | None = None,
-               ) -> tuple[list[tuple[Check, dict | None, list[str]]], dict, dict[str, int]]:
+               kept_files: dict | None = None, local: dict | None = None) -> tuple[list[tuple[Check, dict | None, list[str]]], dict, dict[str, int]]:
     """Every check of every table: (check, the GX expectation or None, failing keys for SQL checks),
     the GX results and the row counts. Over `frames` held in memory, or (frames None) over the
     Parquet files in `data`: then one table's frame at a time is in memory, and the SQL checks
-    read the files through DuckDB. Over files, each file's sha256 goes into `digests`, and a table
-    whose file is the one `previous` (kept_results of an earlier build, same code) passed keeps
-    those results instead of being checked again by GX (its name goes into `reused`); the SQL
+    read the files through DuckDB. Over files, each file's sha256 goes into `digests` (and each
+    table's into `kept_files`), and a table whose files are the ones `previous` (kept_results of an
+    earlier build, same code) passed keeps those results instead of being checked again by GX (its
+    name goes into `reused`); else a file `previous` checked keeps its row-local results (`local`
+    gets each file's, kirinuki.validate.gx_files); the SQL
     checks always run, the document-scoped ones only over the documents not in `checked` (those an
     earlier passing build of the same code checked)."""
     results: list[tuple[Check, dict | None, list[str]]] = []
@@ -104,10 +111,9 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
         for name, df in frames.items():
             con.register(name, df)
     else:
-        names = [name for name in tables() if (data / f"{name}.parquet").exists()]
+        names = [name for name in tables() if has_table(data, name)]
         for name in names:
-            path = str(data / f"{name}.parquet").replace("'", "''")
-            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM {duckdb_source(data, name)}")
         if "quarantine" not in names:
             con.register("quarantine", to_table("quarantine", []))
     rows = {}
@@ -119,17 +125,25 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
             rows[name] = len(frames[name])
             checks, res = gx.validate(name, frames[name], exps)
         else:
-            rows[name] = _rows(data, name)
-            digest = sha256_file(data / f"{name}.parquet")
+            rows[name] = row_count(data, name)
+            files = table_files(data, name)
+            mine = {f"{DATA_DIR}/{p.relative_to(data).as_posix()}": sha256_file(p) for p in files}
             if digests is not None:
-                digests[name] = digest
+                digests.update(mine)
+            if kept_files is not None:
+                kept_files[name] = mine
             kept = (previous or {}).get(name)
-            if kept and kept["sha256"] == digest:
+            if kept and kept.get("files") == mine:
                 checks, res = [Check(**c) for c in kept["checks"]], kept["gx"]
                 if reused is not None:
                     reused.append(name)
+                if local is not None and kept.get("local"):
+                    local[name] = kept["local"]
             else:
-                checks, res = _validate_file(gx, data, name, exps)
+                checks, res, per_file = validate_files(gx, name, files, list(mine.values()), exps,
+                                                       (kept or {}).get("local"))
+                if local is not None and per_file:
+                    local[name] = per_file
         gx_results[name] = res
         results += [(c, e, []) for c, e in zip(checks, exps)]
     fresh = checked is not None and frames is None
@@ -139,64 +153,6 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
         results.append((check, None, keys))
     con.close()
     return results, gx_results, rows
-
-
-# Expectations that judge each row on its own: a large table is checked in slices of rows for
-# these (results summed), so its text columns are never all in memory at once. The others
-# (uniqueness) see the whole of their column, which is a key, not text.
-ROW_LOCAL = {"expect_column_values_to_not_be_null", "expect_column_values_to_be_in_set",
-             "expect_column_values_to_be_between", "expect_column_value_lengths_to_be_between",
-             "expect_column_values_to_match_regex", "expect_column_pair_values_a_to_be_greater_than_b"}
-SLICE_ROWS = ROW_GROUP_ROWS
-
-
-def _validate_file(gx: _GX, data: Path, name: str, exps: list[dict]) -> tuple[list[Check], dict]:
-    """GX over one table's Parquet file: whole when small; else the whole-column expectations over
-    their columns, and the row-local ones slice by slice, each expectation's results summed."""
-    path = data / f"{name}.parquet"
-    pf = pq.ParquetFile(path, pre_buffer=False)  # pre-buffering keeps every slice read until the end
-    if pf.metadata.num_rows <= SLICE_ROWS or not exps:
-        return gx.validate(name, _load_one(data, name).to_pandas(), exps)
-    local = [i for i, e in enumerate(exps) if e["type"] in ROW_LOCAL]
-    whole = [i for i, e in enumerate(exps) if e["type"] not in ROW_LOCAL]
-    checks: dict[int, Check] = {}
-    results: dict[int, dict] = {}
-
-    def add(indices: list[int], df: pd.DataFrame) -> None:
-        part_checks, res = gx.validate(name, df, [exps[i] for i in indices])
-        by_index = {r["expectation_config"]["meta"]["kirinuki_index"]: r for r in res["results"]}
-        for j, (i, c) in enumerate(zip(indices, part_checks)):
-            r = by_index[j]
-            if i not in checks:
-                checks[i], results[i] = c, r
-                results[i]["expectation_config"]["meta"]["kirinuki_index"] = i
-                continue
-            have, out, more = checks[i], results[i]["result"], r.get("result", {})
-            have.success = have.success and c.success
-            have.unexpected += c.unexpected
-            have.elements += c.elements
-            have.sample = (have.sample + c.sample)[:20]
-            results[i]["success"] = have.success
-            for k in ("element_count", "unexpected_count"):
-                out[k] = (out.get(k) or 0) + (more.get(k) or 0)
-            total = out["element_count"]
-            out["unexpected_percent"] = 100.0 * out["unexpected_count"] / total if total else 0.0
-            for k in ("partial_unexpected_list", "partial_unexpected_index_list"):
-                if k in out:
-                    out[k] = (list(out[k]) + list(more.get(k) or []))[:20]
-
-    if whole:
-        add(whole, pq.read_table(path, columns=_columns_of([exps[i] for i in whole])).to_pandas())
-    if local:
-        for batch in pf.iter_batches(batch_size=SLICE_ROWS, columns=_columns_of([exps[i] for i in local])):
-            add(local, batch.to_pandas())
-    ordered = [results[i] for i in range(len(exps))]
-    ok = sum(1 for r in ordered if r["success"])
-    res = {"success": ok == len(ordered), "suite_name": name, "results": ordered,
-           "statistics": {"evaluated_expectations": len(ordered), "successful_expectations": ok,
-                          "unsuccessful_expectations": len(ordered) - ok,
-                          "success_percent": 100.0 * ok / len(ordered)}}
-    return [checks[i] for i in range(len(exps))], res
 
 
 def validate_build(root: Path, quarantine: bool = True, previous: dict[str, dict] | None = None,
@@ -210,21 +166,27 @@ def validate_build(root: Path, quarantine: bool = True, previous: dict[str, dict
     gx = _GX()
     digests: dict[str, str] = {}
     reused: list[str] = []
-    results, gx_results, rows = run_checks(None, gx, data, previous, digests, reused, checked)
+    kept_files: dict[str, dict[str, str]] = {}
+    local: dict[str, dict[str, dict]] = {}
+    results, gx_results, rows = run_checks(None, gx, data, previous, digests, reused, checked, kept_files, local)
     critical = [c for c, _, _ in results if not c.success and c.severity == "critical"]
     if critical:
         raise ValidationFailed(critical[0].line())
     q_rows: list[dict] = []
     if not quarantine:  # re-validation of a finished build: report only, write nothing
-        return Report([c for c, _, _ in results], gx_results, dict(rows, quarantine=_rows(data, "quarantine")), {})
+        return Report([c for c, _, _ in results], gx_results, dict(rows, quarantine=row_count(data, "quarantine")), {})
     if any(not c.success for c, _, _ in results):
         arrows = _load(data)
         arrows.setdefault("quarantine", to_table("quarantine", []))
         frames = {name: t.to_pandas() for name, t in arrows.items()}
         arrows = _WholeTables(data)  # rows move whole: every column, of the tables that lose rows only
         q_rows = _quarantine(frames, arrows, results)
+        years = doc_years(data)  # before any table is rewritten
         for name in {r["table_name"] for r in q_rows}:
-            write_table(root, name, arrows[name])
+            if is_partitioned(data, name):
+                rewrite_years(root, name, arrows[name], years)
+            else:
+                write_table(root, name, arrows[name])
         q_rows.sort(key=lambda r: (r["table_name"], r["row_key"], r["expectation"]))
         frames["quarantine"] = to_table("quarantine", q_rows).to_pandas()
         results, gx_results, rows = run_checks(frames, gx)  # the published tables must now pass everything
@@ -234,4 +196,5 @@ def validate_build(root: Path, quarantine: bool = True, previous: dict[str, dict
     write_table(root, "quarantine", to_table("quarantine", q_rows))
     counts = Counter(f"{r['table_name']}: {r['expectation']}" for r in q_rows)
     return Report([c for c, _, _ in results], gx_results, dict(rows, quarantine=len(q_rows)),
-                  dict(sorted(counts.items())), digests if not q_rows else {}, reused)
+                  dict(sorted(counts.items())), digests if not q_rows else {}, reused,
+                  kept_files if not q_rows else {}, local if not q_rows else {})

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from kirinuki.schema import spec
 from kirinuki.validate.suites import NOT_VALIDATED, _load_one, _row_keys
@@ -52,11 +51,6 @@ def failing_rows(df: pd.DataFrame, e: dict) -> pd.Series:
         a, b = df[kw["column_A"]], df[kw["column_B"]]
         return a.notna() & b.notna() & ~(a > b)
     raise ValueError(f"no row-level rule for warning expectation {t}; make it critical or add one")
-
-def _rows(data: Path, name: str) -> int:
-    path = data / f"{name}.parquet"
-    return pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
-
 
 class _WholeTables(dict):
     """Table name -> the whole table (every column), read from `data` the first time it is asked for."""

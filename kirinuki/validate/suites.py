@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from kirinuki.resources import folder
 from kirinuki.schema import spec, tables
+from kirinuki.store.layout import has_table, read_table
 
 SUITES = folder("expectations")
 NOT_VALIDATED = {"quarantine"}
@@ -89,8 +89,8 @@ def needed_columns(name: str) -> list[str]:
 
 
 def _load(data: Path, full: bool = False) -> dict[str, pa.Table]:
-    return {name: _load_one(data, name, full) for name in tables() if (data / f"{name}.parquet").exists()}
+    return {name: _load_one(data, name, full) for name in tables() if has_table(data, name)}
 
 
 def _load_one(data: Path, name: str, full: bool = False) -> pa.Table:
-    return pq.read_table(data / f"{name}.parquet", columns=None if full else needed_columns(name))
+    return read_table(data, name, columns=None if full else needed_columns(name))

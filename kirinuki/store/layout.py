@@ -1,0 +1,74 @@
+"""Where a table's rows are on disk: one Parquet file, or one file per year of the post date.
+
+In: a folder of tables (a build's or a release's `data/`) and a table name. Out: the table's files
+in row order, the relative paths to name them by, a DuckDB source and its rows read back.
+
+A small build writes each table as `data/<table>.parquet`. A large one (at least
+PARTITION_MIN_DOCUMENTS posts) writes each per-post table as `data/<table>/<year>.parquet`, one file
+per year of its posts' `published_date` (`undated.parquet` for posts without one), so that adding
+this year's posts rewrites this year's files only (docs/scale.md). The rows of a partitioned table
+are its files' rows in file-name order; every reader here follows that order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PARTITION_MIN_DOCUMENTS = 5000
+UNDATED = "undated"  # sorts after every year
+
+
+def partition_label(date: dt.date | None) -> str:
+    """The partition a post belongs to: the year of its date, or UNDATED."""
+    return UNDATED if date is None else f"{date.year:04d}"
+
+
+def table_files(data: Path, name: str) -> list[Path]:
+    """The table's files in row order: [data/<name>.parquet], or its partitions by name; [] when
+    the table is not there."""
+    single = data / f"{name}.parquet"
+    if single.is_file():
+        return [single]
+    folder = data / name
+    return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+
+
+def has_table(data: Path, name: str) -> bool:
+    return bool(table_files(data, name))
+
+
+def is_partitioned(data: Path, name: str) -> bool:
+    return (data / name).is_dir()
+
+
+def relative_files(data: Path, name: str) -> list[str]:
+    """The table's files relative to `data`'s parent (`data/excerpts/2024.parquet`), in row order."""
+    return [f"{data.name}/{p.relative_to(data).as_posix()}" for p in table_files(data, name)]
+
+
+def duckdb_source(data: Path, name: str) -> str:
+    """A `read_parquet(...)` call reading the table's files in row order (as a SQL expression)."""
+    files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in table_files(data, name))
+    return f"read_parquet([{files}])"
+
+
+def read_table(data: Path, name: str, columns: list[str] | None = None) -> pa.Table:
+    """The whole table (or some of its columns) read from its files, in row order."""
+    pieces = [pq.read_table(p, columns=columns) for p in table_files(data, name)]
+    if not pieces:
+        raise FileNotFoundError(f"{data}/{name}: no such table")
+    # promote: a file written elsewhere may declare a column nullable that the others do not
+    return pa.concat_tables(pieces, promote_options="default") if len(pieces) > 1 else pieces[0]
+
+
+def row_count(data: Path, name: str) -> int:
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in table_files(data, name))
+
+
+def data_files(data: Path) -> list[Path]:
+    """Every table file under `data`: whole tables and partitions, sorted by relative path."""
+    return sorted([*data.glob("*.parquet"), *data.glob("*/*.parquet")], key=lambda p: p.relative_to(data).as_posix())

@@ -1,0 +1,226 @@
+"""Per-post tables written one file per year, and the years that did not change linked, not written.
+
+In: a build's parts (their index and Arrow files), a table's name, dedup's columns for the excerpts
+(aligned to the parts' order), and the last build's `data/` with the partition digests it kept. Out:
+`data/<table>/<year>.parquet` (kirinuki.store.layout), each file written like a whole table (its rows
+in batch order, fixed row groups) so its bytes depend only on its rows; and each partition's digest,
+for the next build.
+
+A partition's digest covers what its rows are made from: the code, the table, the cache key and
+export position of each of its posts in order, and for the excerpts dedup's columns of its rows. A
+partition whose digest is the one the last build recorded, and whose file there still has the
+recorded sha256, is hard-linked from it; the others are gathered a batch at a time through an
+uncompressed spill file per batch (so memory holds one batch, not the table) and written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kirinuki.store.files import DATA_DIR, compact, link_file, sha256_file, write_table
+from kirinuki.store.layout import UNDATED, partition_label
+
+PARTITION_DIGESTS = "partitions.json"  # in a build's parts folder: {table: {year: [digest, sha256]}}
+
+
+@dataclass
+class Plan:
+    """Which rows of each batch belong to which year, per table, and each partition's digest."""
+
+    documents: int = 0
+    batches: list[int] = field(default_factory=list)
+    # table -> batch -> one label per row of read_part(parts, table, batch)
+    labels: dict[str, dict[int, list[str]]] = field(default_factory=lambda: defaultdict(dict))
+    digests: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
+    offsets: dict[int, int] = field(default_factory=dict)  # batch -> its first excerpt's row in dedup's columns
+
+
+def plan_partitions(parts: str | Path, tables: list[str], code: str) -> Plan:
+    """Each row's year, from the index and the documents' published_date, and each partition's
+    digest of its inputs (less dedup's columns, added by digest_excerpts)."""
+    from kirinuki.build.parts import PART_TABLES, index_path, part_numbers, read_part
+
+    plan = Plan()
+    hashers: dict[tuple[str, str], object] = {}
+    excerpts_seen = 0
+    for n in part_numbers(parts):
+        plan.batches.append(n)
+        files = json.loads(index_path(parts, n).read_text(encoding="utf-8"))["files"]
+        dates = iter(read_part(parts, "documents", n, ["published_date"]).column(0).to_pylist())
+        labels = [partition_label(next(dates)) if f["rows"][0][1] else "" for f in files]
+        plan.documents += sum(1 for f in files if f["rows"][0][1])
+        plan.offsets[n] = excerpts_seen
+        excerpts_seen += sum(f["rows"][PART_TABLES.index("excerpts")][1] for f in files)
+        for table in tables:
+            t = PART_TABLES.index(table)
+            row_labels = plan.labels[table].setdefault(n, [])
+            for f, label in zip(files, labels):
+                count = f["rows"][t][1]
+                if not count:
+                    continue
+                row_labels += [label] * count
+                h = hashers.get((table, label))
+                if h is None:
+                    h = hashers[(table, label)] = hashlib.sha256(f"{code}\0{table}\0{label}\n".encode())
+                # a post without a cache key cannot vouch for its rows: its partition is always written
+                who = f["key"] or f"unkeyed {n} {f['part']} {f['rows']}"
+                h.update(f"{who}\0{f.get('position')}\n".encode())
+    for (table, label), h in hashers.items():
+        plan.digests[table][label] = h.hexdigest()
+    return plan
+
+
+def digest_excerpts(plan: Plan, extra: dict[str, pa.Array]) -> None:
+    """Add dedup's columns for each excerpts partition's rows to its digest."""
+    if not extra or "excerpts" not in plan.labels:
+        return
+    rows: dict[str, list[np.ndarray]] = defaultdict(list)
+    for n, labels in plan.labels["excerpts"].items():
+        arr = np.asarray(labels, dtype=object)
+        for label in set(labels):
+            rows[label].append(plan.offsets[n] + np.flatnonzero(arr == label))
+    table = pa.table(extra)
+    for label, pieces in rows.items():
+        taken = table.take(pa.array(np.concatenate(pieces)))
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, taken.schema) as w:
+            w.write_table(taken.combine_chunks())
+        h = hashlib.sha256(plan.digests["excerpts"][label].encode())
+        h.update(sink.getvalue().to_pybytes())
+        plan.digests["excerpts"][label] = h.hexdigest()
+
+
+def kept_digests(old_parts: str | Path | None) -> dict:
+    try:
+        got = json.loads((Path(old_parts) / PARTITION_DIGESTS).read_text(encoding="utf-8")) if old_parts else {}
+        return got if isinstance(got, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def write_partitioned(root: Path, parts: str | Path, name: str, plan: Plan, extra: dict[str, pa.Array] | None,
+                      old_data: Path | None, old: dict) -> tuple[int, dict[str, list[str]], int]:
+    """Write (or link) every year of table `name` under root/data/<name>/. Returns the row count,
+    {year: [digest, sha256 of its file]} and how many years were linked from `old_data`."""
+    digests = plan.digests.get(name, {})
+    if not digests:  # no rows: one empty file, as a small build has
+        return compact(root, name, iter(())), {}, 0
+    folder = root / DATA_DIR / name
+    folder.mkdir(parents=True, exist_ok=True)
+    record: dict[str, list[str]] = {}
+    linked = 0
+    dirty = set()
+    for label, digest in digests.items():
+        was = (old.get(name) or {}).get(label)
+        src = old_data / name / f"{label}.parquet" if old_data else None
+        if isinstance(was, list) and len(was) == 2 and was[0] == digest and src is not None and src.is_file() \
+                and not src.is_symlink() and sha256_file(src) == was[1]:
+            link_file(src, folder / f"{label}.parquet")
+            record[label] = [digest, was[1]]
+            linked += 1
+        else:
+            dirty.add(label)
+    spill = root / f".partition-spill-{name}"  # removed before this returns
+    spill.mkdir(parents=True, exist_ok=True)
+    try:
+        _write_dirty(root, parts, name, plan, extra, dirty, digests, record, spill, folder)
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in folder.glob("*.parquet"))
+    return rows, record, linked
+
+
+def _write_dirty(root: Path, parts: str | Path, name: str, plan: Plan, extra: dict[str, pa.Array] | None,
+                 dirty: set[str], digests: dict[str, str], record: dict, spill: Path, folder: Path) -> None:
+    """The partitions that must be written: their rows gathered batch by batch into `spill` (one
+    uncompressed file per batch, sorted by year), then each year compacted from its slices."""
+    from kirinuki.build.parts import read_part
+
+    where: dict[str, list[tuple[int, int, int]]] = defaultdict(list)  # label -> (batch, start, rows) in the spill
+    for n in plan.batches:
+        labels = plan.labels.get(name, {}).get(n) or []
+        if not dirty.intersection(labels):
+            continue
+        t = read_part(parts, name, n)
+        if extra:
+            base = plan.offsets[n]
+            for col, arr in extra.items():
+                t = t.append_column(col, arr.slice(base, t.num_rows))
+        arr = np.asarray(labels, dtype=object)
+        order, runs = [], []
+        for label in sorted(dirty.intersection(labels)):
+            idx = np.flatnonzero(arr == label)
+            runs.append((label, sum(len(o) for o in order), len(idx)))
+            order.append(idx)
+        t = t.take(pa.array(np.concatenate(order))).combine_chunks()
+        with pa.OSFile(str(spill / f"{n}.arrow"), "wb") as sink, pa.ipc.new_file(sink, t.schema) as w:
+            w.write_table(t)
+        for label, start, count in runs:
+            where[label].append((n, start, count))
+    for label in sorted(dirty):
+        def pieces(label=label):
+            for n, start, count in where[label]:  # zero-copy slices of the mapped file
+                yield pa.ipc.open_file(pa.memory_map(str(spill / f"{n}.arrow"))).read_all().slice(start, count)
+
+        dest = folder / f"{label}.parquet"
+        dest.unlink(missing_ok=True)  # never write into a file linked from the last build
+        compact(root, name, pieces(), dest=dest)
+        record[label] = [digests[label], sha256_file(dest)]
+
+
+@dataclass
+class Partitioning:
+    """What a build's table writers need to write by year: the plan, and the last build's data
+    folder with the digests it kept (empty when there is none or it may not be trusted)."""
+
+    plan: Plan
+    old_data: Path | None
+    old: dict
+
+
+def partitioning(parts: str | Path, posts: int, min_posts: int, code: str, old_build: Path | None,
+                 old_parts: str | Path | None) -> Partitioning | None:
+    """The per-post tables' partitioning for a build of `posts` posts, or None when they are
+    written whole (fewer than `min_posts` posts)."""
+    from kirinuki.build.parts import PART_TABLES
+
+    if posts < min_posts:
+        return None
+    plan = plan_partitions(parts, list(PART_TABLES), code)
+    if plan.documents < min_posts:
+        return None
+    old = kept_digests(old_parts)
+    return Partitioning(plan, old_build / DATA_DIR if old and old_build is not None else None, old)
+
+
+def doc_years(data: Path) -> dict[str, str]:
+    """doc_id -> the year file its documents row is in (for a partitioned build; else empty)."""
+    folder = data / "documents"
+    if not folder.is_dir():
+        return {}
+    return {d: p.stem for p in sorted(folder.glob("*.parquet"))
+            for d in pq.read_table(p, columns=["doc_id"]).column(0).to_pylist()}
+
+
+def rewrite_years(root: Path, name: str, table: pa.Table, years: dict[str, str]) -> None:
+    """Write a partitioned table again from its rows (in order) after some left it (quarantine):
+    each year's file from its rows, a year left with none removed."""
+    folder = root / DATA_DIR / name
+    labels = np.asarray([years.get(d, UNDATED) for d in table.column("doc_id").to_pylist()], dtype=object)
+    keep = set(labels.tolist())
+    for old in folder.glob("*.parquet"):
+        if old.stem not in keep:
+            old.unlink()
+    for label in sorted(keep):
+        rows = table.take(pa.array(np.flatnonzero(labels == label)))
+        dest = folder / f"{label}.parquet"
+        write_table(root, name, rows, dest=dest)  # replaces, never writes into, a linked file

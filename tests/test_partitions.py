@@ -1,0 +1,154 @@
+"""Per-post tables by year (issue 22): a large build writes data/<table>/<year>.parquet, and a rebuild
+links the years whose posts did not change, holding a clean build's exact bytes. The threshold is
+lowered to one post so the sample's loose posts and the seed (posts of 2024 and 2025) are partitioned."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import LOOSE_POSTS_ONLY, SAMPLE, SEED
+
+PER_POST = ("documents", "excerpts", "paragraphs", "citations", "date_mentions", "mentions")
+
+
+def _files(out: Path) -> dict[str, str]:
+    data = out / "data"
+    return {p.relative_to(data).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(data.rglob("*.parquet"))}
+
+
+def _build(corpus: Path, out: Path, **kw) -> dict:
+    from kirinuki.flows.build import build
+
+    return build([str(corpus)], str(out), partition_min_posts=1, **kw)
+
+
+@pytest.fixture(scope="module")
+def grown(tmp_path_factory) -> dict:
+    """The sample's loose posts and the seed built by year; then a post of 2026 added and built again
+    with the cache, and the same grown corpus built clean."""
+    tmp = tmp_path_factory.mktemp("partitions")
+    corpus = tmp / "corpus"
+    shutil.copytree(SAMPLE, corpus, ignore=LOOSE_POSTS_ONLY)
+    shutil.copy(SEED, corpus)
+    first = _build(corpus, tmp / "out")
+    before = {p.relative_to(tmp / "out").as_posix(): p.stat().st_ino for p in (tmp / "out" / "data").rglob("*.parquet")}
+    src = corpus / "2025-01-21_nordria_election.txt"
+    (corpus / "2026-03-02_nordria_rerun.txt").write_text(src.read_text(encoding="utf-8").replace("選挙", "再選挙"),
+                                                         encoding="utf-8")
+    (corpus / "2026-03-02_nordria_rerun.meta.json").write_text(json.dumps({"published_date": "2026-03-02"}),
+                                                               encoding="utf-8")
+    again = _build(corpus, tmp / "out")
+    clean = _build(corpus, tmp / "clean", cache=False)
+    return {"tmp": tmp, "corpus": corpus, "first": first, "again": again, "clean": clean, "before": before}
+
+
+def test_a_large_build_writes_each_per_post_table_one_file_per_post_year(grown):
+    data = grown["tmp"] / "out" / "data"
+    years = {}
+    for name in PER_POST:
+        assert not (data / f"{name}.parquet").exists(), name
+        years[name] = sorted(p.stem for p in (data / name).glob("*.parquet"))
+    con = duckdb.connect()
+    # every row sits in the file of its post's year
+    docs = {r[0]: r[1] for r in con.execute(
+        f"SELECT doc_id, coalesce(CAST(year(published_date) AS VARCHAR), 'undated') FROM read_parquet('{data}/documents/*.parquet')").fetchall()}
+    assert set(docs.values()) == set(years["documents"]) and {"2024", "2025", "2026"} <= set(docs.values())
+    for name in PER_POST:
+        for f in (data / name).glob("*.parquet"):
+            ids = set(pq.read_table(f, columns=["doc_id"]).column(0).to_pylist())
+            assert ids and {docs[d] for d in ids} == {f.stem}, (name, f.name)
+    for name in ("articles", "outlets", "rejects", "quarantine"):  # the others stay whole
+        assert (data / f"{name}.parquet").is_file(), name
+    # the views and `kirinuki query` read every year
+    from kirinuki.store.query import open_build
+
+    q = open_build(grown["tmp"] / "out")
+    assert q.execute("SELECT count(*) FROM excerpts").fetchone()[0] == grown["again"]["rows"]["excerpts"] > 0
+    q.close()
+    views = (grown["tmp"] / "out" / "views.sql").read_text(encoding="utf-8")
+    assert "read_parquet('data/excerpts/*.parquet')" in views and "read_parquet('data/articles.parquet')" in views
+
+
+def test_adding_a_post_of_a_new_year_links_the_other_years_and_holds_a_clean_build_s_bytes(grown):
+    out, clean = grown["tmp"] / "out", grown["tmp"] / "clean"
+    assert _files(out) == _files(clean)
+    assert grown["again"]["rows"] == grown["clean"]["rows"]
+    linked = [rel for rel, ino in grown["before"].items()
+              if (out / rel).exists() and (out / rel).stat().st_ino == ino]
+    # every earlier year of every per-post table is the last build's file, not a rewrite
+    earlier = [rel for rel in grown["before"] if rel.split("/")[1] in PER_POST]
+    assert earlier and sorted(linked) == sorted(earlier)
+    assert grown["again"]["layout"]["files_linked"] == len(earlier)
+    assert grown["clean"]["layout"]["files_linked"] == 0
+    assert sorted(grown["again"]["layout"]["by_year"]) == sorted(PER_POST)
+    # and the build says the files it validated: the release check takes it
+    from kirinuki.release.checks import check_build
+
+    check_build(out)
+
+
+def test_an_edited_old_post_rewrites_its_year_only(grown, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(grown["tmp"] / "out", out)  # a copy: the module's build stays as it is
+    corpus = tmp_path / "corpus"
+    shutil.copytree(grown["corpus"], corpus)
+    before = _files(out)
+    post = corpus / "2024-06-22_nordria_currency.txt"
+    post.write_bytes(post.read_bytes() + "\n追記した解説の段落です。\n".encode("cp932"))  # a CP932 post
+    summary = _build(corpus, out)
+    after = _files(out)
+    changed = {rel.split("/")[1] if "/" in rel else rel for rel in before if before[rel] != after.get(rel)}
+    rewritten_years = {rel.split("/")[1] for rel in before if "/" in rel and before[rel] != after.get(rel)}
+    assert rewritten_years <= {"2024.parquet"}, changed
+    assert after["documents/2024.parquet"] != before["documents/2024.parquet"]
+    assert summary["layout"]["files_linked"] >= 3 * len(PER_POST) - len(PER_POST) - 2
+    _build(corpus, tmp_path / "clean", cache=False)
+    assert after == _files(tmp_path / "clean")
+
+
+def test_a_release_of_a_partitioned_build_holds_each_table_as_one_file_with_every_row(grown, tmp_path):
+    from kirinuki.release import make_release, verify
+
+    out = grown["tmp"] / "out"
+    rel = Path(make_release(out, "1.0.0", tmp_path / "releases", "full", date="2026-12-05").path)
+    assert verify(rel) == []
+    con = duckdb.connect()
+    for name in PER_POST:
+        assert (rel / "data" / f"{name}.parquet").is_file() and not (rel / "data" / name).exists()
+        want = con.execute(f"SELECT * FROM read_parquet('{out}/data/{name}/*.parquet')").fetchall()
+        got = con.execute(f"SELECT * FROM read_parquet('{rel}/data/{name}.parquet')").fetchall()
+        assert got == want, name
+
+
+def test_a_quarantined_row_leaves_its_year_file_and_the_other_years_stay_as_they_were(grown, tmp_path):
+    import pyarrow as pa
+
+    from kirinuki.schema import spec
+    from kirinuki.validate import validate_build
+
+    out = tmp_path / "out"
+    shutil.copytree(grown["tmp"] / "out", out)
+    year = out / "data" / "paragraphs" / "2024.parquet"
+    rows = pq.read_table(year).to_pylist()
+    rows[1]["role"] = "bogus"  # a warning-level failure
+    year.unlink()  # the file may be a link to the module's build: replace it, do not write into it
+    pq.write_table(pa.Table.from_pylist(rows, schema=pa.schema([f.with_nullable(True) for f in spec("paragraphs").arrow_schema])), year)
+    before = _files(out)
+    report = validate_build(out)
+    assert report.success and report.quarantined
+    q = pq.read_table(out / "data" / "quarantine.parquet").to_pylist()
+    assert rows[1]["paragraph_id"] in {r["row_key"] for r in q if r["table_name"] == "paragraphs"}
+    left = pq.read_table(year, columns=["paragraph_id"]).column(0).to_pylist()
+    assert rows[1]["paragraph_id"] not in left and len(left) < len(rows)
+    after = _files(out)
+    untouched = [rel for rel in before if rel.startswith(("documents/", "excerpts/")) and rel in after]
+    assert untouched and all(before[r] == after[r] for r in untouched if not r.endswith("2024.parquet"))
+    assert validate_build(out, quarantine=False).success
