@@ -29,6 +29,7 @@ from prefect.states import Completed  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+from prefect.utilities.annotations import quote  # noqa: E402
 
 from kirinuki import __version__  # noqa: E402
 from kirinuki.build.batch import code_digest  # noqa: E402
@@ -141,19 +142,28 @@ def dedup_tables(root: str, parts: str, cfg: DedupConfig, duckdb_memory_mb: int 
 def write_tables(root: str, parts: str, names: list[str], excerpt_columns: dict | None = None,
                  years: Partitioning | None = None) -> dict:
     """Per-file tables from their parts (excerpts with dedup's columns added), in parallel threads
-    (Parquet encoding releases the GIL): whole, or with `years` one file per year, the years whose
-    inputs did not change linked from the last build (kirinuki.store.partitions). Returns the rows
+    (Parquet encoding releases the GIL): whole, or with `years` (passed quoted: Prefect would walk
+    its plan, a label per row, to resolve the task's inputs; that took 9-12 s at 10k posts) one file per
+    year, the years whose inputs did not change linked from the last build
+    (kirinuki.store.partitions). Returns the rows
     per table, and each partitioned table's {year: [digest, sha256]} and years linked."""
     numbers = part_numbers(parts)
+    by_year = years.unquote() if isinstance(years, quote) else years  # Prefect unwraps it; a direct call may not
 
-    def one(name: str) -> tuple[int, dict, int]:
+    def one(name: str) -> tuple[int, dict, int, float]:
         extra = excerpt_columns if name == "excerpts" else None
-        if years is not None:
-            return write_partitioned(Path(root), parts, name, years.plan, extra, years.old_data, years.old)
-        return compact(Path(root), name, (read_part(parts, name, n) for n in numbers), extra), {}, 0
+        t = time.perf_counter()
+        if by_year is not None:
+            done = write_partitioned(Path(root), parts, name, by_year.plan, extra, by_year.old_data, by_year.old)
+        else:
+            done = compact(Path(root), name, (read_part(parts, name, n) for n in numbers), extra), {}, 0
+        return *done, time.perf_counter() - t
 
     with ThreadPoolExecutor(max(1, min(len(names), os.cpu_count() or 1))) as pool:
         done = dict(zip(names, pool.map(one, names)))
+    for name, (_, years_written, linked, seconds) in done.items():  # logged here: the pool's threads have no run
+        log.info("wrote %s: %.2f s%s", name, seconds,
+                 f" ({len(years_written)} years, {linked} linked)" if by_year is not None else "")
     return {"rows": {n: d[0] for n, d in done.items()}, "partitions": {n: d[1] for n, d in done.items() if d[1]},
             "linked": sum(d[2] for d in done.values())}
 
@@ -271,7 +281,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         # tables that dedup does not touch are written while it runs (it is mostly Python, they
         # are mostly Parquet encoding: the two share the cores well)
         others = write_tables.with_options(task_run_name="write the tables dedup does not touch").submit(
-            str(tmp), str(parts), [n for n in PART_TABLES if n != "excerpts"], years=years)
+            str(tmp), str(parts), [n for n in PART_TABLES if n != "excerpts"], years=quote(years) if years else None)
         # dedup reads only the excerpts (and the posts' dates): when none of that changed since the
         # last build, its output is that build's, exactly
         key = dedup_key([d for res in results for d in res["dedup_digests"]], dedup_cfg, code)
@@ -295,8 +305,8 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         columns = read_cluster_columns(str(state))
         if years is not None:
             digest_excerpts(years.plan, columns)
-        written = [write_tables.with_options(task_run_name="write excerpts")(str(tmp), str(parts), ["excerpts"], columns,
-                                                                             years), others.result()]
+        written = [write_tables.with_options(task_run_name="write excerpts")(
+            str(tmp), str(parts), ["excerpts"], columns, quote(years) if years else None), others.result()]
         counts = {k: v for w in written for k, v in w["rows"].items()}
         partitions = {k: v for w in written for k, v in w["partitions"].items()}
         layout = {"by_year": sorted(partitions), "years": len({y for v in partitions.values() for y in v}),

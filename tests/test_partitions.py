@@ -88,6 +88,9 @@ def test_adding_a_post_of_a_new_year_links_the_other_years_and_holds_a_clean_bui
     assert earlier and sorted(linked) == sorted(earlier)
     assert grown["again"]["layout"]["files_linked"] == len(earlier)
     assert grown["clean"]["layout"]["files_linked"] == 0
+    # the linked years' rows were not checked again by the row-local expectations
+    assert grown["again"]["validation"]["files_checked_before"] > 0
+    assert grown["clean"]["validation"]["files_checked_before"] == 0
     assert sorted(grown["again"]["layout"]["by_year"]) == sorted(PER_POST)
     # and the build says the files it validated: the release check takes it
     from kirinuki.release.checks import check_build

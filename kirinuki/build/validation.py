@@ -36,7 +36,8 @@ def validate_files(root: str, parts: str, old_parts: str | None) -> tuple[dict, 
             _keep_checked_documents(Path(root), Path(parts))
         write_json(Path(parts) / VALIDATION_KEPT, {"code": code, "tables": tables, "documents": bool(tables)})
     return ({"success": report.success, "checks": len(report.checks), "quarantined": report.quarantined,
-             "reused": report.reused, "documents_checked_before": checked.num_rows if checked is not None else 0},
+             "reused": report.reused, "documents_checked_before": checked.num_rows if checked is not None else 0,
+             "files_checked_before": _files_checked_before(report, previous or {})},
             report.digests)
 
 
@@ -58,3 +59,9 @@ def _keep_checked_documents(root: Path, parts: Path) -> None:
         pq.write_table(read_table(root / DATA_DIR, "documents", columns=["doc_id", "source_sha256"]),
                        parts / CHECKED_DOCUMENTS)
 
+
+
+def _files_checked_before(report, previous: dict) -> int:
+    """Year files of tables checked again whose row-local checks were kept (kirinuki.validate.gx_files)."""
+    return sum(len(set(files.values()) & set((previous.get(name) or {}).get("local") or {}))
+               for name, files in report.table_files.items() if name not in report.reused)

@@ -37,7 +37,7 @@ class Report:
     digests: dict[str, str] = field(default_factory=dict)  # sha256 of each table file as validated, by data/… path
     reused: list[str] = field(default_factory=list)  # tables whose earlier GX results were kept
     table_files: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> its files' digests
-    local: dict[str, dict[str, dict]] = field(default_factory=dict)  # table -> file sha256 -> row-local results
+    local: dict[str, dict[str, int]] = field(default_factory=dict)  # table -> sha256 -> rows, files that passed
 
     def kept_results(self) -> dict[str, dict]:
         """Each table's file digest with its GX checks and results, for the next build to reuse
@@ -98,8 +98,8 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
     read the files through DuckDB. Over files, each file's sha256 goes into `digests` (and each
     table's into `kept_files`), and a table whose files are the ones `previous` (kept_results of an
     earlier build, same code) passed keeps those results instead of being checked again by GX (its
-    name goes into `reused`); else a file `previous` checked keeps its row-local results (`local`
-    gets each file's, kirinuki.validate.gx_files); the SQL
+    name goes into `reused`); else a file `previous` checked is not checked again by the row-local
+    expectations (`local` gets the files that passed, kirinuki.validate.gx_files); the SQL
     checks always run, the document-scoped ones only over the documents not in `checked` (those an
     earlier passing build of the same code checked)."""
     results: list[tuple[Check, dict | None, list[str]]] = []
@@ -141,7 +141,7 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
                     local[name] = kept["local"]
             else:
                 checks, res, per_file = validate_files(gx, name, files, list(mine.values()), exps,
-                                                       (kept or {}).get("local"))
+                                                       (kept or {}).get("local"), kept)
                 if local is not None and per_file:
                     local[name] = per_file
         gx_results[name] = res
@@ -167,7 +167,7 @@ def validate_build(root: Path, quarantine: bool = True, previous: dict[str, dict
     digests: dict[str, str] = {}
     reused: list[str] = []
     kept_files: dict[str, dict[str, str]] = {}
-    local: dict[str, dict[str, dict]] = {}
+    local: dict[str, dict[str, int]] = {}
     results, gx_results, rows = run_checks(None, gx, data, previous, digests, reused, checked, kept_files, local)
     critical = [c for c, _, _ in results if not c.success and c.severity == "critical"]
     if critical:

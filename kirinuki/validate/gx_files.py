@@ -1,13 +1,14 @@
 """Great Expectations over a table's Parquet files, a slice of rows at a time.
 
 In: a table's files in row order (one, or one per year), their sha256, its expectations, and the
-row-local results an earlier build (same code) kept per file. Out: one `Check` and one GX result per
-expectation for the whole table, and the row-local results of each file for the next build.
+files an earlier passing build (same code) checked. Out: one `Check` and one GX result per
+expectation for the whole table, and the files that passed, for the next build.
 
-Expectations that judge each row on its own (ROW_LOCAL) run file by file in slices of rows, their
-results summed, so a table's text columns are never all in memory at once, and a file whose sha256
-an earlier build checked keeps that build's row-local results. The others (uniqueness) see their
-whole column, which is a key, not text, over every file.
+Expectations that judge each row on its own (ROW_LOCAL) run over slices of rows (across files),
+their results summed, so a table's text columns are never all in memory at once; a file whose
+sha256 an earlier passing build of the same code checked is not read again for them (its rows
+count as passing). The others (uniqueness) see their whole column, which is a key, not text, over
+every file.
 """
 
 from __future__ import annotations
@@ -67,10 +68,38 @@ def _run(gx: _GX, name: str, df: pd.DataFrame, exps: list[dict], indices: list[i
     return checks, [by_index[j] for j in range(len(indices))]
 
 
+def _slices(files: list[Path], columns: list[str]):
+    """The rows of `files`, in order, as frames of SLICE_ROWS rows (a slice may span files: Great
+    Expectations' cost is mostly per call, and a year file is often a few hundred rows)."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for f in files:
+        pf = pq.ParquetFile(f, pre_buffer=False)  # pre-buffering keeps every slice read until the end
+        for batch in pf.iter_batches(batch_size=SLICE_ROWS, columns=columns):
+            pending.append(batch)
+            count += batch.num_rows
+            while count >= SLICE_ROWS:
+                t = _joined(pending)
+                yield t.slice(0, SLICE_ROWS).to_pandas()
+                rest = t.slice(SLICE_ROWS)
+                pending, count = rest.to_batches(), rest.num_rows
+    if count:
+        yield _joined(pending).to_pandas()
+
+
+def _joined(batches: list[pa.RecordBatch]) -> pa.Table:
+    # promoted: a file written elsewhere may declare nullable a column the others do not
+    return pa.concat_tables([pa.Table.from_batches([b]) for b in batches], promote_options="default").combine_chunks()
+
+
 def validate_files(gx: _GX, name: str, files: list[Path], shas: list[str], exps: list[dict],
-                   kept: dict[str, dict] | None = None) -> tuple[list[Check], dict, dict[str, dict]]:
-    """GX over a table's files: (checks, the GX result document, {sha256: row-local results} of each
-    file). One small file is checked whole; see the module docstring for the rest."""
+                   passed: dict[str, int] | None = None, before: dict | None = None
+                   ) -> tuple[list[Check], dict, dict[str, int]]:
+    """GX over a table's files: (checks, the GX result document, {sha256: rows} of the files that
+    passed every row-local expectation, for the next build). One small file is checked whole; else
+    see the module docstring: `passed` names the files an earlier build of the same code checked
+    (their rows count as passing), `before` is that build's kept results of the table (the shape
+    of each expectation's result when no file is new)."""
     if not exps:
         return [], {"success": True, "results": []}, {}
     if len(files) == 1 and pq.ParquetFile(files[0]).metadata.num_rows <= SLICE_ROWS:
@@ -84,25 +113,31 @@ def validate_files(gx: _GX, name: str, files: list[Path], shas: list[str], exps:
         frame = pa.concat_tables([pq.read_table(f, columns=cols) for f in files], promote_options="default").to_pandas()
         total.add(whole, *_run(gx, name, frame, exps, whole))
         del frame
-    per_file: dict[str, dict] = {}
+    rows = [pq.ParquetFile(f).metadata.num_rows for f in files]
+    shaped = isinstance(before, dict) and len((before.get("gx") or {}).get("results") or ()) == len(exps) \
+        and len(before.get("checks") or ()) == len(exps)
+    passed = (passed or {}) if shaped else {}
     if local:
-        cols = _columns_of([exps[i] for i in local])
-        for f, sha in zip(files, shas):
-            got = (kept or {}).get(sha)
-            if not (isinstance(got, dict) and len(got.get("checks", ())) == len(local)):
-                mine = _Summed()
-                pf = pq.ParquetFile(f, pre_buffer=False)  # pre-buffering keeps every slice read until the end
-                for batch in pf.iter_batches(batch_size=SLICE_ROWS, columns=cols):
-                    mine.add(local, *_run(gx, name, batch.to_pandas(), exps, local))
-                if not mine.checks:  # a file with no rows
-                    continue
-                got = {"checks": [mine.checks[i].__dict__ for i in local], "results": [mine.results[i] for i in local]}
-            per_file[sha] = got
-            total.add(local, [Check(**c) for c in got["checks"]], got["results"])
+        fresh = [f for f, sha in zip(files, shas) if sha not in passed]
+        for frame in _slices(fresh, _columns_of([exps[i] for i in local])):
+            total.add(local, *_run(gx, name, frame, exps, local))
+        for n, sha in zip(rows, shas):
+            if sha not in passed:
+                continue
+            for i in local:  # a file checked before: its rows passed, none unexpected
+                if i not in total.checks:
+                    c, r = Check(**before["checks"][i]), before["gx"]["results"][i]
+                    total.add([i], [Check(c.table, c.name, c.severity, c.notes, True, 0, 0, [])],
+                              [{**r, "success": True, "result": {**(r.get("result") or {}), "element_count": 0,
+                                                                 "unexpected_count": 0, "partial_unexpected_list": []}}])
+                total.add([i], [Check(name, total.checks[i].name, total.checks[i].severity, "", True, 0, n, [])],
+                          [{"success": True, "result": {"element_count": n, "unexpected_count": 0}}])
     ordered = [total.results[i] for i in range(len(exps))]
     ok = sum(1 for r in ordered if r["success"])
     res = {"success": ok == len(ordered), "suite_name": name, "results": ordered,
            "statistics": {"evaluated_expectations": len(ordered), "successful_expectations": ok,
                           "unsuccessful_expectations": len(ordered) - ok,
                           "success_percent": 100.0 * ok / len(ordered)}}
-    return [total.checks[i] for i in range(len(exps))], res, per_file
+    checks = [total.checks[i] for i in range(len(exps))]
+    clean = all(checks[i].success for i in local)
+    return checks, res, ({sha: n for sha, n in zip(shas, rows)} if clean else {})
