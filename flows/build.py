@@ -272,7 +272,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
                                           encoding="utf-8")
         del record
         timings["parse"] = time.perf_counter() - t
-        log.info("parse: %.2f s", timings["parse"])
+        log.info("parse: %.2f s%s", timings["parse"], _peak())
         rejects = [reject_row(r) for r in rejected] + [r for res in results for r in res["rejects"]]
         t = time.perf_counter()
         code = code_digest(whole_build=True)
@@ -300,7 +300,8 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         if validator is None:  # importing Great Expectations takes seconds (and ~200 MB): on a large
             # build, while the last tables are written, not earlier, so it does not add to dedup's peak
             threading.Thread(target=import_validation, daemon=True).start()
-        log.info("dedup: %.2f s%s", timings["dedup"], " (the last build's output: its input is unchanged)" if dedup_reused else "")
+        log.info("dedup: %.2f s%s%s", timings["dedup"], " (the last build's output: its input is unchanged)" if dedup_reused else "",
+                 _peak())
         t = time.perf_counter()
         columns = read_cluster_columns(str(state))
         if years is not None:
@@ -314,14 +315,14 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         counts.update(write_reference_tables(str(tmp), rejects))
         counts.update(dedup_stats.pop("rows"))
         timings["write"] = time.perf_counter() - t  # what is left to write after dedup
-        log.info("write: %.2f s", timings["write"])
+        log.info("write: %.2f s%s", timings["write"], _peak())
         t = time.perf_counter()
         report, digests = validate_tables(str(tmp), str(parts), str(old_parts) if old_parts else None, validator)
         counts["quarantine"] = sum(report["quarantined"].values())
         if partitions and not counts["quarantine"]:  # the years as validated: the next build may link them
             write_json(parts / PARTITION_DIGESTS, partitions)
         timings["validate"] = time.perf_counter() - t
-        log.info("validate: %.2f s", timings["validate"])
+        log.info("validate: %.2f s%s", timings["validate"], _peak())
         t = time.perf_counter()
         corpus = corpus_digest(tmp)
         write_overview_page(str(tmp), report, {"kirinuki_version": __version__, "corpus_sha256": corpus})
@@ -347,6 +348,17 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
     summary["durations_s"]["total"] = round(time.perf_counter() - t0, 3)
     _artifacts(out_path, summary)
     return summary
+
+
+def _peak() -> str:
+    """This process's peak memory so far, for the stage lines of the log (where it grew)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return f" (peak RSS of the flow's process so far: {int(line.split()[1]) // 1024} MB)"
+    except (OSError, ValueError):
+        pass
+    return ""
 
 
 def _artifacts(out: Path, summary: dict, note: str | None = None) -> None:
