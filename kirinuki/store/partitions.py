@@ -40,8 +40,9 @@ class Plan:
 
     documents: int = 0
     batches: list[int] = field(default_factory=list)
-    # table -> batch -> one label per row of read_part(parts, table, batch)
-    labels: dict[str, dict[int, list[str]]] = field(default_factory=lambda: defaultdict(dict))
+    years: list[str] = field(default_factory=list)  # the labels, by code
+    # table -> batch -> the code of each row's year, for the rows of read_part(parts, table, batch)
+    labels: dict[str, dict[int, np.ndarray]] = field(default_factory=lambda: defaultdict(dict))
     digests: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
     offsets: dict[int, int] = field(default_factory=dict)  # batch -> its first excerpt's row in dedup's columns
 
@@ -53,23 +54,24 @@ def plan_partitions(parts: str | Path, tables: list[str], code: str) -> Plan:
 
     plan = Plan()
     hashers: dict[tuple[str, str], object] = {}
+    code_of: dict[str, int] = {}
     excerpts_seen = 0
     for n in part_numbers(parts):
         plan.batches.append(n)
         files = json.loads(index_path(parts, n).read_text(encoding="utf-8"))["files"]
         dates = iter(read_part(parts, "documents", n, ["published_date"]).column(0).to_pylist())
-        labels = [partition_label(next(dates)) if f["rows"][0][1] else "" for f in files]
+        labels = [partition_label(next(dates)) if f["rows"][0][1] else "" for f in files]  # "": no rows at all
+        codes = np.array([code_of.setdefault(label, len(code_of)) for label in labels], dtype=np.int32)
         plan.documents += sum(1 for f in files if f["rows"][0][1])
         plan.offsets[n] = excerpts_seen
         excerpts_seen += sum(f["rows"][PART_TABLES.index("excerpts")][1] for f in files)
         for table in tables:
             t = PART_TABLES.index(table)
-            row_labels = plan.labels[table].setdefault(n, [])
-            for f, label in zip(files, labels):
-                count = f["rows"][t][1]
+            counts = [f["rows"][t][1] for f in files]
+            plan.labels[table][n] = np.repeat(codes, counts)
+            for f, label, count in zip(files, labels, counts):
                 if not count:
                     continue
-                row_labels += [label] * count
                 h = hashers.get((table, label))
                 if h is None:
                     h = hashers[(table, label)] = hashlib.sha256(f"{code}\0{table}\0{label}\n".encode())
@@ -78,6 +80,7 @@ def plan_partitions(parts: str | Path, tables: list[str], code: str) -> Plan:
                 h.update(f"{who}\0{f.get('position')}\n".encode())
     for (table, label), h in hashers.items():
         plan.digests[table][label] = h.hexdigest()
+    plan.years = list(code_of)
     return plan
 
 
@@ -86,10 +89,9 @@ def digest_excerpts(plan: Plan, extra: dict[str, pa.Array]) -> None:
     if not extra or "excerpts" not in plan.labels:
         return
     rows: dict[str, list[np.ndarray]] = defaultdict(list)
-    for n, labels in plan.labels["excerpts"].items():
-        arr = np.asarray(labels, dtype=object)
-        for label in set(labels):
-            rows[label].append(plan.offsets[n] + np.flatnonzero(arr == label))
+    for n, codes in plan.labels["excerpts"].items():
+        for code in np.unique(codes).tolist():
+            rows[plan.years[code]].append(plan.offsets[n] + np.flatnonzero(codes == code))
     table = pa.table(extra)
     for label, pieces in rows.items():
         taken = table.take(pa.array(np.concatenate(pieces)))
@@ -148,25 +150,24 @@ def _write_dirty(root: Path, parts: str | Path, name: str, plan: Plan, extra: di
     from kirinuki.build.parts import read_part
 
     where: dict[str, list[tuple[int, int, int]]] = defaultdict(list)  # label -> (batch, start, rows) in the spill
+    wanted = np.zeros(len(plan.years), dtype=bool)
+    wanted[[plan.years.index(label) for label in dirty]] = True
     for n in plan.batches:
-        labels = plan.labels.get(name, {}).get(n) or []
-        if not dirty.intersection(labels):
+        codes = plan.labels.get(name, {}).get(n)
+        if codes is None or not wanted[codes].any():
             continue
         t = read_part(parts, name, n)
         if extra:
             base = plan.offsets[n]
             for col, arr in extra.items():
                 t = t.append_column(col, arr.slice(base, t.num_rows))
-        names, codes = np.unique(np.asarray(labels), return_inverse=True)  # sorted years, a code per row
-        keep = np.isin(names, sorted(dirty))
         order = np.argsort(codes, kind="stable")
-        order = order[keep[codes[order]]]  # rows of the dirty years, by year, each year's in batch order
-        counts = np.bincount(codes, minlength=len(names))
+        order = order[wanted[codes[order]]]  # rows of the dirty years, by year, each year's in batch order
+        counts = np.bincount(codes, minlength=len(plan.years))
         runs, start = [], 0
-        for label, count, wanted in zip(names.tolist(), counts.tolist(), keep.tolist()):
-            if wanted:
-                runs.append((label, start, count))
-                start += count
+        for code in np.flatnonzero(wanted & (counts > 0)).tolist():
+            runs.append((plan.years[code], start, int(counts[code])))
+            start += int(counts[code])
         t = t.take(pa.array(order)).combine_chunks()
         with pa.OSFile(str(spill / f"{n}.arrow"), "wb") as sink, pa.ipc.new_file(sink, t.schema) as w:
             w.write_table(t)
