@@ -129,6 +129,11 @@ def test_a_release_of_a_partitioned_build_holds_each_table_as_one_file_with_ever
         want = con.execute(f"SELECT * FROM read_parquet('{out}/data/{name}/*.parquet')").fetchall()
         got = con.execute(f"SELECT * FROM read_parquet('{rel}/data/{name}.parquet')").fetchall()
         assert got == want, name
+    # the default profile withholds the quoted text of every year's rows, and keeps their count
+    meta = Path(make_release(out, "1.1.0", tmp_path / "releases", date="2026-12-05").path)
+    assert verify(meta) == []
+    bodies = con.execute(f"SELECT count(*), count(body), count(body_sha256) FROM read_parquet('{meta}/data/excerpts.parquet')").fetchone()
+    assert bodies == (grown["again"]["rows"]["excerpts"], 0, grown["again"]["rows"]["excerpts"])
 
 
 def test_a_quarantined_row_leaves_its_year_file_and_the_other_years_stay_as_they_were(grown, tmp_path):
