@@ -164,13 +164,12 @@ def write_table(root: Path, name: str, table: pa.Table, dest: Path | None = None
             w.write_table(table.cast(schema).combine_chunks(), row_group_size=spec(name).row_group_rows)
 
 
-def views_sql(root: Path | None = None) -> str:
+def views_sql(root: Path) -> str:
     """DuckDB views over the tables of the build in `root` (relative paths: open it from there);
     a partitioned table reads its year files by glob, in file-name order."""
     lines = ["-- Open with: cd <build folder> && duckdb -init views.sql", ""]
     for name in tables():
-        where = f"{DATA_DIR}/{name}/*.parquet" if root is not None and (root / DATA_DIR / name).is_dir() \
-            else f"{DATA_DIR}/{name}.parquet"
+        where = f"{DATA_DIR}/{name}/*.parquet" if (root / DATA_DIR / name).is_dir() else f"{DATA_DIR}/{name}.parquet"
         lines.append(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{where}');")
     return "\n".join(lines) + "\n"
 

@@ -45,11 +45,6 @@ def is_partitioned(data: Path, name: str) -> bool:
     return (data / name).is_dir()
 
 
-def relative_files(data: Path, name: str) -> list[str]:
-    """The table's files relative to `data`'s parent (`data/excerpts/2024.parquet`), in row order."""
-    return [f"{data.name}/{p.relative_to(data).as_posix()}" for p in table_files(data, name)]
-
-
 def duckdb_source(data: Path, name: str) -> str:
     """A `read_parquet(...)` call reading the table's files in row order (as a SQL expression)."""
     files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in table_files(data, name))

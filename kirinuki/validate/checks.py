@@ -14,7 +14,6 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from kirinuki.schema import spec, tables
 from kirinuki.store.files import DATA_DIR, sha256_file, to_table, write_table
@@ -23,7 +22,7 @@ from kirinuki.store.partitions import doc_years, rewrite_years
 from kirinuki.validate.gx_engine import _GX
 from kirinuki.validate.gx_files import validate_files
 from kirinuki.validate.quarantine import _quarantine, _WholeTables
-from kirinuki.validate.suites import NOT_VALIDATED, Check, ValidationFailed, _columns_of, _load, _load_one, load_suite
+from kirinuki.validate.suites import NOT_VALIDATED, Check, ValidationFailed, _load, load_suite
 
 # ---------------------------------------------------------------- the stage
 
@@ -34,19 +33,23 @@ class Report:
     gx_results: dict[str, dict]
     rows: dict[str, int]
     quarantined: dict[str, int]
-    digests: dict[str, str] = field(default_factory=dict)  # sha256 of each table file as validated, by data/… path
     reused: list[str] = field(default_factory=list)  # tables whose earlier GX results were kept
-    table_files: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> its files' digests
+    table_files: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> its files' sha256, by data/… path
     local: dict[str, dict[str, int]] = field(default_factory=dict)  # table -> sha256 -> rows, files that passed
 
     def kept_results(self) -> dict[str, dict]:
-        """Each table's file digest with its GX checks and results, for the next build to reuse
+        """Each table's files' digests with its GX checks and results, for the next build to reuse
         (run_checks' `previous`); only from a build that passed without quarantining anything."""
         if not self.success or any(self.quarantined.values()):
             return {}
         return {name: {"files": files, "gx": self.gx_results[name], "local": self.local.get(name, {}),
                        "checks": [c.__dict__ for c in self.checks if c.table == name and c.kind == "gx"]}
                 for name, files in self.table_files.items() if name in self.gx_results}
+
+    @property
+    def digests(self) -> dict[str, str]:
+        """The sha256 of every table file as validated, by data/… path."""
+        return {rel: sha for files in self.table_files.values() for rel, sha in files.items()}
 
     @property
     def success(self) -> bool:
@@ -89,14 +92,13 @@ def _fresh_views(con: duckdb.DuckDBPyConnection, names: list[str], checked: pa.T
 
 
 def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | None = None,
-               previous: dict[str, dict] | None = None, digests: dict[str, str] | None = None,
-               reused: list[str] | None = None, checked: pa.Table | None = None,
-               kept_files: dict | None = None, local: dict | None = None) -> tuple[list[tuple[Check, dict | None, list[str]]], dict, dict[str, int]]:
+               previous: dict[str, dict] | None = None, reused: list[str] | None = None,
+               checked: pa.Table | None = None, kept_files: dict | None = None,
+               local: dict | None = None) -> tuple[list[tuple[Check, dict | None, list[str]]], dict, dict[str, int]]:
     """Every check of every table: (check, the GX expectation or None, failing keys for SQL checks),
     the GX results and the row counts. Over `frames` held in memory, or (frames None) over the
     Parquet files in `data`: then one table's frame at a time is in memory, and the SQL checks
-    read the files through DuckDB. Over files, each file's sha256 goes into `digests` (and each
-    table's into `kept_files`), and a table whose files are the ones `previous` (kept_results of an
+    read the files through DuckDB. Over files, each table's files' sha256 go into `kept_files`, and a table whose files are the ones `previous` (kept_results of an
     earlier build, same code) passed keeps those results instead of being checked again by GX (its
     name goes into `reused`); else a file `previous` checked is not checked again by the row-local
     expectations (`local` gets the files that passed, kirinuki.validate.gx_files); the SQL
@@ -128,8 +130,6 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
             rows[name] = row_count(data, name)
             files = table_files(data, name)
             mine = {f"{DATA_DIR}/{p.relative_to(data).as_posix()}": sha256_file(p) for p in files}
-            if digests is not None:
-                digests.update(mine)
             if kept_files is not None:
                 kept_files[name] = mine
             kept = (previous or {}).get(name)
@@ -164,11 +164,10 @@ def validate_build(root: Path, quarantine: bool = True, previous: dict[str, dict
     checked (see run_checks)."""
     data = root / DATA_DIR
     gx = _GX()
-    digests: dict[str, str] = {}
     reused: list[str] = []
     kept_files: dict[str, dict[str, str]] = {}
     local: dict[str, dict[str, int]] = {}
-    results, gx_results, rows = run_checks(None, gx, data, previous, digests, reused, checked, kept_files, local)
+    results, gx_results, rows = run_checks(None, gx, data, previous, reused, checked, kept_files, local)
     critical = [c for c, _, _ in results if not c.success and c.severity == "critical"]
     if critical:
         raise ValidationFailed(critical[0].line())
@@ -196,5 +195,4 @@ def validate_build(root: Path, quarantine: bool = True, previous: dict[str, dict
     write_table(root, "quarantine", to_table("quarantine", q_rows))
     counts = Counter(f"{r['table_name']}: {r['expectation']}" for r in q_rows)
     return Report([c for c, _, _ in results], gx_results, dict(rows, quarantine=len(q_rows)),
-                  dict(sorted(counts.items())), digests if not q_rows else {}, reused,
-                  kept_files if not q_rows else {}, local if not q_rows else {})
+                  dict(sorted(counts.items())), reused, kept_files if not q_rows else {}, local if not q_rows else {})
