@@ -198,3 +198,24 @@ def test_thresholds_an_earlier_quote_crosses_redo_its_cluster_or_everything():
     again = deduplicate(edited, DedupConfig(), last=deduplicate(items[:600], DedupConfig()).sketches)
     assert again.stats["clustering_why"] == "a quote of the last build was edited"
     _same_result(again, deduplicate(edited, DedupConfig()))
+
+
+def test_kept_5gram_counts_above_sixteen_bits_are_taken_back_exactly():
+    """A 100k-post corpus has sampled 5-grams seen more than 65,535 times; when a paragraph becomes
+    boilerplate an append takes its earlier quotes' 5-grams back off the kept counts, which must
+    therefore hold them exactly (they were clamped 16-bit numbers, and such an append clustered
+    everything again)."""
+    from kirinuki.dedup.appended import _without
+    from kirinuki.dedup.minhash import frequency_buckets, sample_values, shingle_hashes
+
+    cfg = DedupConfig()
+    text = "北の小国で開かれた議会は、新しい港湾計画の予算案を賛成多数で可決した。" * 6
+    h, o = shingle_hashes([text], cfg.shingle)
+    b = frequency_buckets(sample_values(h, o, cfg)[0], cfg)
+    assert len(b) > 10
+    counts = np.zeros(1 << 24, np.uint32)
+    np.add.at(counts, b, 1)
+    counts[np.unique(b)] += 70_000  # as common as in a large corpus
+    out = _without(counts, [text], cfg)
+    assert out is not None and out.dtype == np.uint32
+    assert (out[np.unique(b)] == 70_000).all() and int(out.sum()) == int(counts.sum()) - len(b)

@@ -80,7 +80,7 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
         if base is not None:
             base = _without(base, [dedup_text(excerpts[i], {key_hash(k) for k in last.boiler}) for i in regrown.tolist()], cfg)
             if base is None:
-                return "a 5-gram count of earlier quotes is too large to take back"
+                return "the kept 5-gram counts do not hold the earlier quotes to take back"
         fresh = np.union1d(new, regrown)
         lines = line_index(excerpts, only=fresh.tolist())
     else:
@@ -241,17 +241,18 @@ def _holders(excerpts: list[Excerpt], old: np.ndarray, keys: list[str]) -> np.nd
 
 
 def _without(counts: np.ndarray, texts: list[str], cfg: DedupConfig) -> np.ndarray | None:
-    """`counts` less the sampled 5-grams of `texts` (None if a count it would lower was clamped)."""
+    """`counts` less the sampled 5-grams of `texts` (None if a count it would lower is not there:
+    counts kept by another build than the one these texts were counted in)."""
     from kirinuki.dedup.minhash import frequency_buckets
 
     out = counts.astype(np.int64)
     for lo in range(0, len(texts), cfg.chunk):
         h, o = shingle_hashes(texts[lo : lo + cfg.chunk], cfg.shingle)
         b = frequency_buckets(sample_values(h, o, cfg)[0], cfg)
-        if (counts[b] == 65535).any():
-            return None
         np.subtract.at(out, b, 1)
-    return out.astype(np.uint16)
+    if (out < 0).any():
+        return None
+    return out.astype(np.uint32)
 
 
 def _counts_of(pair_key: np.ndarray, keys: np.ndarray) -> np.ndarray:

@@ -161,7 +161,7 @@ def _cluster_all(excerpts: list[Excerpt], cfg: DedupConfig, con: duckdb.DuckDBPy
     stats = {"excerpts": n, "characters": int(sum(e.body_len for e in excerpts)),
              "candidates": n_candidates, "promising": int(promising.sum()), "verified": len(sel),
              "links": len(links), "boilerplate_paragraphs": len(boiler), "too_short": int((~ok).sum())}
-    kept.update(sig=sig, sizes=counts, counts=counts5 if counts5 is not None else np.zeros(0, np.uint16),
+    kept.update(sig=sig, sizes=counts, counts=counts5 if counts5 is not None else np.zeros(0, np.uint32),
                 boiler=boiler_strings(excerpts, boiler, where_boiler), watch_value=sets.watch[0],
                 watch_owner=sets.watch[1], unwatched=np.zeros(0, np.uint32), pairs=pairs, para_owner=p_owner,
                 para_hash=p_hash)

@@ -242,7 +242,7 @@ def sketch(texts, cfg: DedupConfig, spill_dir: str | None = None, base_counts: n
     in memory) and counts the corpus-wide 5-gram frequencies (over every occurrence); the second
     makes the signatures from the distinct hashes read back (a minimum does not care about
     repeats). Chunks run in threads: numpy releases the GIL in its loops, so this uses every core.
-    Returns the signatures, the sets and the 5-gram frequencies (uint16, clamped), which start
+    Returns the signatures, the sets and the 5-gram frequencies (uint32), which start
     from `base_counts` when given (an earlier corpus's, when only appended texts are sketched)."""
 
     def first(s: int):
@@ -280,7 +280,6 @@ def sketch(texts, cfg: DedupConfig, spill_dir: str | None = None, base_counts: n
             count_pending()
             if base_counts is not None:
                 counts += base_counts
-            counts = np.minimum(counts, 65535).astype(np.uint16)
         sig = np.empty((len(texts), cfg.perms), dtype=np.uint32)
 
         def second(c: int):

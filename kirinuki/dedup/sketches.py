@@ -49,7 +49,7 @@ class Sketches:
     digests: list[bytes]
     sizes: np.ndarray  # int64: 5-gram count (with repeats) of each excerpt's compared text
     sig: np.ndarray  # uint32 [n, perms]
-    counts: np.ndarray  # uint16 [2**24]: sampled 5-gram frequencies, clamped at 65535
+    counts: np.ndarray  # uint32 [2**24]: sampled 5-gram frequencies (not clamped: an append takes counts back)
     pair_key: np.ndarray  # uint64: distinct (paragraph key, headline) pairs, stable hashes
     pair_head: np.ndarray  # uint64
     para_owner: np.ndarray  # int64: long, non-boilerplate paragraphs of excerpts with enough 5-grams
@@ -114,7 +114,7 @@ def load_sketches(state: str | None, cfg: DedupConfig, code: str, checked: bool 
             pr = pa.ipc.open_file(src).read_all()
         with np.load(st / SKETCH_ARRAYS) as z:
             arrays = {k: z[k] for k in z.files}
-        counts = np.zeros(int(arrays["counts_size"][0]), np.uint16)
+        counts = np.zeros(int(arrays["counts_size"][0]), np.uint32)
         counts[arrays["counts_at"]] = arrays["counts"]
         return Sketches(
             ids=ex["excerpt_id"].to_pylist(), digests=ex["digest"].to_pylist(), sizes=ex["size"].to_numpy(),
