@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kirinuki.store.files import DATA_DIR, compact, link_file, sha256_file, write_table
+from kirinuki.store.files import DATA_DIR, compact, link_file, read_json, sha256_file, write_table
 from kirinuki.store.layout import UNDATED, partition_label
 
 PARTITION_DIGESTS = "partitions.json"  # in a build's parts folder: {table: {year: [digest, sha256]}}
@@ -101,14 +101,6 @@ def digest_excerpts(plan: Plan, extra: dict[str, pa.Array]) -> None:
         h = hashlib.sha256(plan.digests["excerpts"][label].encode())
         h.update(sink.getvalue().to_pybytes())
         plan.digests["excerpts"][label] = h.hexdigest()
-
-
-def kept_digests(old_parts: str | Path | None) -> dict:
-    try:
-        got = json.loads((Path(old_parts) / PARTITION_DIGESTS).read_text(encoding="utf-8")) if old_parts else {}
-        return got if isinstance(got, dict) else {}
-    except (OSError, ValueError):
-        return {}
 
 
 def write_partitioned(root: Path, parts: str | Path, name: str, plan: Plan, extra: dict[str, pa.Array] | None,
@@ -210,7 +202,8 @@ def partitioning(parts: str | Path, posts: int, min_posts: int, code: str, old_b
     plan = plan_partitions(parts, list(PART_TABLES), code)
     if plan.documents < min_posts:
         return None
-    old = kept_digests(old_parts)
+    old = read_json(Path(old_parts) / PARTITION_DIGESTS) if old_parts else None
+    old = old if isinstance(old, dict) else {}
     return Partitioning(plan, old_build / DATA_DIR if old and old_build is not None else None, old)
 
 
