@@ -48,14 +48,13 @@ from kirinuki.build.summary import summarize, summary_markdown  # noqa: E402
 from kirinuki.flows.naming import artifact_key  # noqa: E402
 from kirinuki.flows.parse import parse_all  # noqa: E402
 from kirinuki.clean.normalize import entity_rows, outlet_rows  # noqa: E402
-from kirinuki.dedup import DedupConfig, dedup_key, dedup_parts, keep_dedup, read_cluster_columns, reuse_dedup  # noqa: E402
+from kirinuki.dedup import DedupConfig, dedup_key, dedup_parts, keep_dedup, reuse_dedup  # noqa: E402
 from kirinuki.ingest.sources import DEFAULT_MAX_BYTES  # noqa: E402
 from kirinuki.parse.records import reject_row  # noqa: E402
 from kirinuki.store.layout import PARTITION_MIN_DOCUMENTS  # noqa: E402
 from kirinuki.store.partitions import (  # noqa: E402
     PARTITION_DIGESTS,
     Partitioning,
-    digest_excerpts,
     partitioning,
     write_partitioned,
 )
@@ -127,7 +126,7 @@ def discard_prewarmed() -> None:
 def dedup_tables(root: str, parts: str, cfg: DedupConfig, duckdb_memory_mb: int = 2048, posts: int = 0,
                  last_state: str | None = None, code: str = "") -> dict:
     """Cluster every quote of the same article (reading the excerpts from the parts); write
-    articles, article_paragraphs, dedup_links and the excerpts' cluster columns. On a large build
+    articles, article_paragraphs, article_quotes and dedup_links. On a large build
     it runs in a child process (the parse stage's forkserver) so the memory it needs is returned
     when it ends; below DEDUP_IN_PROCESS_POSTS posts in this process. Articles whose quotes are
     unchanged since the build that kept `last_state` are taken from it (kirinuki.dedup.memo)."""
@@ -139,9 +138,8 @@ def dedup_tables(root: str, parts: str, cfg: DedupConfig, duckdb_memory_mb: int 
 
 
 @task(name="write-tables", cache_policy=NO_CACHE, persist_result=False)
-def write_tables(root: str, parts: str, names: list[str], excerpt_columns: dict | None = None,
-                 years: Partitioning | None = None) -> dict:
-    """Per-file tables from their parts (excerpts with dedup's columns added), in parallel threads
+def write_tables(root: str, parts: str, names: list[str], years: Partitioning | None = None) -> dict:
+    """Per-file tables from their parts, in parallel threads
     (Parquet encoding releases the GIL): whole, or with `years` (passed quoted: Prefect would walk
     its plan, a label per row, to resolve the task's inputs; that took 9-12 s at 10k posts) one file per
     year, the years whose inputs did not change linked from the last build
@@ -151,12 +149,11 @@ def write_tables(root: str, parts: str, names: list[str], excerpt_columns: dict 
     by_year = years.unquote() if isinstance(years, quote) else years  # Prefect unwraps it; a direct call may not
 
     def one(name: str) -> tuple[int, dict, int, float]:
-        extra = excerpt_columns if name == "excerpts" else None
         t = time.perf_counter()
         if by_year is not None:
-            done = write_partitioned(Path(root), parts, name, by_year.plan, extra, by_year.old_data, by_year.old)
+            done = write_partitioned(Path(root), parts, name, by_year.plan, by_year.old_data, by_year.old)
         else:
-            done = compact(Path(root), name, (read_part(parts, name, n) for n in numbers), extra), {}, 0
+            done = compact(Path(root), name, (read_part(parts, name, n) for n in numbers)), {}, 0
         return *done, time.perf_counter() - t
 
     with ThreadPoolExecutor(max(1, min(len(names), os.cpu_count() or 1))) as pool:
@@ -278,10 +275,13 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         code = code_digest(whole_build=True)
         posts = sum(res["read"] for res in results)
         years = partitioning(parts, posts, partition_min_posts, code, out_path if old_parts else None, old_parts)
-        # tables that dedup does not touch are written while it runs (it is mostly Python, they
-        # are mostly Parquet encoding: the two share the cores well)
-        others = write_tables.with_options(task_run_name="write the tables dedup does not touch").submit(
-            str(tmp), str(parts), [n for n in PART_TABLES if n != "excerpts"], years=quote(years) if years else None)
+        # the per-post tables are written while dedup runs (it is mostly Python, they are mostly
+        # Parquet encoding: the two share the cores well); dedup writes its own tables
+        per_post = write_tables.with_options(task_run_name="write the per-post tables").submit(
+            str(tmp), str(parts), list(PART_TABLES), years=quote(years) if years else None)
+        if validator is None:  # importing Great Expectations takes seconds (~200 MB): on a large build,
+            # in this process while dedup runs in its own (not earlier: the parse workers need the memory)
+            threading.Thread(target=import_validation, daemon=True).start()
         # dedup reads only the excerpts (and the posts' dates): when none of that changed since the
         # last build, its output is that build's, exactly
         key = dedup_key([d for res in results for d in res["dedup_digests"]], dedup_cfg, code)
@@ -297,21 +297,13 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
             keep_dedup(str(tmp), str(state), key, dedup_stats)
         dedup_stats = dict(dedup_stats, reused=dedup_reused)
         timings["dedup"] = time.perf_counter() - t
-        if validator is None:  # importing Great Expectations takes seconds (and ~200 MB): on a large
-            # build, while the last tables are written, not earlier, so it does not add to dedup's peak
-            threading.Thread(target=import_validation, daemon=True).start()
         log.info("dedup: %.2f s%s%s", timings["dedup"], " (the last build's output: its input is unchanged)" if dedup_reused else "",
                  _peak())
         t = time.perf_counter()
-        columns = read_cluster_columns(str(state))
-        if years is not None:
-            digest_excerpts(years.plan, columns)
-        written = [write_tables.with_options(task_run_name="write excerpts")(
-            str(tmp), str(parts), ["excerpts"], columns, quote(years) if years else None), others.result()]
-        counts = {k: v for w in written for k, v in w["rows"].items()}
-        partitions = {k: v for w in written for k, v in w["partitions"].items()}
+        written = per_post.result()
+        counts, partitions = dict(written["rows"]), written["partitions"]
         layout = {"by_year": sorted(partitions), "years": len({y for v in partitions.values() for y in v}),
-                  "files_linked": sum(w["linked"] for w in written)}
+                  "files_linked": written["linked"]}
         counts.update(write_reference_tables(str(tmp), rejects))
         counts.update(dedup_stats.pop("rows"))
         timings["write"] = time.perf_counter() - t  # what is left to write after dedup

@@ -333,8 +333,8 @@ def test_dedup_output_is_reused_only_while_no_quote_changed(tmp_path):
     assert commentary["dedup"]["reused"] is True and commentary["inputs"]["from_cache"] == 4
     # so are the GX results of the tables whose files did not change (dedup's, the reference tables, and
     # mentions: the edited post names no place or person of the gazetteer)
-    assert commentary["validation"]["reused"] == ["article_paragraphs", "articles", "dedup_links", "entities", "mentions",
-                                                    "outlets", "rejects"]
+    assert commentary["validation"]["reused"] == ["article_paragraphs", "article_quotes", "articles", "dedup_links",
+                                                    "entities", "mentions", "outlets", "rejects"]
     clean = build([str(corpus)], str(tmp_path / "clean"), cache=False)
     assert clean["dedup"]["reused"] is False and clean["validation"]["reused"] == []
     assert commentary["files"] == clean["files"] and commentary["validation"]["checks"] == clean["validation"]["checks"]

@@ -202,8 +202,10 @@ def test_a_requote_in_another_convention_clusters_with_the_seed_s(tmp_path, seed
     assert _quotes(requote)[0] == "headline_source"
     out = tmp_path / "out"
     build([str(folder)], str(out))
-    got = rows(out, f"""SELECT d.source_path, e.relation, e.outlet_id FROM excerpts e JOIN documents d USING (doc_id)
-                       WHERE e.cluster_id = (SELECT cluster_id FROM excerpts WHERE headline = '{ex.headline}' LIMIT 1)
+    got = rows(out, f"""SELECT d.source_path, q.relation, e.outlet_id FROM excerpts e JOIN documents d USING (doc_id)
+                       JOIN article_quotes q USING (excerpt_id)
+                       WHERE q.article_id = (SELECT q.article_id FROM excerpts e JOIN article_quotes q USING (excerpt_id)
+                                             WHERE e.headline = '{ex.headline}' LIMIT 1)
                        ORDER BY d.source_path""")
     assert [(g["source_path"], g["outlet_id"]) for g in got] == [("other.txt", "reuters"), ("seed.txt", "reuters")]
     assert {g["relation"] for g in got} == {"original", "exact"}

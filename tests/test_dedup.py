@@ -35,14 +35,15 @@ def test_signatures_agree_for_equal_texts_and_differ_for_unrelated():
 def test_sample_corpus_re_quotes_cluster_across_posts(sample_build):
     got = rows(sample_build, """
         SELECT headline, count(*) n, count(DISTINCT doc_id) docs, list(relation ORDER BY relation) rel
-        FROM excerpts GROUP BY cluster_id, headline HAVING count(*) > 1 ORDER BY headline""")
+        FROM excerpts JOIN article_quotes USING (excerpt_id, doc_id)
+        GROUP BY article_id, headline HAVING count(*) > 1 ORDER BY headline""")
     by = {r["headline"]: r for r in got}
     assert by["ノルドリア中銀、政策金利を据え置き 通貨安を警戒"]["rel"] == ["exact", "original"]
     assert by["ノルドリア中銀、政策金利を据え置き 通貨安を警戒"]["docs"] == 2
     assert by["ノルドリア、穀物輸出で新協定 港湾使用料を半減"]["rel"] == ["original", "partial"]  # (中略) + a changed word
     assert by["エスタリア、送電網の相互接続を提案"]["rel"] == ["exact", "original"]  # pasted twice
     assert len(got) == 3
-    assert rows(sample_build, "SELECT count(*) n FROM excerpts WHERE canonical") == rows(sample_build, "SELECT count(*) n FROM articles")
+    assert rows(sample_build, "SELECT count(*) n FROM article_quotes WHERE canonical") == rows(sample_build, "SELECT count(*) n FROM articles")
 
 
 def test_article_reconstruction_merges_elided_quotes_and_records_contributors(sample_build):
@@ -63,9 +64,11 @@ def test_seed_tv_asahi_quote_clusters_with_a_clean_requote(tmp_path):
     (tmp_path / "in" / "seed.txt").write_text(seed, encoding="utf-8")
     (tmp_path / "in" / "requote.txt").write_text("【再掲】\n解説です。\n" + "\n".join(tv) + "\n" + "*" * 18 + "\n", encoding="utf-8")
     build([str(tmp_path / "in")], str(tmp_path / "out"))
-    got = rows(tmp_path / "out", "SELECT relation, n_paragraphs FROM excerpts WHERE outlet_raw = 'テレ朝news' ORDER BY canonical")
+    got = rows(tmp_path / "out", "SELECT relation, n_paragraphs FROM excerpts JOIN article_quotes USING (excerpt_id) "
+                                 "WHERE outlet_raw = 'テレ朝news' ORDER BY canonical")
     assert [g["relation"] for g in got] == ["exact", "original"]  # repeats are not part of the body
-    assert rows(tmp_path / "out", "SELECT count(DISTINCT cluster_id) n FROM excerpts WHERE outlet_raw = 'テレ朝news'") == [{"n": 1}]
+    assert rows(tmp_path / "out", "SELECT count(DISTINCT article_id) n FROM excerpts JOIN article_quotes USING (excerpt_id) "
+                                 "WHERE outlet_raw = 'テレ朝news'") == [{"n": 1}]
 
 
 def test_boilerplate_only_overlap_does_not_merge_unrelated_articles():

@@ -117,6 +117,36 @@ def test_an_edited_old_post_rewrites_its_year_only(grown, tmp_path):
     assert after == _files(tmp_path / "clean")
 
 
+def test_a_new_quote_that_takes_over_an_old_article_changes_article_quotes_not_the_old_year(grown, tmp_path):
+    """A 2026 post quotes a 2024 article at greater length: its quote becomes the article's canonical
+    one, so the 2024 quote's relation and canonical flag change. Those live in `article_quotes`, so
+    the 2024 `excerpts` file is linked, not written; and the result is a clean build's."""
+    out, corpus = tmp_path / "out", tmp_path / "corpus"
+    shutil.copytree(grown["tmp"] / "out", out)
+    shutil.copytree(grown["corpus"], corpus)
+    con = duckdb.connect()
+    old_id, body = con.execute(f"""SELECT excerpt_id, body FROM read_parquet('{out}/data/excerpts/*.parquet')
+                                   WHERE headline = '国境の町で続く人手不足'""").fetchone()
+    before = {rel: (out / "data" / rel).stat().st_ino for rel in ("excerpts/2024.parquet", "article_quotes.parquet")}
+    (corpus / "2026-04-01_border_town.txt").write_text(
+        "春になって町を再訪した。\n****国境の町で続く人手不足****\n" + body
+        + "\n町は春から新たに求人を始め、隣国からの通勤者も増えている。\n【2024年6月8日 NHK】\n感想です。\n", encoding="utf-8")
+    (corpus / "2026-04-01_border_town.meta.json").write_text(json.dumps({"published_date": "2026-04-01"}), encoding="utf-8")
+    summary = _build(corpus, out)
+    quotes = {r[0]: r[1:] for r in con.execute(f"""SELECT q.excerpt_id, q.article_id, q.relation, q.canonical, d.published_date
+        FROM read_parquet('{out}/data/article_quotes.parquet') q JOIN read_parquet('{out}/data/documents/*.parquet') d
+        USING (doc_id) WHERE q.article_id = (SELECT article_id FROM read_parquet('{out}/data/article_quotes.parquet')
+                                            WHERE excerpt_id = '{old_id}')""").fetchall()}
+    assert len(quotes) == 2 and quotes[old_id][1:3] == ("partial", False)  # it was the article's original
+    (new_id,) = set(quotes) - {old_id}
+    assert quotes[new_id][1:3] == ("original", True) and str(quotes[new_id][3]) == "2026-04-01"
+    assert (out / "data" / "excerpts/2024.parquet").stat().st_ino == before["excerpts/2024.parquet"]  # linked
+    assert (out / "data" / "article_quotes.parquet").stat().st_ino != before["article_quotes.parquet"]
+    assert summary["dedup"]["clustering"] == "appended"
+    _build(corpus, tmp_path / "clean", cache=False)
+    assert _files(out) == _files(tmp_path / "clean")
+
+
 def test_a_release_of_a_partitioned_build_holds_each_table_as_one_file_with_every_row(grown, tmp_path):
     from kirinuki.release import make_release, verify
 

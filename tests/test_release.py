@@ -177,7 +177,8 @@ def test_duckdb_queries_the_release_parquet_directly(releases):
     con = duckdb.connect()
     n = con.execute(f"""SELECT count(*) FROM read_parquet('{rel}/data/excerpts.parquet') e
                         JOIN read_parquet('{rel}/data/documents.parquet') d USING (doc_id)
-                        JOIN read_parquet('{rel}/data/articles.parquet') a ON a.article_id = e.cluster_id""").fetchone()[0]
+                        JOIN read_parquet('{rel}/data/article_quotes.parquet') q USING (excerpt_id)
+                        JOIN read_parquet('{rel}/data/articles.parquet') a USING (article_id)""").fetchone()[0]
     m = json.loads((rel / "manifest.json").read_text())
     assert n == m["tables"]["excerpts"]["rows"] > 0
 
@@ -585,7 +586,7 @@ def test_both_profiles_are_distinct_datasets_with_complete_metadata(builds, tmp_
         assert r.returncode == 0 and "recommended" not in r.stderr and "required" not in r.stderr, r.stderr[-1500:]
         refs = {f["@id"]: f["references"]["extract"]["column"] for rs in crois["recordSet"] for f in rs["field"]
                 if "references" in f}
-        assert refs["excerpts/outlet_id"] == "id" and refs["excerpts/cluster_id"] == "article_id"
+        assert refs["excerpts/outlet_id"] == "id" and refs["article_quotes/article_id"] == "article_id"
         ds = mlc.Dataset(jsonld=str(rel / "croissant.json"))  # references do not stop records from loading
         assert sum(1 for _ in ds.records(record_set="excerpts")) == pq.read_metadata(rel / "data/excerpts.parquet").num_rows
         assert dp["created"] == f"{DATE}T00:00:00Z" and dp["sources"] and dp["description"]
@@ -593,7 +594,7 @@ def test_both_profiles_are_distinct_datasets_with_complete_metadata(builds, tmp_
         fks = {(res["name"], fk["fields"][0]): fk["reference"] for res in dp["resources"]
                for fk in res["schema"].get("foreignKeys", [])}
         assert fks[("excerpts", "outlet_id")] == {"resource": "outlets", "fields": ["id"]}
-        assert fks[("excerpts", "cluster_id")] == {"resource": "articles", "fields": ["article_id"]}
+        assert fks[("article_quotes", "article_id")] == {"resource": "articles", "fields": ["article_id"]}
         assert fks[("excerpts", "duplicate_of")] == {"resource": "", "fields": ["excerpt_id"]}
         for section in ("## Source data", "## Uses", "## Out-of-scope use", "## Personal and sensitive information",
                         "## Bias, risks and limitations", "## Identity"):
@@ -661,8 +662,8 @@ def test_an_edited_quote_that_becomes_canonical_keeps_its_article_id_and_shows_a
     assert (arts["added"], arts["removed"], arts["changed"]) == (0, 0, 1)
     assert arts["keys"]["changed"] == [after["article_id"]]
     assert "canonical_excerpt_id" in arts["changed_columns"] and "text" in arts["changed_columns"]
-    quotes = second.changes["tables"]["excerpts"]
-    assert "cluster_id" not in quotes.get("changed_columns", {}) and quotes["removed"] == quotes["added"] == 0
+    quotes = second.changes["tables"]["article_quotes"]
+    assert "article_id" not in quotes.get("changed_columns", {}) and quotes["removed"] == quotes["added"] == 0
     assert second.changes["articles_continued"] == []
     log = (second.path / "CHANGELOG.md").read_text()
     assert f"articles changed: `{after['article_id']}`" in log and "`canonical_excerpt_id` (1)" in log

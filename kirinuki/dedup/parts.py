@@ -1,8 +1,8 @@
 """Dedup over a build's parts: read the excerpts, cluster them, write dedup's tables.
 
 In: a build folder and its Arrow parts (documents and excerpts). Out: `articles`,
-`article_paragraphs` and `dedup_links` Parquet files in the build, and the excerpts' cluster
-columns in an Arrow file (`CLUSTER_COLUMNS`) for the excerpts table."""
+`article_paragraphs`, `article_quotes` (each excerpt's article and relation, in the excerpts'
+order) and `dedup_links` Parquet files in the build."""
 
 from __future__ import annotations
 
@@ -15,9 +15,6 @@ from kirinuki.dedup.model import DedupConfig, Excerpt
 from kirinuki.dedup.spill import BodyStore, StoredExcerpt
 
 # ---------------------------------------------------------------- the stage over a build's parts
-
-CLUSTER_COLUMNS = ".dedup-columns.arrow"  # in the build folder until the excerpts table is written
-
 
 def read_excerpts(parts: str, spill_dir: str | None = None) -> list[Excerpt]:
     """Every excerpt of a build's parts, in part order, a part at a time; the bodies go to a
@@ -43,10 +40,9 @@ def read_excerpts(parts: str, spill_dir: str | None = None) -> list[Excerpt]:
 
 def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_state: str | None = None,
                 code: str = "") -> dict:
-    """Deduplicate the excerpts of a build's parts; write articles, article_paragraphs and
-    dedup_links under `root`, and the excerpts' cluster columns (in part order) to
-    `root`/CLUSTER_COLUMNS for the excerpts table, and each article's key (kirinuki.dedup.memo)
-    to `root`/ARTICLE_KEYS. An article whose quotes are unchanged since the build that kept
+    """Deduplicate the excerpts of a build's parts; write articles, article_paragraphs,
+    article_quotes (in part order) and dedup_links under `root`, and each article's key
+    (kirinuki.dedup.memo) to `root`/ARTICLE_KEYS. An article whose quotes are unchanged since the build that kept
     `last_state` (by the same `code`) is taken from it, and when quotes were only appended since,
     only they are clustered (kirinuki.dedup.appended, with the sketches that state kept; this build's
     go to `root`, kirinuki.dedup.sketches). Returns the stats with the row counts. Runs
@@ -83,22 +79,18 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
         finally:
             con.close()
             shutil.rmtree(out / DUCKDB_TMP, ignore_errors=True)
+    quotes = pa.table({"excerpt_id": pa.array([e.excerpt_id for e in items], pa.string()),
+                       "doc_id": pa.array([e.doc_id for e in items], pa.string()),
+                       "article_id": pa.array(res.cluster_id, pa.string()),
+                       "relation": pa.array(res.relation, pa.string()),
+                       "similarity": pa.array(res.similarity, pa.float64()),
+                       "canonical": pa.array(res.canonical, pa.bool_())})
     del items
-    rows = {"articles": arts.rows, "article_paragraphs": paras.rows, "dedup_links": len(res.links)}
+    rows = {"articles": arts.rows, "article_paragraphs": paras.rows, "article_quotes": quotes.num_rows,
+            "dedup_links": len(res.links)}
     write_table(out, "dedup_links", to_table("dedup_links", res.links))
-    columns = pa.table({"cluster_id": pa.array(res.cluster_id, pa.string()),
-                        "relation": pa.array(res.relation, pa.string()),
-                        "similarity": pa.array(res.similarity, pa.float64()),
-                        "canonical": pa.array(res.canonical, pa.bool_())})
-    with pa.OSFile(str(out / CLUSTER_COLUMNS), "wb") as f, pa.ipc.new_file(f, columns.schema) as w:
-        w.write_table(columns)
+    write_table(out, "article_quotes", quotes)
     memo.write(root)
     write_sketches(root, res.sketches, cfg, code)
     return dict(res.stats, rows=rows)
 
-
-def read_cluster_columns(folder: str) -> dict[str, pa.Array]:
-    """What dedup_parts left for the excerpts table (memory-mapped, not copied), in `folder`: the
-    build folder, or the dedup state that keep_dedup moved it to."""
-    t = pa.ipc.open_file(pa.memory_map(str(Path(folder) / CLUSTER_COLUMNS))).read_all()
-    return {name: t.column(name).combine_chunks() for name in t.column_names}

@@ -13,13 +13,12 @@ from pathlib import Path
 
 from kirinuki.dedup.memo import ARTICLE_KEYS
 from kirinuki.dedup.model import DedupConfig
-from kirinuki.dedup.parts import CLUSTER_COLUMNS
 from kirinuki.dedup.sketches import SKETCH_FILES
 
 # ---------------------------------------------------------------- reusing the last build's output
 
-DEDUP_TABLES = ("articles", "article_paragraphs", "dedup_links")
-STATE_FILES = (CLUSTER_COLUMNS, ARTICLE_KEYS) + SKETCH_FILES + tuple(f"{name}.parquet" for name in DEDUP_TABLES)  # kept, with their sha256
+DEDUP_TABLES = ("articles", "article_paragraphs", "article_quotes", "dedup_links")
+STATE_FILES = (ARTICLE_KEYS,) + SKETCH_FILES + tuple(f"{name}.parquet" for name in DEDUP_TABLES)  # kept, with their sha256
 STATE_FILE = "dedup.json"  # written last: a state folder without it is incomplete
 
 
@@ -34,12 +33,12 @@ def dedup_key(file_digests: list[str], cfg: DedupConfig, code: str) -> str:
 
 def keep_dedup(root: str, state: str, key: str, stats: dict) -> None:
     """Keep this build's dedup output in `state` (under the build's cache) for the next build:
-    the cluster columns move there, the three tables are linked there, the key and stats last."""
+    the article keys and sketches move there, its tables are linked there, the key and stats last."""
     from kirinuki.store.files import DATA_DIR, link_file, sha256_file, write_json
 
     out, st = Path(root), Path(state)
     st.mkdir(parents=True, exist_ok=True)
-    for kept in (CLUSTER_COLUMNS, ARTICLE_KEYS) + SKETCH_FILES:
+    for kept in (ARTICLE_KEYS,) + SKETCH_FILES:
         os.replace(out / kept, st / kept)
     for name in DEDUP_TABLES:
         link_file(out / DATA_DIR / f"{name}.parquet", st / f"{name}.parquet")

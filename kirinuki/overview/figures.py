@@ -100,8 +100,8 @@ def _figures(con, have: set[str]) -> Figures:
                            FROM articles a LEFT JOIN outlets o ON o.id = a.outlet_id WHERE a.n_documents > 1
                            ORDER BY a.n_documents DESC, a.article_id LIMIT {TOP_ARTICLES}""")
         for aid, outlet, published, _ in arts:
-            dates = [r[0] for r in _q(con, """SELECT DISTINCT d.published_date::VARCHAR FROM excerpts e
-                                             JOIN documents d USING (doc_id) WHERE e.cluster_id = $1
+            dates = [r[0] for r in _q(con, """SELECT DISTINCT d.published_date::VARCHAR FROM article_quotes q
+                                             JOIN documents d USING (doc_id) WHERE q.article_id = $1
                                              AND d.published_date IS NOT NULL ORDER BY 1""", aid)]
             f.articles.append({"label": f"{outlet} {published or '日付不明'} · {aid}",
                                "published": published, "quoted_on": dates})

@@ -77,24 +77,36 @@ def table_changes(prev: Path | None, new: Path, name: str) -> dict:
 def article_continuity(prev_data: Path | None, new_data: Path) -> list[dict]:
     """Articles whose id ended because their quotes now belong to other articles (a merge, a split,
     or the quote that named the article gone): [{"from": old id, "to": [new ids], "quotes": n}],
-    where n counts the old article's quotes that are still in the release."""
-    old_file, new_file = (prev_data / "excerpts.parquet") if prev_data else None, new_data / "excerpts.parquet"
-    if old_file is None or not old_file.exists() or not new_file.exists():
+    where n counts the old article's quotes that are still in the release. A release made before
+    `article_quotes` existed has each quote's article in `excerpts.cluster_id`."""
+    old_file, new_file = _quotes_of(prev_data), _quotes_of(new_data)
+    if old_file is None or new_file is None:
         return []
     import duckdb
 
     con = duckdb.connect()
     try:
-        rows = con.execute("""
-            WITH o AS (SELECT excerpt_id, cluster_id FROM read_parquet(?)),
-                 n AS (SELECT excerpt_id, cluster_id FROM read_parquet(?)),
-                 gone AS (SELECT DISTINCT cluster_id FROM o EXCEPT SELECT DISTINCT cluster_id FROM n)
-            SELECT o.cluster_id, list(DISTINCT n.cluster_id ORDER BY n.cluster_id), count(*)
-            FROM o JOIN n USING (excerpt_id) WHERE o.cluster_id IN (SELECT cluster_id FROM gone)
-            GROUP BY o.cluster_id ORDER BY o.cluster_id""", [str(old_file), str(new_file)]).fetchall()
+        rows = con.execute(f"""
+            WITH o AS (SELECT excerpt_id, {old_file[1]} AS article FROM read_parquet(?)),
+                 n AS (SELECT excerpt_id, {new_file[1]} AS article FROM read_parquet(?)),
+                 gone AS (SELECT DISTINCT article FROM o EXCEPT SELECT DISTINCT article FROM n)
+            SELECT o.article, list(DISTINCT n.article ORDER BY n.article), count(*)
+            FROM o JOIN n USING (excerpt_id) WHERE o.article IN (SELECT article FROM gone)
+            GROUP BY o.article ORDER BY o.article""", [str(old_file[0]), str(new_file[0])]).fetchall()
     finally:
         con.close()
     return [{"from": a, "to": list(b), "quotes": int(n)} for a, b, n in rows]
+
+
+def _quotes_of(data: Path | None) -> tuple[Path, str] | None:
+    """The file that says each quote's article in a release's data folder, and its column."""
+    if data is None:
+        return None
+    if (data / "article_quotes.parquet").exists():
+        return data / "article_quotes.parquet", "article_id"
+    if (data / "excerpts.parquet").exists():
+        return data / "excerpts.parquet", "cluster_id"
+    return None
 
 
 def input_changes(prev_data: Path | None, new_data: Path) -> dict:

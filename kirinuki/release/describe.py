@@ -167,8 +167,9 @@ Known limitations of this build:
 
 ```sql
 -- from this folder
-SELECT o.name_ja, count(*) AS quotes, count(DISTINCT e.cluster_id) AS articles
-FROM 'data/excerpts.parquet' e LEFT JOIN 'data/outlets.parquet' o ON o.id = e.outlet_id
+SELECT o.name_ja, count(*) AS quotes, count(DISTINCT q.article_id) AS articles
+FROM 'data/excerpts.parquet' e JOIN 'data/article_quotes.parquet' q USING (excerpt_id)
+LEFT JOIN 'data/outlets.parquet' o ON o.id = e.outlet_id
 GROUP BY ALL ORDER BY quotes DESC;
 ```
 

@@ -94,23 +94,18 @@ def to_table(name: str, rows: list[dict], final: bool = True) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)  # Arrow's own conversion: half the time of a list per column
 
 
-def compact(root: Path, name: str, pieces: Iterable[pa.Table], extra: dict[str, pa.Array] | None = None,
-            dest: Path | None = None) -> int:
+def compact(root: Path, name: str, pieces: Iterable[pa.Table], dest: Path | None = None) -> int:
     """Write a table's pieces (its parts, in batch order) into data/<table>.parquet (or `dest`) with fixed-size
-    row groups, so the file does not depend on how the input was batched; `extra` holds the columns
-    a later stage computed for every row (dedup's), aligned to that order. Streams one row group at
+    row groups, so the file does not depend on how the input was batched. Streams one row group at
     a time; returns the row count."""
     schema = spec(name).arrow_schema
     group = spec(name).row_group_rows
-    extra = extra or {}
     dest = dest or root / DATA_DIR / f"{name}.parquet"
     dest.parent.mkdir(parents=True, exist_ok=True)
     n = 0
 
     def flush(w: pq.ParquetWriter, t: pa.Table) -> None:
         nonlocal n
-        for col, arr in extra.items():
-            t = t.append_column(col, arr.slice(n, t.num_rows))
         # one contiguous chunk per column: the writer checks its dictionary size (and falls back to
         # plain pages) chunk by chunk, so chunk boundaries that follow the cache's parts would make
         # the bytes depend on which files were parsed again
@@ -130,9 +125,6 @@ def compact(root: Path, name: str, pieces: Iterable[pa.Table], extra: dict[str, 
                 pending, pending_rows = [rest], rest.num_rows
         if pending_rows:
             flush(w, pa.concat_tables(pending))
-    for col, arr in extra.items():
-        if len(arr) != n:
-            raise ValueError(f"{name}.{col} has {len(arr)} values for {n} rows")
     return n
 
 

@@ -1,13 +1,14 @@
 """Per-post tables written one file per year, and the years that did not change linked, not written.
 
-In: a build's parts (their index and Arrow files), a table's name, dedup's columns for the excerpts
-(aligned to the parts' order), and the last build's `data/` with the partition digests it kept. Out:
+In: a build's parts (their index and Arrow files), a table's name, and the last build's `data/`
+with the partition digests it kept. Out:
 `data/<table>/<year>.parquet` (kirinuki.store.layout), each file written like a whole table (its rows
 in batch order, fixed row groups) so its bytes depend only on its rows; and each partition's digest,
 for the next build.
 
 A partition's digest covers what its rows are made from: the code, the table, the cache key and
-export position of each of its posts in order, and for the excerpts dedup's columns of its rows. A
+export position of each of its posts in order (dedup's judgement of the excerpts is in its own
+table, `article_quotes`, so it never dirties a year). A
 partition whose digest is the one the last build recorded, and whose file there still has the
 recorded sha256, is hard-linked from it; the others are gathered a batch at a time through an
 uncompressed spill file per batch (so memory holds one batch, not the table) and written.
@@ -44,18 +45,16 @@ class Plan:
     # table -> batch -> the code of each row's year, for the rows of read_part(parts, table, batch)
     labels: dict[str, dict[int, np.ndarray]] = field(default_factory=lambda: defaultdict(dict))
     digests: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
-    offsets: dict[int, int] = field(default_factory=dict)  # batch -> its first excerpt's row in dedup's columns
 
 
 def plan_partitions(parts: str | Path, tables: list[str], code: str) -> Plan:
     """Each row's year, from the index and the documents' published_date, and each partition's
-    digest of its inputs (less dedup's columns, added by digest_excerpts)."""
+    digest of its inputs."""
     from kirinuki.build.parts import PART_TABLES, index_path, part_numbers, read_part
 
     plan = Plan()
     hashers: dict[tuple[str, str], object] = {}
     code_of: dict[str, int] = {}
-    excerpts_seen = 0
     for n in part_numbers(parts):
         plan.batches.append(n)
         files = json.loads(index_path(parts, n).read_text(encoding="utf-8"))["files"]
@@ -63,8 +62,6 @@ def plan_partitions(parts: str | Path, tables: list[str], code: str) -> Plan:
         labels = [partition_label(next(dates)) if f["rows"][0][1] else "" for f in files]  # "": no rows at all
         codes = np.array([code_of.setdefault(label, len(code_of)) for label in labels], dtype=np.int32)
         plan.documents += sum(1 for f in files if f["rows"][0][1])
-        plan.offsets[n] = excerpts_seen
-        excerpts_seen += sum(f["rows"][PART_TABLES.index("excerpts")][1] for f in files)
         for table in tables:
             t = PART_TABLES.index(table)
             counts = [f["rows"][t][1] for f in files]
@@ -84,27 +81,7 @@ def plan_partitions(parts: str | Path, tables: list[str], code: str) -> Plan:
     return plan
 
 
-def digest_excerpts(plan: Plan, extra: dict[str, pa.Array]) -> None:
-    """Add dedup's columns for each excerpts partition's rows to its digest."""
-    if not extra or "excerpts" not in plan.labels:
-        return
-    rows: dict[str, list[np.ndarray]] = defaultdict(list)
-    for n, codes in plan.labels["excerpts"].items():
-        for code in np.unique(codes).tolist():
-            rows[plan.years[code]].append(plan.offsets[n] + np.flatnonzero(codes == code))
-    table = pa.table(extra)
-    for label, pieces in rows.items():
-        taken = table.take(pa.array(np.concatenate(pieces)))
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, taken.schema) as w:
-            w.write_table(taken.combine_chunks())
-        h = hashlib.sha256(plan.digests["excerpts"][label].encode())
-        h.update(sink.getvalue().to_pybytes())
-        plan.digests["excerpts"][label] = h.hexdigest()
-
-
-def write_partitioned(root: Path, parts: str | Path, name: str, plan: Plan, extra: dict[str, pa.Array] | None,
-                      old_data: Path | None, old: dict) -> tuple[int, dict[str, list[str]], int]:
+def write_partitioned(root: Path, parts: str | Path, name: str, plan: Plan, old_data: Path | None, old: dict) -> tuple[int, dict[str, list[str]], int]:
     """Write (or link) every year of table `name` under root/data/<name>/. Returns the row count,
     {year: [digest, sha256 of its file]} and how many years were linked from `old_data`."""
     digests = plan.digests.get(name, {})
@@ -128,15 +105,15 @@ def write_partitioned(root: Path, parts: str | Path, name: str, plan: Plan, extr
     spill = root / f".partition-spill-{name}"  # removed before this returns
     spill.mkdir(parents=True, exist_ok=True)
     try:
-        _write_dirty(root, parts, name, plan, extra, dirty, digests, record, spill, folder)
+        _write_dirty(root, parts, name, plan, dirty, digests, record, spill, folder)
     finally:
         shutil.rmtree(spill, ignore_errors=True)
     rows = sum(pq.ParquetFile(p).metadata.num_rows for p in folder.glob("*.parquet"))
     return rows, record, linked
 
 
-def _write_dirty(root: Path, parts: str | Path, name: str, plan: Plan, extra: dict[str, pa.Array] | None,
-                 dirty: set[str], digests: dict[str, str], record: dict, spill: Path, folder: Path) -> None:
+def _write_dirty(root: Path, parts: str | Path, name: str, plan: Plan, dirty: set[str], digests: dict[str, str],
+                 record: dict, spill: Path, folder: Path) -> None:
     """The partitions that must be written: their rows gathered batch by batch into `spill` (one
     uncompressed file per batch, sorted by year), then each year compacted from its slices."""
     from kirinuki.build.parts import read_part
@@ -149,10 +126,6 @@ def _write_dirty(root: Path, parts: str | Path, name: str, plan: Plan, extra: di
         if codes is None or not wanted[codes].any():
             continue
         t = read_part(parts, name, n)
-        if extra:
-            base = plan.offsets[n]
-            for col, arr in extra.items():
-                t = t.append_column(col, arr.slice(base, t.num_rows))
         order = np.argsort(codes, kind="stable")
         order = order[wanted[codes[order]]]  # rows of the dirty years, by year, each year's in batch order
         counts = np.bincount(codes, minlength=len(plan.years))
