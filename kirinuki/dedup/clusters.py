@@ -270,11 +270,12 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
             art["n_paragraphs"] = len(paras)
             columns = _paragraph_columns(aid, paras)
         if sink is not None:
-            sink(art, columns)  # a kept article comes as Arrow tables (the sink copies them so)
+            sink(art, columns)  # a kept article comes as runs of Arrow rows (the sink copies them so)
             continue
         if kept is not None:  # as Python values, like a made article's
-            art = next(row for b in art for row in b.to_pylist())
-            columns = {name: [v for b in columns for v in b.column(name).to_pylist()] for name in paragraphs}
+            art = next(row for b, i, j in art for row in b.slice(i, j - i).to_pylist())
+            columns = {name: [v for b, i, j in columns for v in b.column(name).slice(i, j - i).to_pylist()]
+                       for name in paragraphs}
         articles.append(art)
         for name, values in columns.items():
             paragraphs[name].extend(values)

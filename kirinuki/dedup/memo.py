@@ -42,6 +42,9 @@ def article_key(aid: str, canon: Excerpt, quotes: list[Excerpt], boiler: list[tu
     return h.hexdigest()
 
 
+Run = tuple[pa.RecordBatch, int, int]  # rows start..stop of a record batch
+
+
 class _Cursor:
     """The rows of a Parquet file sorted by `column`, read a batch at a time as `take` moves on;
     rows stay Arrow (only the sort column becomes Python values)."""
@@ -53,9 +56,10 @@ class _Cursor:
         self.keys: list[str] = []
         self.i = 0
 
-    def take(self, value: str) -> list[pa.RecordBatch]:
-        """The rows whose column equals `value` (slices of record batches); rows before it are passed over."""
-        pieces = []
+    def take(self, value: str) -> list[Run]:
+        """The rows whose column equals `value`, as runs of record batches (a writer copies
+        neighbouring runs as one); rows before them are passed over."""
+        runs = []
         while True:
             if self.i >= len(self.keys):
                 batch = next(self.batches, None)
@@ -67,10 +71,10 @@ class _Cursor:
             end = bisect_right(self.keys, value, start)
             self.i = end
             if end > start:
-                pieces.append(self.batch.slice(start, end - start))
+                runs.append((self.batch, start, end))
             if end < len(self.keys):
                 break
-        return pieces
+        return runs
 
 
 class ArticleMemo:
@@ -102,16 +106,16 @@ class ArticleMemo:
         except (OSError, pa.ArrowInvalid, KeyError):
             self.keys, self.articles, self.paragraphs = {}, None, None
 
-    def kept(self, aid: str, key: str) -> tuple[list[pa.RecordBatch], list[pa.RecordBatch]] | None:
-        """The last build's article row and paragraph rows (Arrow record batches) for `aid` when its
-        key is `key`."""
+    def kept(self, aid: str, key: str) -> tuple[list[Run], list[Run]] | None:
+        """The last build's article row and paragraph rows (runs of Arrow record batches) for `aid`
+        when its key is `key`."""
         self.new_ids.append(aid)
         self.new_keys.append(key)
         if self.articles is None or self.keys.get(aid) != key:
             return None
         row = self.articles.take(aid)
         paras = self.paragraphs.take(aid)
-        if sum(b.num_rows for b in row) != 1:
+        if sum(stop - start for _, start, stop in row) != 1:
             return None
         self.reused += 1
         return row, paras

@@ -51,6 +51,7 @@ class Excerpt:
 
     @property
     def body_hash(self) -> int:
+        """Equal for equal bodies (a quick test before comparing them)."""
         return hash(self.body_norm)
 
     @property

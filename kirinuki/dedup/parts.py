@@ -28,12 +28,15 @@ def read_excerpts(parts: str, spill_dir: str | None = None) -> list[Excerpt]:
     for n in part_numbers(parts):
         docs = read_part(parts, "documents", n, ["doc_id", "published_date"]).to_pydict()
         doc_date = dict(zip(docs["doc_id"], docs["published_date"]))
-        ex = read_part(parts, "excerpts", n, ["excerpt_id", "doc_id", "headline", "body_norm", "published_date",
-                                              "outlet_id"]).to_pydict()
-        for i, d, h, b, p, o in zip(ex["excerpt_id"], ex["doc_id"], ex["headline"], ex["body_norm"],
-                                    ex["published_date"], ex["outlet_id"]):
+        t = read_part(parts, "excerpts", n, ["excerpt_id", "doc_id", "headline", "body_norm", "published_date",
+                                             "outlet_id"])
+        first, lengths, digests = store.extend(t.column("body_norm").combine_chunks())
+        ex = t.drop_columns(["body_norm"]).to_pydict()
+        for k, (i, d, h, p, o) in enumerate(zip(ex["excerpt_id"], ex["doc_id"], ex["headline"], ex["published_date"],
+                                                ex["outlet_id"])):
             dp = doc_date.get(d)
-            items.append(StoredExcerpt(i, one(d, d), one(h, h), b, store, one(p, p), one(o, o), one(dp, dp)))
+            items.append(StoredExcerpt(i, one(d, d), one(h, h), store, first + k, int(lengths[k]), digests[k],
+                                       one(p, p), one(o, o), one(dp, dp)))
     store.done()
     return items
 
@@ -49,7 +52,7 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
     in a child process of its own on a large build, so its memory goes back to the system when done."""
     import shutil
 
-    from kirinuki.dedup.memo import ArticleMemo
+    from kirinuki.dedup.memo import ArticleMemo, Run
     from kirinuki.dedup.sketches import load_sketches, write_sketches
     from kirinuki.store.files import DUCKDB_TMP, duckdb_for_build, to_table, write_table
     from kirinuki.store.rowgroups import RowGroupWriter
@@ -63,10 +66,10 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
     con = duckdb_for_build(out, memory_mb)  # makes DUCKDB_TMP, where the bodies and sets spill too
     items = read_excerpts(parts, str(out / DUCKDB_TMP))
     with RowGroupWriter(out, "articles") as arts, RowGroupWriter(out, "article_paragraphs") as paras:
-        def write(article: dict | list[pa.RecordBatch], paragraphs: dict[str, list] | list[pa.RecordBatch]) -> None:
+        def write(article: dict | list[Run], paragraphs: dict[str, list] | list[Run]) -> None:
             if isinstance(article, list):  # kept from the last build: copied as Arrow
-                arts.add_arrow(article)
-                paras.add_arrow(paragraphs)
+                arts.add_runs(article)
+                paras.add_runs(paragraphs)
             else:
                 arts.add_row(article)
                 paras.add_columns(paragraphs)

@@ -10,6 +10,8 @@ import os
 from datetime import date
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from kirinuki.dedup.model import Excerpt, body_digest
 
@@ -47,17 +49,30 @@ class BodyStore:
 
     def __init__(self, spill_dir: str | None = None):
         self.spill = SpillFile(spill_dir, "kirinuki-bodies-")
-        self.offsets = [0]
+        self.ends: list[np.ndarray] = []  # per extend: where each body ends in the file
+        self.offsets = np.zeros(1, np.int64)
+        self.count = 0
 
-    def append(self, text: str) -> tuple[int, bytes]:
-        """Store a body; return its index and its content digest (Excerpt.content_digest)."""
-        data = text.encode("utf-8")
-        self.offsets.append(self.spill.append(data) + len(data))
-        return len(self.offsets) - 2, body_digest(data)
+    def extend(self, bodies: pa.Array) -> tuple[int, np.ndarray, list[bytes]]:
+        """Store a string array's bodies (none null) with one write of its UTF-8 data; return the
+        first one's index, their lengths in characters and their content digests
+        (Excerpt.content_digest), made from the bytes without making Python strings."""
+        _, offsets_buf, data_buf = bodies.buffers()
+        width = np.int64 if bodies.type == pa.large_string() else np.int32
+        offsets = np.frombuffer(offsets_buf, width)[bodies.offset: bodies.offset + len(bodies) + 1].astype(np.int64)
+        data = memoryview(data_buf)[int(offsets[0]): int(offsets[-1])] if len(bodies) and data_buf is not None \
+            else memoryview(b"")
+        base = self.spill.append(bytes(data)) - int(offsets[0])
+        self.ends.append(offsets[1:] + base)
+        first, self.count = self.count, self.count + len(bodies)
+        rel = (offsets - offsets[0]).tolist()
+        digests = [body_digest(data[rel[k]: rel[k + 1]]) for k in range(len(bodies))]
+        return first, pc.utf8_length(bodies).to_numpy(zero_copy_only=False), digests
 
     def done(self) -> None:
         self.spill.flush()
-        self.offsets = np.array(self.offsets, dtype=np.int64)
+        self.offsets = np.concatenate([np.zeros(1, np.int64)] + self.ends)
+        self.ends = []
 
     def get(self, i: int) -> str:
         start, end = int(self.offsets[i]), int(self.offsets[i + 1])
@@ -65,17 +80,15 @@ class BodyStore:
 
 
 class StoredExcerpt(Excerpt):
-    """An Excerpt whose body stays in a BodyStore until asked for; its length and hash are kept."""
+    """An Excerpt whose body stays in a BodyStore until asked for; its length and digest are kept."""
 
-    __slots__ = ("_store", "_index", "_len", "_hash", "_digest")
+    __slots__ = ("_store", "_index", "_len", "_digest")
 
-    def __init__(self, excerpt_id: str, doc_id: str, headline: str, body: str, store: BodyStore,
-                 published: date | None, outlet_id: str | None = None, doc_published: date | None = None):
+    def __init__(self, excerpt_id: str, doc_id: str, headline: str, store: BodyStore, index: int, length: int,
+                 digest: bytes, published: date | None, outlet_id: str | None = None, doc_published: date | None = None):
         self.excerpt_id, self.doc_id, self.headline = excerpt_id, doc_id, headline
         self.published, self.outlet_id, self.doc_published = published, outlet_id, doc_published
-        self._store = store
-        self._index, self._digest = store.append(body)
-        self._len, self._hash = len(body), hash(body)
+        self._store, self._index, self._len, self._digest = store, index, length, digest
 
     @property
     def body_norm(self) -> str:
@@ -87,7 +100,7 @@ class StoredExcerpt(Excerpt):
 
     @property
     def body_hash(self) -> int:
-        return self._hash
+        return hash(self._digest)
 
     @property
     def content_digest(self) -> bytes:

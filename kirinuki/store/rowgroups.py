@@ -1,12 +1,14 @@
 """Writing a table a row group at a time, as its rows arrive in final order.
 
-In: rows as Python values (a dict per row, or columns) and rows already in Arrow (record batches
+In: rows as Python values (a dict per row, or columns) and rows already in Arrow (runs of record batches
 copied from another file). Out: `data/<name>.parquet` under a build folder, byte-identical to writing
-the whole table at once.
+the whole table at once. The row groups are encoded in a thread of the writer's own (Parquet
+encoding releases the GIL) while the caller makes the next rows.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -30,9 +32,11 @@ class RowGroupWriter:
         self.writer = pq.ParquetWriter(dest, self.schema, **PARQUET_OPTIONS)
         self.buffer: dict[str, list] = {f.name: [] for f in self.schema}
         self.buffered = 0  # rows in `buffer`, after those in `pieces`
-        self.pieces: list[pa.RecordBatch] = []
+        self.pieces: list[pa.RecordBatch | list] = []  # batches, and runs [batch, start, stop] of kept rows
         self.pending = 0
         self.rows = 0
+        self.encoder = ThreadPoolExecutor(1)  # one thread: the row groups are written in order
+        self.encoding: list[Future] = []  # at most two row groups wait, so memory stays about two row groups
 
     def add_row(self, row: dict) -> None:
         for name, col in self.buffer.items():
@@ -45,14 +49,19 @@ class RowGroupWriter:
             col += columns[name]
         self._added(n)
 
-    def add_arrow(self, batches: list[pa.RecordBatch]) -> None:
-        """Rows that are already Arrow (record batches of the schema's columns, in its order),
-        copied without Python values."""
+    def add_runs(self, runs: list[tuple[pa.RecordBatch, int, int]]) -> None:
+        """Rows that are already Arrow: runs (batch, start, stop) of record batches of the schema's
+        columns, copied without Python values; a run that continues the last one in the same batch
+        joins it, so kept rows are copied in long runs, not one slice per row."""
         self._seal()
-        for b in batches:
-            self.pieces.append(b)
-            self.pending += b.num_rows
-            self.rows += b.num_rows
+        for batch, start, stop in runs:
+            last = self.pieces[-1] if self.pieces else None
+            if isinstance(last, list) and last[0] is batch and last[2] == start:
+                last[2] = stop
+            else:
+                self.pieces.append([batch, start, stop])
+            self.pending += stop - start
+            self.rows += stop - start
         while self.pending >= self.group:
             self._flush()
 
@@ -84,15 +93,27 @@ class RowGroupWriter:
             self.buffered -= n
         else:
             self._seal()
-            whole = pa.Table.from_batches([b.cast(self.schema) if b.schema != self.schema else b for b in self.pieces],
+            batches = [p[0].slice(p[1], p[2] - p[1]) if isinstance(p, list) else p for p in self.pieces]
+            whole = pa.Table.from_batches([b.cast(self.schema) if b.schema != self.schema else b for b in batches],
                                           schema=self.schema).combine_chunks()
             table, rest = whole.slice(0, n), whole.slice(n)
             self.pieces = rest.to_batches() if rest.num_rows else []
-        self.writer.write_table(table, row_group_size=self.group)
         self.pending -= n
+        while len(self.encoding) >= 2:
+            self.encoding.pop(0).result()  # raises what the encoder raised
+        self.encoding.append(self.encoder.submit(self.writer.write_table, table, row_group_size=self.group))
+
+    def _drain(self) -> None:
+        try:
+            for f in self.encoding:
+                f.result()
+        finally:
+            self.encoding.clear()
+            self.encoder.shutdown(wait=True)
 
     def close(self) -> None:
         self._flush()
+        self._drain()
         self.writer.close()
 
     def __enter__(self) -> "RowGroupWriter":
@@ -102,4 +123,10 @@ class RowGroupWriter:
         if exc[0] is None:
             self.close()
         else:
+            for f in self.encoding:
+                f.cancel()
+            try:
+                self._drain()
+            except Exception:  # noqa: BLE001 - the error that is already unwinding is the one to see
+                pass
             self.writer.close()
