@@ -222,3 +222,64 @@ def test_kept_5gram_counts_above_sixteen_bits_are_taken_back_exactly():
     out = _without(counts, [text], cfg)
     assert out is not None and out.dtype == np.uint32
     assert (out[np.unique(b)] == 70_000).all() and int(out.sum()) == int(counts.sum()) - len(b)
+
+
+def test_article_rows_copied_in_runs_or_made_again_give_a_whole_write_s_bytes(tmp_path):
+    """dedup writes `article_paragraphs` as its rows arrive: kept articles as runs of the last
+    build's record batches (neighbouring runs joined), made ones as Python values, row groups
+    encoded in the writer's thread. Any mix of them gives the bytes of the table written at once."""
+    import random
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from kirinuki.schema import spec
+    from kirinuki.store.files import write_table
+    from kirinuki.store.rowgroups import RowGroupWriter
+
+    rng = random.Random(11)
+    schema = spec("article_paragraphs").arrow_schema
+    n = 300_000  # more than two row groups
+    rows = {"article_id": [f"art-{i // 7:07d}" for i in range(n)], "ordinal": [i % 7 + 1 for i in range(n)],
+            "text_norm": ["".join(rng.choice("記事本文段落のです") for _ in range(rng.randint(5, 60))) for _ in range(n)],
+            "contributed_by": [[f"d{i % 13}-e0001"] for i in range(n)]}
+    whole = pa.table(rows, schema=schema)
+    write_table(tmp_path / "whole", "article_paragraphs", whole)
+    batches = whole.to_batches(max_chunksize=4096)  # as the kept file is read back
+    with RowGroupWriter(tmp_path / "mixed", "article_paragraphs") as w:
+        at = 0
+        for b in batches:
+            i = 0
+            while i < b.num_rows:
+                k = min(rng.randint(1, 900), b.num_rows - i)
+                if rng.random() < 0.3:  # made again: Python values
+                    w.add_columns({name: b.column(name).slice(i, k).to_pylist() for name in rows})
+                else:  # kept: a run, often split in two that the writer joins again
+                    cut = rng.randint(i, i + k)
+                    w.add_runs([(b, i, cut), (b, cut, i + k)] if cut > i else [(b, i, i + k)])
+                i += k
+            at += b.num_rows
+    assert w.rows == n == at
+    got, want = (tmp_path / "mixed" / "data" / "article_paragraphs.parquet"), (tmp_path / "whole" / "data" / "article_paragraphs.parquet")
+    assert pq.ParquetFile(got).metadata.num_row_groups > 2
+    assert got.read_bytes() == want.read_bytes()
+
+
+def test_bodies_spilled_a_part_at_a_time_read_back_with_their_lengths_and_digests(tmp_path):
+    import pyarrow as pa
+
+    from kirinuki.dedup.model import body_digest
+    from kirinuki.dedup.spill import BodyStore
+
+    store = BodyStore(str(tmp_path))
+    parts = [["", "本文です", "ABC"], [], ["改行\nを含む本文", "😀 絵文字"]]
+    got = []
+    for texts in parts:
+        arr = pa.array(["前置き"] + texts, pa.string()).slice(1)  # a slice: offsets that do not start at 0
+        got.append(store.extend(arr))
+    store.done()
+    texts = [t for p in parts for t in p]
+    assert [first for first, _, _ in got] == [0, 3, 3]
+    assert [int(x) for _, lengths, _ in got for x in lengths] == [len(t) for t in texts]
+    assert [d for _, _, digests in got for d in digests] == [body_digest(t.encode("utf-8")) for t in texts]
+    assert [store.get(i) for i in range(len(texts))] == texts
