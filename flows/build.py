@@ -254,7 +254,9 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
             _artifacts(out_path, previous, note=message)
             return Completed(message=message, data=previous)
     small = small_build(refs)
-    with locked(out_path), atomic_dir(out_path) as tmp, build_log(tmp / "logs" / "build.log", failed_log(out_path)), \
+    # the dedup state is not synced: every file of it is checked against its sha256 before use
+    with locked(out_path), atomic_dir(out_path, unsynced=(f"{CACHE_DIR}/{DEDUP_STATE}",)) as tmp, \
+            build_log(tmp / "logs" / "build.log", failed_log(out_path)), \
             _warm_validator(small) as validator:
         log.info("kirinuki %s build of %s into %s (%d workers)", __version__, inputs, out, workers)
         log.info("discover: %.2f s, hash: %.2f s", timings["discover"], timings["hash"])

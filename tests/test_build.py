@@ -602,3 +602,28 @@ print(json.dumps({{"runs": out, "artifacts": arts}}))
     assert card and f"file://{(releases / 'kirinuki-1.0.0').resolve()}/README.md" in card[0]["data"]
     assert verify["name"] == "verify kirinuki-1.0.0" and verify["state"] == "COMPLETED"
     assert any(line.endswith(": intact") for line in verify["logs"])
+
+
+def test_a_build_syncs_its_files_but_the_sha256_checked_dedup_state(tmp_path, monkeypatch):
+    """Before a build replaces the last one its files are synced to disk, except the dedup state's
+    (every file of which is checked against its sha256 before a later build uses it)."""
+    import kirinuki.store.files as files
+    from kirinuki.flows.build import build
+
+    corpus = tmp_path / "in"
+    shutil.copytree(SAMPLE, corpus, ignore=LOOSE_POSTS_ONLY)
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real(fd)
+
+    monkeypatch.setattr(files.os, "fsync", fsync)
+    build([str(corpus)], str(tmp_path / "out"))
+    tmp = str(tmp_path / f".out.tmp-{os.getpid()}")  # synced there, before it replaces the last build
+    names = {p.removeprefix(tmp) for p in synced if p.startswith(tmp)}
+    assert "/build.json" in names and "/data/articles.parquet" in names and "/cache/fingerprints.json" in names
+    assert any(n.startswith("/cache/index/") for n in names)
+    assert not [n for n in names if n.startswith("/cache/dedup/")]
+    assert (tmp_path / "out" / "cache" / "dedup" / "dedup.json").is_file()

@@ -293,9 +293,11 @@ def read_locked(out: Path) -> Iterator[None]:
 
 
 @contextmanager
-def atomic_dir(out: Path) -> Iterator[Path]:
-    """Yield a fresh temporary folder; on success it replaces `out`, on failure it is removed.
-    Call inside `locked(out)`.
+def atomic_dir(out: Path, unsynced: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Yield a fresh temporary folder; on success its files are synced to disk and it replaces
+    `out`, on failure it is removed. `unsynced` names folders (relative to `out`) whose files are
+    not synced: kept state whose every file is checked against its sha256 before it is used (the
+    dedup state), so one torn by a crash is made again, never trusted. Call inside `locked(out)`.
     """
     recover(out)
     _, old, tmp = _siblings(out)
@@ -307,7 +309,7 @@ def atomic_dir(out: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     (tmp / TMP_MARK).unlink()
-    fsync_tree(tmp)
+    fsync_tree(tmp, unsynced)
     if out.exists():
         out.rename(old)
     tmp.rename(out)
@@ -315,8 +317,11 @@ def atomic_dir(out: Path) -> Iterator[Path]:
         shutil.rmtree(old)
 
 
-def fsync_tree(root: Path) -> None:
-    for dirpath, _, files in os.walk(root):
+def fsync_tree(root: Path, skip: tuple[str, ...] = ()) -> None:
+    """fsync every file under `root`, but those under the folders `skip` names (relative to it)."""
+    skipped = {os.path.join(root, d) for d in skip}
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if os.path.join(dirpath, d) not in skipped]
         for f in files:
             fd = os.open(os.path.join(dirpath, f), os.O_RDONLY)
             try:
