@@ -48,7 +48,14 @@ from kirinuki.build.summary import summarize, summary_markdown  # noqa: E402
 from kirinuki.flows.naming import artifact_key  # noqa: E402
 from kirinuki.flows.parse import parse_all  # noqa: E402
 from kirinuki.clean.normalize import entity_rows, outlet_rows  # noqa: E402
-from kirinuki.dedup import DedupConfig, dedup_key, dedup_parts, keep_dedup, reuse_dedup  # noqa: E402
+from kirinuki.dedup import (  # noqa: E402
+    DedupConfig,
+    dedup_key,
+    dedup_parts,
+    keep_dedup,
+    kept_state_digests,
+    reuse_dedup,
+)
 from kirinuki.ingest.sources import DEFAULT_MAX_BYTES  # noqa: E402
 from kirinuki.parse.records import reject_row  # noqa: E402
 from kirinuki.store.layout import PARTITION_MIN_DOCUMENTS  # noqa: E402
@@ -59,6 +66,7 @@ from kirinuki.store.partitions import (  # noqa: E402
     write_partitioned,
 )
 from kirinuki.store.files import (  # noqa: E402
+    DATA_DIR,
     atomic_dir,
     corpus_digest,
     check_output,
@@ -187,14 +195,15 @@ def write_overview_page(root: str, validation: dict, identity: dict) -> dict:
 
 
 @task(name="validate", task_run_name="validate", cache_policy=NO_CACHE, persist_result=False)
-def validate_tables(root: str, parts: str, old_parts: str | None, validator: WorkerPool | None = None
-                    ) -> tuple[dict, dict[str, str]]:
+def validate_tables(root: str, parts: str, old_parts: str | None, validator: WorkerPool | None = None,
+                    known: dict[str, str] | None = None) -> tuple[dict, dict[str, str]]:
     """Run every suite; quarantine warning failures; fail the flow on a critical one (reusing the
     last build's results for unchanged tables: kirinuki.build.validation). In `validator`, a worker
-    that imported Great Expectations while the build parsed, when there is one."""
+    that imported Great Expectations while the build parsed, when there is one. `known`: the
+    sha256 the writers computed of the files they wrote or linked (by data/… path)."""
     if validator is not None:
-        return validator.run(validate_files, root, parts, old_parts)
-    return validate_files(root, parts, old_parts)
+        return validator.run(validate_files, root, parts, old_parts, known)
+    return validate_files(root, parts, old_parts, known)
 
 
 def _run_name() -> str:
@@ -311,7 +320,11 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         timings["write"] = time.perf_counter() - t  # what is left to write after dedup
         log.info("write: %.2f s%s", timings["write"], _peak())
         t = time.perf_counter()
-        report, digests = validate_tables(str(tmp), str(parts), str(old_parts) if old_parts else None, validator)
+        known = {f"{DATA_DIR}/{name}/{year}.parquet": sha for name, years in partitions.items()
+                 for year, (_, sha) in years.items()}
+        known.update(kept_state_digests(str(state)))  # dedup's tables, hashed when its state was kept
+        report, digests = validate_tables(str(tmp), str(parts), str(old_parts) if old_parts else None, validator,
+                                          known=known)
         counts["quarantine"] = sum(report["quarantined"].values())
         if partitions and not counts["quarantine"]:  # the years as validated: the next build may link them
             write_json(parts / PARTITION_DIGESTS, partitions)

@@ -12,8 +12,8 @@ from kirinuki.dedup.clusters import UnionFind, article_id_for, deduplicate, find
 from kirinuki.dedup.minhash import paragraph_key, shingle_hashes, sketch
 from kirinuki.dedup.model import DedupConfig, DedupResult, Excerpt
 from kirinuki.dedup.parts import dedup_parts, read_excerpts
-from kirinuki.dedup.state import dedup_key, keep_dedup, reuse_dedup
+from kirinuki.dedup.state import dedup_key, keep_dedup, kept_state_digests, reuse_dedup
 
 __all__ = ["DedupConfig", "DedupResult", "Excerpt", "UnionFind", "article_id_for", "candidate_pairs",
-           "dedup_key", "dedup_parts", "deduplicate", "find_clusters", "keep_dedup", "overlap",
-           "paragraph_key", "read_excerpts", "reuse_dedup", "shingle_hashes", "sketch"]
+           "dedup_key", "dedup_parts", "deduplicate", "find_clusters", "keep_dedup", "kept_state_digests",
+           "overlap", "paragraph_key", "read_excerpts", "reuse_dedup", "shingle_hashes", "sketch"]

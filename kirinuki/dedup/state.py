@@ -64,6 +64,18 @@ def reuse_dedup(old_state: str, root: str, state: str, key: str) -> dict | None:
     return saved["stats"]
 
 
+def kept_state_digests(state: str | Path) -> dict[str, str]:
+    """The sha256 of dedup's tables (by data/… path) as recorded when this build kept its state
+    (keep_dedup hashed them; reuse_dedup checked them): the same files as the build's data/."""
+    from kirinuki.store.files import DATA_DIR, read_json
+
+    saved = read_json(Path(state) / STATE_FILE)
+    sha = saved.get("sha256") if isinstance(saved, dict) else None
+    if not isinstance(sha, dict):
+        return {}
+    return {f"{DATA_DIR}/{name}.parquet": sha[f"{name}.parquet"] for name in DEDUP_TABLES if f"{name}.parquet" in sha}
+
+
 def trusted_state(state: str | Path) -> bool:
     """Whether a kept dedup state is complete and every file of it still has its recorded sha256
     (a damaged file is not trusted: dedup runs again, and keeps no article)."""

@@ -79,26 +79,36 @@ def _sql_checks(con: duckdb.DuckDBPyConnection, rows: dict[str, int],
     return out
 
 
-def _fresh_views(con: duckdb.DuckDBPyConnection, names: list[str], checked: pa.Table) -> None:
+def _fresh_views(con: duckdb.DuckDBPyConnection, names: list[str], checked: pa.Table,
+                 unseen: dict[str, list[Path]] | None = None) -> None:
     """Schema `fresh`: every per-post table's rows except those of the documents in `checked`
-    (doc_id, source_sha256), for the document-scoped checks."""
+    (doc_id, source_sha256), for the document-scoped checks. `unseen`: for a table some of whose
+    files are byte for byte files a passing build of the same code checked (all their documents
+    are in `checked`: a year an append left alone), its other files; only they are read."""
     con.execute("CREATE SCHEMA fresh")
     con.register("checked_documents", checked)
     for name in names:
         cols = {c.name for c in spec(name).columns}
-        if {"doc_id", "source_sha256"} <= cols:
-            con.execute(f"CREATE VIEW fresh.{name} AS SELECT t.* FROM main.{name} t "
-                        "ANTI JOIN checked_documents c USING (doc_id, source_sha256)")
+        if not {"doc_id", "source_sha256"} <= cols:
+            continue
+        source = f"main.{name}"
+        if unseen is not None and name in unseen:
+            files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in unseen[name])
+            source = f"read_parquet([{files}])" if files else f"(SELECT * FROM main.{name} WHERE false)"
+        con.execute(f"CREATE VIEW fresh.{name} AS SELECT t.* FROM {source} t "
+                    "ANTI JOIN checked_documents c USING (doc_id, source_sha256)")
 
 
 def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | None = None,
                previous: dict[str, dict] | None = None, reused: list[str] | None = None,
                checked: pa.Table | None = None, kept_files: dict | None = None,
-               local: dict | None = None) -> tuple[list[tuple[Check, dict | None, list[str]]], dict, dict[str, int]]:
+               local: dict | None = None, known: dict[str, str] | None = None
+               ) -> tuple[list[tuple[Check, dict | None, list[str]]], dict, dict[str, int]]:
     """Every check of every table: (check, the GX expectation or None, failing keys for SQL checks),
     the GX results and the row counts. Over `frames` held in memory, or (frames None) over the
     Parquet files in `data`: then one table's frame at a time is in memory, and the SQL checks
-    read the files through DuckDB. Over files, each table's files' sha256 go into `kept_files`, and a table whose files are the ones `previous` (kept_results of an
+    read the files through DuckDB. Over files, each table's files' sha256 (from `known`, else
+    read) go into `kept_files`, and a table whose files are the ones `previous` (kept_results of an
     earlier build, same code) passed keeps those results instead of being checked again by GX (its
     name goes into `reused`); else a file `previous` checked is not checked again by the row-local
     expectations (`local` gets the files that passed, kirinuki.validate.gx_files); the SQL
@@ -119,6 +129,7 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
         if "quarantine" not in names:
             con.register("quarantine", to_table("quarantine", []))
     rows = {}
+    unseen: dict[str, list[Path]] = {}  # per table with files checked before (same code): its others
     for name in names:
         if name in NOT_VALIDATED:
             continue
@@ -129,10 +140,14 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
         else:
             rows[name] = row_count(data, name)
             files = table_files(data, name)
-            mine = {f"{DATA_DIR}/{p.relative_to(data).as_posix()}": sha256_file(p) for p in files}
+            mine = {rel: (known or {}).get(rel) or sha256_file(p)
+                    for rel, p in ((f"{DATA_DIR}/{p.relative_to(data).as_posix()}", p) for p in files)}
             if kept_files is not None:
                 kept_files[name] = mine
             kept = (previous or {}).get(name)
+            before = set((kept or {}).get("files", {}).values())
+            if before & set(mine.values()):
+                unseen[name] = [p for p, sha in zip(files, mine.values()) if sha not in before]
             if kept and kept.get("files") == mine:
                 checks, res = [Check(**c) for c in kept["checks"]], kept["gx"]
                 if reused is not None:
@@ -148,7 +163,7 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
         results += [(c, e, []) for c, e in zip(checks, exps)]
     fresh = checked is not None and frames is None
     if fresh:
-        _fresh_views(con, names, checked)
+        _fresh_views(con, names, checked, unseen)
     for check, keys in _sql_checks(con, rows, fresh):
         results.append((check, None, keys))
     con.close()
@@ -156,18 +171,19 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
 
 
 def validate_build(root: Path, quarantine: bool = True, previous: dict[str, dict] | None = None,
-                   checked: pa.Table | None = None) -> Report:
+                   checked: pa.Table | None = None, known: dict[str, str] | None = None) -> Report:
     """Validate the tables under root/data; quarantine warning failures (and what depends on them),
     rewrite the affected tables, validate again. Raises ValidationFailed on a critical failure.
     A build that passes is checked one table at a time; only a failing one is held whole.
     `previous`: Report.kept_results of an earlier build of the same code, `checked`: the documents it
-    checked (see run_checks)."""
+    checked, `known`: the sha256 of files (by data/… path) their writer has just computed, not
+    read again to be hashed (see run_checks)."""
     data = root / DATA_DIR
     gx = _GX()
     reused: list[str] = []
     kept_files: dict[str, dict[str, str]] = {}
     local: dict[str, dict[str, int]] = {}
-    results, gx_results, rows = run_checks(None, gx, data, previous, reused, checked, kept_files, local)
+    results, gx_results, rows = run_checks(None, gx, data, previous, reused, checked, kept_files, local, known)
     critical = [c for c, _, _ in results if not c.success and c.severity == "critical"]
     if critical:
         raise ValidationFailed(critical[0].line())
