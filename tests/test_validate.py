@@ -1,3 +1,4 @@
+import hashlib
 import json
 import re
 import shutil
@@ -192,6 +193,29 @@ def test_cli_validate_reads_a_build_and_reports(sample_build, build_copy):
     corrupt(build_copy, "paragraphs", 2, role="bogus")
     r = subprocess.run([sys.executable, "-m", "kirinuki.cli", "validate", str(build_copy)], capture_output=True, text=True)
     assert r.returncode == 1 and "expect_column_values_to_be_in_set(role)" in r.stderr
+
+
+def test_document_scoped_checks_read_only_the_files_no_passing_build_checked(build_copy):
+    """A file whose sha256 the passing build that `previous` and `checked` come from validated holds
+    only documents that build checked, so the document-scoped checks do not read it; changed files
+    are read. Probed with a corrupted paragraph whose document counts as new: caught while its
+    paragraphs file is new, not read once that file is said to be one the build checked."""
+    kept = validate_build(build_copy).kept_results()  # a passing build's results
+    key = corrupt(build_copy, "paragraphs", 2, text="どこにも無い段落")
+    data = build_copy / "data"
+    doc = next(r for r in pq.read_table(data / "paragraphs.parquet").to_pylist() if r["paragraph_id"] == key)
+    docs = pq.read_table(data / "documents.parquet", columns=["doc_id", "source_sha256"])
+    others = docs.filter(pa.compute.not_equal(docs["doc_id"], doc["doc_id"]))
+    slice_check = "paragraphs_text_is_the_documents_slice"
+
+    def failing(files: dict[str, str]):
+        previous = dict(kept, **{name: dict(kept[name], files={f"data/{name}.parquet": sha}) for name, sha in files.items()})
+        report = validate_build(build_copy, quarantine=False, checked=others, previous=previous)
+        return {c.name for c in report.checks if not c.success}
+
+    now = hashlib.sha256((data / "paragraphs.parquet").read_bytes()).hexdigest()
+    assert slice_check in failing({"documents": "0" * 64})  # new files: read, the new document checked
+    assert slice_check not in failing({"documents": "0" * 64, "paragraphs": now})  # a checked file: not read
 
 
 def test_document_scoped_checks_skip_only_documents_checked_before_with_the_same_bytes(build_copy):

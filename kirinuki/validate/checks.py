@@ -175,8 +175,9 @@ def validate_build(root: Path, quarantine: bool = True, previous: dict[str, dict
     """Validate the tables under root/data; quarantine warning failures (and what depends on them),
     rewrite the affected tables, validate again. Raises ValidationFailed on a critical failure.
     A build that passes is checked one table at a time; only a failing one is held whole.
-    `previous`: Report.kept_results of an earlier build of the same code, `checked`: the documents it
-    checked, `known`: the sha256 of files (by data/… path) their writer has just computed, not
+    `previous`: Report.kept_results of an earlier build of the same code, `checked`: the documents
+    that same build checked (a file it validated holds only those, so the document-scoped checks
+    do not read it), `known`: the sha256 of files (by data/… path) their writer has just computed, not
     read again to be hashed (see run_checks)."""
     data = root / DATA_DIR
     gx = _GX()
