@@ -86,6 +86,28 @@ def test_boilerplate_only_overlap_does_not_merge_unrelated_articles():
     assert res.links == [] and res.stats["boilerplate_paragraphs"] == 1
 
 
+def test_an_article_is_named_after_its_quote_in_the_earliest_post_so_later_quotes_never_rename_it():
+    """As a blog grows, a later post's quote (here with a smaller excerpt_id) joins an article: the
+    article keeps its id. Undated posts come after dated ones; a merge keeps the earlier article's id."""
+    import dataclasses
+
+    g = synth.Generator(5)
+    a, b = g.new_article(), g.new_article()
+    text_a, text_b = "\n".join(a.paragraphs), "\n".join(b.paragraphs)
+
+    def quote(i, body, posted):
+        return dataclasses.replace(ex(i, body, headline="見出し"), doc_published=posted)
+
+    old = [quote(50, text_a, date(2024, 3, 1)), quote(60, text_b, date(2024, 5, 1))]
+    first = deduplicate(old)
+    assert first.cluster_id == ["art-x050", "art-x060"]
+    grown = old + [quote(10, text_a, date(2026, 1, 1)), quote(5, text_b, None)]  # smaller ids, later posts
+    assert deduplicate(grown).cluster_id == ["art-x050", "art-x060", "art-x050", "art-x060"]
+    bridge = quote(1, text_a + "\n" + text_b, date(2026, 2, 1))  # quotes both: the articles merge
+    merged = deduplicate(grown + [bridge])
+    assert len(set(merged.cluster_id)) == 1 and merged.cluster_id[0] == "art-x050"
+
+
 @pytest.mark.parametrize("edit", synth.EDITS)
 def test_each_kind_of_re_quote_is_clustered(edit):
     g = synth.Generator(7)

@@ -22,7 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
 from functools import wraps
-from typing import Callable
+from typing import Callable, Iterable
 
 import duckdb
 import numpy as np
@@ -54,13 +54,16 @@ class UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def article_id_for(excerpt_ids) -> str:
-    """An article's id: 'art-' + the smallest excerpt_id among its quotes. It does not depend on
-    which quote is canonical (that changes when a quote is edited to be the longest), only on the
-    quotes' ids, which are stable; a merge keeps the smaller of the two ids, a split gives the part
-    without the smallest quote its own. A pure function of the clusters, so a clean build and an
-    incremental one agree."""
-    return "art-" + min(excerpt_ids)
+def article_id_for(quotes: Iterable[Excerpt]) -> str:
+    """An article's id: 'art-' + the excerpt_id of its first quote in the blog's order, the one in
+    the earliest post (posts without a date after the others; then the smallest id). It does not
+    depend on which quote is canonical (that changes when a quote is edited to be the longest), only
+    on the quotes' ids and their posts' dates, which are stable; and as a blog grows by later posts,
+    a new quote joining an article never renames it. A merge keeps the id of the earlier article, a
+    split gives the part without the naming quote its own. A pure function of the clusters, so a
+    clean build and an incremental one agree."""
+    first = min(quotes, key=lambda e: (e.doc_published is None, e.doc_published or date.min, e.excerpt_id))
+    return "art-" + first.excerpt_id
 
 
 # ---------------------------------------------------------------- the stage
@@ -232,7 +235,7 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     for group in members.values():
         canon = min(group, key=lambda i: (excerpts[i].published is None, excerpts[i].published or date.min,
                                           -excerpts[i].body_len, excerpts[i].excerpt_id))
-        groups.append((article_id_for(excerpts[i].excerpt_id for i in group), canon, group))
+        groups.append((article_id_for(excerpts[i] for i in group), canon, group))
     groups.sort()  # article order: the tables come out sorted
     for aid, canon, group in groups:
         canonical[canon] = True
