@@ -186,12 +186,23 @@ def write_reference_tables(root: str, rejects: list[dict]) -> dict[str, int]:
     return counts
 
 
+@task(name="draw-overview", task_run_name="draw the overview's charts", cache_policy=NO_CACHE,
+      persist_result=False)
+def draw_overview(root: str):
+    """The overview's figures and charts from the tables as written (drawn while they are validated)."""
+    from kirinuki.overview.page import draw
+
+    return draw(Path(root))
+
+
 @task(name="overview", task_run_name="write the overview page", cache_policy=NO_CACHE, persist_result=False)
-def write_overview_page(root: str, validation: dict, identity: dict) -> dict:
-    """overview.html and its charts (kirinuki.overview), from the validated tables."""
+def write_overview_page(root: str, validation: dict, identity: dict, drawn=None) -> dict:
+    """overview.html and its charts (kirinuki.overview), from the validated tables: `drawn` (passed
+    quoted) when they are as they were drawn, else drawn here."""
     from kirinuki.overview import write_overview
 
-    return write_overview(Path(root), validation, identity)
+    drawn = drawn.unquote() if isinstance(drawn, quote) else drawn  # Prefect unwraps it; a direct call may not
+    return write_overview(Path(root), validation, identity, drawn)
 
 
 @task(name="validate", task_run_name="validate", cache_policy=NO_CACHE, persist_result=False)
@@ -323,6 +334,9 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         known = {f"{DATA_DIR}/{name}/{year}.parquet": sha for name, years in partitions.items()
                  for year, (_, sha) in years.items()}
         known.update(kept_state_digests(str(state)))  # dedup's tables, hashed when its state was kept
+        # the overview's charts are drawn from the tables while they are validated (mostly DuckDB
+        # and matplotlib beside Great Expectations); again after validation if quarantine changed them
+        drawing = draw_overview.submit(str(tmp))
         report, digests = validate_tables(str(tmp), str(parts), str(old_parts) if old_parts else None, validator,
                                           known=known)
         counts["quarantine"] = sum(report["quarantined"].values())
@@ -332,7 +346,9 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         log.info("validate: %.2f s%s", timings["validate"], _peak())
         t = time.perf_counter()
         corpus = corpus_digest(tmp)
-        write_overview_page(str(tmp), report, {"kirinuki_version": __version__, "corpus_sha256": corpus})
+        drawn = drawing.result()
+        write_overview_page(str(tmp), report, {"kirinuki_version": __version__, "corpus_sha256": corpus},
+                            None if counts["quarantine"] else quote(drawn))
         timings["overview"] = time.perf_counter() - t
         log.info("overview: %.2f s", timings["overview"])
         t = time.perf_counter()

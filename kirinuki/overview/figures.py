@@ -30,7 +30,7 @@ class Figures:
     cluster_sizes: dict[int, int] = field(default_factory=dict)  # quotes of an article -> articles
     date_months: dict[str, int] = field(default_factory=dict)  # month a date mention starts in -> mentions
     unresolved: dict[str, int] = field(default_factory=dict)  # rule -> date mentions with no date
-    totals: dict[str, int] = field(default_factory=dict)
+    totals: dict[str, int] = field(default_factory=dict)  # table -> rows: set by the page (table_totals)
     first_post: str | None = None
     last_post: str | None = None
 
@@ -43,6 +43,14 @@ def month_range(first: str, last: str) -> list[str]:
         out.append(f"{y:04d}-{m:02d}")
         y, m = (y + 1, 1) if m == 12 else (y, m + 1)
     return out
+
+
+def table_totals(data: Path) -> dict[str, int]:
+    """Each table's row count (from its files' footers), by name."""
+    from kirinuki.schema import tables
+    from kirinuki.store.layout import has_table, row_count
+
+    return {name: row_count(data, name) for name in sorted(tables()) if has_table(data, name)}
 
 
 def read_figures(data: Path) -> Figures:
@@ -69,7 +77,6 @@ def _q(con, sql: str, *params) -> list[tuple]:
 def _figures(con, have: set[str]) -> Figures:
     f = Figures()
     month = "strftime(d.published_date, '%Y-%m')"
-    f.totals = {t: _q(con, f"SELECT count(*) FROM {t}")[0][0] for t in sorted(have)}
     first, last = _q(con, "SELECT min(published_date)::VARCHAR, max(published_date)::VARCHAR FROM documents")[0]
     f.first_post, f.last_post = first, last
     if first is None:

@@ -12,7 +12,7 @@ from html import escape
 from pathlib import Path
 
 from kirinuki.overview.charts import Chart, charts
-from kirinuki.overview.figures import Figures, read_figures
+from kirinuki.overview.figures import Figures, read_figures, table_totals
 
 PAGE = "overview.html"
 IMAGES = "images"  # in a release: the charts as PNG files
@@ -22,12 +22,21 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .6em;tex
 td:first-child,th:first-child{text-align:left}.fail{color:#b00}.ok{color:#070}"""
 
 
-def write_overview(root: Path, validation: dict, identity: dict) -> dict:
-    """Write overview.html into the build folder `root`; returns what was drawn."""
+def draw(root: Path) -> tuple[Figures, list[Chart]]:
+    """The figures of the build folder `root`'s tables and their charts (SVG), for write_overview."""
     f = read_figures(root / "data")
-    drawn = charts(f, "svg")
-    (root / PAGE).write_text(page(f, drawn, validation, identity), encoding="utf-8")
-    return {"charts": [c.id for c in drawn]}
+    return f, charts(f, "svg")
+
+
+def write_overview(root: Path, validation: dict, identity: dict,
+                   drawn: tuple[Figures, list[Chart]] | None = None) -> dict:
+    """Write overview.html into the build folder `root` (with the charts `drawn` of its tables as
+    they are now, else drawn here); returns what was drawn. The table counts are read now: a
+    build's `quarantine` table is written after its charts may have been drawn."""
+    f, charts_drawn = drawn or draw(root)
+    f.totals = table_totals(root / "data")
+    (root / PAGE).write_text(page(f, charts_drawn, validation, identity), encoding="utf-8")
+    return {"charts": [c.id for c in charts_drawn]}
 
 
 def write_images(build: Path, out: Path) -> list[dict]:
