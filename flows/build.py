@@ -3,7 +3,7 @@
 discover -> (read + decode + parse + clean -> Arrow parts) per batch -> dedup -> write tables ->
 validate -> swap the finished folder into place. Each stage is a plain function in the `kirinuki`
 package; this module only wires them into tasks, times them and reports (the parse tasks are in
-flows/parse.py). Deploy it with `prefect deploy flows/build.py:build` (see prefect.yaml); the CLI
+flows/parse.py; dedup's, validation's and the overview's in flows/stages.py). Deploy it with `prefect deploy flows/build.py:build` (see prefect.yaml); the CLI
 runs the same flow.
 """
 
@@ -15,7 +15,6 @@ configure()  # Prefect reads its settings at import time
 
 import json  # noqa: E402
 import logging  # noqa: E402
-import multiprocessing  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import threading  # noqa: E402
@@ -33,7 +32,6 @@ from prefect.utilities.annotations import quote  # noqa: E402
 
 from kirinuki import __version__  # noqa: E402
 from kirinuki.build.batch import code_digest  # noqa: E402
-from kirinuki.build.validation import validate_files  # noqa: E402
 from kirinuki.build.workers import WorkerPool, import_validation  # noqa: E402
 from kirinuki.build.inputs import plan_inputs, small_build, unchanged_since  # noqa: E402
 from kirinuki.build.parts import PART_TABLES, part_numbers, read_part  # noqa: E402
@@ -47,11 +45,17 @@ from kirinuki.build.plan import (  # noqa: E402
 from kirinuki.build.summary import summarize, summary_markdown  # noqa: E402
 from kirinuki.flows.naming import artifact_key  # noqa: E402
 from kirinuki.flows.parse import parse_all  # noqa: E402
-from kirinuki.clean.normalize import entity_rows, outlet_rows  # noqa: E402
+from kirinuki.flows.stages import (  # noqa: E402
+    dedup_kept,
+    dedup_tables,
+    draw_overview,
+    validate_tables,
+    write_overview_page,
+    write_reference_tables,
+)
 from kirinuki.dedup import (  # noqa: E402
     DedupConfig,
     dedup_key,
-    dedup_parts,
     keep_dedup,
     kept_state_digests,
     reuse_dedup,
@@ -73,10 +77,8 @@ from kirinuki.store.files import (  # noqa: E402
     compact,
     locked,
     read_json,
-    to_table,
     views_sql,
     write_json,
-    write_table,
 )
 
 log = logging.getLogger("kirinuki")
@@ -86,20 +88,6 @@ DEFAULT_BATCH_FILES = 256
 
 # A validation worker the CLI started before importing Prefect (workers.warm_validator); the next build uses it.
 prewarmed: WorkerPool | None = None
-
-
-@task(name="dedup", task_run_name="dedup (reused: no quote changed since the last build)", cache_policy=NO_CACHE,
-      persist_result=False)
-def dedup_kept(stats: dict):
-    """A dedup that did not run: the last build's output was kept (its input is unchanged). A task
-    of its own so that the run shows the reuse, in the task's name and its state's message."""
-    return Completed(message="reused the last build's dedup output: the excerpts and post dates are unchanged",
-                     data=stats)
-
-
-# Below this many posts dedup runs in the build's own process: a child process's start-up (its
-# imports) costs more than the memory it would give back (benchmarks/loop.py).
-DEDUP_IN_PROCESS_POSTS = 500
 
 
 @contextmanager
@@ -130,21 +118,6 @@ def discard_prewarmed() -> None:
         pool.stop()
 
 
-@task(name="dedup", task_run_name="dedup", cache_policy=NO_CACHE, persist_result=False)
-def dedup_tables(root: str, parts: str, cfg: DedupConfig, duckdb_memory_mb: int = 2048, posts: int = 0,
-                 last_state: str | None = None, code: str = "") -> dict:
-    """Cluster every quote of the same article (reading the excerpts from the parts); write
-    articles, article_paragraphs, article_quotes and dedup_links. On a large build
-    it runs in a child process (the parse stage's forkserver) so the memory it needs is returned
-    when it ends; below DEDUP_IN_PROCESS_POSTS posts in this process. Articles whose quotes are
-    unchanged since the build that kept `last_state` are taken from it (kirinuki.dedup.memo)."""
-    if posts < DEDUP_IN_PROCESS_POSTS:
-        return dedup_parts(root, parts, cfg, duckdb_memory_mb, last_state, code)
-    ctx = multiprocessing.get_context("forkserver")
-    with WorkerPool(1, ctx) as pool:
-        return pool.run(dedup_parts, root, parts, cfg, duckdb_memory_mb, last_state, code)
-
-
 @task(name="write-tables", cache_policy=NO_CACHE, persist_result=False)
 def write_tables(root: str, parts: str, names: list[str], years: Partitioning | None = None) -> dict:
     """Per-file tables from their parts, in parallel threads
@@ -171,50 +144,6 @@ def write_tables(root: str, parts: str, names: list[str], years: Partitioning | 
                  f" ({len(years_written)} years, {linked} linked)" if by_year is not None else "")
     return {"rows": {n: d[0] for n, d in done.items()}, "partitions": {n: d[1] for n, d in done.items() if d[1]},
             "linked": sum(d[2] for d in done.values())}
-
-
-@task(name="write-reference", task_run_name="write rejects, outlets and entities", cache_policy=NO_CACHE,
-      persist_result=False)
-def write_reference_tables(root: str, rejects: list[dict]) -> dict[str, int]:
-    """Rejected inputs, and the curated outlets and entities (gazetteer) tables."""
-    rejects = sorted(rejects, key=lambda r: (r["source_path"], r["code"]))
-    write_table(Path(root), "rejects", to_table("rejects", rejects))
-    counts = {"rejects": len(rejects)}
-    for name, rows in (("outlets", outlet_rows()), ("entities", entity_rows())):
-        write_table(Path(root), name, to_table(name, rows))
-        counts[name] = len(rows)
-    return counts
-
-
-@task(name="draw-overview", task_run_name="draw the overview's charts", cache_policy=NO_CACHE,
-      persist_result=False)
-def draw_overview(root: str):
-    """The overview's figures and charts from the tables as written (drawn while they are validated)."""
-    from kirinuki.overview.page import draw
-
-    return draw(Path(root))
-
-
-@task(name="overview", task_run_name="write the overview page", cache_policy=NO_CACHE, persist_result=False)
-def write_overview_page(root: str, validation: dict, identity: dict, drawn=None) -> dict:
-    """overview.html and its charts (kirinuki.overview), from the validated tables: `drawn` (passed
-    quoted) when they are as they were drawn, else drawn here."""
-    from kirinuki.overview import write_overview
-
-    drawn = drawn.unquote() if isinstance(drawn, quote) else drawn  # Prefect unwraps it; a direct call may not
-    return write_overview(Path(root), validation, identity, drawn)
-
-
-@task(name="validate", task_run_name="validate", cache_policy=NO_CACHE, persist_result=False)
-def validate_tables(root: str, parts: str, old_parts: str | None, validator: WorkerPool | None = None,
-                    known: dict[str, str] | None = None) -> tuple[dict, dict[str, str]]:
-    """Run every suite; quarantine warning failures; fail the flow on a critical one (reusing the
-    last build's results for unchanged tables: kirinuki.build.validation). In `validator`, a worker
-    that imported Great Expectations while the build parsed, when there is one. `known`: the
-    sha256 the writers computed of the files they wrote or linked (by data/… path)."""
-    if validator is not None:
-        return validator.run(validate_files, root, parts, old_parts, known)
-    return validate_files(root, parts, old_parts, known)
 
 
 def _run_name() -> str:
