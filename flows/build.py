@@ -33,7 +33,14 @@ from prefect.utilities.annotations import quote  # noqa: E402
 from kirinuki import __version__  # noqa: E402
 from kirinuki.build.batch import code_digest  # noqa: E402
 from kirinuki.build.workers import WorkerPool, import_validation  # noqa: E402
-from kirinuki.build.inputs import plan_inputs, small_build, unchanged_since  # noqa: E402
+from kirinuki.build.inputs import (  # noqa: E402
+    InputPlan,
+    PreparedPlan,
+    plan_inputs,
+    plan_key,
+    small_build,
+    unchanged_since,
+)
 from kirinuki.build.parts import PART_TABLES, part_numbers, read_part  # noqa: E402
 from kirinuki.build.plan import (  # noqa: E402
     CACHE_DIR,
@@ -88,6 +95,20 @@ DEFAULT_BATCH_FILES = 256
 
 # A validation worker the CLI started before importing Prefect (workers.warm_validator); the next build uses it.
 prewarmed: WorkerPool | None = None
+# The plan the CLI's up-to-date check made (inputs.PreparedPlan); the next build takes it if made for its arguments.
+prepared: PreparedPlan | None = None
+
+
+def _plan(inputs: list[str], out: Path, max_bytes: int, cfg: DedupConfig, drafts: bool, convention: str | None,
+          cache: bool, partition_min_posts: int) -> tuple[InputPlan, bool]:
+    """The build's input plan: the CLI's (`prepared`) when made for these arguments, else made now;
+    and whether it is the CLI's (which found the last build out of date already)."""
+    global prepared
+    ready, prepared = prepared, None
+    if ready is not None and ready.key == plan_key(inputs, out, max_bytes, cfg, drafts, convention, cache,
+                                                   partition_min_posts):
+        return ready.plan, True
+    return plan_inputs(inputs, out, max_bytes, cfg, drafts, convention, cache, partition_min_posts), False
 
 
 @contextmanager
@@ -192,11 +213,11 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     with locked(out_path):
-        plan = plan_inputs(inputs, out_path, max_bytes, dedup_cfg, drafts, convention, cache, partition_min_posts)
+        plan, checked = _plan(inputs, out_path, max_bytes, dedup_cfg, drafts, convention, cache, partition_min_posts)
         refs, rejected, keys, record, hashed, digest = (plan.refs, plan.rejected, plan.keys, plan.record, plan.hashed,
                                                         plan.digest)
         timings.update(plan.timings)
-        previous = unchanged_since(plan, out_path, t0) if cache else None
+        previous = unchanged_since(plan, out_path, t0) if cache and not checked else None
         del plan
         if previous is not None:
             message = f"up to date: nothing changed since the last build of {out}, which is kept as it is"
@@ -208,7 +229,8 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
             build_log(tmp / "logs" / "build.log", failed_log(out_path)), \
             _warm_validator(small) as validator:
         log.info("kirinuki %s build of %s into %s (%d workers)", __version__, inputs, out, workers)
-        log.info("discover: %.2f s, hash: %.2f s", timings["discover"], timings["hash"])
+        log.info("discover: %.2f s, hash: %.2f s%s", timings["discover"], timings["hash"],
+                 " (by the up-to-date check before the run)" if checked else "")
         t = time.perf_counter()
         # the parts are the next build's cache: kept in the build (cache/) unless caching is off
         parts = tmp / CACHE_DIR

@@ -68,16 +68,19 @@ def build(
                        partition_min_posts=partition_min_posts)
     if check.previous is not None:
         return _report(check.previous, out_dir, paths, as_json, quiet)
+    small, handoff = check.small, [check.plan]  # the plan goes to the build, which lets it go when done
+    del check
     from kirinuki.build.workers import warm_validator
     from kirinuki.server import RunServer, ServerError
 
     try:
         with RunServer() as server, interruptible():
-            validator = warm_validator() if check.small and runner == "local" else None
+            validator = warm_validator() if small and runner == "local" else None
             summary = _run_build(server, validator, build_identity(out_dir), paths, out_dir, runner, scheduler, quiet or as_json,
                                  dict(batch_files=batch_files, max_file_mb=max_file_mb, duckdb_memory_mb=duckdb_memory_mb,
                                       workers=workers, cache=not no_cache, runner=runner, drafts=drafts,
-                                      convention=convention, partition_min_posts=partition_min_posts))
+                                      convention=convention, partition_min_posts=partition_min_posts),
+                                 handoff)
     except ServerError as e:
         fail(f"{e}; nothing was built (set PREFECT_API_URL to use a server of yours)", 1)
     except KeyboardInterrupt:
@@ -86,7 +89,7 @@ def build(
 
 
 def _run_build(server, validator, before: str | None, paths: list[str], out_dir: Path, runner: str,
-               scheduler: str | None, silent: bool, options: dict) -> dict:
+               scheduler: str | None, silent: bool, options: dict, handoff: list | None = None) -> dict:
     from kirinuki.flows.build import build_flow as flow_for
     from kirinuki.ingest.pins import PinError
     from kirinuki.store.files import BuildLocked, UnsafeOutput
@@ -101,6 +104,7 @@ def _run_build(server, validator, before: str | None, paths: list[str], out_dir:
     import kirinuki.flows.parse as parse_stage
 
     pipeline.prewarmed = validator
+    pipeline.prepared = handoff.pop() if handoff else None  # the up-to-date check's plan (inputs.PreparedPlan)
     try:
         server.ready()
         with _progress(enabled=not silent) as hook:

@@ -198,3 +198,32 @@ def test_a_failure_names_a_log_only_when_one_was_written(tmp_path, monkeypatch):
     assert r.exit_code == 1 and "build failed (RuntimeError: a bug in parsing)" in said
     log = pipeline.failed_log(out)
     assert f"Log: {log}" in said and log.is_file()
+
+
+def test_an_out_of_date_build_is_planned_once_and_the_last_build_is_not_read_to_say_so(tmp_path, monkeypatch):
+    """The CLI's up-to-date check compares digests before it hashes the last build's files (it hashes
+    none when an input changed), and the build it then starts takes its plan instead of listing and
+    fingerprinting the inputs again; a plan made for other arguments is not taken."""
+    import kirinuki.build.plan as plan_module
+    import kirinuki.flows.build as pipeline
+    from kirinuki.build.inputs import up_to_date
+
+    corpus, out = tmp_path / "in", tmp_path / "out"
+    shutil.copytree(SAMPLE, corpus)
+    pipeline.build([str(corpus)], str(out))
+    post = corpus / "2024-01-05_nordria_power.txt"
+    post.write_bytes(post.read_bytes() + "\n追記です。\n".encode("utf-8"))
+    hashed: list[Path] = []
+    real = plan_module.sha256_file
+    monkeypatch.setattr(plan_module, "sha256_file", lambda p: hashed.append(p) or real(p))
+    check = up_to_date([str(corpus)], out, 8.0)
+    assert check.previous is None and check.plan is not None and hashed == []
+    planned = []
+    monkeypatch.setattr(pipeline, "plan_inputs", lambda *a, **k: planned.append(a) or check.plan.plan)
+    pipeline.prepared = check.plan
+    summary = pipeline.build([str(corpus)], str(out), max_file_mb=8.0)
+    assert planned == [] and pipeline.prepared is None and not summary.get("up_to_date")
+    assert summary["inputs"]["hashed"] == check.plan.plan.hashed
+    pipeline.prepared = check.plan  # made for another output folder: planned again
+    pipeline.build([str(corpus)], str(tmp_path / "elsewhere"), max_file_mb=8.0)
+    assert len(planned) == 1 and pipeline.prepared is None
