@@ -36,7 +36,7 @@ class RowGroupWriter:
         self.pending = 0
         self.rows = 0
         self.encoder = ThreadPoolExecutor(1)  # one thread: the row groups are written in order
-        self.encoding: list[Future] = []  # at most two row groups wait, so memory stays about two row groups
+        self.encoding: list[Future] = []  # one row group at a time is encoded while the next is gathered
 
     def add_row(self, row: dict) -> None:
         for name, col in self.buffer.items():
@@ -99,7 +99,7 @@ class RowGroupWriter:
             table, rest = whole.slice(0, n), whole.slice(n)
             self.pieces = rest.to_batches() if rest.num_rows else []
         self.pending -= n
-        while len(self.encoding) >= 2:
+        while self.encoding:
             self.encoding.pop(0).result()  # raises what the encoder raised
         self.encoding.append(self.encoder.submit(self.writer.write_table, table, row_group_size=self.group))
 
