@@ -237,3 +237,25 @@ def test_document_scoped_checks_skip_only_documents_checked_before_with_the_same
     assert slice_check not in failing(docs)  # it was: the check does not read it again
     stale = docs.set_column(1, "source_sha256", pa.array(["0" * 64] * docs.num_rows))
     assert slice_check in failing(stale)  # the same doc_id with other bytes is checked again
+
+
+def test_wide_rows_are_checked_in_fewer_rows_a_slice_with_the_same_results(sample_build, monkeypatch):
+    """A table of long texts (documents hold whole posts) is checked in slices of fewer rows, so a
+    slice's frame stays near SLICE_BYTES (at 100k posts one slice of documents was every post's text:
+    8.4 GB); the checks' outcome and counts are those of the table checked at once."""
+    import kirinuki.validate.gx_files as gx_files
+    from kirinuki.validate.gx_engine import _GX
+    from kirinuki.validate.suites import load_suite
+
+    files = [sample_build / "data" / "paragraphs.parquet"]
+    exps = load_suite("paragraphs")["expectations"]
+    n = pq.ParquetFile(files[0]).metadata.num_rows
+    gx = _GX()
+    whole, _, _ = gx_files.validate_files(gx, "paragraphs", files, ["x"], exps)
+    assert gx_files.slice_rows(files, ["text"]) == gx_files.SLICE_ROWS  # short rows: the usual slices
+    monkeypatch.setattr(gx_files, "SLICE_BYTES", 2_000)
+    rows = gx_files.slice_rows(files, ["text", "text_norm"])
+    assert 1 <= rows < n / 5 and gx_files.slice_rows(files, ["ordinal"]) > rows  # wide columns: fewer rows
+    sliced, _, _ = gx_files.validate_files(gx, "paragraphs", files, ["x"], exps)
+    assert [(c.name, c.success, c.unexpected, c.elements) for c in sliced] == \
+        [(c.name, c.success, c.unexpected, c.elements) for c in whole]

@@ -27,6 +27,24 @@ ROW_LOCAL = {"expect_column_values_to_not_be_null", "expect_column_values_to_be_
              "expect_column_values_to_be_between", "expect_column_value_lengths_to_be_between",
              "expect_column_values_to_match_regex", "expect_column_pair_values_a_to_be_greater_than_b"}
 SLICE_ROWS = ROW_GROUP_ROWS
+# at most about this much of a slice's columns (Parquet's uncompressed size): a table of whole post
+# texts (documents, ~25 KB a row) is sliced in far fewer rows than one of short keys
+SLICE_BYTES = 256 * 2**20
+
+
+def slice_rows(files: list[Path], columns: list[str]) -> int:
+    """Rows per slice for these files' `columns`: SLICE_ROWS, or fewer when their rows are wide,
+    so that a slice holds about SLICE_BYTES of them (measured from the files' footers)."""
+    rows = size = 0
+    wanted = set(columns)
+    for f in files:
+        meta = pq.ParquetFile(f).metadata
+        rows += meta.num_rows
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            size += sum(group.column(c).total_uncompressed_size for c in range(group.num_columns)
+                        if group.column(c).path_in_schema.split(".")[0] in wanted)
+    return SLICE_ROWS if not rows or not size else max(1, min(SLICE_ROWS, int(SLICE_BYTES * rows / size)))
 
 
 class _Summed:
@@ -69,19 +87,20 @@ def _run(gx: _GX, name: str, df: pd.DataFrame, exps: list[dict], indices: list[i
 
 
 def _slices(files: list[Path], columns: list[str]):
-    """The rows of `files`, in order, as frames of SLICE_ROWS rows (a slice may span files: Great
+    """The rows of `files`, in order, as frames of `slice_rows` rows (a slice may span files: Great
     Expectations' cost is mostly per call, and a year file is often a few hundred rows)."""
+    size = slice_rows(files, columns)
     pending: list[pa.RecordBatch] = []
     count = 0
     for f in files:
         pf = pq.ParquetFile(f, pre_buffer=False)  # pre-buffering keeps every slice read until the end
-        for batch in pf.iter_batches(batch_size=SLICE_ROWS, columns=columns):
+        for batch in pf.iter_batches(batch_size=size, columns=columns):
             pending.append(batch)
             count += batch.num_rows
-            while count >= SLICE_ROWS:
+            while count >= size:
                 t = _joined(pending)
-                yield t.slice(0, SLICE_ROWS).to_pandas()
-                rest = t.slice(SLICE_ROWS)
+                yield t.slice(0, size).to_pandas()
+                rest = t.slice(size)
                 pending, count = rest.to_batches(), rest.num_rows
     if count:
         yield _joined(pending).to_pandas()
@@ -102,7 +121,7 @@ def validate_files(gx: _GX, name: str, files: list[Path], shas: list[str], exps:
     of each expectation's result when no file is new)."""
     if not exps:
         return [], {"success": True, "results": []}, {}
-    if len(files) == 1 and pq.ParquetFile(files[0]).metadata.num_rows <= SLICE_ROWS:
+    if len(files) == 1 and pq.ParquetFile(files[0]).metadata.num_rows <= slice_rows(files, _columns_of(exps)):
         checks, res = gx.validate(name, pq.read_table(files[0], columns=_columns_of(exps)).to_pandas(), exps)
         return checks, res, {}
     local = [i for i, e in enumerate(exps) if e["type"] in ROW_LOCAL]
