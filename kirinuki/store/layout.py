@@ -47,8 +47,13 @@ def is_partitioned(data: Path, name: str) -> bool:
 
 def duckdb_source(data: Path, name: str) -> str:
     """A `read_parquet(...)` call reading the table's files in row order (as a SQL expression)."""
-    files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in table_files(data, name))
-    return f"read_parquet([{files}])"
+    return duckdb_files(table_files(data, name))
+
+
+def duckdb_files(files: list[Path]) -> str:
+    """A `read_parquet(...)` call reading these files in order (as a SQL expression)."""
+    listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
+    return f"read_parquet([{listed}])"
 
 
 def read_table(data: Path, name: str, columns: list[str] | None = None) -> pa.Table:

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from kirinuki.schema import spec, tables
 from kirinuki.store.files import DATA_DIR, sha256_file, to_table, write_table
-from kirinuki.store.layout import duckdb_source, has_table, is_partitioned, row_count, table_files
+from kirinuki.store.layout import duckdb_files, duckdb_source, has_table, is_partitioned, row_count, table_files
 from kirinuki.store.partitions import doc_years, rewrite_years
 from kirinuki.validate.gx_engine import _GX
 from kirinuki.validate.gx_files import validate_files
@@ -93,8 +93,7 @@ def _fresh_views(con: duckdb.DuckDBPyConnection, names: list[str], checked: pa.T
             continue
         source = f"main.{name}"
         if unseen is not None and name in unseen:
-            files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in unseen[name])
-            source = f"read_parquet([{files}])" if files else f"(SELECT * FROM main.{name} WHERE false)"
+            source = duckdb_files(unseen[name]) if unseen[name] else f"(SELECT * FROM main.{name} WHERE false)"
         con.execute(f"CREATE VIEW fresh.{name} AS SELECT t.* FROM {source} t "
                     "ANTI JOIN checked_documents c USING (doc_id, source_sha256)")
 
