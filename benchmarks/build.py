@@ -113,11 +113,12 @@ print(time.perf_counter() - t)
 
 
 def corpus(workdir: Path, posts: int, env: dict, name: str = "") -> Path:
-    d = workdir / (name or f"corpus-{posts}")
+    d = workdir / f"{name or f'corpus-{posts}'}-in-order"
     if not (d / "ground_truth.csv").exists():
         print(f"generating {posts:,} posts in {d} ...", file=sys.stderr, flush=True)
         subprocess.run([str(BIN / "kirinuki"), "synth", "--posts", str(posts), "--seed", "1", "--out", str(d),
-                        "--excerpts-per-post", "6"], check=True, env=env, cwd=ROOT, capture_output=True)
+                        "--excerpts-per-post", "6", "--in-order"],
+                       check=True, env=env, cwd=ROOT, capture_output=True)
     return d
 
 

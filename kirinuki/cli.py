@@ -157,13 +157,15 @@ def synth(
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same corpus).")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for post_*.txt and ground_truth.csv.")] = Path("output/synth"),
     excerpts_per_post: Annotated[int, typer.Option(help="Mean excerpts per post.", min=1)] = 7,
+    in_order: Annotated[bool, typer.Option("--in-order", help="Date the posts in order, as a blog's: each "
+                                           "quotes a new article first, and the dates never cycle.")] = False,
 ) -> None:
     """Generate a fictional corpus in the clipping grammar, with ground truth for dedup."""
     from kirinuki.synth import write_corpus
 
     if out_dir.exists() and any(out_dir.glob("post_*.txt")):
         fail(f"{out_dir} already holds a generated corpus; remove it or choose another --out", 2)
-    stats = write_corpus(out_dir, posts, seed, excerpts_per_post)
+    stats = write_corpus(out_dir, posts, seed, excerpts_per_post, in_order)
     out.print(f"{stats['posts']:,} posts, {stats['excerpts']:,} excerpts of {stats['articles']:,} articles, "
               f"{stats['bytes'] / 1e6:,.1f} MB -> {shown(out_dir)} (ground truth: {shown(out_dir / 'ground_truth.csv')})",
               highlight=False)

@@ -47,6 +47,7 @@ class Generator:
     seed: int = 0
     requote_rate: float = 0.35
     boilerplate_rate: float = 0.3
+    step_hours: int = 24  # the calendar moves on by 0 or this many hours before each new article
     rng: np.random.Generator = field(init=False)
 
     def __post_init__(self):
@@ -59,6 +60,7 @@ class Generator:
         self.boilerplate = [self._sentence(12) + self._sentence(10) for _ in range(20)]
         self.articles: list[Article] = []
         self._day = date(2023, 1, 1)
+        self._hours = 0  # since self._day, by steps of step_hours
 
     def _word(self) -> str:
         if self.rng.random() < 0.6:
@@ -75,7 +77,9 @@ class Generator:
         return "".join(self._sentence(int(self.rng.integers(6, 16))) for _ in range(int(self.rng.integers(1, 4))))
 
     def new_article(self) -> Article:
-        self._day += timedelta(days=int(self.rng.integers(0, 2)))
+        self._hours += int(self.rng.integers(0, 2)) * self.step_hours
+        self._day += timedelta(days=self._hours // 24)
+        self._hours %= 24
         if self._day.year >= 2100:  # a large corpus cycles its dates rather than leave the plausible window
             self._day = date(2023, 1, 1)
         n = 2 + int(self.rng.geometric(0.09))
@@ -87,8 +91,9 @@ class Generator:
         self.articles.append(a)
         return a
 
-    def excerpt(self) -> SynthExcerpt:
-        if self.articles and self.rng.random() < self.requote_rate:
+    def excerpt(self, new: bool = False) -> SynthExcerpt:
+        """A quote of a new article, or (at requote_rate, unless `new`) of an earlier one, edited."""
+        if not new and self.articles and self.rng.random() < self.requote_rate:
             a = self.articles[int(self.rng.integers(len(self.articles)))]
             edit = EDITS[int(self.rng.integers(len(EDITS)))]
         else:
@@ -138,10 +143,14 @@ def excerpts(n: int, seed: int = 0, **kw) -> list[SynthExcerpt]:
     return [g.excerpt() for _ in range(n)]
 
 
-def write_corpus(out: Path, posts: int, seed: int = 0, excerpts_per_post: int = 7) -> dict:
-    """Write `posts` post files plus ground_truth.csv; return counts."""
+def write_corpus(out: Path, posts: int, seed: int = 0, excerpts_per_post: int = 7, in_order: bool = False) -> dict:
+    """Write `posts` post files plus ground_truth.csv; return counts. `in_order`: dated as a blog's
+    posts are, each after the one before: every post quotes a new article first (so a post is
+    never dated by the old articles it quotes again) and the calendar moves on by 0 or 2 hours per
+    new article, not 0 or a day, so 100,000 posts span about 50 years rather than cycle through
+    2023-2099 again and again."""
     out.mkdir(parents=True, exist_ok=True)
-    g = Generator(seed)
+    g = Generator(seed, step_hours=2 if in_order else 24)
     truth = []
     n_bytes = 0
     for i in range(posts):
@@ -149,7 +158,7 @@ def write_corpus(out: Path, posts: int, seed: int = 0, excerpts_per_post: int = 
         k = max(1, int(g.rng.poisson(excerpts_per_post - 1)) + 1)
         for j in range(k):
             lines.append(g._paragraph())
-            ex = g.excerpt()
+            ex = g.excerpt(new=in_order and j == 0)
             body = list(ex.lines)
             d = ex.published
             body[-1] += f"【{d.year}年{d.month}月{d.day}日 {ex.outlet}】"

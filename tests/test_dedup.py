@@ -158,6 +158,27 @@ def test_synth_cli_writes_posts_and_ground_truth_that_build(tmp_path):
     assert (again / "post_000007.txt").read_bytes() == (out / "post_000007.txt").read_bytes()
 
 
+def test_synth_in_order_dates_every_post_after_the_one_before_and_a_longer_corpus_extends_it(tmp_path):
+    """--in-order models a blog for the append benchmarks: a post that quotes only old articles is
+    still dated after the post before it, and the calendar moves on by hours, not days, per article."""
+    import re
+
+    short, long = tmp_path / "short", tmp_path / "long"
+    synth.write_corpus(short, 150, seed=2, excerpts_per_post=6, in_order=True)
+    synth.write_corpus(long, 160, seed=2, excerpts_per_post=6, in_order=True)
+    assert [p.read_bytes() for p in sorted(short.glob("post_*.txt"))] == \
+        [p.read_bytes() for p in sorted(long.glob("post_*.txt"))][:150]
+    newest = [max(date(*map(int, m)) for m in re.findall(r"【(\d+)年(\d+)月(\d+)日", p.read_text(encoding="utf-8")))
+              for p in sorted(long.glob("post_*.txt"))]
+    assert newest == sorted(newest)
+    synth.write_corpus(tmp_path / "daily", 150, seed=2, excerpts_per_post=6)
+    daily = [max(date(*map(int, m)) for m in re.findall(r"【(\d+)年(\d+)月(\d+)日", p.read_text(encoding="utf-8")))
+             for p in sorted((tmp_path / "daily").glob("post_*.txt"))]
+    assert daily != sorted(daily)  # without it, a post re-quoting only old articles takes their date
+    span = (newest[-1] - newest[0]).days  # 0 or 2 hours per new article: ~a month for 150 posts, not a year
+    assert 0 < span < (daily[-1] - daily[0]).days / 6
+
+
 def test_chunk_size_does_not_change_the_clusters():
     items = [Excerpt(f"x{i:04d}", f"d{i:04d}", e.headline, "\n".join(e.lines), e.published)
              for i, e in enumerate(synth.excerpts(400, seed=11))]
