@@ -316,6 +316,13 @@ def main() -> None:
             sys.stdout.flush()  # what atexit would still do is wait for threads of a run that is over
             sys.stderr.flush()
             os._exit(INTERRUPTED)
+        if e.code in (0, None):  # done and said: the exit hooks run, then the process ends without
+            import atexit  # tearing its heap down object by object (~0.7 s after a 10k-post append)
+
+            atexit._run_exitfuncs()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
         raise
 
 

@@ -42,9 +42,17 @@ def empty_part(table: str, columns: list[str] | None = None) -> pa.Table:
     return (pa.schema([schema.field(c) for c in columns]) if columns else schema).empty_table()
 
 
-def open_part(parts: str | Path, table: str, part: str) -> pa.Table:
+def open_part(parts: str | Path, table: str, part: str, columns: list[str] | None = None) -> pa.Table:
+    """A part file's rows (memory-mapped), all columns or `columns` in that order: the others are
+    not even decompressed."""
     with pa.memory_map(str(part_path(parts, table, part))) as src:
-        return pa.ipc.open_file(src).read_all()
+        if not columns:
+            return pa.ipc.open_file(src).read_all()
+        schema = pa.ipc.open_file(src).schema
+        fields = sorted(schema.get_field_index(c) for c in columns)
+        if fields[0] < 0:  # a column the part lacks: Arrow's own error names it
+            return pa.ipc.open_file(src).read_all().select(columns)
+        return pa.ipc.open_file(src, options=pa.ipc.IpcReadOptions(included_fields=fields)).read_all().select(columns)
 
 
 def _runs(files: list[dict], t: int) -> list[tuple[str, int, int]]:
@@ -70,8 +78,7 @@ def read_part(parts: str | Path, table: str, batch_no: int, columns: list[str] |
     pieces = []
     for part, start, n in _runs(idx["files"], PART_TABLES.index(table)):
         if part not in opened:
-            t = open_part(parts, table, part)
-            opened[part] = t.select(columns) if columns else t
+            opened[part] = open_part(parts, table, part, columns)
         pieces.append(opened[part].slice(start, n))
     out = pa.concat_tables(pieces) if pieces else empty_part(table, columns)
     if table == "documents" and "entry_position" in out.column_names:
