@@ -162,7 +162,7 @@ def write_tables(root: str, parts: str, names: list[str], years: Partitioning | 
         done = dict(zip(names, pool.map(one, names)))
     for name, (_, years_written, linked, seconds) in done.items():  # logged here: the pool's threads have no run
         log.info("wrote %s: %.2f s%s", name, seconds,
-                 f" ({len(years_written)} years, {linked} linked)" if by_year is not None else "")
+                 f" ({len(years_written)} files, {linked} linked)" if by_year is not None else "")
     return {"rows": {n: d[0] for n, d in done.items()}, "partitions": {n: d[1] for n, d in done.items() if d[1]},
             "linked": sum(d[2] for d in done.values())}
 

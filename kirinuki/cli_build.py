@@ -39,7 +39,7 @@ def build(
     scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address for --runner dask, e.g. tcp://10.0.0.5:8786.")] = None,
     drafts: Annotated[bool, typer.Option("--drafts", help="Read the drafts in blog exports as posts (flagged draft) instead of rejecting them.")] = False,
     convention: Annotated[Optional[str], typer.Option(help="Pin this quoting convention for every post (default: detected per post; see 'kirinuki conventions').")] = None,
-    partition_min_posts: Annotated[int, typer.Option(help="From this many posts on, write the per-post tables one file per year (docs/tables.md).", min=1)] = PARTITION_MIN_DOCUMENTS,
+    partition_min_posts: Annotated[int, typer.Option(help="From this many posts on, write the per-post tables one file per year, or per month in a busy year (docs/tables.md).", min=1)] = PARTITION_MIN_DOCUMENTS,
 ) -> None:
     """Read posts, parse them and write the Parquet tables to --out (atomically)."""
     from kirinuki.store.files import BuildLocked, UnsafeOutput, check_output, locked

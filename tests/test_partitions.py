@@ -190,3 +190,42 @@ def test_a_quarantined_row_leaves_its_year_file_and_the_other_years_stay_as_they
     untouched = [rel for rel in before if rel.startswith(("documents/", "excerpts/")) and rel in after]
     assert untouched and all(before[r] == after[r] for r in untouched if not r.endswith("2024.parquet"))
     assert validate_build(out, quarantine=False).success
+
+
+def test_a_busy_year_is_one_file_per_month_and_a_post_added_to_a_month_rewrites_that_month_only(tmp_path):
+    """A year of at least MONTHS_FROM_POSTS posts is split by month (lowered to 3 here: the sample's
+    three posts of 2024 make 2024-01 and 2024-06, the seed's year stays whole); a post added in June
+    rewrites June's files, links the others, and the result is a clean build's bytes."""
+    import kirinuki.store.layout as layout
+
+    assert f"a year of at least {layout.MONTHS_FROM_POSTS:,} posts" in (Path(__file__).parents[1] / "docs" / "tables.md").read_text(encoding="utf-8")
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SAMPLE, corpus, ignore=LOOSE_POSTS_ONLY)
+    shutil.copy(SEED, corpus)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(layout, "MONTHS_FROM_POSTS", 3)
+        _build(corpus, tmp_path / "out")
+        data = tmp_path / "out" / "data"
+        labels = sorted(p.stem for p in (data / "documents").glob("*.parquet"))
+        assert "2024-01" in labels and "2024-06" in labels and "2024" not in labels, labels
+        assert any(len(x) == 4 for x in labels), labels  # a quieter year keeps one file
+        con = duckdb.connect()
+        for f in (data / "excerpts").glob("*.parquet"):  # every row sits in its post's month or year
+            stamps = {r[0] for r in con.execute(
+                f"""SELECT CASE WHEN strftime(d.published_date, '%Y') = '2024' THEN strftime(d.published_date, '%Y-%m')
+                    ELSE strftime(d.published_date, '%Y') END
+                    FROM read_parquet('{f}') e JOIN read_parquet('{data}/documents/*.parquet') d USING (doc_id)""").fetchall()}
+            assert stamps == {f.stem}, (f.name, stamps)
+        before = {p.relative_to(data).as_posix(): p.stat().st_ino for p in data.rglob("*.parquet")}
+        src = corpus / "2024-06-22_nordria_currency.txt"
+        (corpus / "2024-06-29_nordria_currency_again.txt").write_bytes(
+            src.read_bytes() + "\n月末にもう一度書いた解説です。\n".encode("cp932"))
+        (corpus / "2024-06-29_nordria_currency_again.meta.json").write_text(
+            json.dumps({"published_date": "2024-06-29"}), encoding="utf-8")
+        summary = _build(corpus, tmp_path / "out")
+        rewritten = {rel for rel, ino in before.items() if "/" in rel and rel.split("/")[0] in PER_POST
+                     and (data / rel).exists() and (data / rel).stat().st_ino != ino}
+        assert rewritten and {rel.split("/")[1] for rel in rewritten} == {"2024-06.parquet"}, rewritten
+        assert summary["layout"]["files_linked"] > 0
+        _build(corpus, tmp_path / "clean", cache=False)
+    assert _files(tmp_path / "out") == _files(tmp_path / "clean")

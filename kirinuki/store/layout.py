@@ -1,12 +1,13 @@
-"""Where a table's rows are on disk: one Parquet file, or one file per year of the post date.
+"""Where a table's rows are on disk: one Parquet file, or one file per year (or month) of the post date.
 
 In: a folder of tables (a build's or a release's `data/`) and a table name. Out: the table's files
 in row order, the relative paths to name them by, a DuckDB source and its rows read back.
 
 A small build writes each table as `data/<table>.parquet`. A large one (at least
 PARTITION_MIN_DOCUMENTS posts) writes each per-post table as `data/<table>/<year>.parquet`, one file
-per year of its posts' `published_date` (`undated.parquet` for posts without one), so that adding
-this year's posts rewrites this year's files only (docs/scale.md). The rows of a partitioned table
+per year of its posts' `published_date` (`undated.parquet` for posts without one), and a year of at
+least MONTHS_FROM_POSTS posts as one file per month (`<year>-<month>.parquet`), so that adding this
+week's posts rewrites this month's files only (docs/scale.md). The rows of a partitioned table
 are its files' rows in file-name order; every reader here follows that order.
 """
 
@@ -22,9 +23,24 @@ PARTITION_MIN_DOCUMENTS = 5000
 UNDATED = "undated"  # sorts after every year
 
 
-def partition_label(date: dt.date | None) -> str:
-    """The partition a post belongs to: the year of its date, or UNDATED."""
-    return UNDATED if date is None else f"{date.year:04d}"
+MONTHS_FROM_POSTS = 1200  # a year of at least this many posts is one file per month (~100 posts each)
+
+
+def split_years(post_dates) -> set[int]:
+    """The years that hold at least MONTHS_FROM_POSTS of these posts' dates (None: undated)."""
+    counts: dict[int, int] = {}
+    for d in post_dates:
+        if d is not None:
+            counts[d.year] = counts.get(d.year, 0) + 1
+    return {y for y, n in counts.items() if n >= MONTHS_FROM_POSTS}
+
+
+def partition_label(date: dt.date | None, by_month: set[int] | frozenset = frozenset()) -> str:
+    """The partition a post belongs to: the year of its date (`2024`), its month when the year is one
+    of `by_month` (`2024-04`), or UNDATED. Labels sort in date order."""
+    if date is None:
+        return UNDATED
+    return f"{date.year:04d}-{date.month:02d}" if date.year in by_month else f"{date.year:04d}"
 
 
 def table_files(data: Path, name: str) -> list[Path]:

@@ -1,8 +1,8 @@
-"""Per-post tables written one file per year, and the years that did not change linked, not written.
+"""Per-post tables written one file per year (or month), and those that did not change linked, not written.
 
 In: a build's parts (their index and Arrow files), a table's name, and the last build's `data/`
 with the partition digests it kept. Out:
-`data/<table>/<year>.parquet` (kirinuki.store.layout), each file written like a whole table (its rows
+`data/<table>/<year>.parquet` or `<year>-<month>.parquet` (kirinuki.store.layout), each file written like a whole table (its rows
 in batch order, fixed row groups) so its bytes depend only on its rows; and each partition's digest,
 for the next build.
 
@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kirinuki.store.files import DATA_DIR, compact, link_file, read_json, sha256_file, write_table
-from kirinuki.store.layout import UNDATED, partition_label
+from kirinuki.store.layout import UNDATED, partition_label, split_years
 
 PARTITION_DIGESTS = "partitions.json"  # in a build's parts folder: {table: {year: [digest, sha256]}}
 
@@ -55,11 +55,13 @@ def plan_partitions(parts: str | Path, tables: list[str], code: str) -> Plan:
     plan = Plan()
     hashers: dict[tuple[str, str], object] = {}
     code_of: dict[str, int] = {}
-    for n in part_numbers(parts):
+    batches = [(n, json.loads(index_path(parts, n).read_text(encoding="utf-8"))["files"],
+                read_part(parts, "documents", n, ["published_date"]).column(0).to_pylist()) for n in part_numbers(parts)]
+    by_month = split_years(d for _, _, dates in batches for d in dates)
+    for n, files, dates in batches:
         plan.batches.append(n)
-        files = json.loads(index_path(parts, n).read_text(encoding="utf-8"))["files"]
-        dates = iter(read_part(parts, "documents", n, ["published_date"]).column(0).to_pylist())
-        labels = [partition_label(next(dates)) if f["rows"][0][1] else "" for f in files]  # "": no rows at all
+        dates = iter(dates)
+        labels = [partition_label(next(dates), by_month) if f["rows"][0][1] else "" for f in files]  # "": no rows
         codes = np.array([code_of.setdefault(label, len(code_of)) for label in labels], dtype=np.int32)
         plan.documents += sum(1 for f in files if f["rows"][0][1])
         for table in tables:
