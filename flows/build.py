@@ -261,12 +261,14 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         state = parts / DEDUP_STATE
         dedup_stats = reuse_dedup(str(old_parts / DEDUP_STATE), str(tmp), str(state), key) if old_parts else None
         dedup_reused = dedup_stats is not None
+        copied = {}
         if dedup_reused:
             dedup_stats = dedup_kept(dedup_stats).result()  # the task returns its Completed state
         else:
             dedup_stats = dedup_tables(str(tmp), str(parts), dedup_cfg, duckdb_memory_mb,
                                        posts=posts,
                                        last_state=str(old_parts / DEDUP_STATE) if old_parts else None, code=code)
+            copied = dedup_stats.pop("copied", {})  # rows of the last build's article tables: for validation
             keep_dedup(str(tmp), str(state), key, dedup_stats)
         dedup_stats = dict(dedup_stats, reused=dedup_reused)
         timings["dedup"] = time.perf_counter() - t
@@ -289,7 +291,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         # and matplotlib beside Great Expectations); again after validation if quarantine changed them
         drawing = draw_overview.submit(str(tmp))
         report, digests = validate_tables(str(tmp), str(parts), str(old_parts) if old_parts else None, validator,
-                                          known=known)
+                                          known=known, copied={f"{DATA_DIR}/{name}.parquet": c for name, c in copied.items()})
         counts["quarantine"] = sum(report["quarantined"].values())
         if partitions and not counts["quarantine"]:  # the years as validated: the next build may link them
             write_json(parts / PARTITION_DIGESTS, partitions)

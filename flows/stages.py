@@ -86,11 +86,12 @@ def write_overview_page(root: str, validation: dict, identity: dict, drawn=None)
 
 @task(name="validate", task_run_name="validate", cache_policy=NO_CACHE, persist_result=False)
 def validate_tables(root: str, parts: str, old_parts: str | None, validator: WorkerPool | None = None,
-                    known: dict[str, str] | None = None) -> tuple[dict, dict[str, str]]:
+                    known: dict[str, str] | None = None, copied: dict | None = None) -> tuple[dict, dict[str, str]]:
     """Run every suite; quarantine warning failures; fail the flow on a critical one (reusing the
     last build's results for unchanged tables: kirinuki.build.validation). In `validator`, a worker
     that imported Great Expectations while the build parsed, when there is one. `known`: the
-    sha256 the writers computed of the files they wrote or linked (by data/… path)."""
+    sha256 the writers computed of the files they wrote or linked (by data/… path); `copied`: the
+    rows of dedup's tables copied from the last build's files (kirinuki.dedup.parts)."""
     if validator is not None:
-        return validator.run(validate_files, root, parts, old_parts, known)
-    return validate_files(root, parts, old_parts, known)
+        return validator.run(validate_files, root, parts, old_parts, known, copied)
+    return validate_files(root, parts, old_parts, known, copied)

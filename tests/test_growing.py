@@ -126,3 +126,44 @@ def test_articles_are_kept_only_from_an_intact_state_made_by_the_same_code(tmp_p
     with (state / "articles.parquet").open("ab") as f:
         f.write(b"\0")
     assert not ArticleMemo(str(state), code).keys
+
+
+def test_article_rows_copied_from_the_last_build_are_not_judged_again_with_the_same_results(tmp_path, monkeypatch):
+    """After an append, the article tables' rows that dedup copied from the last build's files (which
+    passed) are not handed to Great Expectations' row-local checks again; the results (every
+    expectation's success and counts) are those of a clean build."""
+    import json
+
+    import kirinuki.validate.gx_files as gx_files
+    from kirinuki.flows.build import build
+
+    longer, corpus = tmp_path / "longer", tmp_path / "corpus"
+    write_corpus(longer, BASE_POSTS + 4, seed=11, excerpts_per_post=4)
+    corpus.mkdir()
+    for n in range(1, BASE_POSTS + 1):
+        shutil.copy(longer / f"post_{n:06d}.txt", corpus)
+    build([str(corpus)], str(tmp_path / "out"))
+    for n in range(BASE_POSTS + 1, BASE_POSTS + 5):
+        shutil.copy(longer / f"post_{n:06d}.txt", corpus)
+    judged: dict[str, int] = {}
+    real = gx_files._run
+
+    def counting(gx, name, df, exps, indices):
+        if any(exps[i]["type"] in gx_files.ROW_LOCAL for i in indices):
+            judged[name] = judged.get(name, 0) + len(df)
+        return real(gx, name, df, exps, indices)
+
+    monkeypatch.setattr(gx_files, "_run", counting)
+    inc = build([str(corpus)], str(tmp_path / "out"))
+    monkeypatch.setattr(gx_files, "_run", real)
+    build([str(corpus)], str(tmp_path / "clean"), cache=False)
+    assert inc["dedup"]["articles_kept"] > 0
+    for name in ("articles", "article_paragraphs"):
+        assert 0 < judged[name] < inc["rows"][name], (name, judged, inc["rows"])
+
+    def results(out: Path) -> list:
+        doc = json.loads((out / "validation" / "results.json").read_text(encoding="utf-8"))
+        return sorted((c["table"], c["name"], c["success"], c["unexpected"], c["elements"]) for c in doc["checks"])
+
+    assert results(tmp_path / "out") == results(tmp_path / "clean")
+    assert _tables(tmp_path / "out") == _tables(tmp_path / "clean")

@@ -19,10 +19,12 @@ from kirinuki.store.files import DATA_DIR, read_json, write_json
 CHECKED_DOCUMENTS = "validated-documents.parquet"  # beside VALIDATION_KEPT: (doc_id, source_sha256) checked
 
 
-def validate_files(root: str, parts: str, old_parts: str | None, known: dict[str, str] | None = None
-                   ) -> tuple[dict, dict[str, str]]:
+def validate_files(root: str, parts: str, old_parts: str | None, known: dict[str, str] | None = None,
+                   copied: dict | None = None) -> tuple[dict, dict[str, str]]:
     """Run every suite; quarantine warning failures; raise on a critical one (see the module
-    docstring). `known`: files' sha256 (by data/… path) their writers computed, not hashed again."""
+    docstring). `known`: files' sha256 (by data/… path) their writers computed, not hashed again;
+    `copied`: per file (by data/… path), {"from": sha256, "rows": [[start, count], …]}, its rows that
+    are rows of that earlier file, as they were (their row-local checks are kept when it passed)."""
     from kirinuki.validate import validate_build, write_reports
 
     code = code_digest(whole_build=True)
@@ -30,7 +32,7 @@ def validate_files(root: str, parts: str, old_parts: str | None, known: dict[str
     same_code = isinstance(kept, dict) and kept.get("code") == code
     previous = kept.get("tables") if same_code else None
     checked = _checked_documents(Path(old_parts)) if same_code and kept.get("documents") else None
-    report = validate_build(Path(root), previous=previous, checked=checked, known=known)
+    report = validate_build(Path(root), previous=previous, checked=checked, known=known, copied=copied)
     write_reports(Path(root), report)
     if Path(parts).is_dir():
         tables = report.kept_results()

@@ -87,6 +87,7 @@ class ArticleMemo:
         self.new_keys: list[str] = []
         self.reused = 0
         self.articles = self.paragraphs = None
+        self.state = Path(state) if state is not None else None
         if state is not None:
             self._open(Path(state), checked)
 
@@ -119,6 +120,17 @@ class ArticleMemo:
             return None
         self.reused += 1
         return row, paras
+
+    def kept_from(self) -> dict[str, str]:
+        """The sha256 (as the state recorded it) of the last build's article tables the kept rows
+        are read from; empty when none were opened."""
+        from kirinuki.dedup.state import STATE_FILE
+        from kirinuki.store.files import read_json
+
+        if self.articles is None or self.state is None:
+            return {}
+        saved = (read_json(self.state / STATE_FILE) or {}).get("sha256") or {}
+        return {name: saved[f"{name}.parquet"] for name in ("articles", "article_paragraphs") if f"{name}.parquet" in saved}
 
     def write(self, root: str) -> None:
         """This build's keys, for the next build (keep_dedup moves the file into the state)."""

@@ -45,7 +45,9 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
                 code: str = "") -> dict:
     """Deduplicate the excerpts of a build's parts; write articles, article_paragraphs,
     article_quotes (in part order) and dedup_links under `root`, and each article's key
-    (kirinuki.dedup.memo) to `root`/ARTICLE_KEYS. An article whose quotes are unchanged since the build that kept
+    (kirinuki.dedup.memo) to `root`/ARTICLE_KEYS; `copied` in the stats says which rows of the
+    article tables are rows of the last build's files, copied as they were (validation need not
+    judge them again). An article whose quotes are unchanged since the build that kept
     `last_state` (by the same `code`) is taken from it, and when quotes were only appended since,
     only they are clustered (kirinuki.dedup.appended, with the sketches that state kept; this build's
     go to `root`, kirinuki.dedup.sketches). Returns the stats with the row counts. Runs
@@ -95,5 +97,8 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
     write_table(out, "article_quotes", quotes)
     memo.write(root)
     write_sketches(root, res.sketches, cfg, code)
-    return dict(res.stats, rows=rows)
+    kept = memo.kept_from()  # {table: sha256 of the last build's file the kept rows came from}
+    copied = {name: {"from": kept[name], "rows": w.copied} for name, w in
+              (("articles", arts), ("article_paragraphs", paras)) if w.copied and name in kept}
+    return dict(res.stats, rows=rows, copied=copied)
 

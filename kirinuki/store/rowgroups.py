@@ -35,6 +35,7 @@ class RowGroupWriter:
         self.pieces: list[pa.RecordBatch | list] = []  # batches, and runs [batch, start, stop] of kept rows
         self.pending = 0
         self.rows = 0
+        self.copied: list[list[int]] = []  # [start, count] of the rows add_runs copied, in this file's rows
         self.encoder = ThreadPoolExecutor(1)  # one thread: the row groups are written in order
         self.encoding: list[Future] = []  # one row group at a time is encoded while the next is gathered
 
@@ -55,6 +56,10 @@ class RowGroupWriter:
         joins it, so kept rows are copied in long runs, not one slice per row."""
         self._seal()
         for batch, start, stop in runs:
+            if self.copied and sum(self.copied[-1]) == self.rows:
+                self.copied[-1][1] += stop - start
+            else:
+                self.copied.append([self.rows, stop - start])
             last = self.pieces[-1] if self.pieces else None
             if isinstance(last, list) and last[0] is batch and last[2] == start:
                 last[2] = stop

@@ -101,7 +101,7 @@ def _fresh_views(con: duckdb.DuckDBPyConnection, names: list[str], checked: pa.T
 def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | None = None,
                previous: dict[str, dict] | None = None, reused: list[str] | None = None,
                checked: pa.Table | None = None, kept_files: dict | None = None,
-               local: dict | None = None, known: dict[str, str] | None = None
+               local: dict | None = None, known: dict[str, str] | None = None, copied: dict | None = None
                ) -> tuple[list[tuple[Check, dict | None, list[str]]], dict, dict[str, int]]:
     """Every check of every table: (check, the GX expectation or None, failing keys for SQL checks),
     the GX results and the row counts. Over `frames` held in memory, or (frames None) over the
@@ -155,7 +155,9 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
                     local[name] = kept["local"]
             else:
                 checks, res, per_file = validate_files(gx, name, files, list(mine.values()), exps,
-                                                       (kept or {}).get("local"), kept)
+                                                       (kept or {}).get("local"), kept,
+                                                       {sha: (copied or {})[rel] for rel, sha in mine.items()
+                                                        if rel in (copied or {})})
                 if local is not None and per_file:
                     local[name] = per_file
         gx_results[name] = res
@@ -170,20 +172,23 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
 
 
 def validate_build(root: Path, quarantine: bool = True, previous: dict[str, dict] | None = None,
-                   checked: pa.Table | None = None, known: dict[str, str] | None = None) -> Report:
+                   checked: pa.Table | None = None, known: dict[str, str] | None = None,
+                   copied: dict | None = None) -> Report:
     """Validate the tables under root/data; quarantine warning failures (and what depends on them),
     rewrite the affected tables, validate again. Raises ValidationFailed on a critical failure.
     A build that passes is checked one table at a time; only a failing one is held whole.
     `previous`: Report.kept_results of an earlier build of the same code, `checked`: the documents
     that same build checked (a file it validated holds only those, so the document-scoped checks
     do not read it), `known`: the sha256 of files (by data/… path) their writer has just computed, not
-    read again to be hashed (see run_checks)."""
+    read again to be hashed (see run_checks), `copied`: rows of files that are rows of earlier files
+    (see kirinuki.validate.gx_files)."""
     data = root / DATA_DIR
     gx = _GX()
     reused: list[str] = []
     kept_files: dict[str, dict[str, str]] = {}
     local: dict[str, dict[str, int]] = {}
-    results, gx_results, rows = run_checks(None, gx, data, previous, reused, checked, kept_files, local, known)
+    results, gx_results, rows = run_checks(None, gx, data, previous, reused, checked, kept_files, local, known,
+                                           copied)
     critical = [c for c, _, _ in results if not c.success and c.severity == "critical"]
     if critical:
         raise ValidationFailed(critical[0].line())

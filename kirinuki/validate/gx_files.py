@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -86,15 +87,16 @@ def _run(gx: _GX, name: str, df: pd.DataFrame, exps: list[dict], indices: list[i
     return checks, [by_index[j] for j in range(len(indices))]
 
 
-def _slices(files: list[Path], columns: list[str]):
+def _slices(files: list[Path], columns: list[str], skip: dict[Path, np.ndarray] | None = None):
     """The rows of `files`, in order, as frames of `slice_rows` rows (a slice may span files: Great
-    Expectations' cost is mostly per call, and a year file is often a few hundred rows)."""
+    Expectations' cost is mostly per call, and a year file is often a few hundred rows); a file in
+    `skip` without the rows its mask marks (a row group of only those is not read)."""
     size = slice_rows(files, columns)
     pending: list[pa.RecordBatch] = []
     count = 0
     for f in files:
         pf = pq.ParquetFile(f, pre_buffer=False)  # pre-buffering keeps every slice read until the end
-        for batch in pf.iter_batches(batch_size=size, columns=columns):
+        for batch in _batches(pf, size, columns, (skip or {}).get(f)):
             pending.append(batch)
             count += batch.num_rows
             while count >= size:
@@ -106,43 +108,74 @@ def _slices(files: list[Path], columns: list[str]):
         yield _joined(pending).to_pandas()
 
 
+def _batches(pf: pq.ParquetFile, size: int, columns: list[str], skip: np.ndarray | None):
+    """A file's rows in batches of at most `size`, without those `skip` marks."""
+    if skip is None:
+        yield from pf.iter_batches(batch_size=size, columns=columns)
+        return
+    start = 0
+    for g in range(pf.metadata.num_row_groups):
+        n = pf.metadata.row_group(g).num_rows
+        keep = ~skip[start:start + n]
+        if keep.any():
+            at = 0
+            for batch in pf.iter_batches(batch_size=size, row_groups=[g], columns=columns):
+                yield batch.filter(pa.array(keep[at:at + batch.num_rows]))
+                at += batch.num_rows
+        start += n
+
+
+def copied_mask(rows: int, ranges: list[list[int]]) -> np.ndarray:
+    """Which of a file's `rows` the [start, count] ranges cover."""
+    mask = np.zeros(rows, dtype=bool)
+    for start, count in ranges:
+        mask[start:start + count] = True
+    return mask
+
+
 def _joined(batches: list[pa.RecordBatch]) -> pa.Table:
     # promoted: a file written elsewhere may declare nullable a column the others do not
     return pa.concat_tables([pa.Table.from_batches([b]) for b in batches], promote_options="default").combine_chunks()
 
 
 def validate_files(gx: _GX, name: str, files: list[Path], shas: list[str], exps: list[dict],
-                   passed: dict[str, int] | None = None, before: dict | None = None
-                   ) -> tuple[list[Check], dict, dict[str, int]]:
+                   passed: dict[str, int] | None = None, before: dict | None = None,
+                   copied: dict[str, dict] | None = None) -> tuple[list[Check], dict, dict[str, int]]:
     """GX over a table's files: (checks, the GX result document, {sha256: rows} of the files that
     passed every row-local expectation, for the next build). One small file is checked whole; else
     see the module docstring: `passed` names the files an earlier build of the same code checked
     (their rows count as passing), `before` is that build's kept results of the table (the shape
-    of each expectation's result when no file is new)."""
+    of each expectation's result when no file is new), `copied` (by sha256) the rows of a file
+    that are rows of an earlier file, as they were ({"from": its sha256, "rows": [[start, count],
+    …]}): when that file is one `passed` names, those rows count as passing too."""
     if not exps:
         return [], {"success": True, "results": []}, {}
-    if len(files) == 1 and pq.ParquetFile(files[0]).metadata.num_rows <= slice_rows(files, _columns_of(exps)):
-        checks, res = gx.validate(name, pq.read_table(files[0], columns=_columns_of(exps)).to_pandas(), exps)
-        return checks, res, {}
+    rows = [pq.ParquetFile(f).metadata.num_rows for f in files]
+    shaped = isinstance(before, dict) and len((before.get("gx") or {}).get("results") or ()) == len(exps) \
+        and len(before.get("checks") or ()) == len(exps)
+    passed = (passed or {}) if shaped else {}
+    skip = {f: copied_mask(n, copied[sha]["rows"]) for f, n, sha in zip(files, rows, shas)
+            if sha not in passed and sha in (copied or {}) and copied[sha].get("from") in passed}
     local = [i for i, e in enumerate(exps) if e["type"] in ROW_LOCAL]
     whole = [i for i, e in enumerate(exps) if e["type"] not in ROW_LOCAL]
+    if len(files) == 1 and not skip and rows[0] <= slice_rows(files, _columns_of(exps)):
+        checks, res = gx.validate(name, pq.read_table(files[0], columns=_columns_of(exps)).to_pandas(), exps)
+        return checks, res, ({shas[0]: rows[0]} if all(checks[i].success for i in local) else {})
     total = _Summed()
     if whole:
         cols = _columns_of([exps[i] for i in whole])
         frame = pa.concat_tables([pq.read_table(f, columns=cols) for f in files], promote_options="default").to_pandas()
         total.add(whole, *_run(gx, name, frame, exps, whole))
         del frame
-    rows = [pq.ParquetFile(f).metadata.num_rows for f in files]
-    shaped = isinstance(before, dict) and len((before.get("gx") or {}).get("results") or ()) == len(exps) \
-        and len(before.get("checks") or ()) == len(exps)
-    passed = (passed or {}) if shaped else {}
     if local:
         fresh = [f for f, sha in zip(files, shas) if sha not in passed]
-        for frame in _slices(fresh, _columns_of([exps[i] for i in local])):
+        for frame in _slices(fresh, _columns_of([exps[i] for i in local]), skip):
             total.add(local, *_run(gx, name, frame, exps, local))
-        for n, sha in zip(rows, shas):
+        for f, n, sha in zip(files, rows, shas):
             if sha not in passed:
-                continue
+                if f not in skip:
+                    continue
+                n = int(skip[f].sum())  # its rows copied from a file checked before
             for i in local:  # a file checked before: its rows passed, none unexpected
                 if i not in total.checks:
                     c, r = Check(**before["checks"][i]), before["gx"]["results"][i]
