@@ -1,14 +1,15 @@
 """Great Expectations over a table's Parquet files, a slice of rows at a time.
 
-In: a table's files in row order (one, or one per year), their sha256, its expectations, and the
+In: a table's files in row order (one, or one per year or month), their sha256, its expectations, and the
 files an earlier passing build (same code) checked. Out: one `Check` and one GX result per
 expectation for the whole table, and the files that passed, for the next build.
 
 Expectations that judge each row on its own (ROW_LOCAL) run over slices of rows (across files),
 their results summed, so a table's text columns are never all in memory at once; a file whose
 sha256 an earlier passing build of the same code checked is not read again for them (its rows
-count as passing). The others (uniqueness) see their whole column, which is a key, not text, over
-every file.
+count as passing), nor are the rows of a file that are rows of such a file copied as they were
+(the articles dedup kept from the last build). The others (uniqueness) see their whole column,
+which is a key, not text, over every file.
 """
 
 from __future__ import annotations
