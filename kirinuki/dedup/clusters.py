@@ -209,8 +209,8 @@ def _kept_lines(excerpts: list[Excerpt], lines: LineIndex) -> dict:
 def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
                 con: duckdb.DuckDBPyConnection | None = None, spill_dir: str | None = None,
                 sink: Callable[[dict, dict[str, list]], None] | None = None,
-                memo: ArticleMemo | None = None, last: Sketches | Callable[[], Sketches | None] | None = None
-                ) -> DedupResult:
+                memo: ArticleMemo | None = None, last: Sketches | Callable[[], Sketches | None] | None = None,
+                keep: Callable[[Sketches], None] | None = None) -> DedupResult:
     """Clusters plus everything built from them: relations, articles, reconstructed text. With a
     `sink`, each article and its paragraphs' columns go to `sink(article, paragraphs)` as they are
     made, in article order (the result then holds none: at scale they are the corpus's text
@@ -218,7 +218,8 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     of the last build's article is taken from that build (kirinuki.dedup.memo); with `last`, the
     sketches it kept (or a function that loads them: called here, so that nothing else holds them
     once clustering is done), quotes appended since are clustered on their own (find_clusters). The
-    result's `sketches` are this build's, for the next one."""
+    result's `sketches` are this build's, for the next one; with `keep`, they go to `keep(sketches)`
+    as soon as they are made instead (and are not held while the articles are made)."""
     if callable(last):
         last = last()
     cl = find_clusters(excerpts, cfg, con, spill_dir, last)
@@ -256,6 +257,10 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     cl.sets.close()  # the shingle sets are done with
     cl.sets = None
     sketches = _sketches(excerpts, cl, relation, similarity)
+    cl.keep = {}  # in `sketches` now
+    if keep is not None:
+        keep(sketches)
+        sketches = None
     articles: list[dict] = []
     paragraphs = _paragraph_columns("", [])  # the table's columns, empty
     for aid, canon, group in groups:

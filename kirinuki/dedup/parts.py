@@ -80,7 +80,8 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
             # a loader, not the sketches: deduplicate lets them go once clustered (an argument
             # would be held by its wrapper to the end)
             res = deduplicate(items, cfg, con, str(out / DUCKDB_TMP), write, memo,
-                              lambda: load_sketches(last_state, cfg, code, checked=True))
+                              lambda: load_sketches(last_state, cfg, code, checked=True),
+                              keep=lambda sketches: write_sketches(root, sketches, cfg, code))
         finally:
             con.close()
             shutil.rmtree(out / DUCKDB_TMP, ignore_errors=True)
@@ -96,7 +97,6 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
     write_table(out, "dedup_links", to_table("dedup_links", res.links))
     write_table(out, "article_quotes", quotes)
     memo.write(root)
-    write_sketches(root, res.sketches, cfg, code)
     kept = memo.kept_from()  # {table: sha256 of the last build's file the kept rows came from}
     copied = {name: {"from": kept[name], "rows": w.copied} for name, w in
               (("articles", arts), ("article_paragraphs", paras)) if w.copied and name in kept}
