@@ -36,7 +36,8 @@ from kirinuki.dedup.sketches import Sketches, clustering_digest, headline_hashes
 
 
 def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketches, spill_dir: str | None):
-    """Clusters (see the module docstring), or why everything must be clustered again."""
+    """Clusters (see the module docstring), or why everything must be clustered again. `last`'s
+    arrays are let go as they are taken into this build's: it is not to be used again."""
     from kirinuki.dedup.clusters import Clusters, UnionFind, links_and_roots, verify
 
     n = len(excerpts)
@@ -90,6 +91,7 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     sig_new, sets_new, counts = sketch(DedupTexts([excerpts[i] for i in fresh.tolist()], boiler), cfg, spill_dir, base)
     sig = np.empty((n, cfg.perms), np.uint32)
     sig[old], sig[fresh] = last.sig, sig_new
+    last.sig = sig_new = None  # copied into `sig` (at 100,000 posts each is hundreds of MB)
     sizes = np.empty(n, np.int64)
     sizes[old], sizes[fresh] = last.sizes, sets_new.sizes
     ok = sizes >= cfg.min_shingles
@@ -113,12 +115,14 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     moved[dirty] = True
     pa_, pb_, pj, pc, phow = last.pairs
     pa_, pb_ = old[pa_], old[pb_]
+    last.pairs = None
     stays = ~(moved[pa_] | moved[pb_])
 
     p_owner, p_hash = paragraph_hashes(lines, np.isin(lines.stable, boiler_stable), ok, cfg)
     kept_paras = ~is_fresh[old[last.para_owner]]
     para_owner = np.concatenate([old[last.para_owner][kept_paras], p_owner])
     para_hash = np.concatenate([last.para_hash[kept_paras], p_hash])
+    last.para_owner = last.para_hash = last.pair_key = last.pair_head = None  # taken into this build's
     a, b, how = candidate_pairs(con, lsh_ok, sig, cfg, para_owner, para_hash, only=moved)
     n_candidates = len(a)
     est = _estimates(sig, a, b)

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from kirinuki.dedup.model import Excerpt
 
 ARTICLE_KEYS = ".dedup-article-keys.arrow"  # in the build folder until keep_dedup moves it to the state
-_BATCH = 4096
+_BATCH = 1024
 
 
 def article_key(aid: str, canon: Excerpt, quotes: list[Excerpt], boiler: list[tuple[int, ...]]) -> str:
