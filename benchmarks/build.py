@@ -4,9 +4,10 @@
     .venv/bin/python benchmarks/build.py                      # 1,000 and 10,000 posts
     .venv/bin/python benchmarks/build.py --sizes 1000,10000,100000 --workdir /tmp/kb
 
-Corpora come from `kirinuki synth` (6 excerpts per post on average: ~24 KB per post, the seed is
-23 KB) and are kept in --workdir between runs. Every build runs as its own `kirinuki build --json`
-process with a persistent PREFECT_HOME (so the database is migrated once, not per run). Peak RSS
+Corpora come from `kirinuki synth --in-order` (6 excerpts per post on average: ~24 KB per post, the
+seed is 23 KB; each post dated after the one before, as a blog's) and are kept in --workdir
+between runs. Every build runs as its own `kirinuki build --json` process with a persistent
+PREFECT_HOME (so the database is migrated once, not per run). Peak RSS
 is sampled from /proc every 0.1 s over the whole process tree (the CLI and its parse workers,
 summed). "prefect" is the wall time the flow did not account for: the temporary Prefect server's
 start and stop plus interpreter start-up (with `--server`, a `kirinuki server start` runs
