@@ -18,6 +18,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from kirinuki import console
 from kirinuki.console import counted, err, fail, one_line, out, shown
 from kirinuki.store.layout import PARTITION_MIN_DOCUMENTS
 
@@ -86,6 +87,7 @@ def build(
     except KeyboardInterrupt:
         fail("interrupted; the previous build is unchanged", INTERRUPTED)
     _report(summary, out_dir, paths, as_json, quiet)
+    console.done_and_said = True
 
 
 def _run_build(server, validator, before: str | None, paths: list[str], out_dir: Path, runner: str,
