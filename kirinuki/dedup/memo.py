@@ -124,13 +124,14 @@ class ArticleMemo:
     def kept_from(self) -> dict[str, str]:
         """The sha256 (as the state recorded it) of the last build's article tables the kept rows
         are read from; empty when none were opened."""
-        from kirinuki.dedup.state import STATE_FILE
-        from kirinuki.store.files import read_json
+        from kirinuki.dedup.state import kept_state_digests
+        from kirinuki.store.files import DATA_DIR
 
         if self.articles is None or self.state is None:
             return {}
-        saved = (read_json(self.state / STATE_FILE) or {}).get("sha256") or {}
-        return {name: saved[f"{name}.parquet"] for name in ("articles", "article_paragraphs") if f"{name}.parquet" in saved}
+        saved = kept_state_digests(self.state)
+        return {name: saved[f"{DATA_DIR}/{name}.parquet"] for name in ("articles", "article_paragraphs")
+                if f"{DATA_DIR}/{name}.parquet" in saved}
 
     def write(self, root: str) -> None:
         """This build's keys, for the next build (keep_dedup moves the file into the state)."""
