@@ -1,10 +1,9 @@
 """Per-post tables written one file per year (or month), and those that did not change linked, not written.
 
 In: a build's parts (their index and Arrow files), a table's name, and the last build's `data/`
-with the partition digests it kept. Out:
-`data/<table>/<year>.parquet` or `<year>-<month>.parquet` (kirinuki.store.layout), each file written like a whole table (its rows
-in batch order, fixed row groups) so its bytes depend only on its rows; and each partition's digest,
-for the next build.
+with the partition digests it kept. Out: `data/<table>/<year>.parquet` or `<year>-<month>.parquet`
+(kirinuki.store.layout), each file written like a whole table (its rows in batch order, fixed row
+groups) so its bytes depend only on its rows; and each partition's digest, for the next build.
 
 A partition's digest covers what its rows are made from: the code, the table, the cache key and
 export position of each of its posts in order (dedup's judgement of the excerpts is in its own

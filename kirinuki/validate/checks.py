@@ -110,7 +110,8 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
     read) go into `kept_files`, and a table whose files are the ones `previous` (kept_results of an
     earlier build, same code) passed keeps those results instead of being checked again by GX (its
     name goes into `reused`); else a file `previous` checked is not checked again by the row-local
-    expectations (`local` gets the files that passed, kirinuki.validate.gx_files); the SQL
+    expectations (`local` gets the files that passed, kirinuki.validate.gx_files), nor are a file's
+    rows that `copied` (by data/… path) says are rows of a file `previous` passed; the SQL
     checks always run, the document-scoped ones only over the documents not in `checked` (those an
     earlier passing build of the same code checked)."""
     results: list[tuple[Check, dict | None, list[str]]] = []
