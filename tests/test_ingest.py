@@ -146,3 +146,23 @@ def test_a_one_kanji_legacy_file_is_not_taken_for_utf8():
         for text in ("文", "文書", "日本"):
             assert decode(text.encode(codec)) == (text, label)
     assert decode("café".encode("utf-8")) == ("café", "utf-8")
+
+
+def test_discovery_matches_names_and_finds_sidecars_as_pathlib_would(tmp_path):
+    """discover and the file-state check avoid pathlib per file (100,000 posts: 4.1 s -> 0.85 s);
+    their string shortcuts must answer what Path.match and Path.with_name did."""
+    from kirinuki.ingest.open_safely import sidecar_path, sidecar_str
+    from kirinuki.ingest.sources import name_matcher
+
+    patterns = ("*.txt", "*.xml", "*.html", "*.htm", "posts/*.txt", "[ab]?.md")
+    names = ["x.txt", "x.TXT", "x.txt.bak", ".txt", "ab.md", "a1.md", "c1.md", "x.htm", "x.html", "x.html\n",
+             "ra.xml", "日記.txt", "post.", "a.b.c.txt"]
+    is_input = name_matcher(patterns)
+    assert [bool(is_input(n)) for n in names] == [any(Path(n).match(p) for p in patterns) for n in names]
+    for p in ["a/post.txt", "post.", "a/.hidden", "a/b.c.txt", "x", "/r/p..txt", "a/.x.txt", "日記/記事.html"]:
+        assert sidecar_str(p) == str(sidecar_path(p))
+    (tmp_path / "sub").mkdir()
+    for rel in ["a.txt", "b.xml", "skip.csv", "sub/c.htm", "sub/d.TXT"]:
+        (tmp_path / rel).write_text("本文\n", encoding="utf-8")
+    refs, rejects = discover([str(tmp_path)], patterns=("*.txt", "*.xml", "*.htm"))
+    assert [r.rel for r in refs] == ["a.txt", "b.xml", "sub/c.htm"] and rejects == []

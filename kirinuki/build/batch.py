@@ -22,7 +22,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -31,7 +30,8 @@ from kirinuki.clean.normalize import clean_document
 from kirinuki.build.parts import PART_TABLES, empty_part, index_path, link_part, open_part, part_path, write_ipc
 from kirinuki.build.reuse import Hit, PartCheck, container_key
 from kirinuki.ingest.posts import EXPORTS, posts_of
-from kirinuki.ingest.sources import META_SUFFIX, Reject, SourceRef, fingerprint_of, read_plain_file, read_sidecar, read_source
+from kirinuki.ingest.open_safely import sidecar_str
+from kirinuki.ingest.sources import Reject, SourceRef, fingerprint_of, read_plain_file, read_sidecar, read_source
 from kirinuki.parse.records import reject_row, source_rows
 from kirinuki.resources import package_files
 from kirinuki.schema import spec
@@ -78,9 +78,8 @@ def file_state(ref: SourceRef) -> list[int] | None:
         st = os.stat(ref.path)
         if not stat.S_ISREG(st.st_mode):
             return None
-        p = Path(ref.path)
         try:
-            sc = os.stat(p.with_name(p.stem + META_SUFFIX))
+            sc = os.stat(sidecar_str(ref.path))
             side = [sc.st_ino, sc.st_size, sc.st_mtime_ns, sc.st_ctime_ns]
         except FileNotFoundError:
             side = []

@@ -71,6 +71,13 @@ def sidecar_path(path: str) -> Path:
     return p.with_name(p.stem + META_SUFFIX)
 
 
+def sidecar_str(path: str) -> str:
+    """sidecar_path as a string, made without pathlib (a build stats it for every post)."""
+    folder, name = os.path.split(path)
+    dot = name.rfind(".")
+    return os.path.join(folder, (name[:dot] if 0 < dot < len(name) - 1 else name) + META_SUFFIX)
+
+
 def read_sidecar(path: str, max_bytes: int = SIDECAR_MAX_BYTES) -> bytes | None | Unsafe | OSError:
     """The sidecar's bytes; None when there is none; the error when it cannot be read safely."""
     side = sidecar_path(path)

@@ -64,6 +64,8 @@ class Pins:
     def for_file(self, rel: str) -> str | None:
         if self.override:
             return self.override
+        if not self.folders:
+            return None
         parts = PurePosixPath(rel).parts
         for depth in range(len(parts) - 1, -1, -1):  # the nearest folder first
             folder = "/".join(parts[:depth])

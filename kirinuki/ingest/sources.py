@@ -7,6 +7,7 @@ nothing raises for a bad file.
 from __future__ import annotations
 
 import codecs
+import fnmatch
 import hashlib
 import json
 import os
@@ -94,6 +95,7 @@ def discover(
     """
     found: dict[str, SourceRef] = {}
     rejects: list[Reject] = []
+    is_input = name_matcher(patterns)
     for raw in inputs:
         root = Path(raw)
         pins = Pins(convention)
@@ -115,8 +117,9 @@ def discover(
             Reject(printable_path(os.path.relpath(e.filename, root)) if e.filename else printable_path(raw),
                    "unreadable", f"cannot list folder: {e.strerror}"))):
             dirnames.sort()
+            rel_dir = Path(os.path.relpath(dirpath, root)).as_posix()
+            prefix = "" if rel_dir == "." else rel_dir + "/"  # of each file's path relative to the root
             if PIN_FILE in filenames:
-                rel_dir = Path(os.path.relpath(dirpath, root)).as_posix()
                 pins.add_folder("" if rel_dir == "." else rel_dir, Path(dirpath) / PIN_FILE,
                                 printable_path(os.path.join(raw, os.path.relpath(dirpath, root), PIN_FILE)))
             for d in list(dirnames):
@@ -129,10 +132,10 @@ def discover(
                     rel = printable_path(Path(os.path.relpath(full, root)).as_posix())
                     rejects.append(Reject(rel, "not_a_file", "symlinked folder not followed (avoids loops); pass its target as an input instead"))
             for name in sorted(filenames):
-                if not any(Path(name).match(p) for p in patterns):
+                if not is_input(name):
                     continue
                 full = os.path.join(dirpath, name)
-                rel = printable_path(Path(os.path.relpath(full, root)).as_posix())
+                rel = printable_path(prefix + name)
                 if os.path.islink(full) and not _inside(os.path.realpath(full), real_root):
                     rejects.append(Reject(rel, "outside_root", "symlink to a file outside the input folder; "
                                                                "copy the file in or pass it as an input itself"))
@@ -141,6 +144,15 @@ def discover(
     refs = sorted(found.values(), key=lambda r: r.rel)
     rejects.sort(key=lambda r: r.source_path)
     return refs, rejects
+
+
+def name_matcher(patterns: tuple[str, ...]):
+    """A test of a file name against glob `patterns`, as Path(name).match would answer it (a
+    pattern with a folder in it never matches a bare name), compiled once for a whole walk."""
+    plain = [p for p in patterns if "/" not in p]
+    if not plain:
+        return lambda name: False
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in plain)).match
 
 
 def _add(found: dict[str, SourceRef], rejects: list[Reject], ref: SourceRef) -> None:
