@@ -167,3 +167,29 @@ def test_article_rows_copied_from_the_last_build_are_not_judged_again_with_the_s
 
     assert results(tmp_path / "out") == results(tmp_path / "clean")
     assert _tables(tmp_path / "out") == _tables(tmp_path / "clean")
+
+
+def test_an_append_digests_only_the_bodies_of_batches_the_last_build_did_not_read(tmp_path, monkeypatch):
+    """Dedup keeps each body's length and digest with its sketches, by the part runs it read them
+    from: after an append, a batch whose runs are the last build's is not digested again, and the
+    tables are still a clean build's."""
+    import kirinuki.dedup.spill as spill
+    from kirinuki.flows.build import build
+
+    longer, corpus = tmp_path / "longer", tmp_path / "corpus"
+    write_corpus(longer, BASE_POSTS + 4, seed=13, excerpts_per_post=4)
+    corpus.mkdir()
+    for n in range(1, BASE_POSTS + 1):
+        shutil.copy(longer / f"post_{n:06d}.txt", corpus)
+    build([str(corpus)], str(tmp_path / "out"), batch_files=8)
+    for n in range(BASE_POSTS + 1, BASE_POSTS + 5):
+        shutil.copy(longer / f"post_{n:06d}.txt", corpus)
+    digested = []
+    real = spill.body_digest
+    monkeypatch.setattr(spill, "body_digest", lambda data: digested.append(1) or real(data))
+    inc = build([str(corpus)], str(tmp_path / "out"), batch_files=8)
+    monkeypatch.setattr(spill, "body_digest", real)
+    assert inc["dedup"]["clustering"] == "appended"
+    assert 0 < len(digested) < inc["rows"]["excerpts"] / 2, (len(digested), inc["rows"]["excerpts"])
+    build([str(corpus)], str(tmp_path / "clean"), cache=False, batch_files=8)
+    assert _tables(tmp_path / "out") == _tables(tmp_path / "clean")

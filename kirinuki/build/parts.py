@@ -70,13 +70,18 @@ def _runs(files: list[dict], t: int) -> list[tuple[str, int, int]]:
     return runs
 
 
-def read_part(parts: str | Path, table: str, batch_no: int, columns: list[str] | None = None) -> pa.Table:
+def read_part(parts: str | Path, table: str, batch_no: int, columns: list[str] | None = None,
+              runs: list | None = None) -> pa.Table:
     """Batch `batch_no`'s rows of `table`, in file order: memory-mapped slices of the part files
-    its index names (its own, or parts an earlier build wrote and this one linked)."""
+    its index names (its own, or parts an earlier build wrote and this one linked). `runs`, when
+    given, is filled with the (part, start, length) runs the rows are read from: a part never
+    changes, so equal runs are equal rows."""
     idx = json.loads(index_path(parts, batch_no).read_text(encoding="utf-8"))
     opened: dict[str, pa.Table] = {}
     pieces = []
     for part, start, n in _runs(idx["files"], PART_TABLES.index(table)):
+        if runs is not None:
+            runs.append((part, start, n))
         if part not in opened:
             opened[part] = open_part(parts, table, part, columns)
         pieces.append(opened[part].slice(start, n))

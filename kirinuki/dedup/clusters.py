@@ -298,10 +298,12 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
 
 def _sketches(excerpts: list[Excerpt], cl: Clusters, relation: list[str], similarity: list[float]) -> Sketches:
     k = cl.keep
+    content = [e.content_digest for e in excerpts]
     return Sketches(
-        ids=[e.excerpt_id for e in excerpts], digests=[clustering_digest(e.headline, e.content_digest) for e in excerpts],
+        ids=[e.excerpt_id for e in excerpts], digests=[clustering_digest(e.headline, c) for e, c in zip(excerpts, content)],
         sizes=np.asarray(k["sizes"], np.int64), sig=k["sig"], counts=k["counts"], pair_key=k["pair_key"],
         pair_head=k["pair_head"], para_owner=k["para_owner"], para_hash=k["para_hash"], boiler=k["boiler"],
         watch_value=k["watch_value"], watch_owner=k["watch_owner"], unwatched=k["unwatched"],
         boiler_pos=[cl.boiler_lines.get(i, ()) for i in range(len(excerpts))], relation=relation,
-        similarity=similarity, pairs=k["pairs"])
+        similarity=similarity, pairs=k["pairs"], content=content,
+        lengths=[e.body_len for e in excerpts])

@@ -12,13 +12,17 @@ import pyarrow as pa
 
 from kirinuki.dedup.clusters import deduplicate
 from kirinuki.dedup.model import DedupConfig, Excerpt
+from kirinuki.dedup.sketches import BodyDigests
 from kirinuki.dedup.spill import BodyStore, StoredExcerpt
 
 # ---------------------------------------------------------------- the stage over a build's parts
 
-def read_excerpts(parts: str, spill_dir: str | None = None) -> list[Excerpt]:
+def read_excerpts(parts: str, spill_dir: str | None = None, known: BodyDigests | None = None,
+                  runs: list | None = None) -> list[Excerpt]:
     """Every excerpt of a build's parts, in part order, a part at a time; the bodies go to a
-    BodyStore file in `spill_dir`, not into memory."""
+    BodyStore file in `spill_dir`, not into memory. Their lengths and digests are made from them,
+    or taken from `known` (the last build's) for a batch whose part runs it knows; `runs` is
+    filled with every batch's runs, in order (for the next build's `known`)."""
     from kirinuki.build.parts import part_numbers, read_part
 
     store = BodyStore(spill_dir)
@@ -28,9 +32,13 @@ def read_excerpts(parts: str, spill_dir: str | None = None) -> list[Excerpt]:
     for n in part_numbers(parts):
         docs = read_part(parts, "documents", n, ["doc_id", "published_date"]).to_pydict()
         doc_date = dict(zip(docs["doc_id"], docs["published_date"]))
+        mine: list = []
         t = read_part(parts, "excerpts", n, ["excerpt_id", "doc_id", "headline", "body_norm", "published_date",
-                                             "outlet_id"])
-        first, lengths, digests = store.extend(t.column("body_norm").combine_chunks())
+                                             "outlet_id"], mine)
+        if runs is not None:
+            runs += mine
+        first, lengths, digests = store.extend(t.column("body_norm").combine_chunks(),
+                                               known.of(mine) if known is not None else None)
         ex = t.drop_columns(["body_norm"]).to_pydict()
         for k, (i, d, h, p, o) in enumerate(zip(ex["excerpt_id"], ex["doc_id"], ex["headline"], ex["published_date"],
                                                 ex["outlet_id"])):
@@ -66,7 +74,8 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
         last_state = None
     memo = ArticleMemo(last_state, code, checked=True)
     con = duckdb_for_build(out, memory_mb)  # makes DUCKDB_TMP, where the bodies and sets spill too
-    items = read_excerpts(parts, str(out / DUCKDB_TMP))
+    runs: list = []
+    items = read_excerpts(parts, str(out / DUCKDB_TMP), BodyDigests.load(last_state, cfg, code), runs)
     with RowGroupWriter(out, "articles") as arts, RowGroupWriter(out, "article_paragraphs") as paras:
         def write(article: dict | list[Run], paragraphs: dict[str, list] | list[Run]) -> None:
             if isinstance(article, list):  # kept from the last build: copied as Arrow
@@ -81,7 +90,7 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
             # would be held by its wrapper to the end)
             res = deduplicate(items, cfg, con, str(out / DUCKDB_TMP), write, memo,
                               lambda: load_sketches(last_state, cfg, code, checked=True),
-                              keep=lambda sketches: write_sketches(root, sketches, cfg, code))
+                              keep=lambda sketches: write_sketches(root, sketches, cfg, code, runs))
         finally:
             con.close()
             shutil.rmtree(out / DUCKDB_TMP, ignore_errors=True)

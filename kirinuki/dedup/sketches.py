@@ -63,18 +63,66 @@ class Sketches:
     similarity: list[float]
     pairs: tuple  # every verified pair, by this build's indices: a, b, jaccard, containment, how found (clusters.Pairs)
     meta: dict = field(default_factory=dict)
+    content: list[bytes] = field(default_factory=list)  # per excerpt: Excerpt.content_digest
+    lengths: list[int] = field(default_factory=list)  # per excerpt: its body's length in characters
+
+
+class BodyDigests:
+    """The lengths and content digests of the bodies the last build read, by the part runs it read
+    them from (a part never changes: the same run is the same bodies): SKETCH_EXCERPTS's `content`
+    and `length` columns, and its `runs` metadata."""
+
+    def __init__(self, runs: list, content: pa.Array, lengths: np.ndarray):
+        self.at: dict[tuple, int] = {}
+        start = 0
+        for part, first, n in runs:
+            self.at[(part, first, n)] = start
+            start += n
+        self.content, self.lengths = content, lengths
+
+    def of(self, runs: list) -> tuple[np.ndarray, list[bytes]] | None:
+        """(lengths, digests) of the bodies read from `runs`, when every run is one it knows."""
+        at = [self.at.get(tuple(r)) for r in runs]
+        if not runs or any(a is None for a in at):
+            return None
+        lengths = np.concatenate([self.lengths[a: a + r[2]] for a, r in zip(at, runs)])
+        digests = [d for a, r in zip(at, runs) for d in self.content.slice(a, r[2]).to_pylist()]
+        return lengths, digests
+
+    @staticmethod
+    def load(state: str | None, cfg: DedupConfig, code: str) -> "BodyDigests | None":
+        """Those of a (trusted) dedup state kept by the same code and parameters; else None."""
+        if state is None or not (Path(state) / SKETCH_EXCERPTS).is_file():
+            return None
+        try:
+            with pa.memory_map(str(Path(state) / SKETCH_EXCERPTS)) as src:
+                reader = pa.ipc.open_file(src)
+                meta = reader.schema.metadata or {}
+                if meta.get(b"kirinuki", b"").decode() != _identity(cfg, code) or b"runs" not in meta:
+                    return None
+                ex = reader.read_all().select(["content", "length"])
+            return BodyDigests(json.loads(meta[b"runs"].decode()), ex["content"].combine_chunks(),
+                               ex["length"].to_numpy())
+        except (OSError, ValueError, KeyError, pa.ArrowInvalid):
+            return None
 
 
 def _identity(cfg: DedupConfig, code: str) -> str:
     return json.dumps({"code": code, "config": cfg.as_dict()}, sort_keys=True)
 
 
-def write_sketches(root: str, s: Sketches, cfg: DedupConfig, code: str) -> None:
+def write_sketches(root: str, s: Sketches, cfg: DedupConfig, code: str, runs: list | None = None) -> None:
+    """`runs`: the part runs the excerpts were read from, in order (dedup.parts.read_excerpts);
+    kept with each body's length and digest, so the next build need not digest the same bodies."""
     out = Path(root)
     ident = {"kirinuki": _identity(cfg, code), "boiler": json.dumps(s.boiler, ensure_ascii=False)}
+    if runs is not None and sum(n for _, _, n in runs) == len(s.ids):
+        ident["runs"] = json.dumps(runs)
     ex = pa.table({
         "excerpt_id": pa.array(s.ids, pa.string()),
         "digest": pa.array(s.digests, pa.binary(16)),
+        "content": pa.array(s.content, pa.binary(16)),
+        "length": pa.array(s.lengths, pa.int64()),
         "size": pa.array(s.sizes, pa.int64()),
         "boiler_pos": pa.array([list(p) for p in s.boiler_pos], pa.list_(pa.int32())),
         "relation": pa.array(s.relation, pa.string()),

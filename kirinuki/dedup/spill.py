@@ -53,10 +53,12 @@ class BodyStore:
         self.offsets = np.zeros(1, np.int64)
         self.count = 0
 
-    def extend(self, bodies: pa.Array) -> tuple[int, np.ndarray, list[bytes]]:
+    def extend(self, bodies: pa.Array, known: tuple[np.ndarray, list[bytes]] | None = None
+               ) -> tuple[int, np.ndarray, list[bytes]]:
         """Store a string array's bodies (none null) with one write of its UTF-8 data; return the
         first one's index, their lengths in characters and their content digests
-        (Excerpt.content_digest), made from the bytes without making Python strings."""
+        (Excerpt.content_digest), made from the bytes without making Python strings, or taken
+        from `known` (lengths and digests an earlier build made of the same bodies)."""
         _, offsets_buf, data_buf = bodies.buffers()
         width = np.int64 if bodies.type == pa.large_string() else np.int32
         offsets = np.frombuffer(offsets_buf, width)[bodies.offset: bodies.offset + len(bodies) + 1].astype(np.int64)
@@ -65,6 +67,8 @@ class BodyStore:
         base = self.spill.append(bytes(data)) - int(offsets[0])
         self.ends.append(offsets[1:] + base)
         first, self.count = self.count, self.count + len(bodies)
+        if known is not None:
+            return first, known[0], known[1]
         rel = (offsets - offsets[0]).tolist()
         digests = [body_digest(data[rel[k]: rel[k + 1]]) for k in range(len(bodies))]
         return first, pc.utf8_length(bodies).to_numpy(zero_copy_only=False), digests
