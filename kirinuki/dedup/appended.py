@@ -31,7 +31,7 @@ from kirinuki.dedup.minhash import (DedupTexts, _distinct_pairs, boiler_lines, d
                                     paragraph_key, sample_values, shingle_hashes, signatures, sketch, stable_hashes,
                                     watch_from)
 from kirinuki.dedup.model import DedupConfig, Excerpt
-from kirinuki.dedup.sketches import Sketches, clustering_digest, headline_hashes
+from kirinuki.dedup.sketches import Sketches, clustering_digest, headline_hash, headline_hashes
 
 
 
@@ -76,7 +76,8 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     # an earlier quote holding a paragraph that became boilerplate has another compared text: it
     # is sketched again with the new ones ("fresh"), its old text's 5-grams taken off the counts
     held = _counts_of(last.pair_key, stable_hashes(new_boiler))
-    regrown = _holders(excerpts, old, [k for k, c in zip(new_boiler, held.tolist()) if c])
+    regrown = _holders(excerpts, old, [k for k, c in zip(new_boiler, held.tolist()) if c], last.pair_key,
+                       last.pair_head)
     if len(regrown):
         if base is not None:
             base = _without(base, [dedup_text(excerpts[i], {key_hash(k) for k in last.boiler}) for i in regrown.tolist()], cfg)
@@ -235,13 +236,27 @@ def _merged(value: np.ndarray, owner: np.ndarray, more_value: np.ndarray, more_o
     return (keys >> np.uint64(32)).astype(np.uint32), (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
 
 
-def _holders(excerpts: list[Excerpt], old: np.ndarray, keys: list[str]) -> np.ndarray:
-    """The earlier excerpts with a line whose key is one of `keys` (ascending indices)."""
+def _holders(excerpts: list[Excerpt], old: np.ndarray, keys: list[str], pair_key: np.ndarray,
+             pair_head: np.ndarray) -> np.ndarray:
+    """The earlier excerpts with a line whose key is one of `keys` (ascending indices). Only the
+    bodies of those under a headline the kept (paragraph, headline) pairs (sorted by key) name
+    with one of the keys are read: a few hundred, not the corpus."""
     if not keys:
         return np.zeros(0, np.int64)
     wanted = set(keys)
-    return np.fromiter((i for i in old.tolist() if any(paragraph_key(line) in wanted
-                                                        for line in excerpts[i].body_norm.split("\n"))), np.int64)
+    stable = stable_hashes(keys)
+    lo, hi = np.searchsorted(pair_key, stable, "left"), np.searchsorted(pair_key, stable, "right")
+    heads = set(np.concatenate([pair_head[a:b] for a, b in zip(lo.tolist(), hi.tolist())]).tolist())
+    under: dict[str, bool] = {}
+
+    def named(headline: str) -> bool:
+        yes = under.get(headline)
+        if yes is None:
+            yes = under[headline] = headline_hash(headline) in heads
+        return yes
+
+    return np.fromiter((i for i in old.tolist() if named(excerpts[i].headline) and any(
+        paragraph_key(line) in wanted for line in excerpts[i].body_norm.split("\n"))), np.int64)
 
 
 def _without(counts: np.ndarray, texts: list[str], cfg: DedupConfig) -> np.ndarray | None:

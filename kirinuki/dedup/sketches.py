@@ -33,12 +33,17 @@ def clustering_digest(headline: str, content: bytes) -> bytes:
     return hashlib.blake2b(headline.encode() + b"\0" + content, digest_size=16).digest()
 
 
+def headline_hash(headline: str) -> int:
+    """A stable 64-bit hash of a headline."""
+    return int.from_bytes(hashlib.blake2b(headline.encode(), digest_size=8).digest(), "little")
+
+
 def headline_hashes(headlines: list[str]) -> np.ndarray:
-    """A stable 64-bit hash of each headline (each distinct one hashed once)."""
+    """headline_hash of each headline (each distinct one hashed once)."""
     seen: dict[str, int] = {}
     for h in headlines:
         if h not in seen:
-            seen[h] = int.from_bytes(hashlib.blake2b(h.encode(), digest_size=8).digest(), "little")
+            seen[h] = headline_hash(h)
     return np.fromiter((seen[h] for h in headlines), np.uint64, len(headlines))
 
 
