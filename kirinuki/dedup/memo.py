@@ -16,16 +16,19 @@ quotes that carry it. Different code keeps nothing.
 from __future__ import annotations
 
 import hashlib
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kirinuki.dedup.model import Excerpt
 
 ARTICLE_KEYS = ".dedup-article-keys.arrow"  # in the build folder until keep_dedup moves it to the state
-_BATCH = 1024
+_BATCH = 1024  # articles: each row holds a whole article's text
+_PARAGRAPH_BATCH = 8192  # a paragraph row is short; per-batch costs dominate below this
 
 
 def article_key(aid: str, canon: Excerpt, quotes: list[Excerpt], boiler: list[tuple[int, ...]]) -> str:
@@ -46,15 +49,30 @@ Run = tuple[pa.RecordBatch, int, int]  # rows start..stop of a record batch
 
 
 class _Cursor:
-    """The rows of a Parquet file sorted by `column`, read a batch at a time as `take` moves on;
-    rows stay Arrow (only the sort column becomes Python values)."""
+    """The rows of a Parquet file sorted by `column`, read `batch` rows at a time as `take` moves
+    on; rows stay Arrow (only each distinct value of the sort column becomes a Python value, with
+    the row it starts at)."""
 
-    def __init__(self, path: Path, column: str):
-        self.batches = pq.ParquetFile(path).iter_batches(batch_size=_BATCH)
+    def __init__(self, path: Path, column: str, batch: int = _BATCH):
+        self.batches = pq.ParquetFile(path).iter_batches(batch_size=batch)
         self.column = column
         self.batch: pa.RecordBatch | None = None
-        self.keys: list[str] = []
+        self.keys: list[str] = []  # the batch's distinct values, in order
+        self.starts: list[int] = []  # the row each starts at, and the batch's row count last
         self.i = 0
+
+    def _next(self) -> bool:
+        batch = next(self.batches, None)
+        if batch is None:
+            return False
+        col = batch.column(self.column)
+        starts = np.zeros(0, np.int64)
+        if len(col):
+            changed = pc.not_equal(col.slice(1), col.slice(0, len(col) - 1)).to_numpy(zero_copy_only=False)
+            starts = np.flatnonzero(np.concatenate(([True], changed)))
+        self.batch, self.keys, self.i = batch, col.take(pa.array(starts)).to_pylist(), 0
+        self.starts = starts.tolist() + [len(col)]
+        return True
 
     def take(self, value: str) -> list[Run]:
         """The rows whose column equals `value`, as runs of record batches (a writer copies
@@ -62,17 +80,16 @@ class _Cursor:
         runs = []
         while True:
             if self.i >= len(self.keys):
-                batch = next(self.batches, None)
-                if batch is None:
+                if not self._next():
                     break
-                self.batch, self.keys, self.i = batch, batch.column(self.column).to_pylist(), 0
                 continue
-            start = bisect_left(self.keys, value, self.i)
-            end = bisect_right(self.keys, value, start)
-            self.i = end
-            if end > start:
-                runs.append((self.batch, start, end))
-            if end < len(self.keys):
+            j = bisect_left(self.keys, value, self.i)
+            found = j < len(self.keys) and self.keys[j] == value
+            if found:
+                runs.append((self.batch, self.starts[j], self.starts[j + 1]))
+                j += 1
+            self.i = j
+            if j < len(self.keys):  # a greater value follows in this batch: none of `value` after it
                 break
         return runs
 
@@ -103,7 +120,7 @@ class ArticleMemo:
                 return
             self.keys = dict(zip(table["article_id"].to_pylist(), table["key"].to_pylist()))
             self.articles = _Cursor(state / "articles.parquet", "article_id")
-            self.paragraphs = _Cursor(state / "article_paragraphs.parquet", "article_id")
+            self.paragraphs = _Cursor(state / "article_paragraphs.parquet", "article_id", _PARAGRAPH_BATCH)
         except (OSError, pa.ArrowInvalid, KeyError):
             self.keys, self.articles, self.paragraphs = {}, None, None
 
