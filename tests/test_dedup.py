@@ -326,3 +326,21 @@ def test_bodies_spilled_a_part_at_a_time_read_back_with_their_lengths_and_digest
     assert [int(x) for _, lengths, _ in got for x in lengths] == [len(t) for t in texts]
     assert [d for _, _, digests in got for d in digests] == [body_digest(t.encode("utf-8")) for t in texts]
     assert [store.get(i) for i in range(len(texts))] == texts
+
+
+def test_kept_paragraph_headline_pairs_merged_with_new_ones_equal_a_sort_of_them_all():
+    """An append inserts its (paragraph, headline) pairs into the millions kept instead of sorting
+    them all again: the result must be the distinct pairs of both, sorted, as the sort gives."""
+    import numpy as np
+
+    from kirinuki.dedup.appended import _merged_pairs
+    from kirinuki.dedup.minhash import _distinct_pairs
+
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        n, m = int(rng.integers(0, 60)), int(rng.integers(0, 25))
+        key, head = _distinct_pairs(rng.integers(0, 10, n).astype(np.uint64), rng.integers(0, 5, n).astype(np.uint64))
+        more = _distinct_pairs(rng.integers(0, 12, m).astype(np.uint64), rng.integers(0, 6, m).astype(np.uint64))
+        merged = _merged_pairs(key, head, *more)
+        whole = _distinct_pairs(np.concatenate([key, more[0]]), np.concatenate([head, more[1]]))
+        assert all(np.array_equal(x, y) and x.dtype == y.dtype for x, y in zip(merged, whole))

@@ -62,7 +62,7 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     heads = headline_hashes([excerpts[i].headline for i in new.tolist()])
     line_heads = heads[np.searchsorted(new, lines.owner)] if len(lines.owner) else lines.stable
     nk, nh = _distinct_pairs(lines.stable, line_heads)
-    pair_key, pair_head = _distinct_pairs(np.concatenate([last.pair_key, nk]), np.concatenate([last.pair_head, nh]))
+    pair_key, pair_head = _merged_pairs(last.pair_key, last.pair_head, nk, nh)
     touched = np.unique(nk)
     now = _counts_of(pair_key, touched)
     before = _counts_of(last.pair_key, touched)
@@ -234,6 +234,19 @@ def _merged(value: np.ndarray, owner: np.ndarray, more_value: np.ndarray, more_o
         more = more[keys[np.minimum(np.searchsorted(keys, more), len(keys) - 1)] != more]
     keys = np.insert(keys, np.searchsorted(keys, more), more)
     return (keys >> np.uint64(32)).astype(np.uint32), (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+
+
+def _merged_pairs(key: np.ndarray, head: np.ndarray, more_key: np.ndarray, more_head: np.ndarray):
+    """The distinct (key, head) pairs of two sets of them, each sorted and distinct, sorted: the
+    few new ones inserted where they go (not a sort of the millions kept)."""
+    lo, hi = np.searchsorted(key, more_key, "left"), np.searchsorted(key, more_key, "right")
+    at = lo.copy()
+    for t in np.flatnonzero(hi > lo).tolist():  # keys already there: place by head among theirs
+        at[t] += np.searchsorted(head[lo[t]:hi[t]], more_head[t])
+    there = np.zeros(len(at), bool)
+    if len(head):
+        there = (at < hi) & (head[np.minimum(at, len(head) - 1)] == more_head)
+    return np.insert(key, at[~there], more_key[~there]), np.insert(head, at[~there], more_head[~there])
 
 
 def _holders(excerpts: list[Excerpt], old: np.ndarray, keys: list[str], pair_key: np.ndarray,
