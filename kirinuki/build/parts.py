@@ -70,13 +70,18 @@ def _runs(files: list[dict], t: int) -> list[tuple[str, int, int]]:
     return runs
 
 
+def read_index(parts: str | Path, batch_no: int) -> dict:
+    """Batch `batch_no`'s index (see the module docstring)."""
+    return json.loads(index_path(parts, batch_no).read_text(encoding="utf-8"))
+
+
 def read_part(parts: str | Path, table: str, batch_no: int, columns: list[str] | None = None,
-              runs: list | None = None) -> pa.Table:
+              runs: list | None = None, index: dict | None = None) -> pa.Table:
     """Batch `batch_no`'s rows of `table`, in file order: memory-mapped slices of the part files
     its index names (its own, or parts an earlier build wrote and this one linked). `runs`, when
     given, is filled with the (part, start, length) runs the rows are read from: a part never
-    changes, so equal runs are equal rows."""
-    idx = json.loads(index_path(parts, batch_no).read_text(encoding="utf-8"))
+    changes, so equal runs are equal rows. `index`: the batch's index, when already read."""
+    idx = index if index is not None else read_index(parts, batch_no)
     opened: dict[str, pa.Table] = {}
     pieces = []
     for part, start, n in _runs(idx["files"], PART_TABLES.index(table)):

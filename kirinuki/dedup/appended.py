@@ -178,7 +178,10 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
              "boilerplate_paragraphs": len(boiler), "too_short": int((~ok).sum()), "clustering": "appended",
              "appended_excerpts": len(new), "changed_signatures": len(dirty),
              "new_boilerplate_in_earlier_quotes": len(regrown), "kept_clusters": len({root[i] for i in kept_relation})}
-    keep_next = {"sig": sig, "sizes": sizes, "counts": counts if counts is not None else last.counts,
+    digests: list[bytes | None] = [None] * n  # the earlier quotes' are the last build's (checked above)
+    for k, i in enumerate(old.tolist()):
+        digests[i] = last.digests[k]
+    keep_next = {"digests": digests, "sig": sig, "sizes": sizes, "counts": counts if counts is not None else last.counts,
                  "boiler": sorted(boiler_keys), "pair_key": pair_key, "pair_head": pair_head,
                  "para_owner": para_owner, "para_hash": para_hash, "pairs": pairs,
                  "watch_value": watch[0], "watch_owner": watch[1], "unwatched": watch[2]}

@@ -299,8 +299,10 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
 def _sketches(excerpts: list[Excerpt], cl: Clusters, relation: list[str], similarity: list[float]) -> Sketches:
     k = cl.keep
     content = [e.content_digest for e in excerpts]
+    known = k.get("digests") or [None] * len(excerpts)  # (an append's earlier quotes: the last build's)
     return Sketches(
-        ids=[e.excerpt_id for e in excerpts], digests=[clustering_digest(e.headline, c) for e, c in zip(excerpts, content)],
+        ids=[e.excerpt_id for e in excerpts],
+        digests=[d if d is not None else clustering_digest(e.headline, c) for e, c, d in zip(excerpts, content, known)],
         sizes=np.asarray(k["sizes"], np.int64), sig=k["sig"], counts=k["counts"], pair_key=k["pair_key"],
         pair_head=k["pair_head"], para_owner=k["para_owner"], para_hash=k["para_hash"], boiler=k["boiler"],
         watch_value=k["watch_value"], watch_owner=k["watch_owner"], unwatched=k["unwatched"],

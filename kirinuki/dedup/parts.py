@@ -23,18 +23,19 @@ def read_excerpts(parts: str, spill_dir: str | None = None, known: BodyDigests |
     BodyStore file in `spill_dir`, not into memory. Their lengths and digests are made from them,
     or taken from `known` (the last build's) for a batch whose part runs it knows; `runs` is
     filled with every batch's runs, in order (for the next build's `known`)."""
-    from kirinuki.build.parts import part_numbers, read_part
+    from kirinuki.build.parts import part_numbers, read_index, read_part
 
     store = BodyStore(spill_dir)
     items: list[Excerpt] = []
     shared: dict = {}  # one object per distinct doc id, headline, date and outlet (they repeat)
     one = shared.setdefault
     for n in part_numbers(parts):
-        docs = read_part(parts, "documents", n, ["doc_id", "published_date"]).to_pydict()
+        index = read_index(parts, n)
+        docs = read_part(parts, "documents", n, ["doc_id", "published_date"], index=index).to_pydict()
         doc_date = dict(zip(docs["doc_id"], docs["published_date"]))
         mine: list = []
         t = read_part(parts, "excerpts", n, ["excerpt_id", "doc_id", "headline", "body_norm", "published_date",
-                                             "outlet_id"], mine)
+                                             "outlet_id"], mine, index)
         if runs is not None:
             runs += mine
         first, lengths, digests = store.extend(t.column("body_norm").combine_chunks(),
