@@ -259,3 +259,48 @@ def test_wide_rows_are_checked_in_fewer_rows_a_slice_with_the_same_results(sampl
     sliced, _, _ = gx_files.validate_files(gx, "paragraphs", files, ["x"], exps)
     assert [(c.name, c.success, c.unexpected, c.elements) for c in sliced] == \
         [(c.name, c.success, c.unexpected, c.elements) for c in whole]
+
+
+def test_uniqueness_over_files_checked_before_judges_the_new_values_and_the_old_ones_equal_to_them(
+        sample_build, tmp_path, monkeypatch):
+    """When an earlier passing build found the values of some files distinct, Great Expectations is
+    handed only the new files' values and the old values equal to one of them: the results equal
+    a check of every file, and a new value that repeats an old one still fails, counted as a
+    check of every file counts it."""
+    import kirinuki.validate.gx_files as gx_files
+    from kirinuki.validate.gx_engine import _GX
+    from kirinuki.validate.suites import load_suite
+
+    table = pq.read_table(sample_build / "data" / "paragraphs.parquet")
+    third = table.num_rows // 3
+    files = [tmp_path / f"{k}.parquet" for k in "abc"]
+    for k, f in enumerate(files):
+        pq.write_table(table.slice(k * third, third if k < 2 else None), f)
+    exps = load_suite("paragraphs")["expectations"]
+    unique = next(i for i, e in enumerate(exps) if e["type"] == "expect_column_values_to_be_unique")
+    gx = _GX()
+    checks, res, _ = gx_files.validate_files(gx, "paragraphs", files[:2], ["a", "b"], exps)
+    before = {"files": {"data/a": "a", "data/b": "b"}, "checks": [c.__dict__ for c in checks], "gx": res}
+    handed = []
+    real = gx_files._run
+
+    def counting(gx, name, df, exps, indices):
+        if unique in indices:
+            handed.append(len(df))
+        return real(gx, name, df, exps, indices)
+
+    def outcome(checks):
+        return [(c.name, c.success, c.unexpected, c.elements) for c in checks]
+
+    monkeypatch.setattr(gx_files, "_run", counting)
+    grown, _, _ = gx_files.validate_files(gx, "paragraphs", files, ["a", "b", "c"], exps, None, before)
+    assert sum(handed) == table.num_rows - 2 * third  # the new file's values only: none repeats an old one
+    monkeypatch.setattr(gx_files, "_run", real)
+    assert outcome(grown) == outcome(gx_files.validate_files(gx, "paragraphs", files, ["a", "b", "c"], exps)[0])
+
+    repeated = pa.concat_tables([table.slice(2 * third), table.slice(5, 1)])  # a row of file a again
+    pq.write_table(repeated, files[2])
+    grown, _, _ = gx_files.validate_files(gx, "paragraphs", files, ["a", "b", "d"], exps, None, before)
+    clean, _, _ = gx_files.validate_files(gx, "paragraphs", files, ["a", "b", "d"], exps)
+    assert not grown[unique].success and grown[unique].unexpected == 2
+    assert outcome(grown) == outcome(clean)

@@ -9,7 +9,9 @@ their results summed, so a table's text columns are never all in memory at once;
 sha256 an earlier passing build of the same code checked is not read again for them (its rows
 count as passing), nor are the rows of a file that are rows of such a file copied as they were
 (the articles dedup kept from the last build). The others (uniqueness) see their whole column,
-which is a key, not text, over every file.
+which is a key, not text, over every file; except that when an earlier passing build (same code)
+found the values of some of the files distinct, only the other files' values, and the old values
+equal to one of them, are handed to Great Expectations (_unique_against).
 """
 
 from __future__ import annotations
@@ -126,6 +128,40 @@ def _batches(pf: pq.ParquetFile, size: int, columns: list[str], skip: np.ndarray
         start += n
 
 
+def _checked_unique(before: dict | None, whole: list[int]) -> set[str]:
+    """The sha256 of the files over which an earlier passing build (same code) found every
+    uniqueness expectation (`whole`) met, all files together; empty when one was not met."""
+    checks = (before or {}).get("checks") or []
+    if not whole or not all(i < len(checks) and checks[i].get("success") for i in whole):
+        return set()
+    return set(((before or {}).get("files") or {}).values())
+
+
+def _unique_against(gx: _GX, name: str, exps: list[dict], i: int, new: list[Path], old: list[Path],
+                    total: _Summed) -> None:
+    """Uniqueness expectation `i` over `new` and `old` files, where the old files' values are known
+    to be distinct (_checked_unique): Great Expectations judges the new files' values with the old
+    values equal to one of them (any duplicate has a new value in it), and the other old rows
+    count as passing. Only the new values are held as a set; the old column is streamed."""
+    import pyarrow.compute as pc
+
+    column = exps[i]["kwargs"]["column"]
+    fresh = pa.concat_tables([pq.read_table(f, columns=[column]) for f in new], promote_options="default")[column]
+    values = pc.unique(fresh.combine_chunks().drop_null())
+    equal, passing = [], 0
+    for f in old:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=SLICE_ROWS, columns=[column]):
+            hit = pc.is_in(batch.column(0), value_set=values)
+            equal.append(batch.column(0).filter(hit).cast(fresh.type))
+            passing += batch.num_rows - len(equal[-1])
+    frame = pa.table({column: pa.chunked_array(fresh.chunks + equal, fresh.type)}).to_pandas()
+    total.add([i], *_run(gx, name, frame, exps, [i]))
+    if passing:
+        c = total.checks[i]
+        total.add([i], [Check(name, c.name, c.severity, "", True, 0, passing, [])],
+                  [{"success": True, "result": {"element_count": passing, "unexpected_count": 0}}])
+
+
 def copied_mask(rows: int, ranges: list[list[int]]) -> np.ndarray:
     """Which of a file's `rows` the [start, count] ranges cover."""
     mask = np.zeros(rows, dtype=bool)
@@ -163,7 +199,13 @@ def validate_files(gx: _GX, name: str, files: list[Path], shas: list[str], exps:
         checks, res = gx.validate(name, pq.read_table(files[0], columns=_columns_of(exps)).to_pandas(), exps)
         return checks, res, ({shas[0]: rows[0]} if all(checks[i].success for i in local) else {})
     total = _Summed()
-    if whole:
+    unique = _checked_unique(before, whole) if shaped else set()
+    old = [f for f, sha in zip(files, shas) if sha in unique]
+    if whole and old and len(old) < len(files):
+        new = [f for f, sha in zip(files, shas) if sha not in unique]
+        for i in whole:
+            _unique_against(gx, name, exps, i, new, old, total)
+    elif whole:
         cols = _columns_of([exps[i] for i in whole])
         frame = pa.concat_tables([pq.read_table(f, columns=cols) for f in files], promote_options="default").to_pandas()
         total.add(whole, *_run(gx, name, frame, exps, whole))
