@@ -8,16 +8,18 @@ Why it is the same. Clustering keeps, strongest estimate first, each verified li
 clusters not yet joined: the maximum spanning forest of the verified-link graph under one total
 order (estimate, then indices). When every earlier quote is still there, unchanged and in the same
 order, an edge between two earlier quotes changes only if a count crossed a threshold for one of
-them. A paragraph of an earlier quote becoming boilerplate changes its compared text: everything is
-clustered again. A sampled 5-gram becoming common leaves the signatures that held it: the watch
-list (which quotes hold each 5-gram within a factor two of common) names those quotes, their
-signatures are made again, and every cluster of the last build holding one whose signature changed
-is done again, all its quotes "active" like the new ones. The other clusters are whole components
-whose edges are what they were, so their links are still their forest; the new forest is those
-links plus the candidate edges that touch an active quote (band collisions and shared paragraphs
-against every quote), verified as a clean build would. A cluster with no active quote keeps its
-relations too. A quote edited, removed or moved, more new quotes than old, or a 5-gram that became
-common before its holders were watched, clusters everything again.
+them. A paragraph of an earlier quote becoming boilerplate changes its compared text: the quotes
+holding it (found under the headlines the kept (paragraph, headline) pairs name with it) are
+sketched again with the new ones, their old 5-grams taken off the counts. A sampled 5-gram becoming
+common leaves the signatures that held it: the watch list (which quotes hold each 5-gram within a
+factor two of common) names those quotes, their signatures are made again, and every cluster of the
+last build holding one whose signature changed is done again, all its quotes "active" like the new
+ones. The other clusters are whole components whose edges are what they were, so their links are
+still their forest; the new forest is those links plus the candidate edges that touch an active
+quote (band collisions and shared paragraphs against every quote), verified as a clean build would.
+A cluster with no active quote keeps its relations too. A quote edited, removed or moved, more new
+quotes than old, or a 5-gram that became common before its holders were watched, clusters everything
+again.
 """
 
 from __future__ import annotations
