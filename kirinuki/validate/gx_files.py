@@ -137,6 +137,9 @@ def _checked_unique(before: dict | None, whole: list[int]) -> set[str]:
     return set(((before or {}).get("files") or {}).values())
 
 
+_PROBE_ROWS = 1 << 21  # old values looked up at a time (~80 MB of keys)
+
+
 def _unique_against(gx: _GX, name: str, exps: list[dict], i: int, new: list[Path], old: list[Path],
                     total: _Summed) -> None:
     """Uniqueness expectation `i` over `new` and `old` files, where the old files' values are known
@@ -148,12 +151,23 @@ def _unique_against(gx: _GX, name: str, exps: list[dict], i: int, new: list[Path
     column = exps[i]["kwargs"]["column"]
     fresh = pa.concat_tables([pq.read_table(f, columns=[column]) for f in new], promote_options="default")[column]
     values = pc.unique(fresh.combine_chunks().drop_null())
-    equal, passing = [], 0
+    equal, passing, pending = [], 0, []
+
+    def probe() -> None:  # one lookup over many old rows: is_in builds its set of `values` per call
+        nonlocal passing
+        some = pa.chunked_array(pending, fresh.type)
+        hit = some.filter(pc.is_in(some, value_set=values)).combine_chunks()
+        equal.append(hit)
+        passing += len(some) - len(hit)
+        pending.clear()
+
     for f in old:
         for batch in pq.ParquetFile(f).iter_batches(batch_size=SLICE_ROWS, columns=[column]):
-            hit = pc.is_in(batch.column(0), value_set=values)
-            equal.append(batch.column(0).filter(hit).cast(fresh.type))
-            passing += batch.num_rows - len(equal[-1])
+            pending.append(batch.column(0).cast(fresh.type))
+            if sum(len(a) for a in pending) >= _PROBE_ROWS:
+                probe()
+    if pending:
+        probe()
     frame = pa.table({column: pa.chunked_array(fresh.chunks + equal, fresh.type)}).to_pandas()
     total.add([i], *_run(gx, name, frame, exps, [i]))
     if passing:
@@ -200,9 +214,9 @@ def validate_files(gx: _GX, name: str, files: list[Path], shas: list[str], exps:
         return checks, res, ({shas[0]: rows[0]} if all(checks[i].success for i in local) else {})
     total = _Summed()
     unique = _checked_unique(before, whole) if shaped else set()
-    old = [f for f, sha in zip(files, shas) if sha in unique]
-    if whole and old and len(old) < len(files):
-        new = [f for f, sha in zip(files, shas) if sha not in unique]
+    old = [f for k, (f, sha) in enumerate(zip(files, shas)) if sha in unique and sha not in shas[:k]]
+    if whole and old and len(old) < len(files):  # (a file twice over is old once: its copy is new)
+        new = [f for f in files if f not in old]
         for i in whole:
             _unique_against(gx, name, exps, i, new, old, total)
     elif whole:
