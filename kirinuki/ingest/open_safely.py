@@ -66,16 +66,16 @@ def read_plain_file(path: str, max_bytes: int, root: str = "", resolve: bool = T
         os.close(fd)
 
 
-def sidecar_path(path: str) -> Path:
-    p = Path(path)
-    return p.with_name(p.stem + META_SUFFIX)
-
-
 def sidecar_str(path: str) -> str:
-    """sidecar_path as a string, made without pathlib (a build stats it for every post)."""
+    """The path of a post's sidecar: its name's stem (as pathlib takes it) + META_SUFFIX, beside
+    it; made without pathlib (a build stats it for every post)."""
     folder, name = os.path.split(path)
     dot = name.rfind(".")
     return os.path.join(folder, (name[:dot] if 0 < dot < len(name) - 1 else name) + META_SUFFIX)
+
+
+def sidecar_path(path: str) -> Path:
+    return Path(sidecar_str(path))
 
 
 def read_sidecar(path: str, max_bytes: int = SIDECAR_MAX_BYTES) -> bytes | None | Unsafe | OSError:
