@@ -1,12 +1,13 @@
 """What clustering keeps between builds, so that appended quotes are clustered on their own.
 
 In: one build's clustering (kirinuki.dedup.clusters): per excerpt its id, a digest of what
-clustering reads of it (headline and body), its body's length and digest (`BodyDigests`: by the
-part runs the bodies were read from, so the next build does not digest them again), its 5-gram count, MinHash signature, boilerplate line
-positions, relation and similarity; the corpus-wide counts (sampled 5-gram frequencies, distinct
-(paragraph, headline) pairs, long paragraphs' hashes), which texts hold the 5-grams close to
-becoming common, the boilerplate paragraphs and every verified pair with its scores. Out: three files in the build folder (`SKETCH_FILES`; keep_dedup moves them into the dedup
-state with sha256 checks) and `load_sketches`, which reads them back for the same code and
+clustering reads of it (headline and body), its body's length and digest (`BodyDigests`: by the part
+runs the bodies were read from, so the next build does not digest them again), its 5-gram count,
+MinHash signature, boilerplate line positions, relation and similarity; the corpus-wide counts
+(sampled 5-gram frequencies, distinct (paragraph, headline) pairs, long paragraphs' hashes), which
+texts hold the 5-grams close to becoming common, the boilerplate paragraphs and every verified pair
+with its scores. Out: three files in the build folder (`SKETCH_FILES`; keep_dedup moves them into
+the dedup state with sha256 checks) and `load_sketches`, which reads them back for the same code and
 parameters, or gives None.
 """
 
