@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -195,48 +196,78 @@ def test_cli_validate_reads_a_build_and_reports(sample_build, build_copy):
     assert r.returncode == 1 and "expect_column_values_to_be_in_set(role)" in r.stderr
 
 
-def test_document_scoped_checks_read_only_the_files_no_passing_build_checked(build_copy):
+def test_document_scoped_checks_read_only_the_files_no_passing_build_checked(build_copy, monkeypatch):
     """A file whose sha256 the passing build that `previous` and `checked` come from validated holds
     only documents that build checked, so the document-scoped checks do not read it; changed files
-    are read. Probed with a corrupted paragraph whose document counts as new: caught while its
-    paragraphs file is new, not read once that file is said to be one the build checked."""
+    are read. When a document that build checked is read again with another convention (or
+    sidecar), its rows in other tables may be in files checked before: then every file is read."""
+    import kirinuki.validate.checks as checks
+    from kirinuki.validate.checks import DOCUMENT_INPUTS
+
     kept = validate_build(build_copy).kept_results()  # a passing build's results
     key = corrupt(build_copy, "paragraphs", 2, text="どこにも無い段落")
     data = build_copy / "data"
     doc = next(r for r in pq.read_table(data / "paragraphs.parquet").to_pylist() if r["paragraph_id"] == key)
-    docs = pq.read_table(data / "documents.parquet", columns=["doc_id", "source_sha256"])
+    docs = pq.read_table(data / "documents.parquet", columns=list(DOCUMENT_INPUTS))
     others = docs.filter(pa.compute.not_equal(docs["doc_id"], doc["doc_id"]))
     slice_check = "paragraphs_text_is_the_documents_slice"
+    views: dict[str, str] = {}  # what each `fresh` view reads
+    real = checks._fresh_views
 
-    def failing(files: dict[str, str]):
+    def spied(con, *args):
+        real(con, *args)
+        views.update(con.execute("SELECT view_name, sql FROM duckdb_views() WHERE schema_name = 'fresh'").fetchall())
+
+    monkeypatch.setattr(checks, "_fresh_views", spied)
+    per_post = ["documents", "excerpts", "paragraphs", "mentions", "citations", "date_mentions"]
+
+    def failing(files: dict[str, str], checked) -> set[str]:
+        views.clear()
         previous = dict(kept, **{name: dict(kept[name], files={f"data/{name}.parquet": sha}) for name, sha in files.items()})
-        report = validate_build(build_copy, quarantine=False, checked=others, previous=previous)
+        report = validate_build(build_copy, quarantine=False, checked=checked, previous=previous)
         return {c.name for c in report.checks if not c.success}
 
     now = hashlib.sha256((data / "paragraphs.parquet").read_bytes()).hexdigest()
-    assert slice_check in failing({"documents": "0" * 64})  # new files: read, the new document checked
-    assert slice_check not in failing({"documents": "0" * 64, "paragraphs": now})  # a checked file: not read
+    new = {name: "0" * 64 for name in per_post}
+    assert slice_check in failing(new, others) and "main.paragraphs" in views["paragraphs"]  # new files: read
+    assert slice_check not in failing(dict(new, paragraphs=now), docs)
+    assert "WHERE false" in views["paragraphs"] and "main.documents" in views["documents"]  # checked before: not read
+    i = DOCUMENT_INPUTS.index("convention")
+    repinned = docs.set_column(i, "convention", pc.if_else(pc.equal(docs["doc_id"], doc["doc_id"]),
+                                                            pa.scalar("other"), docs["convention"]))
+    assert failing({"documents": "0" * 64}, repinned) == {slice_check}  # read again with its other tables
 
 
-def test_document_scoped_checks_skip_only_documents_checked_before_with_the_same_bytes(build_copy):
-    """A paragraph whose text is not its document's slice is caught, unless an earlier passing
-    build checked that very document (same doc_id and source sha256); a document whose bytes
-    changed is checked again."""
+def test_document_scoped_checks_skip_only_documents_checked_before_with_the_same_inputs(build_copy):
+    """A paragraph whose text is not its document's slice, or whose line span runs backwards, is
+    caught, unless an earlier passing build checked that very document made of the same inputs
+    (doc_id, source sha256, sidecar, convention and its rule); a document whose bytes changed, or
+    whose convention was pinned since, is checked again."""
+    from kirinuki.validate.checks import DOCUMENT_INPUTS
+
     key = corrupt(build_copy, "paragraphs", 2, text="どこにも無い段落")
-    doc = next(r for r in pq.read_table(build_copy / "data" / "paragraphs.parquet").to_pylist() if r["paragraph_id"] == key)
-    docs = pq.read_table(build_copy / "data" / "documents.parquet", columns=["doc_id", "source_sha256"])
+    rows = pq.read_table(build_copy / "data" / "paragraphs.parquet").to_pylist()
+    doc = next(r for r in rows if r["paragraph_id"] == key)
+    other = next(r for r in rows if r["doc_id"] != doc["doc_id"] and r["line_end"] > 1)
+    corrupt(build_copy, "paragraphs", rows.index(other), line_end=0)
+    docs = pq.read_table(build_copy / "data" / "documents.parquet", columns=list(DOCUMENT_INPUTS))
     others = docs.filter(pa.compute.not_equal(docs["doc_id"], doc["doc_id"]))
-    slice_check = "paragraphs_text_is_the_documents_slice"
+    slice_check, span_check = "paragraphs_text_is_the_documents_slice", "paragraphs_line_span"
 
     def failing(checked):
         report = validate_build(build_copy, quarantine=False, checked=checked)
         return {c.name for c in report.checks if not c.success}
 
-    assert slice_check in failing(None)
-    assert slice_check in failing(others)  # its document was not checked before
-    assert slice_check not in failing(docs)  # it was: the check does not read it again
+    assert {slice_check, span_check} <= failing(None)
+    assert slice_check in failing(others) and span_check not in failing(others)  # only the first was not checked
+    assert not {slice_check, span_check} & failing(docs)  # both were: neither is read again
     stale = docs.set_column(1, "source_sha256", pa.array(["0" * 64] * docs.num_rows))
-    assert slice_check in failing(stale)  # the same doc_id with other bytes is checked again
+    assert {slice_check, span_check} <= failing(stale)  # the same doc_id with other bytes is checked again
+    i = DOCUMENT_INPUTS.index("convention_rule")
+    pinned = docs.set_column(i, "convention_rule", pa.array(["pinned"] * docs.num_rows))
+    assert {slice_check, span_check} <= failing(pinned)  # the same bytes read by another convention rule: again
+    assert slice_check in failing(docs.drop_columns(["doc_id"]).append_column("doc_id", docs["doc_id"]).filter(
+        pa.compute.not_equal(docs["doc_id"], doc["doc_id"])))  # the columns' order does not matter
 
 
 def test_wide_rows_are_checked_in_fewer_rows_a_slice_with_the_same_results(sample_build, monkeypatch):

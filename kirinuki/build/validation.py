@@ -4,8 +4,9 @@ In: the unfinished build folder, its parts folder (where the results are kept fo
 the last build's parts. Out: the report's summary and the sha256 of each table as validated; a
 critical failure raises ValidationFailed. A table whose file is byte for byte one the last build (same
 code) validated keeps that build's results, so Great Expectations is imported only when some table
-must be checked again; the document-scoped SQL checks (the costly ones: every paragraph against its
-document's text) run only over the documents that build did not check.
+must be checked again; the document-scoped SQL checks (those relating only rows of one post, the
+costliest being every paragraph against its document's text) run only over the documents that build
+did not check with the same inputs (kirinuki.validate.checks.DOCUMENT_INPUTS).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from kirinuki.build.batch import code_digest
 from kirinuki.build.plan import VALIDATION_KEPT
 from kirinuki.store.files import DATA_DIR, read_json, write_json
 
-CHECKED_DOCUMENTS = "validated-documents.parquet"  # beside VALIDATION_KEPT: (doc_id, source_sha256) checked
+CHECKED_DOCUMENTS = "validated-documents.parquet"  # beside VALIDATION_KEPT: the checked documents' DOCUMENT_INPUTS
 
 
 def validate_files(root: str, parts: str, old_parts: str | None, known: dict[str, str] | None = None,
@@ -48,9 +49,11 @@ def validate_files(root: str, parts: str, old_parts: str | None, known: dict[str
 def _checked_documents(old_parts: Path):
     import pyarrow.parquet as pq
 
+    from kirinuki.validate.checks import DOCUMENT_INPUTS
+
     try:
-        return pq.read_table(old_parts / CHECKED_DOCUMENTS, columns=["doc_id", "source_sha256"])
-    except (OSError, ValueError, KeyError):  # missing or unreadable: check every document again
+        return pq.read_table(old_parts / CHECKED_DOCUMENTS, columns=list(DOCUMENT_INPUTS))
+    except (OSError, ValueError, KeyError):  # missing, unreadable or short of a column: check every document again
         return None
 
 
@@ -58,9 +61,10 @@ def _keep_checked_documents(root: Path, parts: Path) -> None:
     import pyarrow.parquet as pq
 
     from kirinuki.store.layout import has_table, read_table
+    from kirinuki.validate.checks import DOCUMENT_INPUTS
 
     if has_table(root / DATA_DIR, "documents"):
-        pq.write_table(read_table(root / DATA_DIR, "documents", columns=["doc_id", "source_sha256"]),
+        pq.write_table(read_table(root / DATA_DIR, "documents", columns=list(DOCUMENT_INPUTS)),
                        parts / CHECKED_DOCUMENTS)
 
 

@@ -55,10 +55,13 @@ class Report:
     def success(self) -> bool:
         return all(c.success for c in self.checks)
 
-# A check with `scope = "document"` in its suite relates only rows of one post to each other, in
-# columns that come from the post's text alone (offsets, slices, lengths): a document an earlier
-# passing build of the same code checked (same doc_id, same source sha256) passes it again.
+# A check with `scope = "document"` in its suite relates only rows of one post to each other (a
+# row alone, or rows of one post: its paragraphs against its document, a repeat against an earlier
+# row of the same post): a document an earlier passing build of the same code checked, made of the
+# same inputs (DOCUMENT_INPUTS: the post's bytes, its sidecar, its convention and how it was chosen,
+# so a pin counts), is made into the same rows and passes it again.
 DOCUMENT_SCOPE = "document"
+DOCUMENT_INPUTS = ("doc_id", "source_sha256", "meta_sha256", "convention", "convention_rule")
 
 
 def _sql_checks(con: duckdb.DuckDBPyConnection, rows: dict[str, int],
@@ -81,12 +84,21 @@ def _sql_checks(con: duckdb.DuckDBPyConnection, rows: dict[str, int],
 
 def _fresh_views(con: duckdb.DuckDBPyConnection, names: list[str], checked: pa.Table,
                  unseen: dict[str, list[Path]] | None = None) -> None:
-    """Schema `fresh`: every per-post table's rows except those of the documents in `checked`
-    (doc_id, source_sha256), for the document-scoped checks. `unseen`: for a table some of whose
-    files are byte for byte files a passing build of the same code checked (all their documents
-    are in `checked`: a year an append left alone), its other files; only they are read."""
+    """Schema `fresh`: every per-post table's rows except those of the documents `checked` holds
+    with the same DOCUMENT_INPUTS as this build's, for the document-scoped checks. `unseen`: for a
+    table some of whose files are byte for byte files a passing build of the same code checked (all
+    their documents are in `checked`: a year an append left alone), its other files; only they are read."""
     con.execute("CREATE SCHEMA fresh")
-    con.register("checked_documents", checked)
+    con.register("checked_documents", checked.select(list(DOCUMENT_INPUTS)))
+    same = " AND ".join(f"d.{c} IS NOT DISTINCT FROM c.{c}" for c in DOCUMENT_INPUTS[2:])
+    con.execute("CREATE TEMP TABLE read_before AS SELECT d.doc_id, d.source_sha256, "
+                f"({same}) AS unchanged FROM main.documents d JOIN checked_documents c USING (doc_id, source_sha256)")
+    con.execute("CREATE TEMP TABLE unchanged_documents AS SELECT DISTINCT doc_id, source_sha256 FROM read_before "
+                "WHERE unchanged")
+    if con.execute("SELECT count(*) FROM read_before WHERE NOT unchanged").fetchone()[0]:
+        # a post read again with another sidecar or convention: its rows in some table may be
+        # the checked ones, in a file checked before, and must be read with its other rows
+        unseen = None
     for name in names:
         cols = {c.name for c in spec(name).columns}
         if not {"doc_id", "source_sha256"} <= cols:
@@ -95,7 +107,7 @@ def _fresh_views(con: duckdb.DuckDBPyConnection, names: list[str], checked: pa.T
         if unseen is not None and name in unseen:
             source = duckdb_files(unseen[name]) if unseen[name] else f"(SELECT * FROM main.{name} WHERE false)"
         con.execute(f"CREATE VIEW fresh.{name} AS SELECT t.* FROM {source} t "
-                    "ANTI JOIN checked_documents c USING (doc_id, source_sha256)")
+                    "ANTI JOIN unchanged_documents c USING (doc_id, source_sha256)")
 
 
 def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | None = None,
