@@ -90,6 +90,7 @@ def _fresh_views(con: duckdb.DuckDBPyConnection, names: list[str], checked: pa.T
     their documents are in `checked`: a year an append left alone), its other files; only they are read."""
     con.execute("CREATE SCHEMA fresh")
     con.register("checked_documents", checked.select(list(DOCUMENT_INPUTS)))
+    # joined on doc_id and source_sha256 (the rows' own key); the other inputs may be NULL
     same = " AND ".join(f"d.{c} IS NOT DISTINCT FROM c.{c}" for c in DOCUMENT_INPUTS[2:])
     con.execute("CREATE TEMP TABLE read_before AS SELECT d.doc_id, d.source_sha256, "
                 f"({same}) AS unchanged FROM main.documents d JOIN checked_documents c USING (doc_id, source_sha256)")
