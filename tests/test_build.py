@@ -340,6 +340,8 @@ def test_dedup_output_is_reused_only_while_no_quote_changed(tmp_path):
     assert commentary["files"] == clean["files"] and commentary["validation"]["checks"] == clean["validation"]["checks"]
     checks = [json.loads((d / "validation" / "results.json").read_text())["checks"] for d in (out, tmp_path / "clean")]
     assert checks[0] == checks[1]
+    # and so are the results as written, byte for byte: GX's too, the kept ones among them
+    assert (out / "validation" / "results.json").read_bytes() == (tmp_path / "clean" / "validation" / "results.json").read_bytes()
     assert {k: v for k, v in commentary["dedup"].items() if k != "reused"} == \
         {k: v for k, v in clean["dedup"].items() if k != "reused"}
     assert digest_tree(out) == digest_tree(tmp_path / "clean")

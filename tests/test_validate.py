@@ -195,6 +195,20 @@ def test_cli_validate_reads_a_build_and_reports(sample_build, build_copy):
     assert r.returncode == 1 and "expect_column_values_to_be_in_set(role)" in r.stderr
 
 
+def test_validating_the_same_build_again_writes_the_same_results_byte_for_byte(build_copy):
+    """The validation results say nothing of when they were made (Great Expectations stamps each
+    batch with its load time; that stamp is dropped), so the same tables give the same
+    results.json, which a release ships."""
+    from kirinuki.validate import write_reports
+
+    written = []
+    for _ in range(2):
+        write_reports(build_copy, validate_build(build_copy, quarantine=False))
+        written.append((build_copy / "validation" / "results.json").read_bytes())
+    assert written[0] == written[1] and b"ge_load_time" not in written[0]
+    assert b'"batch_markers"' in written[0]  # the tables validated whole keep GX's own result document
+
+
 def test_document_scoped_checks_read_only_the_files_no_passing_build_checked(build_copy, monkeypatch):
     """A file whose sha256 the passing build that `previous` and `checked` come from validated holds
     only documents that build checked, so the document-scoped checks do not read it; changed files

@@ -40,24 +40,29 @@ class _GX:
         self.ctx = gx.get_context(mode="ephemeral")
         self.ctx.variables.progress_bars = {"globally": False, "metric_calculations": False}
         self.source = self.ctx.data_sources.add_pandas("kirinuki")
-        self.n = 0
+        # batches validated per table, in the asset's name: a table kept from the last build (not handed
+        # to GX) shifts no other table's names, so results do not depend on what was checked before
+        self.n: dict[str, int] = {}
 
     def validate(self, name: str, df: pd.DataFrame, expectations: list[dict]) -> tuple[list[Check], dict]:
         if not expectations:
             return [], {"success": True, "results": []}
         if self.gx is None:
             self._start()
-        self.n += 1
+        self.n[name] = self.n.get(name, 0) + 1
         # only the columns the suite names: GX fingerprints every batch by hashing the whole frame
         # (pickling it when a column holds lists), which cost more than the checks themselves
         used = set(_columns_of(expectations))
         df = df[[c for c in df.columns if c in used]]
-        asset = self.source.add_dataframe_asset(name=f"{name}_{self.n}")
+        asset = self.source.add_dataframe_asset(name=f"{name}_{self.n[name]}")
         batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": df})
         # GX reports results in its own order: tag each expectation to map its result back.
         suite = self.gx.ExpectationSuite(name=name, expectations=[
             dict(e, meta=dict(e.get("meta", {}), kirinuki_index=i)) for i, e in enumerate(expectations)])
         res = batch.validate(suite, result_format="SUMMARY").to_json_dict()
+        markers = (res.get("meta") or {}).get("batch_markers")
+        if isinstance(markers, dict):  # GX stamps a batch with the wall-clock time it was loaded:
+            markers.pop("ge_load_time", None)  # a build's results must not depend on when it ran
         # GX's execution engine keeps every batch's data (the frame) and every metric it computed
         # (whole columns of conditions) for the rest of the run: drop them, the run is done with them
         # (GX has no public call for the metric cache; without this a 100k-post build held ~2 GB)
