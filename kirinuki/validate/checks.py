@@ -8,6 +8,7 @@ validated again and must pass everything."""
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,6 +112,15 @@ def _fresh_views(con: duckdb.DuckDBPyConnection, names: list[str], checked: pa.T
                     "ANTI JOIN unchanged_documents c USING (doc_id, source_sha256)")
 
 
+def _all_sql_checks(con: duckdb.DuckDBPyConnection, names: list[str], rows: dict[str, int],
+                    checked: pa.Table | None, unseen: dict[str, list[Path]]) -> list[tuple[Check, list[str]]]:
+    """Every SQL check of the tables in `rows`, the document-scoped ones over the `fresh` views
+    when `checked` (see _fresh_views)."""
+    if checked is not None:
+        _fresh_views(con, names, checked, unseen)
+    return _sql_checks(con, rows, checked is not None)
+
+
 def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | None = None,
                previous: dict[str, dict] | None = None, reused: list[str] | None = None,
                checked: pa.Table | None = None, kept_files: dict | None = None,
@@ -126,7 +136,9 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
     expectations (`local` gets the files that passed, kirinuki.validate.gx_files), nor are a file's
     rows that `copied` (by data/… path) says are rows of a file `previous` passed; the SQL
     checks always run, the document-scoped ones only over the documents not in `checked` (those an
-    earlier passing build of the same code checked)."""
+    earlier passing build of the same code checked). The SQL checks run in a thread (DuckDB
+    releases the GIL) while Great Expectations (Python, one core) runs here: 9.0 -> 7.0 s at 10k
+    posts; their results follow the GX ones, as they would one after the other."""
     results: list[tuple[Check, dict | None, list[str]]] = []
     gx_results = {}
     con = duckdb.connect()
@@ -143,45 +155,51 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
             con.register("quarantine", to_table("quarantine", []))
     rows = {}
     unseen: dict[str, list[Path]] = {}  # per table with files checked before (same code): its others
-    for name in names:
+    todo = []
+    for name in names:  # what each table is, before anything is checked (the SQL checks need `unseen`)
         if name in NOT_VALIDATED:
             continue
-        exps = load_suite(name)["expectations"]
         if frames is not None:
             rows[name] = len(frames[name])
-            checks, res = gx.validate(name, frames[name], exps)
-        else:
-            rows[name] = row_count(data, name)
-            files = table_files(data, name)
-            mine = {rel: (known or {}).get(rel) or sha256_file(p)
-                    for rel, p in ((f"{DATA_DIR}/{p.relative_to(data).as_posix()}", p) for p in files)}
-            if kept_files is not None:
-                kept_files[name] = mine
-            kept = (previous or {}).get(name)
-            before = set((kept or {}).get("files", {}).values())
-            if before & set(mine.values()):
-                unseen[name] = [p for p, sha in zip(files, mine.values()) if sha not in before]
-            if kept and kept.get("files") == mine:
-                checks, res = [Check(**c) for c in kept["checks"]], kept["gx"]
-                if reused is not None:
-                    reused.append(name)
-                if local is not None and kept.get("local"):
-                    local[name] = kept["local"]
-            else:
-                checks, res, per_file = validate_files(gx, name, files, list(mine.values()), exps,
-                                                       (kept or {}).get("local"), kept,
-                                                       {sha: (copied or {})[rel] for rel, sha in mine.items()
-                                                        if rel in (copied or {})})
-                if local is not None and per_file:
-                    local[name] = per_file
-        gx_results[name] = res
-        results += [(c, e, []) for c, e in zip(checks, exps)]
-    fresh = checked is not None and frames is None
-    if fresh:
-        _fresh_views(con, names, checked, unseen)
-    for check, keys in _sql_checks(con, rows, fresh):
-        results.append((check, None, keys))
-    con.close()
+            todo.append((name, None, None, None))
+            continue
+        rows[name] = row_count(data, name)
+        files = table_files(data, name)
+        mine = {rel: (known or {}).get(rel) or sha256_file(p)
+                for rel, p in ((f"{DATA_DIR}/{p.relative_to(data).as_posix()}", p) for p in files)}
+        if kept_files is not None:
+            kept_files[name] = mine
+        kept = (previous or {}).get(name)
+        before = set((kept or {}).get("files", {}).values())
+        if before & set(mine.values()):
+            unseen[name] = [p for p, sha in zip(files, mine.values()) if sha not in before]
+        todo.append((name, files, mine, kept))
+    with ThreadPoolExecutor(1) as pool:
+        sql = pool.submit(_all_sql_checks, con, names, rows, checked if frames is None else None, unseen)
+        try:
+            for name, files, mine, kept in todo:
+                exps = load_suite(name)["expectations"]
+                if files is None:
+                    checks, res = gx.validate(name, frames[name], exps)
+                elif kept and kept.get("files") == mine:
+                    checks, res = [Check(**c) for c in kept["checks"]], kept["gx"]
+                    if reused is not None:
+                        reused.append(name)
+                    if local is not None and kept.get("local"):
+                        local[name] = kept["local"]
+                else:
+                    checks, res, per_file = validate_files(gx, name, files, list(mine.values()), exps,
+                                                           (kept or {}).get("local"), kept,
+                                                           {sha: (copied or {})[rel] for rel, sha in mine.items()
+                                                            if rel in (copied or {})})
+                    if local is not None and per_file:
+                        local[name] = per_file
+                gx_results[name] = res
+                results += [(c, e, []) for c, e in zip(checks, exps)]
+        finally:
+            done = sql.result()
+            con.close()
+    results += [(check, None, keys) for check, keys in done]
     return results, gx_results, rows
 
 
