@@ -32,7 +32,7 @@ from prefect.utilities.annotations import quote  # noqa: E402
 
 from kirinuki import __version__  # noqa: E402
 from kirinuki.build.batch import code_digest  # noqa: E402
-from kirinuki.build.workers import WorkerPool, import_validation  # noqa: E402
+from kirinuki.build.workers import WorkerPool, import_validation, in_background  # noqa: E402
 from kirinuki.build.inputs import (  # noqa: E402
     InputPlan,
     PreparedPlan,
@@ -151,6 +151,7 @@ def write_tables(root: str, parts: str, names: list[str], years: Partitioning | 
     by_year = years.unquote() if isinstance(years, quote) else years  # Prefect unwraps it; a direct call may not
 
     def one(name: str) -> tuple[int, dict, int, float]:
+        in_background()  # this pool's thread, beside dedup (the build's critical path)
         t = time.perf_counter()
         if by_year is not None:
             done = write_partitioned(Path(root), parts, name, by_year.plan, by_year.old_data, by_year.old)

@@ -227,3 +227,30 @@ def test_an_out_of_date_build_is_planned_once_and_the_last_build_is_not_read_to_
     pipeline.prepared = check.plan  # made for another output folder: planned again
     pipeline.build([str(corpus)], str(tmp_path / "elsewhere"), max_file_mb=8.0)
     assert len(planned) == 1 and pipeline.prepared is None
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread has its own nice value on Linux only")
+def test_work_beside_dedup_runs_at_a_lower_priority_and_the_build_thread_keeps_its_own():
+    """The per-post writers and the Great Expectations import run beside dedup, the build's
+    critical path: their threads (and threads they start) are niced, the calling thread is not."""
+    import threading
+
+    from kirinuki.build.workers import BACKGROUND_NICE, in_background
+
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    mine = nice()
+    seen = {}
+
+    def background():
+        in_background()
+        seen["background"] = nice()
+        child = threading.Thread(target=lambda: seen.update(child=nice()))
+        child.start()
+        child.join()
+
+    t = threading.Thread(target=background)
+    t.start()
+    t.join()
+    assert seen["background"] == min(19, mine + BACKGROUND_NICE) == seen["child"] and nice() == mine
