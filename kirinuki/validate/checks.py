@@ -200,7 +200,7 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
                     local[name] = per_file
             gx_results[name] = res
             results += [(c, e, []) for c, e in zip(checks, exps)]
-        done = sql.result() if sql is not None else _all_sql_checks(con, names, rows, None, unseen)
+        done = sql.result() if sql is not None else _sql_checks(con, rows)
     finally:
         if pool is not None:
             pool.shutdown(wait=True)  # the checks' thread is done with the connection before it closes
