@@ -128,6 +128,47 @@ def test_articles_are_kept_only_from_an_intact_state_made_by_the_same_code(tmp_p
     assert not ArticleMemo(str(state), code).keys
 
 
+def test_a_kept_article_is_its_row_of_the_last_build_and_its_paragraphs_follow_it(tmp_path):
+    """The memo names a kept article by its row in the last build's `articles` and copies runs of
+    rows by position: every article's row and paragraphs come back as they are in the files, and a
+    keys file that does not list the table's articles in its order keeps nothing."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from kirinuki.build.batch import code_digest
+    from kirinuki.dedup.memo import ARTICLE_KEYS, ArticleMemo
+    from kirinuki.flows.build import build
+
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus, 12, seed=5, excerpts_per_post=4)
+    (corpus / "ground_truth.csv").unlink()
+    build([str(corpus)], str(tmp_path / "out"))
+    state = tmp_path / "out" / "cache" / "dedup"
+    code = code_digest(whole_build=True)
+    articles = pq.read_table(state / "articles.parquet")
+    paragraphs = pq.read_table(state / "article_paragraphs.parquet")
+    keys = pa.ipc.open_file(pa.memory_map(str(state / ARTICLE_KEYS))).read_all()
+    memo = ArticleMemo(str(state), code)
+    ids = articles["article_id"].to_pylist()
+    assert len(ids) > 3
+    rows = [memo.kept(aid, key) for aid, key in zip(keys["article_id"].to_pylist(), keys["key"].to_pylist())]
+    assert rows == list(range(len(ids)))
+    assert memo.kept(ids[0], "another key") is None
+    for start, stop in ((0, 1), (1, 3), (3, len(ids))):  # in increasing order, as deduplicate asks
+        got_articles, got_paragraphs = memo.rows(start, stop)
+        assert pa.Table.from_batches([b.slice(i, j - i) for b, i, j in got_articles]).equals(
+            articles.slice(start, stop - start))
+        got = pa.Table.from_batches([b.slice(i, j - i) for b, i, j in got_paragraphs])
+        assert set(got["article_id"].to_pylist()) == set(ids[start:stop])
+        assert got.num_rows == sum(articles["n_paragraphs"].to_pylist()[start:stop])
+        assert got.equals(paragraphs.filter(pa.compute.is_in(paragraphs["article_id"], pa.array(ids[start:stop]))))
+
+    shuffled = keys.take(pa.array(list(range(1, keys.num_rows)) + [0]))
+    with pa.OSFile(str(state / ARTICLE_KEYS), "wb") as f, pa.ipc.new_file(f, keys.schema) as w:
+        w.write_table(shuffled)
+    assert not ArticleMemo(str(state), code, checked=True).keys
+
+
 def test_article_rows_copied_from_the_last_build_are_not_judged_again_with_the_same_results(tmp_path, monkeypatch):
     """After an append, the article tables' rows that dedup copied from the last build's files (which
     passed) are not handed to Great Expectations' row-local checks again; the results (every

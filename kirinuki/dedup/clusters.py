@@ -263,30 +263,45 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
         sketches = None
     articles: list[dict] = []
     paragraphs = _paragraph_columns("", [])  # the table's columns, empty
-    for aid, canon, group in groups:
-        quotes = [excerpts[i] for i in group]
-        kept = None
-        if memo is not None:
-            boiler = [cl.boiler_lines.get(i, ()) for i in group] if len(group) > 1 else []
-            kept = memo.kept(aid, article_key(aid, excerpts[canon], quotes, boiler))
-        if kept is not None:  # the same quotes as in the last build: its article, not made again
-            art, columns = kept
-        else:
-            art = _article(aid, quotes, excerpts[canon])
-            paras = _reconstruct(quotes, excerpts[canon], cl.boiler)
-            art["text"] = "\n".join(text for text, _ in paras)
-            art["n_paragraphs"] = len(paras)
-            columns = _paragraph_columns(aid, paras)
+
+    def put(art: dict | list, columns: dict[str, list] | list) -> None:
         if sink is not None:
-            sink(art, columns)  # a kept article comes as runs of Arrow rows (the sink copies them so)
-            continue
-        if kept is not None:  # as Python values, like a made article's
-            art = next(row for b, i, j in art for row in b.slice(i, j - i).to_pylist())
+            sink(art, columns)  # kept articles come as runs of Arrow rows (the sink copies them so)
+            return
+        if isinstance(art, list):  # kept: as Python values, like a made article's
+            articles.extend(row for b, i, j in art for row in b.slice(i, j - i).to_pylist())
             columns = {name: [v for b, i, j in columns for v in b.column(name).slice(i, j - i).to_pylist()]
                        for name in paragraphs}
-        articles.append(art)
+        else:
+            articles.append(art)
         for name, values in columns.items():
             paragraphs[name].extend(values)
+
+    kept_rows: list[int] = []  # [start, stop) of the last build's rows kept in a run, not yet put
+    for aid, canon, group in groups:
+        quotes = [excerpts[i] for i in group]
+        row = None
+        if memo is not None:
+            boiler = [cl.boiler_lines.get(i, ()) for i in group] if len(group) > 1 else []
+            row = memo.kept(aid, article_key(aid, excerpts[canon], quotes, boiler))
+        if row is not None:  # the same quotes as in the last build: its rows, not made again
+            if kept_rows and kept_rows[1] == row:
+                kept_rows[1] = row + 1
+            else:
+                if kept_rows:
+                    put(*memo.rows(*kept_rows))
+                kept_rows = [row, row + 1]
+            continue
+        if kept_rows:
+            put(*memo.rows(*kept_rows))
+            kept_rows = []
+        art = _article(aid, quotes, excerpts[canon])
+        paras = _reconstruct(quotes, excerpts[canon], cl.boiler)
+        art["text"] = "\n".join(text for text, _ in paras)
+        art["n_paragraphs"] = len(paras)
+        put(art, _paragraph_columns(aid, paras))
+    if kept_rows:
+        put(*memo.rows(*kept_rows))
     links = [{"excerpt_a": excerpts[x].excerpt_id, "excerpt_b": excerpts[y].excerpt_id,
               "jaccard": round(j, 6), "containment": round(c, 6), "method": meth,
               "relation": "near" if j >= cfg.jaccard else "partial"} for x, y, j, c, meth in cl.links]

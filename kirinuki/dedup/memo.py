@@ -3,8 +3,8 @@ and paragraphs back from the last build instead of being reconstructed.
 
 In: the last build's dedup state (its `articles` and `article_paragraphs` tables, checked against
 their sha256, and the key of each article), the code's digest, and this build's clusters in article
-order. Out: for each cluster, the last build's rows when its key is the same, else None; and this
-build's keys (`ARTICLE_KEYS`), kept with the state for the next build.
+order. Out: for each cluster, its row in the last build's `articles` when its key is the same, else
+None; runs of those rows (and their paragraphs) as Arrow record batches; and this build's keys (`ARTICLE_KEYS`), kept with the state for the next build.
 
 A key covers everything an article's rows are made of: its id, its canonical quote, and each
 quote's ids, headline, dates, outlet and body, in the cluster's order; for a cluster of several
@@ -16,12 +16,10 @@ quotes that carry it. Different code keeps nothing.
 from __future__ import annotations
 
 import hashlib
-from bisect import bisect_left
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kirinuki.dedup.model import Excerpt
@@ -48,62 +46,50 @@ def article_key(aid: str, canon: Excerpt, quotes: list[Excerpt], boiler: list[tu
 Run = tuple[pa.RecordBatch, int, int]  # rows start..stop of a record batch
 
 
-class _Cursor:
-    """The rows of a Parquet file sorted by `column`, read `batch` rows at a time as `take` moves
-    on; rows stay Arrow (only each distinct value of the sort column becomes a Python value, with
-    the row it starts at)."""
+class _Rows:
+    """The rows of a Parquet file by position, read `batch` rows at a time as `take` moves on
+    (positions asked for only grow); rows stay Arrow, and rows passed over are not kept."""
 
-    def __init__(self, path: Path, column: str, batch: int = _BATCH):
+    def __init__(self, path: Path, batch: int):
         self.batches = pq.ParquetFile(path).iter_batches(batch_size=batch)
-        self.column = column
         self.batch: pa.RecordBatch | None = None
-        self.keys: list[str] = []  # the batch's distinct values, in order
-        self.starts: list[int] = []  # the row each starts at, and the batch's row count last
-        self.i = 0
+        self.first = 0  # the file position of the batch's first row
+        self.end = 0  # and of the row after its last
 
-    def _next(self) -> bool:
-        batch = next(self.batches, None)
-        if batch is None:
-            return False
-        col = batch.column(self.column)
-        starts = np.zeros(0, np.int64)
-        if len(col):
-            changed = pc.not_equal(col.slice(1), col.slice(0, len(col) - 1)).to_numpy(zero_copy_only=False)
-            starts = np.flatnonzero(np.concatenate(([True], changed)))
-        self.batch, self.keys, self.i = batch, col.take(pa.array(starts)).to_pylist(), 0
-        self.starts = starts.tolist() + [len(col)]
-        return True
-
-    def take(self, value: str) -> list[Run]:
-        """The rows whose column equals `value`, as runs of record batches (a writer copies
-        neighbouring runs as one); rows before them are passed over."""
-        runs = []
-        while True:
-            if self.i >= len(self.keys):
-                if not self._next():
-                    break
-                continue
-            j = bisect_left(self.keys, value, self.i)
-            found = j < len(self.keys) and self.keys[j] == value
-            if found:
-                runs.append((self.batch, self.starts[j], self.starts[j + 1]))
-                j += 1
-            self.i = j
-            if j < len(self.keys):  # a greater value follows in this batch: none of `value` after it
-                break
+    def take(self, start: int, stop: int) -> list[Run]:
+        """Rows start..stop, as runs of record batches (a writer copies neighbouring runs as one)."""
+        if start < self.first:
+            raise ValueError("kept article rows were asked for out of order")
+        runs: list[Run] = []
+        while start < stop:
+            while start >= self.end:
+                batch = next(self.batches, None)
+                if batch is None:
+                    raise ValueError("the kept article table has fewer rows than its keys say")
+                self.batch, self.first, self.end = batch, self.end, self.end + batch.num_rows
+            upto = min(stop, self.end)
+            runs.append((self.batch, start - self.first, upto - self.first))
+            start = upto
         return runs
 
 
 class ArticleMemo:
-    """The last build's articles by key (see the module docstring), and this build's keys."""
+    """The last build's articles by key (see the module docstring), and this build's keys.
+
+    The keys file lists the articles in the order of the last build's `articles` table, one row
+    each, and each article's `n_paragraphs` rows follow one another in `article_paragraphs`: so an
+    article kept is a row number, and a run of articles kept one after another is copied as one
+    range of rows of each table (checked when the state is opened: the ids are the table's, and
+    the paragraph counts add up to its rows)."""
 
     def __init__(self, state: str | None, code: str, checked: bool = False):
         self.code = code
-        self.keys: dict[str, str] = {}
+        self.keys: dict[str, tuple[str, int]] = {}  # article id -> (key, its row in the last build's articles)
         self.new_ids: list[str] = []
         self.new_keys: list[str] = []
         self.reused = 0
         self.articles = self.paragraphs = None
+        self.para_start = np.zeros(1, np.int64)  # the first paragraph row of each last article, and the count last
         self.state = Path(state) if state is not None else None
         if state is not None:
             self._open(Path(state), checked)
@@ -118,25 +104,36 @@ class ArticleMemo:
                 table = pa.ipc.open_file(src).read_all()
             if (table.schema.metadata or {}).get(b"code") != self.code.encode():
                 return
-            self.keys = dict(zip(table["article_id"].to_pylist(), table["key"].to_pylist()))
-            self.articles = _Cursor(state / "articles.parquet", "article_id")
-            self.paragraphs = _Cursor(state / "article_paragraphs.parquet", "article_id", _PARAGRAPH_BATCH)
+            last = pq.read_table(state / "articles.parquet", columns=["article_id", "n_paragraphs"])
+            paragraph_rows = pq.ParquetFile(state / "article_paragraphs.parquet").metadata.num_rows
+            counts = last["n_paragraphs"].to_numpy(zero_copy_only=False).astype(np.int64)
+            if last.num_rows != table.num_rows or not last["article_id"].equals(table["article_id"]) \
+                    or int(counts.sum()) != paragraph_rows:
+                return
+            self.para_start = np.concatenate(([0], np.cumsum(counts)))
+            ids, keys = table["article_id"].to_pylist(), table["key"].to_pylist()
+            self.keys = {aid: (key, row) for row, (aid, key) in enumerate(zip(ids, keys))}
+            self.articles = _Rows(state / "articles.parquet", _BATCH)
+            self.paragraphs = _Rows(state / "article_paragraphs.parquet", _PARAGRAPH_BATCH)
         except (OSError, pa.ArrowInvalid, KeyError):
             self.keys, self.articles, self.paragraphs = {}, None, None
 
-    def kept(self, aid: str, key: str) -> tuple[list[Run], list[Run]] | None:
-        """The last build's article row and paragraph rows (runs of Arrow record batches) for `aid`
-        when its key is `key`."""
+    def kept(self, aid: str, key: str) -> int | None:
+        """The row of the last build's `articles` that `aid` is when its key there was `key`
+        (its rows are then taken with `rows`), else None."""
         self.new_ids.append(aid)
         self.new_keys.append(key)
-        if self.articles is None or self.keys.get(aid) != key:
-            return None
-        row = self.articles.take(aid)
-        paras = self.paragraphs.take(aid)
-        if sum(stop - start for _, start, stop in row) != 1:
+        last = self.keys.get(aid)
+        if self.articles is None or last is None or last[0] != key:
             return None
         self.reused += 1
-        return row, paras
+        return last[1]
+
+    def rows(self, start: int, stop: int) -> tuple[list[Run], list[Run]]:
+        """The last build's article rows start..stop (as `kept` numbers them) and their paragraph
+        rows, as runs of Arrow record batches; asked for in increasing order."""
+        return (self.articles.take(start, stop),
+                self.paragraphs.take(int(self.para_start[start]), int(self.para_start[stop])))
 
     def kept_from(self) -> dict[str, str]:
         """The sha256 (as the state recorded it) of the last build's article tables the kept rows
