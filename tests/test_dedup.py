@@ -344,3 +344,29 @@ def test_kept_paragraph_headline_pairs_merged_with_new_ones_equal_a_sort_of_them
         merged = _merged_pairs(key, head, *more)
         whole = _distinct_pairs(np.concatenate([key, more[0]]), np.concatenate([head, more[1]]))
         assert all(np.array_equal(x, y) and x.dtype == y.dtype for x, y in zip(merged, whole))
+
+
+def test_dedup_reads_its_quotes_with_the_gc_paused_and_turns_it_back_on(sample_build, tmp_path):
+    """Reading every quote makes an object per quote that lives to the end of dedup: the cyclic GC
+    is paused meanwhile (its rescans of them doubled the read at 100k posts), and is on again after,
+    also when the read fails."""
+    import gc
+
+    from kirinuki.dedup.parts import read_excerpts
+
+    collections = []
+    record = lambda phase, info: collections.append(phase)  # noqa: E731
+    threshold = gc.get_threshold()
+    gc.callbacks.append(record)
+    gc.set_threshold(1)  # while on, the GC runs at nearly every allocation
+    try:
+        items = read_excerpts(str(sample_build / "cache"), str(tmp_path))
+        # on, the GC would have run at nearly every one of the objects made per quote; paused, only
+        # around the call (the wrapper's own frames)
+        assert items and gc.isenabled() and len(collections) // 2 <= 4 < len(items)
+        with pytest.raises(OSError):
+            read_excerpts(str(sample_build / "cache"), str(tmp_path / "no such folder"))  # nowhere to spill
+        assert gc.isenabled()
+    finally:
+        gc.callbacks.remove(record)
+        gc.set_threshold(*threshold)

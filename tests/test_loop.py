@@ -230,6 +230,19 @@ def test_an_out_of_date_build_is_planned_once_and_the_last_build_is_not_read_to_
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="a thread has its own nice value on Linux only")
+def test_importing_validation_beside_dedup_leaves_the_gc_on_and_the_imported_objects_frozen():
+    """Great Expectations' import makes ~500,000 objects that live to the end of the build: it runs
+    with the GC paused and freezes them after (later passes skip them), then the GC is on again."""
+    code = ("import gc, sys, threading\n"
+            "from kirinuki.build.workers import import_validation\n"
+            "t = threading.Thread(target=import_validation)\n"
+            "t.start(); t.join()\n"
+            "print(gc.isenabled(), gc.get_freeze_count(), 'great_expectations' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    enabled, frozen, imported = done.stdout.split()
+    assert enabled == imported == "True" and int(frozen) > 100_000, done.stderr
+
+
 def test_work_beside_dedup_runs_at_a_lower_priority_and_the_build_thread_keeps_its_own():
     """The per-post writers and the Great Expectations import run beside dedup, the build's
     critical path: their threads (and threads they start) are niced, the calling thread is not."""
