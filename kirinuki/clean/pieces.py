@@ -14,7 +14,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # (not frozen: a frozen dataclass's __init__ is 3x slower, and pieces are made per paragraph)
 class Piece:
     text: str
     char_start: int  # where text[0] stands in the post
