@@ -348,3 +348,30 @@ def test_uniqueness_over_files_checked_before_judges_the_new_values_and_the_old_
     clean, _, _ = gx_files.validate_files(gx, "paragraphs", files, ["a", "b", "d"], exps)
     assert not grown[unique].success and grown[unique].unexpected == 2
     assert outcome(grown) == outcome(clean)
+
+
+def test_a_small_first_build_runs_its_sql_checks_beside_great_expectations_with_the_same_results(
+        sample_build, monkeypatch):
+    """Below SQL_BESIDE_GX_BYTES of data a first build's SQL checks run in a thread of their own
+    while Great Expectations runs (above it, after GX: the two at once need more memory); the
+    report is the same either way."""
+    import threading
+
+    import kirinuki.validate.checks as checks
+
+    where = []
+    sql_checks = checks._sql_checks
+
+    def recorded(*args, **kwargs):
+        where.append(threading.current_thread() is threading.main_thread())
+        return sql_checks(*args, **kwargs)
+
+    monkeypatch.setattr(checks, "_sql_checks", recorded)
+    reports = {}
+    for limit in (0, 1 << 40):
+        monkeypatch.setattr(checks, "SQL_BESIDE_GX_BYTES", limit)
+        report = validate_build(sample_build, quarantine=False)
+        reports[limit] = json.dumps([c.__dict__ for c in report.checks], sort_keys=True, default=str)
+    assert checks.data_bytes(sample_build / "data") > 0
+    assert where == [True, False]  # after GX in this thread, then beside it in another
+    assert reports[0] == reports[1 << 40] and '"kind": "sql"' in reports[0]

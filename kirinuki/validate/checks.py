@@ -120,6 +120,14 @@ def _fresh_sql_checks(con: duckdb.DuckDBPyConnection, names: list[str], rows: di
     return _sql_checks(con, rows, fresh=True)
 
 
+SQL_BESIDE_GX_BYTES = 1 << 30  # a first build's SQL checks run beside GX below this much Parquet data
+
+
+def data_bytes(data: Path) -> int:
+    """The size of the Parquet files under a build's data folder."""
+    return sum(p.stat().st_size for p in data.rglob("*.parquet"))
+
+
 def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | None = None,
                previous: dict[str, dict] | None = None, reused: list[str] | None = None,
                checked: pa.Table | None = None, kept_files: dict | None = None,
@@ -173,12 +181,15 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
         if before & set(mine.values()):
             unseen[name] = [p for p, sha in zip(files, mine.values()) if sha not in before]
         todo.append((name, files, mine, kept))
-    # with `checked` (an earlier build's results: this one checks what changed), the SQL checks run
-    # in a thread beside Great Expectations; a first build runs them after it: both at once took
-    # 68 s instead of 86 s at 110k posts, but 5.4 GB at the peak instead of 3.8
-    beside = checked is not None and frames is None
+    # the SQL checks run in a thread beside Great Expectations when this build checks what changed
+    # since an earlier one (`checked`), or its tables are small; a large first build runs them after
+    # GX: both at once took 68 s instead of 86 s at 110k posts, but 5.4 GB at the peak instead of 3.8
+    beside = frames is None and (checked is not None or data_bytes(data) < SQL_BESIDE_GX_BYTES)
     pool = ThreadPoolExecutor(1) if beside else None
-    sql = pool.submit(_fresh_sql_checks, con, names, rows, checked, unseen) if pool is not None else None
+    sql = None
+    if pool is not None:
+        sql = pool.submit(_fresh_sql_checks, con, names, rows, checked, unseen) if checked is not None \
+            else pool.submit(_sql_checks, con, rows)
     try:
         for name, files, mine, kept in todo:
             exps = load_suite(name)["expectations"]
