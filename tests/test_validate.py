@@ -375,3 +375,63 @@ def test_a_small_first_build_runs_its_sql_checks_beside_great_expectations_with_
     assert checks.data_bytes(sample_build / "data") > 0
     assert where == [True, False]  # after GX in this thread, then beside it in another
     assert reports[0] == reports[1 << 40] and '"kind": "sql"' in reports[0]
+
+
+# paragraphs_text_is_the_documents_slice in its plain form: every slice taken from the whole text
+PLAIN_SLICE_CHECK = r'''SELECT p.paragraph_id AS key FROM paragraphs p JOIN documents d USING (doc_id) WHERE CASE
+WHEN p.line_end = p.line_no THEN substr(d.text, p.char_start + 1, p.char_end - p.char_start) <> p.text ELSE
+regexp_replace(regexp_replace(substr(d.text, p.char_start + 1, p.char_end - p.char_start), '\n[\s>＞]*', '', 'g'),
+'\s+', '', 'g') <> regexp_replace(p.text, '\s+', '', 'g') END'''
+
+
+def test_the_paragraph_slice_check_taken_from_each_line_agrees_with_its_plain_form(build_copy):
+    """The slice check reads a paragraph from its own line when it lies on it (substr from the start
+    of a long post is slow); on paragraphs whose text, offsets, line numbers or line span are wrong
+    in every way it fails exactly the paragraphs the plain form (slices of the whole text) fails."""
+    from kirinuki.validate.suites import load_suite
+
+    data = build_copy / "data"
+    paragraphs = pq.read_table(data / "paragraphs.parquet").to_pylist()
+    docs = {d["doc_id"]: d["text"] for d in pq.read_table(data / "documents.parquet", columns=["doc_id", "text"]).to_pylist()}
+    single = [i for i, p in enumerate(paragraphs) if p["line_end"] == p["line_no"] and len(p["text"]) > 3]
+    assert len(single) > 14
+    on_other_line = next(i for i in single[1:] if paragraphs[i]["line_no"] > 1)
+
+    def shifted(i, by):
+        return dict(char_start=paragraphs[i]["char_start"] + by, char_end=paragraphs[i]["char_end"] + by)
+
+    changes = {
+        single[0]: dict(text="どこにも無い段落"),  # not the slice
+        single[1]: shifted(single[1], 1),  # one character late
+        single[2]: dict(char_end=paragraphs[single[2]]["char_end"] - 1),  # one short
+        single[3]: dict(line_no=paragraphs[single[3]]["line_no"] + 1, line_end=paragraphs[single[3]]["line_no"] + 1),
+        single[4]: dict(line_no=-1, line_end=-1),  # (a list index from the end, in DuckDB)
+        single[5]: dict(line_no=0, line_end=0),
+        single[6]: dict(line_no=10**6, line_end=10**6),
+        single[7]: dict(char_start=paragraphs[single[7]]["char_end"] + 2),  # ends before it starts
+        single[8]: dict(char_end=paragraphs[single[8]]["char_end"] + 1),  # runs into the line break
+        single[9]: dict(doc_id="nowhere"),
+        single[10]: dict(char_start=0, char_end=len(paragraphs[single[10]]["text"])),  # the post's start
+        on_other_line: dict(line_no=1, line_end=1),  # right offsets, wrong line: still the slice
+        # read as hard-wrapped (line_end past line_no): compared without whitespace and line breaks
+        single[11]: dict(line_end=paragraphs[single[11]]["line_no"] + 1),
+        single[12]: dict(line_end=paragraphs[single[12]]["line_no"] + 1, text=paragraphs[single[12]]["text"] + "余分"),
+        single[13]: dict(line_end=paragraphs[single[13]]["line_no"] + 1, char_end=paragraphs[single[13]]["char_end"] + 1),
+    }
+    for i, change in changes.items():
+        paragraphs[i].update(change)
+    schema = pa.schema([f.with_nullable(True) for f in spec("paragraphs").arrow_schema])
+    pq.write_table(pa.Table.from_pylist(paragraphs, schema=schema), data / "paragraphs.parquet")
+
+    fast = next(c["sql"] for c in load_suite("paragraphs")["sql_checks"] if c["name"] == "paragraphs_text_is_the_documents_slice")
+    plain = {r["key"] for r in rows(build_copy, PLAIN_SLICE_CHECK)}
+    assert {r["key"] for r in rows(build_copy, fast)} == plain
+    expected = set()
+    for i in changes:
+        p = paragraphs[i]
+        text = docs.get(p["doc_id"])
+        if text is not None and p["line_end"] == p["line_no"] and text[p["char_start"]:p["char_end"]] != p["text"]:
+            expected.add(p["paragraph_id"])
+    assert expected <= plain and len(expected) >= 5
+    assert paragraphs[single[12]]["paragraph_id"] in plain and paragraphs[single[11]]["paragraph_id"] not in plain
+    assert paragraphs[on_other_line]["paragraph_id"] not in plain
