@@ -110,17 +110,22 @@ def _summary_rows(out: Path) -> dict:
     return json.loads((out / "build.json").read_text(encoding="utf-8"))["rows"]
 
 
-def test_articles_are_kept_only_from_an_intact_state_made_by_the_same_code(tmp_path):
+def _dedup_state(tmp_path: Path) -> tuple[Path, str]:
+    """A build of 12 generated posts: its dedup state folder, and the code digest it was kept by."""
     from kirinuki.build.batch import code_digest
-    from kirinuki.dedup.memo import ArticleMemo
     from kirinuki.flows.build import build
 
     corpus = tmp_path / "corpus"
     write_corpus(corpus, 12, seed=5, excerpts_per_post=4)
     (corpus / "ground_truth.csv").unlink()
     build([str(corpus)], str(tmp_path / "out"))
-    state = tmp_path / "out" / "cache" / "dedup"
-    code = code_digest(whole_build=True)
+    return tmp_path / "out" / "cache" / "dedup", code_digest(whole_build=True)
+
+
+def test_articles_are_kept_only_from_an_intact_state_made_by_the_same_code(tmp_path):
+    from kirinuki.dedup.memo import ArticleMemo
+
+    state, code = _dedup_state(tmp_path)
     assert ArticleMemo(str(state), code).keys  # every article of the build, by key
     assert not ArticleMemo(str(state), "other code").keys
     with (state / "articles.parquet").open("ab") as f:
@@ -135,16 +140,9 @@ def test_a_kept_article_is_its_row_of_the_last_build_and_its_paragraphs_follow_i
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from kirinuki.build.batch import code_digest
     from kirinuki.dedup.memo import ARTICLE_KEYS, ArticleMemo
-    from kirinuki.flows.build import build
 
-    corpus = tmp_path / "corpus"
-    write_corpus(corpus, 12, seed=5, excerpts_per_post=4)
-    (corpus / "ground_truth.csv").unlink()
-    build([str(corpus)], str(tmp_path / "out"))
-    state = tmp_path / "out" / "cache" / "dedup"
-    code = code_digest(whole_build=True)
+    state, code = _dedup_state(tmp_path)
     articles = pq.read_table(state / "articles.parquet")
     paragraphs = pq.read_table(state / "article_paragraphs.parquet")
     keys = pa.ipc.open_file(pa.memory_map(str(state / ARTICLE_KEYS))).read_all()

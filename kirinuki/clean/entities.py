@@ -7,9 +7,8 @@ are data; docs/cleaning.md describes them.
 
 Matching is one pass, longest match first: an Aho–Corasick automaton of every name (ahocorasick-rs)
 lists each place a name stands and the longest name there, in linear time (a regular expression
-finds the next short form). A
-name that begins or ends in katakana does not match inside a longer katakana word; a Latin one not
-inside a longer Latin word. Where no name matches, a one-character short form (米, 露 …) counts only
+finds the next short form). A name that begins or ends in katakana does not match inside a longer
+katakana word; a Latin one not inside a longer Latin word. Where no name matches, a one-character short form (米, 露 …) counts only
 in context (see gazetteer_rules.toml). A person's title right after the name (氏, 大統領 …) is
 part of the mention. Full-width Latin letters and digits match as ASCII (one character for one, so
 offsets stay the text's own).
@@ -166,7 +165,8 @@ def _short_forms(g: Gazetteer, text: str, i: int, j: int) -> list[EntityMatch]:
 
 
 def _name_at(g: Gazetteer, probe: str, i: int, longest: str) -> tuple[str, str] | None:
-    """The longest name at i within its word boundaries (`longest` first: the longest name that stands at i)."""
+    """The longest name at i within its word boundaries (`longest`, the longest name standing at i,
+    first)."""
     if _bounded(g, probe, i, i + len(longest), longest):
         return longest, g.owner[longest]
     for name, eid in g.names[probe[i]]:  # rare: the longest ran into a longer word; try shorter ones

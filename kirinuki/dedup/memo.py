@@ -4,7 +4,8 @@ and paragraphs back from the last build instead of being reconstructed.
 In: the last build's dedup state (its `articles` and `article_paragraphs` tables, checked against
 their sha256, and the key of each article), the code's digest, and this build's clusters in article
 order. Out: for each cluster, its row in the last build's `articles` when its key is the same, else
-None; runs of those rows (and their paragraphs) as Arrow record batches; and this build's keys (`ARTICLE_KEYS`), kept with the state for the next build.
+None; runs of those rows (and their paragraphs) as Arrow record batches; and this build's keys
+(`ARTICLE_KEYS`), kept with the state for the next build.
 
 A key covers everything an article's rows are made of: its id, its canonical quote, and each
 quote's ids, headline, dates, outlet and body, in the cluster's order; for a cluster of several
