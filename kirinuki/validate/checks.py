@@ -112,12 +112,13 @@ def _fresh_views(con: duckdb.DuckDBPyConnection, names: list[str], checked: pa.T
                     "ANTI JOIN unchanged_documents c USING (doc_id, source_sha256)")
 
 
-def _fresh_sql_checks(con: duckdb.DuckDBPyConnection, names: list[str], rows: dict[str, int],
-                      checked: pa.Table, unseen: dict[str, list[Path]]) -> list[tuple[Check, list[str]]]:
+def _all_sql_checks(con: duckdb.DuckDBPyConnection, names: list[str], rows: dict[str, int],
+                    checked: pa.Table | None, unseen: dict[str, list[Path]]) -> list[tuple[Check, list[str]]]:
     """Every SQL check of the tables in `rows`, the document-scoped ones over the `fresh` views
-    (see _fresh_views): one call, for the thread run_checks runs it in."""
-    _fresh_views(con, names, checked, unseen)
-    return _sql_checks(con, rows, fresh=True)
+    when `checked` (see _fresh_views): one call, which run_checks may run in a thread."""
+    if checked is not None:
+        _fresh_views(con, names, checked, unseen)
+    return _sql_checks(con, rows, fresh=checked is not None)
 
 
 SQL_BESIDE_GX_BYTES = 1 << 30  # a first build's SQL checks run beside GX below this much Parquet data
@@ -143,9 +144,9 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
     expectations (`local` gets the files that passed, kirinuki.validate.gx_files), nor are a file's
     rows that `copied` (by data/… path) says are rows of a file `previous` passed; the SQL
     checks always run, the document-scoped ones only over the documents not in `checked` (those an
-    earlier passing build of the same code checked). With `checked`, the SQL checks run in a
-    thread (DuckDB releases the GIL) while Great Expectations (Python, one core) runs here; their
-    results follow the GX ones either way."""
+    earlier passing build of the same code checked). With `checked`, or over less than
+    SQL_BESIDE_GX_BYTES of files, the SQL checks run in a thread (DuckDB releases the GIL) while
+    Great Expectations (Python, one core) runs here; their results follow the GX ones either way."""
     results: list[tuple[Check, dict | None, list[str]]] = []
     gx_results = {}
     con = duckdb.connect()
@@ -186,10 +187,7 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
     # GX: both at once took 68 s instead of 86 s at 110k posts, but 5.4 GB at the peak instead of 3.8
     beside = frames is None and (checked is not None or data_bytes(data) < SQL_BESIDE_GX_BYTES)
     pool = ThreadPoolExecutor(1) if beside else None
-    sql = None
-    if pool is not None:
-        sql = pool.submit(_fresh_sql_checks, con, names, rows, checked, unseen) if checked is not None \
-            else pool.submit(_sql_checks, con, rows)
+    sql = pool.submit(_all_sql_checks, con, names, rows, checked, unseen) if pool is not None else None
     try:
         for name, files, mine, kept in todo:
             exps = load_suite(name)["expectations"]
@@ -210,7 +208,7 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
                     local[name] = per_file
             gx_results[name] = res
             results += [(c, e, []) for c, e in zip(checks, exps)]
-        done = sql.result() if sql is not None else _sql_checks(con, rows)
+        done = sql.result() if sql is not None else _all_sql_checks(con, names, rows, checked, unseen)
     finally:
         if pool is not None:
             pool.shutdown(wait=True)  # the checks' thread is done with the connection before it closes
