@@ -187,6 +187,34 @@ def test_chunk_size_does_not_change_the_clusters():
     assert a.cluster_id == b.cluster_id and a.links == b.links and a.stats["multi_quote_clusters"] > 20
 
 
+def test_sketch_sets_and_line_index_equal_their_definitions_text_by_text():
+    """The exact sets are each text's distinct 5-gram hashes, sorted (made text by text within a
+    chunk), and the line index holds each line's paragraph_key (made a chunk of bodies at a time):
+    checked against those definitions on texts that are empty, shorter than a 5-gram, repeated
+    side by side, all one character, and lines with whitespace, elision markers and nothing else."""
+    from kirinuki.dedup.minhash import dedup_text, line_index, paragraph_key, stable_hashes
+
+    rnd = np.random.default_rng(5)
+    alphabet = list("あいうえお略中後前(（)）aB \u3000\t")
+    bodies = ["", "abcde", "abcde", "abcd", "ああああああああ", "abcdefg" * 30, " \n\u3000\n", "(中略)\n( 中 略 )\n前文（後略）"]
+    bodies += ["\n".join("".join(rnd.choice(alphabet, int(rnd.integers(0, 40)))) for _ in range(int(rnd.integers(1, 6))))
+               for _ in range(300)]
+    items = [ex(i, b) for i, b in enumerate(bodies)]
+    texts = [dedup_text(e, set()) for e in items]
+    assert texts == ["".join(paragraph_key(line) for line in b.split("\n")) for b in bodies]
+    _, sets, _ = sketch(texts, DedupConfig(chunk=7))
+    for i, t in enumerate(texts):
+        h, _ = shingle_hashes([t], 5)
+        assert np.array_equal(sets[i], np.unique(h)), i
+    lines = line_index(items, only=list(range(0, len(items), 3)))
+    want = [(i, k) for i in range(0, len(items), 3) for line in bodies[i].split("\n") if (k := paragraph_key(line))]
+    assert lines.owner.tolist() == [i for i, _ in want]
+    assert lines.length.tolist() == [len(k) for _, k in want]
+    assert lines.hash.tolist() == [hash(k) & 0xFFFFFFFFFFFFFFFF for _, k in want]
+    assert np.array_equal(lines.stable, stable_hashes([k for _, k in want]))
+    sets.close()
+
+
 def _same_result(a, b) -> None:
     assert a.cluster_id == b.cluster_id and a.relation == b.relation and a.similarity == b.similarity
     assert a.canonical == b.canonical and a.links == b.links

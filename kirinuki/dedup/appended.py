@@ -91,7 +91,10 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
         fresh = new
 
     # the fresh quotes' texts, 5-gram sets and counts, signatures
-    sig_new, sets_new, counts = sketch(DedupTexts([excerpts[i] for i in fresh.tolist()], boiler), cfg, spill_dir, base)
+    boiled = boiler_lines(lines, boiler)  # (the lines are the fresh quotes')
+    sig_new, sets_new, counts = sketch(DedupTexts([excerpts[i] for i in fresh.tolist()], boiler,
+                                                  {k for k, i in enumerate(fresh.tolist()) if i in boiled}),
+                                       cfg, spill_dir, base)
     sig = np.empty((n, cfg.perms), np.uint32)
     sig[old], sig[fresh] = last.sig, sig_new
     last.sig = sig_new = None  # copied into `sig` (at 100,000 posts each is hundreds of MB)
@@ -174,7 +177,7 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
         for i in group:
             kept_relation[i] = (last.relation[position[i]], last.similarity[position[i]])
     where = {int(old[k]): p for k, p in enumerate(last.boiler_pos) if p and not is_fresh[old[k]]}
-    where.update(boiler_lines(lines, boiler))
+    where.update(boiled)
     stats = {"excerpts": n, "characters": int(sum(e.body_len for e in excerpts)), "candidates": n_candidates,
              "promising": int(promising.sum()), "verified": int((~found).sum()), "links": len(links),
              "boilerplate_paragraphs": len(boiler), "too_short": int((~ok).sum()), "clustering": "appended",

@@ -136,13 +136,13 @@ def _cluster_all(excerpts: list[Excerpt], cfg: DedupConfig, con: duckdb.DuckDBPy
     n = len(excerpts)
     lines = line_index(excerpts)
     boiler = boilerplate_keys(excerpts, lines, cfg)
-    sig, sets, counts5 = sketch(DedupTexts(excerpts, boiler), cfg, spill_dir)
+    where_boiler = boiler_lines(lines, boiler)
+    sig, sets, counts5 = sketch(DedupTexts(excerpts, boiler, set(where_boiler)), cfg, spill_dir)
     counts = sets.sizes
     ok = counts >= cfg.min_shingles
     lsh_ok = ok & (sig != 0xFFFFFFFF).any(axis=1)  # a signature with no 5-gram left collides with all
     boiler_line = np.isin(lines.hash, np.fromiter(boiler, np.uint64, len(boiler)))
     p_owner, p_hash = paragraph_hashes(lines, boiler_line, ok, cfg)
-    where_boiler = boiler_lines(lines, boiler)
     kept = _kept_lines(excerpts, lines)
     del lines, boiler_line
     a, b, how = candidate_pairs(con, lsh_ok, sig, cfg, p_owner, p_hash)
