@@ -107,7 +107,9 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     watch = (last.watch_value[~is_fresh[owners]], owners[~is_fresh[owners]], last.unwatched)
     dirty = np.zeros(0, np.int64)
     if counts is not None and last.counts is not None and len(last.counts):
-        done = _commoner(excerpts, cfg, sig, boiler, last.counts, counts, watch, sets_new.watch, fresh)
+        # an earlier quote's boilerplate lines are the last build's unless it is fresh (it held a new one)
+        boiled_before = {int(old[k]) for k, p in enumerate(last.boiler_pos) if p}
+        done = _commoner(excerpts, cfg, sig, boiler, last.counts, counts, watch, sets_new.watch, fresh, boiled_before)
         if isinstance(done, str):
             sets_new.close()
             return done
@@ -194,13 +196,18 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
 
 
 def _commoner(excerpts: list[Excerpt], cfg: DedupConfig, sig: np.ndarray, boiler: set[int],
-              base: np.ndarray, counts: np.ndarray, watch, watch_new, new: np.ndarray):
+              base: np.ndarray, counts: np.ndarray, watch, watch_new, new: np.ndarray, boiled: set[int]):
     """The sampled 5-grams that became common with the new quotes leave the signatures of the
     earlier quotes that hold them (the watch list says which). A signature can change only where
     such a value was its bin's minimum (a bin holding the value is never one that borrowed; one
-    that borrowed from it changes only if its minimum does): those are made again in `sig`. Returns the quotes whose signature changed and the next
-    watch list, or why everything must be clustered again (a 5-gram became common whose earlier
-    holders were not watched)."""
+    that borrowed from it changes only if its minimum does): those are made again in `sig`, a chunk
+    at a time in threads as sketch does (`boiled`: the quotes with a boilerplate line; the others'
+    texts are their bodies). Returns the quotes whose signature changed and the next watch list, or
+    why everything must be clustered again (a 5-gram became common whose earlier holders were not
+    watched)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
     from kirinuki.dedup.minhash import frequency_buckets
 
     common, low = cfg.common_5grams, watch_from(cfg)
@@ -215,15 +222,19 @@ def _commoner(excerpts: list[Excerpt], cfg: DedupConfig, sig: np.ndarray, boiler
     bins = ((v.astype(np.uint64) * np.uint64(cfg.perms)) >> np.uint64(32)).astype(np.int64)
     holders = np.unique(o[sig[o, bins] == v])
     dirty = np.zeros(0, np.int64)
-    changed = []
-    for lo in range(0, len(holders), cfg.chunk):  # a chunk at a time, as sketch does: bounded memory
-        some = holders[lo : lo + cfg.chunk]
-        h, ho = shingle_hashes([dedup_text(excerpts[i], boiler) for i in some.tolist()], cfg.shingle)
+
+    def signed_again(some: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # (quotes, their new signatures)
+        h, ho = shingle_hashes([dedup_text(excerpts[i], boiler, i not in boiled) for i in some.tolist()], cfg.shingle)
         vals, vowner = sample_values(h, ho, cfg)
         again = signatures(vals, vowner, len(some), cfg, counts)
-        differs = (again != sig[some]).any(axis=1)
-        sig[some[differs]] = again[differs]
-        changed.append(some[differs])
+        differs = (again != sig[some]).any(axis=1)  # (rows no other chunk writes)
+        return some[differs], again[differs]
+
+    changed = []
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        for some, again in pool.map(signed_again, [holders[lo : lo + cfg.chunk] for lo in range(0, len(holders), cfg.chunk)]):
+            sig[some] = again
+            changed.append(some)
     if changed:
         dirty = np.concatenate(changed)
     nv, no = watch_new
