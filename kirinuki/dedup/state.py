@@ -34,7 +34,7 @@ def dedup_key(file_digests: list[str], cfg: DedupConfig, code: str) -> str:
 def keep_dedup(root: str, state: str, key: str, stats: dict) -> None:
     """Keep this build's dedup output in `state` (under the build's cache) for the next build:
     the article keys and sketches move there, its tables are linked there, the key and stats last."""
-    from kirinuki.store.files import DATA_DIR, link_file, sha256_file, write_json
+    from kirinuki.store.files import DATA_DIR, link_file, sha256_files, write_json
 
     out, st = Path(root), Path(state)
     st.mkdir(parents=True, exist_ok=True)
@@ -42,7 +42,8 @@ def keep_dedup(root: str, state: str, key: str, stats: dict) -> None:
         os.replace(out / kept, st / kept)
     for name in DEDUP_TABLES:
         link_file(out / DATA_DIR / f"{name}.parquet", st / f"{name}.parquet")
-    write_json(st / STATE_FILE, {"key": key, "stats": stats, "sha256": {f: sha256_file(st / f) for f in STATE_FILES}})
+    write_json(st / STATE_FILE, {"key": key, "stats": stats,
+                                 "sha256": dict(zip(STATE_FILES, sha256_files([st / f for f in STATE_FILES])))})
 
 
 def reuse_dedup(old_state: str, root: str, state: str, key: str) -> dict | None:
@@ -79,10 +80,11 @@ def kept_state_digests(state: str | Path) -> dict[str, str]:
 def trusted_state(state: str | Path) -> bool:
     """Whether a kept dedup state is complete and every file of it still has its recorded sha256
     (a damaged file is not trusted: dedup runs again, and keeps no article)."""
-    from kirinuki.store.files import read_json, sha256_file
+    from kirinuki.store.files import read_json, sha256_files
 
     saved = read_json(Path(state) / STATE_FILE)
     try:
-        return isinstance(saved, dict) and all(sha256_file(Path(state) / f) == saved["sha256"][f] for f in STATE_FILES)
+        return isinstance(saved, dict) and [saved["sha256"][f] for f in STATE_FILES] == sha256_files(
+            [Path(state) / f for f in STATE_FILES])
     except (OSError, KeyError, TypeError):
         return False
