@@ -56,7 +56,6 @@ from kirinuki.flows.stages import (  # noqa: E402
     dedup_kept,
     dedup_tables,
     draw_overview,
-    validate_ahead_tables,
     validate_tables,
     write_overview_page,
     write_reference_tables,
@@ -267,12 +266,9 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         # Parquet encoding: the two share the cores well); dedup writes its own tables
         per_post = write_tables.with_options(task_run_name="write the per-post tables").submit(
             str(tmp), str(parts), list(PART_TABLES), years=quote(years) if years else None)
-        ahead = None
         if validator is None:  # importing Great Expectations takes seconds (~200 MB): on a large build,
             # in this process while dedup runs in its own (not earlier: the parse workers need the memory)
             threading.Thread(target=import_validation, daemon=True).start()
-            # and the per-post tables are checked then too, once written, on the cores dedup leaves idle
-            ahead = validate_ahead_tables.submit(str(tmp), str(old_parts) if old_parts else None, per_post)
         # dedup reads only the excerpts (and the posts' dates): when none of that changed since the
         # last build, its output is that build's, exactly
         key = dedup_key([d for res in results for d in res["dedup_digests"]], dedup_cfg, code)
@@ -309,8 +305,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         # and matplotlib beside Great Expectations); again after validation if quarantine changed them
         drawing = draw_overview.submit(str(tmp))
         report, digests = validate_tables(str(tmp), str(parts), str(old_parts) if old_parts else None, validator,
-                                          known=known, copied={f"{DATA_DIR}/{name}.parquet": c for name, c in copied.items()},
-                                          ahead=quote(ahead.result()) if ahead is not None else None)
+                                          known=known, copied={f"{DATA_DIR}/{name}.parquet": c for name, c in copied.items()})
         counts["quarantine"] = sum(report["quarantined"].values())
         if partitions and not counts["quarantine"]:  # the years as validated: the next build may link them
             write_json(parts / PARTITION_DIGESTS, partitions)

@@ -8,9 +8,7 @@ from kirinuki.flows.env import configure
 
 configure()  # Prefect reads its settings at import time
 
-import logging  # noqa: E402
 import multiprocessing  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from prefect import task  # noqa: E402
@@ -18,12 +16,11 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.states import Completed  # noqa: E402
 from prefect.utilities.annotations import quote  # noqa: E402
 
-from kirinuki.build.parts import PART_TABLES  # noqa: E402
-from kirinuki.build.validation import validate_ahead, validate_files  # noqa: E402
-from kirinuki.build.workers import WorkerPool, in_background  # noqa: E402
+from kirinuki.build.validation import validate_files  # noqa: E402
+from kirinuki.build.workers import WorkerPool  # noqa: E402
 from kirinuki.clean.normalize import entity_rows, outlet_rows  # noqa: E402
 from kirinuki.dedup import DedupConfig, dedup_parts  # noqa: E402
-from kirinuki.store.files import DATA_DIR, to_table, write_table  # noqa: E402
+from kirinuki.store.files import to_table, write_table  # noqa: E402
 
 
 @task(name="dedup", task_run_name="dedup (reused: no quote changed since the last build)", cache_policy=NO_CACHE,
@@ -87,50 +84,14 @@ def write_overview_page(root: str, validation: dict, identity: dict, drawn=None)
     return write_overview(Path(root), validation, identity, drawn)
 
 
-# Checking the per-post tables while dedup runs holds them beside dedup's memory: only below this
-# much Parquet data (about 25,000 posts of the benchmark's corpus), as for the SQL checks beside GX.
-AHEAD_MAX_BYTES = 1 << 30
-
-
-@task(name="validate-ahead", task_run_name="check the per-post tables while dedup runs", cache_policy=NO_CACHE,
-      persist_result=False)
-def validate_ahead_tables(root: str, old_parts: str | None, written: dict) -> dict | None:
-    """The per-post tables' GX suites and document-scoped SQL checks (kirinuki.build.validation.
-    validate_ahead), in the background beside dedup, once they are `written` (write_tables'
-    result); None above AHEAD_MAX_BYTES of them, or when a check failed (the validate task then
-    checks them again, and quarantines)."""
-    from kirinuki.validate.checks import data_bytes
-
-    in_background()
-    if data_bytes(Path(root) / DATA_DIR) > AHEAD_MAX_BYTES:
-        return None
-    known = {f"{DATA_DIR}/{name}/{year}.parquet": sha for name, years in written["partitions"].items()
-             for year, (_, sha) in years.items()}
-    t = time.perf_counter()
-    try:
-        ahead = validate_ahead(root, old_parts, list(PART_TABLES), known)
-        logging.getLogger("kirinuki").info("checked the per-post tables beside dedup: %.2f s (%s)", time.perf_counter() - t,
-                                           "passed" if ahead is not None else "a check failed: validate checks them again")
-        return ahead
-    except Exception as e:  # noqa: BLE001 - the validate task checks everything again and reports it
-        logging.getLogger("kirinuki").warning("checking the per-post tables beside dedup failed (%s: %s); "
-                                              "the validate stage checks them", type(e).__name__, e)
-        return None
-
-
 @task(name="validate", task_run_name="validate", cache_policy=NO_CACHE, persist_result=False)
 def validate_tables(root: str, parts: str, old_parts: str | None, validator: WorkerPool | None = None,
-                    known: dict[str, str] | None = None, copied: dict | None = None,
-                    ahead: dict | None = None) -> tuple[dict, dict[str, str]]:
+                    known: dict[str, str] | None = None, copied: dict | None = None) -> tuple[dict, dict[str, str]]:
     """Run every suite; quarantine warning failures; fail the flow on a critical one (reusing the
     last build's results for unchanged tables: kirinuki.build.validation). In `validator`, a worker
     that imported Great Expectations while the build parsed, when there is one. `known`: the
     sha256 the writers computed of the files they wrote or linked (by data/… path); `copied`: the
-    rows of dedup's tables copied from the last build's files (kirinuki.dedup.parts); `ahead`:
-    validate_ahead_tables' result."""
-    ahead = ahead.unquote() if isinstance(ahead, quote) else ahead  # Prefect unwraps it; a direct call may not
-    if ahead is not None:  # the files it checked, by sha256: not hashed again
-        known = dict(known or {}, **{rel: sha for t in ahead["tables"].values() for rel, sha in t["files"].items()})
+    rows of dedup's tables copied from the last build's files (kirinuki.dedup.parts)."""
     if validator is not None:
-        return validator.run(validate_files, root, parts, old_parts, known, copied, ahead)
-    return validate_files(root, parts, old_parts, known, copied, ahead)
+        return validator.run(validate_files, root, parts, old_parts, known, copied)
+    return validate_files(root, parts, old_parts, known, copied)

@@ -435,31 +435,3 @@ def test_the_paragraph_slice_check_taken_from_each_line_agrees_with_its_plain_fo
     assert expected <= plain and len(expected) >= 5
     assert paragraphs[single[12]]["paragraph_id"] in plain and paragraphs[single[11]]["paragraph_id"] not in plain
     assert paragraphs[on_other_line]["paragraph_id"] not in plain
-
-
-def test_per_post_tables_checked_beside_dedup_give_the_validation_of_checking_them_after(build_copy, tmp_path):
-    """The per-post tables checked ahead (while dedup runs: their GX suites and document-scoped
-    SQL checks, kirinuki.build.validation.validate_ahead) and the rest checked after give the
-    report, kept results and digests of checking everything after; a failing per-post row makes
-    the checks ahead give up, and the validate stage then quarantines it as before."""
-    from kirinuki.build.parts import PART_TABLES
-    from kirinuki.build.validation import validate_ahead, validate_files
-
-    def validated(root: Path, ahead: dict | None):
-        parts = root / "cache"
-        summary, digests = validate_files(str(root), str(parts), None, ahead=ahead)
-        results = json.loads((root / "validation" / "results.json").read_text(encoding="utf-8"))
-        kept = json.loads((parts / "validation.json").read_text(encoding="utf-8"))
-        return summary, digests, results, kept
-
-    other = tmp_path / "other"
-    shutil.copytree(build_copy, other)
-    ahead = validate_ahead(str(build_copy), None, list(PART_TABLES))
-    assert ahead is not None and set(ahead["tables"]) == set(PART_TABLES)
-    assert ahead["documents"].num_rows == rows(build_copy, "SELECT count(*) n FROM documents")[0]["n"]
-    assert validated(build_copy, ahead) == validated(other, None)
-
-    key = corrupt(other, "paragraphs", 1, role="bogus")
-    assert validate_ahead(str(other), None, list(PART_TABLES)) is None
-    validate_files(str(other), str(other / "cache"), None, ahead=None)
-    assert [r["row_key"] for r in quarantined(other)] == [key]

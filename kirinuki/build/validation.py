@@ -20,52 +20,20 @@ from kirinuki.store.files import DATA_DIR, read_json, write_json
 CHECKED_DOCUMENTS = "validated-documents.parquet"  # beside VALIDATION_KEPT: the checked documents' DOCUMENT_INPUTS
 
 
-def _last_results(old_parts: str | None, code: str):
-    """The last build's kept results (run_checks' `previous`) and checked documents, if it was built
-    by the same code."""
+def validate_files(root: str, parts: str, old_parts: str | None, known: dict[str, str] | None = None,
+                   copied: dict | None = None) -> tuple[dict, dict[str, str]]:
+    """Run every suite; quarantine warning failures; raise on a critical one (see the module
+    docstring). `known`: files' sha256 (by data/… path) their writers computed, not hashed again;
+    `copied`: per file (by data/… path), {"from": sha256, "rows": [[start, count], …]}, its rows that
+    are rows of that earlier file, as they were (their row-local checks are kept when it passed)."""
+    from kirinuki.validate import validate_build, write_reports
+
+    code = code_digest(whole_build=True)
     kept = read_json(Path(old_parts) / VALIDATION_KEPT) if old_parts else None
     same_code = isinstance(kept, dict) and kept.get("code") == code
     previous = kept.get("tables") if same_code else None
     checked = _checked_documents(Path(old_parts)) if same_code and kept.get("documents") else None
-    return previous, checked
-
-
-def validate_ahead(root: str, old_parts: str | None, names: list[str], known: dict[str, str] | None = None
-                   ) -> dict | None:
-    """The per-post tables `names` checked while dedup runs (kirinuki.validate.check_ahead), with
-    the last build's results as validate_files would use them. When every check passed: their
-    results, the tables that kept the last build's, and the documents now checked, for
-    validate_files' `ahead`; else None (validate_files then checks them all again, and quarantines)."""
-    from kirinuki.store.layout import has_table, read_table
-    from kirinuki.validate.checks import DOCUMENT_INPUTS, check_ahead
-
-    previous, checked = _last_results(old_parts, code_digest(whole_build=True))
-    report = check_ahead(Path(root), names, previous, checked, known)
-    data = Path(root) / DATA_DIR
-    if not report.success or not has_table(data, "documents"):
-        return None
-    return {"tables": report.kept_results(), "reused": report.reused,
-            "documents": read_table(data, "documents", columns=list(DOCUMENT_INPUTS))}
-
-
-def validate_files(root: str, parts: str, old_parts: str | None, known: dict[str, str] | None = None,
-                   copied: dict | None = None, ahead: dict | None = None) -> tuple[dict, dict[str, str]]:
-    """Run every suite; quarantine warning failures; raise on a critical one (see the module
-    docstring). `known`: files' sha256 (by data/… path) their writers computed, not hashed again;
-    `copied`: per file (by data/… path), {"from": sha256, "rows": [[start, count], …]}, its rows that
-    are rows of that earlier file, as they were (their row-local checks are kept when it passed).
-    `ahead`: validate_ahead's results, taken as this build's for the tables it checked (their
-    files are the ones it checked, by sha256), every document counted as checked."""
-    from kirinuki.validate import validate_build, write_reports
-
-    code = code_digest(whole_build=True)
-    previous, checked = _last_results(old_parts, code)
-    use_previous, use_checked = previous, checked
-    if ahead is not None:
-        use_previous, use_checked = dict(previous or {}, **ahead["tables"]), ahead["documents"]
-    report = validate_build(Path(root), previous=use_previous, checked=use_checked, known=known, copied=copied)
-    if ahead is not None:  # reused: kept from an earlier build, not from this one's checks ahead
-        report.reused = [n for n in report.reused if n not in ahead["tables"] or n in ahead["reused"]]
+    report = validate_build(Path(root), previous=previous, checked=checked, known=known, copied=copied)
     write_reports(Path(root), report)
     if Path(parts).is_dir():
         tables = report.kept_results()

@@ -8,7 +8,6 @@ validated again and must pass everything."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,15 +66,12 @@ DOCUMENT_INPUTS = ("doc_id", "source_sha256", "meta_sha256", "convention", "conv
 
 
 def _sql_checks(con: duckdb.DuckDBPyConnection, rows: dict[str, int],
-                fresh: bool = False, documents_only: bool = False) -> list[tuple[Check, list[str]]]:
-    """Every SQL check of the tables in `rows` (only the document-scoped ones with
-    `documents_only`); with `fresh`, the document-scoped ones see only the documents not checked
-    before (the `fresh` schema's views, see _fresh_views)."""
+                fresh: bool = False) -> list[tuple[Check, list[str]]]:
+    """Every SQL check of the tables in `rows`; with `fresh`, the document-scoped ones see only the
+    documents not checked before (the `fresh` schema's views, see _fresh_views)."""
     out = []
     for name in rows:
         for s in load_suite(name).get("sql_checks", []):
-            if documents_only and s.get("scope") != DOCUMENT_SCOPE:
-                continue
             scoped = fresh and s.get("scope") == DOCUMENT_SCOPE
             if scoped:
                 con.execute("SET search_path = 'fresh,main'")
@@ -117,13 +113,12 @@ def _fresh_views(con: duckdb.DuckDBPyConnection, names: list[str], checked: pa.T
 
 
 def _all_sql_checks(con: duckdb.DuckDBPyConnection, names: list[str], rows: dict[str, int],
-                    checked: pa.Table | None, unseen: dict[str, list[Path]],
-                    documents_only: bool = False) -> list[tuple[Check, list[str]]]:
+                    checked: pa.Table | None, unseen: dict[str, list[Path]]) -> list[tuple[Check, list[str]]]:
     """Every SQL check of the tables in `rows`, the document-scoped ones over the `fresh` views
     when `checked` (see _fresh_views): one call, which run_checks may run in a thread."""
     if checked is not None:
         _fresh_views(con, names, checked, unseen)
-    return _sql_checks(con, rows, fresh=checked is not None, documents_only=documents_only)
+    return _sql_checks(con, rows, fresh=checked is not None)
 
 
 SQL_BESIDE_GX_BYTES = 1 << 30  # a first build's SQL checks run beside GX below this much Parquet data
@@ -137,8 +132,8 @@ def data_bytes(data: Path) -> int:
 def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | None = None,
                previous: dict[str, dict] | None = None, reused: list[str] | None = None,
                checked: pa.Table | None = None, kept_files: dict | None = None,
-               local: dict | None = None, known: dict[str, str] | None = None, copied: dict | None = None,
-               only: Collection[str] | None = None) -> tuple[list[tuple[Check, dict | None, list[str]]], dict, dict[str, int]]:
+               local: dict | None = None, known: dict[str, str] | None = None, copied: dict | None = None
+               ) -> tuple[list[tuple[Check, dict | None, list[str]]], dict, dict[str, int]]:
     """Every check of every table: (check, the GX expectation or None, failing keys for SQL checks),
     the GX results and the row counts. Over `frames` held in memory, or (frames None) over the
     Parquet files in `data`: then one table's frame at a time is in memory, and the SQL checks
@@ -151,9 +146,7 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
     checks always run, the document-scoped ones only over the documents not in `checked` (those an
     earlier passing build of the same code checked). With `checked`, or over less than
     SQL_BESIDE_GX_BYTES of files, the SQL checks run in a thread (DuckDB releases the GIL) while
-    Great Expectations (Python, one core) runs here; their results follow the GX ones either way.
-    With `only`, just those tables are checked, and of the SQL checks just the document-scoped
-    ones (they relate rows of the per-post tables alone: see check_ahead)."""
+    Great Expectations (Python, one core) runs here; their results follow the GX ones either way."""
     results: list[tuple[Check, dict | None, list[str]]] = []
     gx_results = {}
     con = duckdb.connect()
@@ -163,7 +156,7 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
         for name, df in frames.items():
             con.register(name, df)
     else:
-        names = [name for name in tables() if has_table(data, name) and (only is None or name in only)]
+        names = [name for name in tables() if has_table(data, name)]
         for name in names:
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM {duckdb_source(data, name)}")
         if "quarantine" not in names:
@@ -172,7 +165,7 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
     unseen: dict[str, list[Path]] = {}  # per table with files checked before (same code): its others
     todo = []
     for name in names:  # what each table is, before anything is checked (the SQL checks need `unseen`)
-        if name in NOT_VALIDATED or (only is not None and name not in only):
+        if name in NOT_VALIDATED:
             continue
         if frames is not None:
             rows[name] = len(frames[name])
@@ -194,8 +187,7 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
     # GX: both at once took 68 s instead of 86 s at 110k posts, but 5.4 GB at the peak instead of 3.8
     beside = frames is None and (checked is not None or data_bytes(data) < SQL_BESIDE_GX_BYTES)
     pool = ThreadPoolExecutor(1) if beside else None
-    documents_only = only is not None
-    sql = pool.submit(_all_sql_checks, con, names, rows, checked, unseen, documents_only) if pool is not None else None
+    sql = pool.submit(_all_sql_checks, con, names, rows, checked, unseen) if pool is not None else None
     try:
         for name, files, mine, kept in todo:
             exps = load_suite(name)["expectations"]
@@ -216,7 +208,7 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
                     local[name] = per_file
             gx_results[name] = res
             results += [(c, e, []) for c, e in zip(checks, exps)]
-        done = sql.result() if sql is not None else _all_sql_checks(con, names, rows, checked, unseen, documents_only)
+        done = sql.result() if sql is not None else _all_sql_checks(con, names, rows, checked, unseen)
     finally:
         if pool is not None:
             pool.shutdown(wait=True)  # the checks' thread is done with the connection before it closes
@@ -271,19 +263,3 @@ def validate_build(root: Path, quarantine: bool = True, previous: dict[str, dict
     counts = Counter(f"{r['table_name']}: {r['expectation']}" for r in q_rows)
     return Report([c for c, _, _ in results], gx_results, dict(rows, quarantine=len(q_rows)),
                   dict(sorted(counts.items())), reused, kept_files if not q_rows else {}, local if not q_rows else {})
-
-
-def check_ahead(root: Path, names: Collection[str], previous: dict[str, dict] | None = None,
-                checked: pa.Table | None = None, known: dict[str, str] | None = None) -> Report:
-    """The checks of the tables `names` that need no other table (the per-post tables, while dedup
-    makes its own; `names` must hold every table their document-scoped checks read, for only they
-    are seen): their GX suites and document-scoped SQL checks, with an earlier build's
-    `previous` results and `checked` documents as validate_build uses them. Writes nothing and
-    quarantines nothing: a build validates everything after, and when this report passed it may
-    take these results as `previous` and every document as checked (kirinuki.build.validation)."""
-    reused: list[str] = []
-    kept_files: dict[str, dict[str, str]] = {}
-    local: dict[str, dict[str, int]] = {}
-    results, gx_results, rows = run_checks(None, _GX(), root / DATA_DIR, previous, reused, checked, kept_files,
-                                           local, known, only=names)
-    return Report([c for c, _, _ in results], gx_results, rows, {}, reused, kept_files, local)
