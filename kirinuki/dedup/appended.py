@@ -105,11 +105,11 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     is_fresh[fresh] = True
     owners = old[last.watch_owner]
     watch = (last.watch_value[~is_fresh[owners]], owners[~is_fresh[owners]], last.unwatched)
+    # where the earlier quotes' boilerplate lines are: the last build's, unless fresh (it held a new one)
+    where = {int(old[k]): p for k, p in enumerate(last.boiler_pos) if p and not is_fresh[old[k]]}
     dirty = np.zeros(0, np.int64)
     if counts is not None and last.counts is not None and len(last.counts):
-        # an earlier quote's boilerplate lines are the last build's unless it is fresh (it held a new one)
-        boiled_before = {int(old[k]) for k, p in enumerate(last.boiler_pos) if p}
-        done = _commoner(excerpts, cfg, sig, boiler, last.counts, counts, watch, sets_new.watch, fresh, boiled_before)
+        done = _commoner(excerpts, cfg, sig, boiler, last.counts, counts, watch, sets_new.watch, fresh, where)
         if isinstance(done, str):
             sets_new.close()
             return done
@@ -178,7 +178,6 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
             continue
         for i in group:
             kept_relation[i] = (last.relation[position[i]], last.similarity[position[i]])
-    where = {int(old[k]): p for k, p in enumerate(last.boiler_pos) if p and not is_fresh[old[k]]}
     where.update(boiled)
     stats = {"excerpts": n, "characters": int(sum(e.body_len for e in excerpts)), "candidates": n_candidates,
              "promising": int(promising.sum()), "verified": int((~found).sum()), "links": len(links),
@@ -196,15 +195,16 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
 
 
 def _commoner(excerpts: list[Excerpt], cfg: DedupConfig, sig: np.ndarray, boiler: set[int],
-              base: np.ndarray, counts: np.ndarray, watch, watch_new, new: np.ndarray, boiled: set[int]):
+              base: np.ndarray, counts: np.ndarray, watch, watch_new, new: np.ndarray,
+              boiled: dict[int, tuple[int, ...]]):
     """The sampled 5-grams that became common with the new quotes leave the signatures of the
     earlier quotes that hold them (the watch list says which). A signature can change only where
     such a value was its bin's minimum (a bin holding the value is never one that borrowed; one
-    that borrowed from it changes only if its minimum does): those are made again in `sig`, a chunk
-    at a time in threads as sketch does (`boiled`: the quotes with a boilerplate line; the others'
-    texts are their bodies). Returns the quotes whose signature changed and the next watch list, or
-    why everything must be clustered again (a 5-gram became common whose earlier holders were not
-    watched)."""
+    that borrowed from it changes only if its minimum does): those are made again in `sig`, a
+    chunk at a time in threads as sketch does (`boiled`: the earlier quotes with a boilerplate
+    line, by index; the others' texts are their bodies). Returns the quotes whose signature
+    changed and the next watch list, or why everything must be clustered again (a 5-gram became
+    common whose earlier holders were not watched)."""
     import os
     from concurrent.futures import ThreadPoolExecutor
 
