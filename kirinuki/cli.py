@@ -7,21 +7,25 @@ overview and conventions here.
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-from pathlib import Path
-from typing import Annotated, Optional
+from kirinuki.allocators import use_lean_allocators
 
-import typer
-from rich.table import Table
-from rich.text import Text
+use_lean_allocators()  # before anything allocates (kirinuki.allocators says why)
 
-from kirinuki import __version__, console
-from kirinuki.cli_build import INTERRUPTED, build
-from kirinuki.cli_release import release, verify
-from kirinuki.cli_server import server_app
-from kirinuki.console import counted, err, fail, out, shown, shown_value
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Annotated, Optional  # noqa: E402
+
+import typer  # noqa: E402
+from rich.table import Table  # noqa: E402
+from rich.text import Text  # noqa: E402
+
+from kirinuki import __version__, console  # noqa: E402
+from kirinuki.cli_build import INTERRUPTED, build  # noqa: E402
+from kirinuki.cli_release import release, verify  # noqa: E402
+from kirinuki.cli_server import server_app  # noqa: E402
+from kirinuki.console import counted, err, fail, out, shown, shown_value  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="kirinuki: Japanese news-clipping posts -> clean, validated Parquet tables.")

@@ -398,3 +398,31 @@ def test_dedup_reads_its_quotes_with_the_gc_paused_and_turns_it_back_on(sample_b
     finally:
         gc.callbacks.remove(record)
         gc.set_threshold(*threshold)
+
+
+def test_a_connection_dedup_opens_is_closed_once_clustered_and_the_result_is_the_same():
+    """Given a function that opens DuckDB, dedup closes it as soon as clustering is done (its joins'
+    memory is not held while the articles are made); the articles are those of a connection kept open."""
+    import duckdb
+
+    g = synth.Generator(5)
+    base = [g._paragraph() for _ in range(6)]
+    items = [ex(i, "\n".join(base[i % 3:] + [g._paragraph()]), headline=f"見出し{i % 4}") for i in range(12)]
+    opened, made = [], []
+
+    def factory():
+        opened.append(duckdb.connect())
+        return opened[-1]
+
+    def sink(article, paragraphs):
+        made.append((article.get("article_id"), len(made)))  # the articles, in the order they are made
+        if len(opened) == 1:
+            with pytest.raises(duckdb.ConnectionException):
+                opened[0].execute("SELECT 1")  # closed before the first article is made
+
+    res = deduplicate(items, con=factory, sink=sink)
+    kept_open = duckdb.connect()
+    same = deduplicate(items, con=kept_open)
+    assert len(opened) == 1 and made and kept_open.execute("SELECT 1").fetchone() == (1,)
+    assert res.cluster_id == same.cluster_id and res.links == same.links
+    assert [a for a, _ in made] == [a["article_id"] for a in same.articles]

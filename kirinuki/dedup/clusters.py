@@ -27,6 +27,7 @@ from typing import Callable, Iterable
 import duckdb
 import numpy as np
 
+from kirinuki.allocators import give_back_freed_memory
 from kirinuki.dedup.articles import _article, _paragraph_columns, _reconstruct
 from kirinuki.dedup.candidates import candidate_pairs, overlap, paragraph_hashes
 from kirinuki.dedup.memo import ArticleMemo, article_key
@@ -207,8 +208,8 @@ def _kept_lines(excerpts: list[Excerpt], lines: LineIndex) -> dict:
 
 @without_gc
 def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
-                con: duckdb.DuckDBPyConnection | None = None, spill_dir: str | None = None,
-                sink: Callable[[dict, dict[str, list]], None] | None = None,
+                con: duckdb.DuckDBPyConnection | Callable[[], duckdb.DuckDBPyConnection] | None = None,
+                spill_dir: str | None = None, sink: Callable[[dict, dict[str, list]], None] | None = None,
                 memo: ArticleMemo | None = None, last: Sketches | Callable[[], Sketches | None] | None = None,
                 keep: Callable[[Sketches], None] | None = None) -> DedupResult:
     """Clusters plus everything built from them: relations, articles, reconstructed text. With a
@@ -219,11 +220,21 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     sketches it kept (or a function that loads them: called here, so that nothing else holds them
     once clustering is done), quotes appended since are clustered on their own (find_clusters). The
     result's `sketches` are this build's, for the next one; with `keep`, they go to `keep(sketches)`
-    as soon as they are made instead (and are not held while the articles are made)."""
+    as soon as they are made instead (and are not held while the articles are made). `con` may be
+    a function that opens a connection: it is then closed as soon as clustering is done, so the
+    memory DuckDB's joins took is not held while the articles are made."""
     if callable(last):
         last = last()
-    cl = find_clusters(excerpts, cfg, con, spill_dir, last)
-    del last  # the last build's sketches (hundreds of MB at scale): what is kept of them is in `cl`
+    opened = callable(con)
+    if opened:
+        con = con()
+    try:
+        cl = find_clusters(excerpts, cfg, con, spill_dir, last)
+    finally:
+        if opened:
+            con.close()
+    del last, con  # the last build's sketches (hundreds of MB at scale): what is kept of them is in `cl`
+    give_back_freed_memory()  # what clustering freed (~100 MB at 10k posts), not held while articles are made
     n = len(excerpts)
     members: dict[int, list[int]] = defaultdict(list)
     for i, r in enumerate(cl.root):

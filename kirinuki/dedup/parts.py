@@ -76,7 +76,7 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
     if last_state is not None and not trusted_state(last_state):  # damaged: nothing of it is used
         last_state = None
     memo = ArticleMemo(last_state, code, checked=True)
-    con = duckdb_for_build(out, memory_mb)  # makes DUCKDB_TMP, where the bodies and sets spill too
+    (out / DUCKDB_TMP).mkdir(exist_ok=True)  # where the bodies and sets spill, and DuckDB's joins
     runs: list = []
     items = read_excerpts(parts, str(out / DUCKDB_TMP), BodyDigests.load(last_state, cfg, code), runs)
     with RowGroupWriter(out, "articles") as arts, RowGroupWriter(out, "article_paragraphs") as paras:
@@ -91,11 +91,11 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
         try:
             # a loader, not the sketches: deduplicate lets them go once clustered (an argument
             # would be held by its wrapper to the end)
-            res = deduplicate(items, cfg, con, str(out / DUCKDB_TMP), write, memo,
+            # DuckDB opened by deduplicate, closed as soon as clustering is done
+            res = deduplicate(items, cfg, lambda: duckdb_for_build(out, memory_mb), str(out / DUCKDB_TMP), write, memo,
                               lambda: load_sketches(last_state, cfg, code, checked=True),
                               keep=lambda sketches: write_sketches(root, sketches, cfg, code, runs))
         finally:
-            con.close()
             shutil.rmtree(out / DUCKDB_TMP, ignore_errors=True)
     quotes = pa.table({"excerpt_id": pa.array([e.excerpt_id for e in items], pa.string()),
                        "doc_id": pa.array([e.doc_id for e in items], pa.string()),
