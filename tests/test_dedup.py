@@ -276,10 +276,10 @@ def test_thresholds_an_earlier_quote_crosses_redo_its_cluster_or_everything():
 
 def test_kept_5gram_counts_above_sixteen_bits_are_taken_back_exactly():
     """A 100k-post corpus has sampled 5-grams seen more than 65,535 times; when a paragraph becomes
-    boilerplate an append takes its earlier quotes' 5-grams back off the kept counts, which must
-    therefore hold them exactly (they were clamped 16-bit numbers, and such an append clustered
-    everything again)."""
-    from kirinuki.dedup.appended import _without
+    boilerplate an append takes its earlier quotes' 5-grams back off the kept counts (in place),
+    which must therefore hold them exactly (they were clamped 16-bit numbers, and such an append
+    clustered everything again); counts that do not hold them are left as they were."""
+    from kirinuki.dedup.appended import _take_off
     from kirinuki.dedup.minhash import frequency_buckets, sample_values, shingle_hashes
 
     cfg = DedupConfig()
@@ -290,9 +290,13 @@ def test_kept_5gram_counts_above_sixteen_bits_are_taken_back_exactly():
     counts = np.zeros(1 << 24, np.uint32)
     np.add.at(counts, b, 1)
     counts[np.unique(b)] += 70_000  # as common as in a large corpus
-    out = _without(counts, [text], cfg)
-    assert out is not None and out.dtype == np.uint32
-    assert (out[np.unique(b)] == 70_000).all() and int(out.sum()) == int(counts.sum()) - len(b)
+    total = int(counts.sum())
+    assert _take_off(counts, [text], cfg) and counts.dtype == np.uint32
+    assert (counts[np.unique(b)] == 70_000).all() and int(counts.sum()) == total - len(b)
+    lacking = np.zeros(1 << 24, np.uint32)
+    lacking[b[0]] = 1
+    before = lacking.copy()
+    assert not _take_off(lacking, [text], cfg) and (lacking == before).all()
 
 
 def test_article_rows_copied_in_runs_or_made_again_give_a_whole_write_s_bytes(tmp_path):
@@ -426,3 +430,20 @@ def test_a_connection_dedup_opens_is_closed_once_clustered_and_the_result_is_the
     assert len(opened) == 1 and made and kept_open.execute("SELECT 1").fetchone() == (1,)
     assert res.cluster_id == same.cluster_id and res.links == same.links
     assert [a for a, _ in made] == [a["article_id"] for a in same.articles]
+
+
+def test_counts_clipped_past_common_compare_with_every_threshold_as_the_counts_do():
+    """An append keeps the last build's 5-gram counts only clipped (a byte a bucket), since the
+    counts become this build's in place: every comparison the thresholds make must come out the same."""
+    from kirinuki.dedup.appended import _clipped
+    from kirinuki.dedup.minhash import watch_from
+
+    rng = np.random.default_rng(4)
+    for cfg in (DedupConfig(), DedupConfig(common_5grams=300), DedupConfig(common_5grams=70_000)):
+        counts = np.concatenate([rng.integers(0, 2 * cfg.common_5grams + 3, 50_000, dtype=np.uint32),
+                                 np.array([0, 1, cfg.common_5grams, cfg.common_5grams + 1, 2**32 - 1], np.uint32)])
+        clipped = _clipped(counts, cfg)
+        assert clipped.itemsize < counts.itemsize or cfg.common_5grams >= 0xFFFF
+        for t in (0, watch_from(cfg), cfg.common_5grams):
+            assert ((clipped > t) == (counts > t)).all() and ((clipped < t) == (counts < t)).all()
+            assert ((clipped <= t) == (counts <= t)).all() and ((clipped >= t) == (counts >= t)).all()

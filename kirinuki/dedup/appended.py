@@ -29,9 +29,9 @@ from collections import Counter
 import numpy as np
 
 from kirinuki.dedup.candidates import candidate_pairs, paragraph_hashes
-from kirinuki.dedup.minhash import (DedupTexts, _distinct_pairs, boiler_lines, dedup_text, key_hash, line_index,
-                                    paragraph_key, sample_values, shingle_hashes, signatures, sketch, stable_hashes,
-                                    watch_from)
+from kirinuki.dedup.minhash import (DedupTexts, _distinct_pairs, boiler_lines, dedup_text, key_hash,
+                                    line_index, paragraph_key, sample_values, shingle_hashes, signatures, sketch,
+                                    stable_hashes, watch_from)
 from kirinuki.dedup.model import DedupConfig, Excerpt
 from kirinuki.dedup.sketches import Sketches, clustering_digest, headline_hash, headline_hashes
 
@@ -73,7 +73,10 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     boiler_keys = list(last.boiler) + new_boiler
     boiler_stable = stable_hashes(boiler_keys)
     boiler = {key_hash(k) for k in boiler_keys}
+    # the kept 5-gram counts become this build's in place; of the old ones, the thresholds need only
+    # which side of them each bucket was on: kept clipped, a byte a bucket (not a second 64 MB table)
     base = last.counts if len(last.counts) else None
+    was = _clipped(base, cfg) if base is not None else None
 
     # an earlier quote holding a paragraph that became boilerplate has another compared text: it
     # is sketched again with the new ones ("fresh"), its old text's 5-grams taken off the counts
@@ -82,8 +85,8 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
                        last.pair_head)
     if len(regrown):
         if base is not None:
-            base = _without(base, [dedup_text(excerpts[i], {key_hash(k) for k in last.boiler}) for i in regrown.tolist()], cfg)
-            if base is None:
+            if not _take_off(base, [dedup_text(excerpts[i], {key_hash(k) for k in last.boiler})
+                                    for i in regrown.tolist()], cfg):
                 return "the kept 5-gram counts do not hold the earlier quotes to take back"
         fresh = np.union1d(new, regrown)
         lines = line_index(excerpts, only=fresh.tolist())
@@ -108,8 +111,8 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     # where the earlier quotes' boilerplate lines are: the last build's, unless fresh (it held a new one)
     where = {int(old[k]): p for k, p in enumerate(last.boiler_pos) if p and not is_fresh[old[k]]}
     dirty = np.zeros(0, np.int64)
-    if counts is not None and last.counts is not None and len(last.counts):
-        done = _commoner(excerpts, cfg, sig, boiler, last.counts, counts, watch, sets_new.watch, fresh, where)
+    if counts is not None and base is not None:
+        done = _commoner(excerpts, cfg, sig, boiler, was, counts, watch, sets_new.watch, fresh, where)
         if isinstance(done, str):
             sets_new.close()
             return done
@@ -202,9 +205,10 @@ def _commoner(excerpts: list[Excerpt], cfg: DedupConfig, sig: np.ndarray, boiler
     such a value was its bin's minimum (a bin holding the value is never one that borrowed; one
     that borrowed from it changes only if its minimum does): those are made again in `sig`, a
     chunk at a time in threads as sketch does (`boiled`: the earlier quotes with a boilerplate
-    line, by index; the others' texts are their bodies). Returns the quotes whose signature
-    changed and the next watch list, or why everything must be clustered again (a 5-gram became
-    common whose earlier holders were not watched)."""
+    line, by index; the others' texts are their bodies). `base`: the last build's counts, clipped
+    (_clipped), `counts` this build's. Returns the quotes whose signature changed and the next watch
+    list, or why everything must be clustered again (a 5-gram became common whose earlier holders
+    were not watched)."""
     import os
     from concurrent.futures import ThreadPoolExecutor
 
@@ -291,19 +295,30 @@ def _holders(excerpts: list[Excerpt], old: np.ndarray, keys: list[str], pair_key
         paragraph_key(line) in wanted for line in excerpts[i].body_norm.split("\n"))), np.int64)
 
 
-def _without(counts: np.ndarray, texts: list[str], cfg: DedupConfig) -> np.ndarray | None:
-    """`counts` less the sampled 5-grams of `texts` (None if a count it would lower is not there:
-    counts kept by another build than the one these texts were counted in)."""
+def _take_off(counts: np.ndarray, texts: list[str], cfg: DedupConfig) -> bool:
+    """Take the sampled 5-grams of `texts` off `counts`, in place; False (`counts` untouched) if a
+    count it would lower is not there: counts kept by another build than the one these texts were
+    counted in."""
     from kirinuki.dedup.minhash import frequency_buckets
 
-    out = counts.astype(np.int64)
+    parts = []
     for lo in range(0, len(texts), cfg.chunk):
         h, o = shingle_hashes(texts[lo : lo + cfg.chunk], cfg.shingle)
-        b = frequency_buckets(sample_values(h, o, cfg)[0], cfg)
-        np.subtract.at(out, b, 1)
-    if (out < 0).any():
-        return None
-    return out.astype(np.uint32)
+        parts.append(frequency_buckets(sample_values(h, o, cfg)[0], cfg))
+    buckets, amounts = np.unique(np.concatenate(parts) if parts else np.zeros(0, np.uint32), return_counts=True)
+    if (counts[buckets] < amounts).any():
+        return False
+    counts[buckets] -= amounts.astype(counts.dtype)
+    return True
+
+
+def _clipped(counts: np.ndarray, cfg: DedupConfig) -> np.ndarray:
+    """`counts` clipped to one past "common", in the narrowest unsigned type that holds that: the
+    same as the counts for every comparison with the thresholds (0, watch_from, common)."""
+    top = cfg.common_5grams + 1
+    out = np.empty(len(counts), np.uint8 if top <= 0xFF else np.uint16 if top <= 0xFFFF else np.uint32)
+    np.minimum(counts, top, out=out, casting="unsafe")
+    return out
 
 
 def _counts_of(pair_key: np.ndarray, keys: np.ndarray) -> np.ndarray:

@@ -257,8 +257,9 @@ def sketch(texts, cfg: DedupConfig, spill_dir: str | None = None, base_counts: n
     in memory) and counts the corpus-wide 5-gram frequencies (over every occurrence); the second
     makes the signatures from the distinct hashes read back (a minimum does not care about
     repeats). Chunks run in threads: numpy releases the GIL in its loops, so this uses every core.
-    Returns the signatures, the sets and the 5-gram frequencies (uint32), which start
-    from `base_counts` when given (an earlier corpus's, when only appended texts are sketched)."""
+    Returns the signatures, the sets and the 5-gram frequencies (uint32). Given `base_counts` (an
+    earlier corpus's, when only appended texts are sketched), the frequencies are added into that
+    table itself."""
 
     def first(s: int):
         part = texts[s : s + cfg.chunk]
@@ -279,7 +280,10 @@ def sketch(texts, cfg: DedupConfig, spill_dir: str | None = None, base_counts: n
         return sets, bounds, sizes, buckets
 
     store = ShingleSets(cfg.chunk, spill_dir)
-    counts = np.zeros(1 << 24, np.uint32) if cfg.common_5grams else None
+    if not cfg.common_5grams:
+        counts = None
+    else:  # an earlier corpus's counts are added to in place (a second 2**24 table is 64 MB more)
+        counts = base_counts if base_counts is not None else np.zeros(1 << 24, np.uint32)
     one = np.uint32(1)
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         for sets, bounds, sizes, buckets in pool.map(first, range(0, len(texts), cfg.chunk)):
@@ -287,8 +291,6 @@ def sketch(texts, cfg: DedupConfig, spill_dir: str | None = None, base_counts: n
             if buckets is not None:  # np.add.at of a same-typed one: half a bincount's time (no 2**24 table)
                 np.add.at(counts, buckets, one)
         store.close_appends()
-        if counts is not None and base_counts is not None:
-            counts += base_counts
         sig = np.empty((len(texts), cfg.perms), dtype=np.uint32)
 
         def second(c: int):
