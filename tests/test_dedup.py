@@ -447,3 +447,31 @@ def test_counts_clipped_past_common_compare_with_every_threshold_as_the_counts_d
         for t in (0, watch_from(cfg), cfg.common_5grams):
             assert ((clipped > t) == (counts > t)).all() and ((clipped < t) == (counts < t)).all()
             assert ((clipped <= t) == (counts <= t)).all() and ((clipped >= t) == (counts >= t)).all()
+
+
+def test_kept_signatures_are_read_into_place_a_block_at_a_time_and_a_damaged_file_is_refused(tmp_path, monkeypatch):
+    """An append reads the last build's signatures from its state straight into the rows they take
+    in the grown array (not loaded whole beside it): every row lands where it belongs, across
+    blocks, and a short or damaged file raises instead of leaving rows unfilled."""
+    import zipfile
+
+    from kirinuki.dedup.sketches import StoredRows
+
+    rng = np.random.default_rng(9)
+    sig = rng.integers(0, 2**32 - 1, (50, 126), dtype=np.uint32)
+    path = tmp_path / "arrays.npz"
+    with open(path, "wb") as f:
+        np.savez(f, sig=sig, other=np.arange(3))
+    monkeypatch.setattr(StoredRows, "BLOCK", 7)  # seven blocks, the last one short
+    stored = StoredRows(path, "sig")
+    assert len(stored) == 50
+    rows = np.sort(rng.choice(80, 50, replace=False))
+    dest = np.zeros((80, 126), np.uint32)
+    stored.into(dest, rows)
+    assert (dest[rows] == sig).all() and not dest[np.setdiff1d(np.arange(80), rows)].any()
+    with pytest.raises(ValueError):
+        stored.into(np.zeros((80, 125), np.uint32), rows[:50])  # rows of another width
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])  # cut short
+    with pytest.raises((ValueError, OSError, zipfile.BadZipFile, EOFError)):  # what cluster_appended catches
+        stored.into(dest, rows)

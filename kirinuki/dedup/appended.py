@@ -24,6 +24,7 @@ again.
 
 from __future__ import annotations
 
+import zipfile
 from collections import Counter
 
 import numpy as np
@@ -33,7 +34,7 @@ from kirinuki.dedup.minhash import (DedupTexts, _distinct_pairs, boiler_lines, d
                                     line_index, paragraph_key, sample_values, shingle_hashes, signatures, sketch,
                                     stable_hashes, watch_from)
 from kirinuki.dedup.model import DedupConfig, Excerpt
-from kirinuki.dedup.sketches import Sketches, clustering_digest, headline_hash, headline_hashes
+from kirinuki.dedup.sketches import Sketches, StoredRows, clustering_digest, headline_hash, headline_hashes
 
 
 
@@ -99,7 +100,15 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
                                                   {k for k, i in enumerate(fresh.tolist()) if i in boiled}),
                                        cfg, spill_dir, base)
     sig = np.empty((n, cfg.perms), np.uint32)
-    sig[old], sig[fresh] = last.sig, sig_new
+    if isinstance(last.sig, StoredRows):  # read from the state into place, not held beside `sig`
+        try:
+            last.sig.into(sig, old)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            sets_new.close()
+            return "the kept signatures could not be read"
+    else:
+        sig[old] = last.sig
+    sig[fresh] = sig_new
     last.sig = sig_new = None  # copied into `sig` (at 100,000 posts each is hundreds of MB)
     sizes = np.empty(n, np.int64)
     sizes[old], sizes[fresh] = last.sizes, sets_new.sizes

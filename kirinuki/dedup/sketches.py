@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +56,7 @@ class Sketches:
     ids: list[str]
     digests: list[bytes]
     sizes: np.ndarray  # int64: 5-gram count (with repeats) of each excerpt's compared text
-    sig: np.ndarray  # uint32 [n, perms]
+    sig: "np.ndarray | StoredRows"  # uint32 [n, perms]; as loaded, left in the state's file until copied
     counts: np.ndarray  # uint32 [2**24]: sampled 5-gram frequencies (not clamped: an append takes counts back)
     pair_key: np.ndarray  # uint64: distinct (paragraph key, headline) pairs, stable hashes
     pair_head: np.ndarray  # uint64
@@ -72,6 +73,46 @@ class Sketches:
     meta: dict = field(default_factory=dict)
     content: list[bytes] = field(default_factory=list)  # per excerpt: Excerpt.content_digest
     lengths: list[int] = field(default_factory=list)  # per excerpt: its body's length in characters
+
+
+class StoredRows:
+    """A 2-D array saved in an .npz (uncompressed, C order), copied into rows of another array a
+    block at a time rather than loaded whole: at 100k posts the signatures are ~550 MB, which an
+    append would otherwise hold beside the grown copy it makes of them."""
+
+    BLOCK = 16384  # rows a read
+
+    def __init__(self, path: Path, name: str):
+        self.path, self.member = path, f"{name}.npy"
+        with zipfile.ZipFile(path) as z, z.open(self.member) as f:
+            self.shape, self.dtype = self._header(f)
+
+    @staticmethod
+    def _header(f) -> tuple[tuple[int, ...], np.dtype]:
+        version = np.lib.format.read_magic(f)
+        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read is None:
+            raise ValueError(f"npy format {version}")
+        shape, fortran, dtype = read(f)
+        if fortran or len(shape) != 2 or dtype.hasobject:
+            raise ValueError("not a C-ordered 2-D array of numbers")
+        return shape, dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def into(self, dest: np.ndarray, rows: np.ndarray) -> None:
+        """dest[rows] = the stored array (`rows`: one destination row per stored row)."""
+        if len(rows) != self.shape[0] or dest.shape[1:] != self.shape[1:]:
+            raise ValueError("the stored rows do not fit where they are to go")
+        buf = np.empty((min(self.BLOCK, self.shape[0]), *self.shape[1:]), self.dtype)
+        with zipfile.ZipFile(self.path) as z, z.open(self.member) as f:
+            self._header(f)
+            for lo in range(0, self.shape[0], self.BLOCK):
+                part = buf[: min(self.BLOCK, self.shape[0] - lo)]
+                if f.readinto(memoryview(part).cast("B")) != part.nbytes:
+                    raise ValueError("the stored array is shorter than its header says")
+                dest[rows[lo : lo + len(part)]] = part
 
 
 class BodyDigests:
@@ -168,16 +209,19 @@ def load_sketches(state: str | None, cfg: DedupConfig, code: str, checked: bool 
         with pa.memory_map(str(st / SKETCH_PAIRS)) as src:
             pr = pa.ipc.open_file(src).read_all()
         with np.load(st / SKETCH_ARRAYS) as z:
-            arrays = {k: z[k] for k in z.files}
+            arrays = {k: z[k] for k in z.files if k != "sig"}
+        sig = StoredRows(st / SKETCH_ARRAYS, "sig")  # read into place when the grown signatures are made
+        if len(sig) != ex.num_rows:
+            return None
         counts = np.zeros(int(arrays["counts_size"][0]), np.uint32)
         counts[arrays["counts_at"]] = arrays["counts"]
         return Sketches(
             ids=ex["excerpt_id"].to_pylist(), digests=ex["digest"].to_pylist(), sizes=ex["size"].to_numpy(),
-            sig=arrays["sig"], counts=counts, pair_key=arrays["pair_key"], pair_head=arrays["pair_head"],
+            sig=sig, counts=counts, pair_key=arrays["pair_key"], pair_head=arrays["pair_head"],
             para_owner=arrays["para_owner"], para_hash=arrays["para_hash"], watch_value=arrays["watch_value"],
             watch_owner=arrays["watch_owner"], unwatched=arrays["unwatched"],
             boiler=json.loads(meta[b"boiler"].decode()), boiler_pos=[tuple(p) for p in ex["boiler_pos"].to_pylist()],
             relation=ex["relation"].to_pylist(), similarity=ex["similarity"].to_pylist(),
             pairs=tuple(pr[k].to_numpy() for k in ("a", "b", "jaccard", "containment", "how")))
-    except (OSError, ValueError, KeyError, pa.ArrowInvalid):
+    except (OSError, ValueError, KeyError, pa.ArrowInvalid, zipfile.BadZipFile):
         return None
