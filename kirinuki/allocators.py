@@ -4,12 +4,12 @@ at most two arenas; and freed heap given back to the system when a stage lets go
 In: the environment (a value the user set wins). Out: the environment the command's child
 processes (parse workers, dedup) start with, and the running process set the same way.
 
-Why (docs/scale.md, "Where the builds stand (ab6ec77)"): Arrow's default allocator (mimalloc) keeps the pages it frees for
-itself, and glibc gives each thread that allocates an arena of its own (up to eight per core), each
-keeping what was freed in it. A stage that frees Python objects and numpy arrays and then
-allocates Arrow buffers (dedup copying the last build's articles) therefore grows by both. Arrow's
-buffers from malloc, with two arenas, reuse that memory: an append of 10 % at 10k posts peaked at
-1.35 GB instead of 1.5 GB, no slower; either setting alone did not help.
+Why (docs/scale.md, "Where the builds stand (ab6ec77)"): Arrow's default allocator (mimalloc) keeps
+the pages it frees for itself, and glibc gives each thread that allocates an arena of its own (up to
+eight per core), each keeping what was freed in it. A stage that frees Python objects and numpy
+arrays and then allocates Arrow buffers (dedup copying the last build's articles) therefore grows by
+both. Arrow's buffers from malloc, with two arenas, reuse that memory: an append of 10 % at 10k
+posts peaked at 1.35 GB instead of 1.5 GB, no slower; either setting alone did not help.
 """
 
 from __future__ import annotations

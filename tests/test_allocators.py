@@ -6,7 +6,8 @@ import sys
 
 from kirinuki.allocators import LEAN
 
-SHOW = "import kirinuki.cli, os, pyarrow as pa; print(pa.default_memory_pool().backend_name, os.environ['MALLOC_ARENA_MAX'])"
+SHOW = ("import kirinuki.cli, os, pyarrow as pa; "
+        "print(pa.default_memory_pool().backend_name, os.environ['MALLOC_ARENA_MAX'])")
 
 
 def _shown(**env) -> list[str]:

@@ -109,7 +109,7 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     else:
         sig[old] = last.sig
     sig[fresh] = sig_new
-    last.sig = sig_new = None  # copied into `sig` (at 100,000 posts each is hundreds of MB)
+    last.sig = sig_new = None  # in `sig` now (at 100,000 posts the signatures are hundreds of MB)
     sizes = np.empty(n, np.int64)
     sizes[old], sizes[fresh] = last.sizes, sets_new.sizes
     ok = sizes >= cfg.min_shingles
@@ -245,7 +245,8 @@ def _commoner(excerpts: list[Excerpt], cfg: DedupConfig, sig: np.ndarray, boiler
 
     changed = []
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        for some, again in pool.map(signed_again, [holders[lo : lo + cfg.chunk] for lo in range(0, len(holders), cfg.chunk)]):
+        chunks = [holders[lo : lo + cfg.chunk] for lo in range(0, len(holders), cfg.chunk)]
+        for some, again in pool.map(signed_again, chunks):
             sig[some] = again
             changed.append(some)
     if changed:
