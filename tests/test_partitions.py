@@ -229,3 +229,59 @@ def test_a_busy_year_is_one_file_per_month_and_a_post_added_to_a_month_rewrites_
         assert summary["layout"]["files_linked"] > 0
         _build(corpus, tmp_path / "clean", cache=False)
     assert _files(tmp_path / "out") == _files(tmp_path / "clean")
+
+
+def test_the_slice_check_runs_partition_by_partition_and_fails_the_rows_it_fails_whole(grown, tmp_path, monkeypatch):
+    """paragraphs_text_is_the_documents_slice joins each paragraph to its post's text: on a
+    partitioned build it runs one batch of year files at a time (here one year a batch), and fails
+    exactly the paragraphs its whole run fails. A paragraph moved into another year's file than its
+    post's would make the batches miss a pair, so then the check runs whole."""
+    import pyarrow as pa
+
+    import kirinuki.validate.partitionwise as partitionwise
+    from kirinuki.schema import spec
+    from kirinuki.store.layout import duckdb_source
+    from kirinuki.validate import validate_build
+    from kirinuki.validate.suites import load_suite
+
+    out = tmp_path / "out"
+    shutil.copytree(grown["tmp"] / "out", out)
+    data = out / "data"
+    schema = pa.schema([f.with_nullable(True) for f in spec("paragraphs").arrow_schema])
+
+    def rewrite(path: Path, rows: list[dict]) -> None:
+        path.unlink()  # the file may be a link to the module's build: replace it, do not write into it
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+
+    y2024, y2025 = data / "paragraphs" / "2024.parquet", data / "paragraphs" / "2025.parquet"
+    rows24, rows25 = pq.read_table(y2024).to_pylist(), pq.read_table(y2025).to_pylist()
+    rows24[2]["text"] = "どこにも無い段落"
+    rows25[1]["text"] = rows25[1]["text"][:-1]
+    rewrite(y2024, rows24)
+    rewrite(y2025, rows25)
+    check = next(s for s in load_suite("paragraphs")["sql_checks"] if s["name"] == "paragraphs_text_is_the_documents_slice")
+    con = duckdb.connect()
+    for name in ("paragraphs", "documents"):
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM {duckdb_source(data, name)}")
+    whole = {r[0] for r in con.execute(check["sql"]).fetchall()}
+    assert whole == {rows24[2]["paragraph_id"], rows25[1]["paragraph_id"]}
+
+    ran: list[object] = []
+    real = partitionwise.batched_keys
+    monkeypatch.setattr(partitionwise, "PARTITION_BATCH_BYTES", 1)  # every year a batch of its own
+    monkeypatch.setattr("kirinuki.validate.checks.batched_keys", lambda *a: ran.append(real(*a)) or ran[-1])
+
+    def failing() -> set[str]:
+        ran.clear()
+        report = validate_build(out, quarantine=False)
+        return set(next(c for c in report.checks if c.name == check["name"]).sample)
+
+    assert failing() == whole
+    batched = [keys for keys in ran if keys is not None]
+    assert len(batched) == 1 and set(batched[0]) == whole  # the slice check, and only it, ran by partition
+
+    moved = dict(rows25[0], text="別の年に置かれた段落")
+    rewrite(y2024, rows24 + [moved])  # a 2025 post's paragraph moved into the 2024 file
+    rewrite(y2025, rows25[1:])
+    assert failing() == whole | {moved["paragraph_id"]}
+    assert ran and all(keys is None for keys in ran)  # the years do not hold their posts' rows alone: run whole

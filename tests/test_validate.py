@@ -159,9 +159,13 @@ def test_suites_are_native_gx_suites_and_sql_checks_are_their_own_files():
         else:
             assert path.name.endswith(".sql.toml") and (root / f"{path.name[:-9]}.json").exists()
             for s in tomllib.loads(text)["check"]:
-                assert {"name", "severity", "notes", "sql"} <= set(s) <= {"name", "severity", "notes", "sql", "scope"}
+                assert {"name", "severity", "notes", "sql"} <= set(s) <= {"name", "severity", "notes", "sql", "scope",
+                                                                          "by_partition"}
                 assert s["severity"] in ("critical", "warning") and s["sql"].lstrip().upper().startswith("SELECT")
                 assert s.get("scope", "document") == "document"  # the one scope there is (validate.checks)
+                if "by_partition" in s:  # run file by file: only rows of one post relate (validate.partitionwise)
+                    assert s["by_partition"][0] == path.name[:-9] and s.get("scope") == "document"
+                    assert all("doc_id" in {c.name for c in spec(t).columns} for t in s["by_partition"])
     assert {p.stem for p in files if p.suffix == ".json"} == set(tables()) - {"quarantine"}
 
 

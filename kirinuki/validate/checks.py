@@ -22,6 +22,7 @@ from kirinuki.store.layout import duckdb_files, duckdb_source, has_table, is_par
 from kirinuki.store.partitions import doc_years, rewrite_years
 from kirinuki.validate.gx_engine import _GX
 from kirinuki.validate.gx_files import validate_files
+from kirinuki.validate.partitionwise import batched_keys
 from kirinuki.validate.quarantine import _quarantine, _WholeTables
 from kirinuki.validate.suites import NOT_VALIDATED, Check, ValidationFailed, _load, load_suite
 
@@ -65,30 +66,35 @@ DOCUMENT_SCOPE = "document"
 DOCUMENT_INPUTS = ("doc_id", "source_sha256", "meta_sha256", "convention", "convention_rule")
 
 
-def _sql_checks(con: duckdb.DuckDBPyConnection, rows: dict[str, int],
-                fresh: bool = False) -> list[tuple[Check, list[str]]]:
+def _sql_checks(con: duckdb.DuckDBPyConnection, rows: dict[str, int], fresh: bool = False,
+                partitions: dict[str, list[Path]] | None = None) -> list[tuple[Check, list[str]]]:
     """Every SQL check of the tables in `rows`; with `fresh`, the document-scoped ones see only the
-    documents not checked before (the `fresh` schema's views, see _fresh_views)."""
+    documents not checked before (the `fresh` schema's views, see _fresh_views). A check naming
+    `by_partition` runs a batch of partitions at a time (kirinuki.validate.partitionwise) over
+    `partitions`: the files each partitioned table's view reads."""
     out = []
     for name in rows:
         for s in load_suite(name).get("sql_checks", []):
             scoped = fresh and s.get("scope") == DOCUMENT_SCOPE
-            if scoped:
-                con.execute("SET search_path = 'fresh,main'")
-            keys = [str(r[0]) for r in con.execute(s["sql"]).fetchall()]
-            if scoped:
-                con.execute("SET search_path = 'main'")
+            keys = batched_keys(con, s, partitions or {}, scoped)
+            if keys is None:
+                if scoped:
+                    con.execute("SET search_path = 'fresh,main'")
+                keys = [str(r[0]) for r in con.execute(s["sql"]).fetchall()]
+                if scoped:
+                    con.execute("SET search_path = 'main'")
             out.append((Check(name, s["name"], s["severity"], s["notes"], not keys, len(keys), rows[name],
                               keys[:20], "sql"), keys))
     return out
 
 
 def _fresh_views(con: duckdb.DuckDBPyConnection, names: list[str], checked: pa.Table,
-                 unseen: dict[str, list[Path]] | None = None) -> None:
+                 unseen: dict[str, list[Path]] | None = None) -> dict[str, list[Path]] | None:
     """Schema `fresh`: every per-post table's rows except those of the documents `checked` holds
     with the same DOCUMENT_INPUTS as this build's, for the document-scoped checks. `unseen`: for a
     table some of whose files are byte for byte files a passing build of the same code checked (all
-    their documents are in `checked`: a year an append left alone), its other files; only they are read."""
+    their documents are in `checked`: a year an append left alone), its other files; only they are
+    read. Returns `unseen` as the views use it: None when every file is read."""
     con.execute("CREATE SCHEMA fresh")
     con.register("checked_documents", checked.select(list(DOCUMENT_INPUTS)))
     # joined on doc_id and source_sha256 (the rows' own key); the other inputs may be NULL
@@ -110,15 +116,21 @@ def _fresh_views(con: duckdb.DuckDBPyConnection, names: list[str], checked: pa.T
             source = duckdb_files(unseen[name]) if unseen[name] else f"(SELECT * FROM main.{name} WHERE false)"
         con.execute(f"CREATE VIEW fresh.{name} AS SELECT t.* FROM {source} t "
                     "ANTI JOIN unchanged_documents c USING (doc_id, source_sha256)")
+    return unseen
 
 
 def _all_sql_checks(con: duckdb.DuckDBPyConnection, names: list[str], rows: dict[str, int],
-                    checked: pa.Table | None, unseen: dict[str, list[Path]]) -> list[tuple[Check, list[str]]]:
+                    checked: pa.Table | None, unseen: dict[str, list[Path]],
+                    data: Path | None = None) -> list[tuple[Check, list[str]]]:
     """Every SQL check of the tables in `rows`, the document-scoped ones over the `fresh` views
-    when `checked` (see _fresh_views): one call, which run_checks may run in a thread."""
+    when `checked` (see _fresh_views): one call, which run_checks may run in a thread. `data`: the
+    tables' folder, when they are files (a partitioned table's checks may run partition-wise)."""
+    read: dict[str, list[Path]] | None = None
     if checked is not None:
-        _fresh_views(con, names, checked, unseen)
-    return _sql_checks(con, rows, fresh=checked is not None)
+        read = _fresh_views(con, names, checked, unseen)
+    partitions = {name: read[name] if read is not None and name in read else table_files(data, name)
+                  for name in names if data is not None and is_partitioned(data, name)}
+    return _sql_checks(con, rows, fresh=checked is not None, partitions=partitions)
 
 
 SQL_BESIDE_GX_BYTES = 1 << 30  # a first build's SQL checks run beside GX below this much Parquet data
@@ -187,7 +199,7 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
     # GX: both at once took 68 s instead of 86 s at 110k posts, but 5.4 GB at the peak instead of 3.8
     beside = frames is None and (checked is not None or data_bytes(data) < SQL_BESIDE_GX_BYTES)
     pool = ThreadPoolExecutor(1) if beside else None
-    sql = pool.submit(_all_sql_checks, con, names, rows, checked, unseen) if pool is not None else None
+    sql = pool.submit(_all_sql_checks, con, names, rows, checked, unseen, data) if pool is not None else None
     try:
         for name, files, mine, kept in todo:
             exps = load_suite(name)["expectations"]
@@ -208,7 +220,7 @@ def run_checks(frames: dict[str, pd.DataFrame] | None, gx: _GX, data: Path | Non
                     local[name] = per_file
             gx_results[name] = res
             results += [(c, e, []) for c, e in zip(checks, exps)]
-        done = sql.result() if sql is not None else _all_sql_checks(con, names, rows, checked, unseen)
+        done = sql.result() if sql is not None else _all_sql_checks(con, names, rows, checked, unseen, data)
     finally:
         if pool is not None:
             pool.shutdown(wait=True)  # the checks' thread is done with the connection before it closes
