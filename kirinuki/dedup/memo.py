@@ -52,7 +52,9 @@ class _Rows:
     (positions asked for only grow); rows stay Arrow, and rows passed over are not kept."""
 
     def __init__(self, path: Path, batch: int):
-        self.batches = pq.ParquetFile(path).iter_batches(batch_size=batch)
+        # not pre-buffered: pyarrow's read cache would keep every row group read until the end
+        # (877 MB of Arrow memory by the end of a 100k-post append's articles)
+        self.batches = pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch)
         self.batch: pa.RecordBatch | None = None
         self.first = 0  # the file position of the batch's first row
         self.end = 0  # and of the row after its last
