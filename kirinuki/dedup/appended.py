@@ -115,8 +115,7 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     ok = sizes >= cfg.min_shingles
     is_fresh = np.zeros(n, bool)
     is_fresh[fresh] = True
-    owners = old[last.watch_owner]
-    watch = (last.watch_value[~is_fresh[owners]], owners[~is_fresh[owners]], last.unwatched)
+    watch = _watch_now(last, old, is_fresh)
     # where the earlier quotes' boilerplate lines are: the last build's, unless fresh (it held a new one)
     where = {int(old[k]): p for k, p in enumerate(last.boiler_pos) if p and not is_fresh[old[k]]}
     dirty = np.zeros(0, np.int64)
@@ -207,7 +206,7 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
 
 
 def _commoner(excerpts: list[Excerpt], cfg: DedupConfig, sig: np.ndarray, boiler: set[int],
-              base: np.ndarray, counts: np.ndarray, watch, watch_new, new: np.ndarray,
+              base: np.ndarray, counts: np.ndarray, watch: list, watch_new, new: np.ndarray,
               boiled: dict[int, tuple[int, ...]]):
     """The sampled 5-grams that became common with the new quotes leave the signatures of the
     earlier quotes that hold them (the watch list says which). A signature can change only where
@@ -225,12 +224,17 @@ def _commoner(excerpts: list[Excerpt], cfg: DedupConfig, sig: np.ndarray, boiler
 
     common, low = cfg.common_5grams, watch_from(cfg)
     value, owner, unwatched = watch
+    watch.clear()  # (the caller's list: the old list is let go as the new one is made)
     if ((base > common) & (counts <= common)).any():  # (texts lost 5-grams to new boilerplate)
         return "a 5-gram of earlier quotes stopped being common"
     crossed = np.flatnonzero((base > 0) & (base <= common) & (counts > common)).astype(np.uint32)
     if ((base[crossed] < low) | np.isin(crossed, unwatched)).any():
         return "a 5-gram of earlier quotes became common before they were watched"
-    gone = np.isin(frequency_buckets(value, cfg), crossed)
+    hit = np.zeros(len(counts), bool)
+    hit[crossed] = True
+    gone = np.empty(len(value), bool)
+    for lo in range(0, len(value), 1 << 20):  # (a bucket array of the whole list would be its size again)
+        gone[lo : lo + (1 << 20)] = hit[frequency_buckets(value[lo : lo + (1 << 20)], cfg)]
     v, o = value[gone], owner[gone]
     bins = ((v.astype(np.uint64) * np.uint64(cfg.perms)) >> np.uint64(32)).astype(np.int64)
     holders = np.unique(o[sig[o, bins] == v])
@@ -252,34 +256,45 @@ def _commoner(excerpts: list[Excerpt], cfg: DedupConfig, sig: np.ndarray, boiler
     if changed:
         dirty = np.concatenate(changed)
     nv, no = watch_new
-    value, owner = _merged(value[~gone], owner[~gone], nv, new[no])
+    if gone.any():
+        value, owner = value[~gone], owner[~gone]
+    value, owner = _merged_pairs(value, owner, *_distinct_pairs(nv.astype(np.uint32), new[no].astype(np.uint32)))
     # buckets that came close only now: their earlier holders are not in the list
     near_now = np.flatnonzero((base > 0) & (base < low) & (counts >= low) & (counts <= common)).astype(np.uint32)
     return dirty, (value, owner, np.union1d(unwatched[counts[unwatched] <= common], near_now).astype(np.uint32))
 
 
-def _merged(value: np.ndarray, owner: np.ndarray, more_value: np.ndarray, more_owner: np.ndarray):
-    """Distinct (value, owner) pairs sorted, from sorted distinct ones and a few more (a merge, not
-    a sort of them all)."""
-    keys = (value.astype(np.uint64) << np.uint64(32)) | owner.astype(np.uint64)
-    more = np.unique((more_value.astype(np.uint64) << np.uint64(32)) | more_owner.astype(np.uint64))
-    if len(keys):
-        more = more[keys[np.minimum(np.searchsorted(keys, more), len(keys) - 1)] != more]
-    keys = np.insert(keys, np.searchsorted(keys, more), more)
-    return (keys >> np.uint64(32)).astype(np.uint32), (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
-
-
 def _merged_pairs(key: np.ndarray, head: np.ndarray, more_key: np.ndarray, more_head: np.ndarray):
     """The distinct (key, head) pairs of two sets of them, each sorted and distinct, sorted: the
-    few new ones inserted where they go (not a sort of the millions kept)."""
+    new ones inserted where they go (not a sort of the millions kept, nor a 64-bit key made of each
+    kept pair). A new pair's place among the kept pairs of its key is found by stepping through
+    those runs side by side: as many steps as the longest run the new keys meet."""
     lo, hi = np.searchsorted(key, more_key, "left"), np.searchsorted(key, more_key, "right")
-    at = lo.copy()
-    for t in np.flatnonzero(hi > lo).tolist():  # keys already there: place by head among theirs
-        at[t] += np.searchsorted(head[lo[t]:hi[t]], more_head[t])
-    there = np.zeros(len(at), bool)
-    if len(head):
-        there = (at < hi) & (head[np.minimum(at, len(head) - 1)] == more_head)
+    at, there = lo.copy(), np.zeros(len(lo), bool)
+    run = hi - lo
+    meets = np.flatnonzero(run)
+    for step in range(int(run.max()) if len(run) else 0):
+        meets = meets[run[meets] > step]
+        h = head[lo[meets] + step]
+        at[meets] += h < more_head[meets]
+        there[meets] |= h == more_head[meets]
     return np.insert(key, at[~there], more_key[~there]), np.insert(head, at[~there], more_head[~there])
+
+
+def _watch_now(last: Sketches, old: np.ndarray, is_fresh: np.ndarray) -> list[np.ndarray]:
+    """The last build's watch list (value, quote) in this build's quote positions, less the fresh
+    quotes' entries (theirs come from their sketch), and its unwatched buckets: a list, which
+    _commoner empties as it makes the next one. Made in place in
+    `last`'s arrays, which it lets go: at 100k posts the list holds 23 million pairs."""
+    value, owner = last.watch_value, last.watch_owner.astype(np.uint32, copy=False)
+    last.watch_value = last.watch_owner = None
+    at = old.astype(np.uint32)
+    for lo in range(0, len(owner), 1 << 20):
+        owner[lo : lo + (1 << 20)] = at[owner[lo : lo + (1 << 20)]]
+    keep = ~is_fresh[owner]
+    if not keep.all():
+        value, owner = value[keep], owner[keep]
+    return [value, owner, last.unwatched]
 
 
 def _holders(excerpts: list[Excerpt], old: np.ndarray, keys: list[str], pair_key: np.ndarray,

@@ -305,13 +305,13 @@ def sketch(texts, cfg: DedupConfig, spill_dir: str | None = None, base_counts: n
             b = frequency_buckets(vals, cfg)
             near = counts[b] >= watch_from(cfg)
             near &= counts[b] <= cfg.common_5grams
-            return vals[near], vowner[near].astype(np.int64) + s
+            return vals[near], (vowner[near] + s).astype(np.uint32)
 
         near = [w for w in pool.map(second, range(store.n_chunks)) if w is not None]
     # (sampled value, text) of every 5-gram close to becoming common: the texts whose signature a
     # later crossing can change (kirinuki.dedup.appended)
     store.watch = _distinct_pairs(np.concatenate([v for v, _ in near]).astype(np.uint32),
-                                  np.concatenate([o for _, o in near])) if near else (np.zeros(0, np.uint32), np.zeros(0, np.int64))
+                                  np.concatenate([o for _, o in near])) if near else (np.zeros(0, np.uint32), np.zeros(0, np.uint32))
     return sig, store, counts
 
 

@@ -63,7 +63,7 @@ class Sketches:
     para_owner: np.ndarray  # int64: long, non-boilerplate paragraphs of excerpts with enough 5-grams
     para_hash: np.ndarray  # uint64 (stable)
     watch_value: np.ndarray  # uint32: (sampled value, excerpt) of the 5-grams close to common (minhash.watch_from)
-    watch_owner: np.ndarray  # int64
+    watch_owner: np.ndarray  # uint32
     unwatched: np.ndarray  # uint32: buckets that came close by appends, whose earlier texts are not listed
     boiler: list[str]  # the boilerplate paragraphs' keys
     boiler_pos: list[tuple[int, ...]]  # per excerpt: positions of its boilerplate lines
