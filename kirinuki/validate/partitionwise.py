@@ -25,8 +25,11 @@ PARTITION_BATCH_BYTES = 32 << 20  # each batch reads partitions holding about th
 def batched_keys(con: duckdb.DuckDBPyConnection, check: dict, files: dict[str, list[Path]],
                  anti_join: bool) -> list[str] | None:
     """The failing keys of `check`, run over batches of the partitions in `files` (table -> the
-    files its view reads, only for partitioned tables); with `anti_join`, each view leaves out the
-    documents in `unchanged_documents` as the `fresh` views do. None: run it whole instead."""
+    files its view reads, only for partitioned tables); with `anti_join`, the first table's view
+    leaves out the documents in `unchanged_documents` as its `fresh` view does, and the others are
+    what its rows are compared with, every row of the batch's files. (Leaving them out there too
+    made DuckDB carry each post's lines into the anti join: 5.6 GB and 11.8 s instead of 0.35 GB
+    and 1.9 s for a 10 % append at 100k posts.) None: run it whole instead."""
     names = check.get("by_partition") or []
     if not names or any(n not in files for n in names) or _crosses(con, [files[n] for n in names]):
         return None
@@ -39,7 +42,8 @@ def batched_keys(con: duckdb.DuckDBPyConnection, check: dict, files: dict[str, l
             for n in names:
                 mine = [p for p in files[n] if p.stem in labels]
                 source = _read(mine) if mine else f"(SELECT * FROM main.{n} WHERE false)"
-                skip = " ANTI JOIN unchanged_documents c USING (doc_id, source_sha256)" if anti_join else ""
+                skip = (" ANTI JOIN unchanged_documents c USING (doc_id, source_sha256)"
+                        if anti_join and n == names[0] else "")
                 con.execute(f"CREATE OR REPLACE VIEW part.{n} AS SELECT t.* FROM {source} t{skip}")
             keys += [str(r[0]) for r in con.execute(check["sql"]).fetchall()]
     finally:
