@@ -475,3 +475,49 @@ def test_kept_signatures_are_read_into_place_a_block_at_a_time_and_a_damaged_fil
     path.write_bytes(raw[: len(raw) // 2])  # cut short
     with pytest.raises((ValueError, OSError, zipfile.BadZipFile, EOFError)):  # what cluster_appended catches
         stored.into(dest, rows)
+
+
+def test_kept_clusters_are_the_clusters_that_are_exactly_a_last_build_cluster_with_no_fresh_quote():
+    """An append keeps the relations of a cluster that is exactly one of the last build's clusters
+    (the components of its links) with no fresh quote in it: the arrays give the clusters the plain
+    reading of that rule (sets and counts per cluster) gives, on random clusterings."""
+    from collections import Counter
+
+    import numpy as np
+
+    from kirinuki.dedup.clusters import UnionFind
+    from kirinuki.dedup.kept import KeptRelations, kept_clusters
+
+    rng = np.random.default_rng(11)
+    kept_some = 0
+    for _ in range(400):
+        n = int(rng.integers(1, 40))
+        old = np.flatnonzero(rng.random(n) < 0.8)
+        is_fresh = np.ones(n, bool)
+        is_fresh[old] = rng.random(len(old)) < 0.1
+        links = old[rng.integers(0, len(old), (int(rng.integers(0, n + 1)), 2))] if len(old) else np.zeros((0, 2), int)
+        a, b = links[:, 0], links[:, 1]
+        root = [int(r) for r in rng.integers(0, n, n)]
+        root = [root[r] for r in root]  # some clusters share a root
+        was = UnionFind(n)
+        for x, y in zip(a.tolist(), b.tolist()):
+            was.union(x, y)
+        old_root = [was.find(i) for i in range(n)]
+        whole = Counter(old_root[i] for i in old.tolist())
+        members: dict[int, list[int]] = {}
+        for i, r in enumerate(root):
+            members.setdefault(r, []).append(i)
+        plain = sorted(i for group in members.values() if not is_fresh[group].any()
+                       and len({old_root[i] for i in group}) == 1 and whole[old_root[group[0]]] == len(group)
+                       for i in group)
+        got = kept_clusters(n, root, old, is_fresh, a, b)
+        assert got.tolist() == plain
+        kept_some += len(plain) > 0
+        relation = [f"r{k}" for k in range(len(old))]
+        rel = KeptRelations(n, got, old, relation, [k / 10 for k in range(len(old))])
+        for i in range(n):
+            assert (i in rel) == (i in plain)
+        for i in plain:
+            k = old.tolist().index(i)
+            assert rel[i] == (f"r{k}", k / 10)
+    assert kept_some > 50

@@ -25,7 +25,6 @@ again.
 from __future__ import annotations
 
 import zipfile
-from collections import Counter
 
 import numpy as np
 
@@ -33,6 +32,7 @@ from kirinuki.dedup.candidates import candidate_pairs, paragraph_hashes
 from kirinuki.dedup.minhash import (DedupTexts, _distinct_pairs, boiler_lines, dedup_text, key_hash,
                                     line_index, paragraph_key, sample_values, shingle_hashes, signatures, sketch,
                                     stable_hashes, watch_from)
+from kirinuki.dedup.kept import KeptRelations, kept_clusters
 from kirinuki.dedup.model import DedupConfig, Excerpt
 from kirinuki.dedup.sketches import Sketches, StoredRows, clustering_digest, headline_hash, headline_hashes
 
@@ -41,7 +41,7 @@ from kirinuki.dedup.sketches import Sketches, StoredRows, clustering_digest, hea
 def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketches, spill_dir: str | None):
     """Clusters (see the module docstring), or why everything must be clustered again. `last`'s
     arrays are let go as they are taken into this build's: it is not to be used again."""
-    from kirinuki.dedup.clusters import Clusters, UnionFind, links_and_roots, verify
+    from kirinuki.dedup.clusters import Clusters, links_and_roots, verify
 
     n = len(excerpts)
     at = {e.excerpt_id: i for i, e in enumerate(excerpts)}
@@ -172,29 +172,15 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     links, root = links_and_roots(n, pairs, cfg)
 
     # a cluster with the last build's quotes, none of whose text changed, keeps their relations
-    was = UnionFind(n)
-    for x, y, jj, cc in zip(pa_.tolist(), pb_.tolist(), pj.tolist(), pc.tolist()):
-        if jj >= cfg.jaccard or cc >= cfg.containment:
-            was.union(x, y)
-    old_root = [was.find(i) for i in range(n)]
-    old_size = Counter(old_root[i] for i in old.tolist())
-    members: dict[int, list[int]] = {}
-    for i, r in enumerate(root):
-        members.setdefault(r, []).append(i)
-    kept_relation = {}
-    position = {int(i): k for k, i in enumerate(old.tolist())}
-    for group in members.values():
-        roots = {old_root[i] for i in group}
-        if is_fresh[group].any() or len(roots) != 1 or old_size[roots.pop()] != len(group):
-            continue
-        for i in group:
-            kept_relation[i] = (last.relation[position[i]], last.similarity[position[i]])
+    linked = (pj >= cfg.jaccard) | (pc >= cfg.containment)
+    kept = kept_clusters(n, root, old, is_fresh, pa_[linked], pb_[linked])
+    kept_relation = KeptRelations(n, kept, old, last.relation, last.similarity)
     where.update(boiled)
     stats = {"excerpts": n, "characters": int(sum(e.body_len for e in excerpts)), "candidates": n_candidates,
              "promising": int(promising.sum()), "verified": int((~found).sum()), "links": len(links),
              "boilerplate_paragraphs": len(boiler), "too_short": int((~ok).sum()), "clustering": "appended",
              "appended_excerpts": len(new), "changed_signatures": len(dirty),
-             "new_boilerplate_in_earlier_quotes": len(regrown), "kept_clusters": len({root[i] for i in kept_relation})}
+             "new_boilerplate_in_earlier_quotes": len(regrown), "kept_clusters": len(np.unique(np.asarray(root)[kept]))}
     digests: list[bytes | None] = [None] * n  # the earlier quotes' are the last build's (checked above)
     for k, i in enumerate(old.tolist()):
         digests[i] = last.digests[k]
