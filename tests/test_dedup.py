@@ -360,22 +360,25 @@ def test_bodies_spilled_a_part_at_a_time_read_back_with_their_lengths_and_digest
     assert [store.get(i) for i in range(len(texts))] == texts
 
 
-def test_kept_paragraph_headline_pairs_merged_with_new_ones_equal_a_sort_of_them_all():
+def test_kept_paragraph_headline_pairs_merged_with_new_ones_equal_a_sort_of_them_all(monkeypatch):
     """An append inserts its (paragraph, headline) pairs into the millions kept instead of sorting
     them all again: the result must be the distinct pairs of both, sorted, as the sort gives."""
     import numpy as np
 
+    import kirinuki.dedup.appended as appended
     from kirinuki.dedup.appended import _merged_pairs
     from kirinuki.dedup.minhash import _distinct_pairs
 
     rng = np.random.default_rng(7)
-    for _ in range(300):
-        n, m = int(rng.integers(0, 60)), int(rng.integers(0, 25))
-        key, head = _distinct_pairs(rng.integers(0, 10, n).astype(np.uint64), rng.integers(0, 5, n).astype(np.uint64))
-        more = _distinct_pairs(rng.integers(0, 12, m).astype(np.uint64), rng.integers(0, 6, m).astype(np.uint64))
-        merged = _merged_pairs(key, head, *more)
-        whole = _distinct_pairs(np.concatenate([key, more[0]]), np.concatenate([head, more[1]]))
-        assert all(np.array_equal(x, y) and x.dtype == y.dtype for x, y in zip(merged, whole))
+    for few in (64, 3, 0):  # new pairs left in long runs placed one by one, partly, or never
+        monkeypatch.setattr(appended, "_FEW_LEFT", few)
+        for _ in range(300):
+            n, m = int(rng.integers(0, 60)), int(rng.integers(0, 25))
+            key, head = _distinct_pairs(rng.integers(0, 10, n).astype(np.uint64), rng.integers(0, 5, n).astype(np.uint64))
+            more = _distinct_pairs(rng.integers(0, 12, m).astype(np.uint64), rng.integers(0, 6, m).astype(np.uint64))
+            merged = _merged_pairs(key, head, *more)
+            whole = _distinct_pairs(np.concatenate([key, more[0]]), np.concatenate([head, more[1]]))
+            assert all(np.array_equal(x, y) and x.dtype == y.dtype for x, y in zip(merged, whole))
 
 
 def test_dedup_reads_its_quotes_with_the_gc_paused_and_turns_it_back_on(sample_build, tmp_path):

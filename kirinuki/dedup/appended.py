@@ -250,17 +250,25 @@ def _commoner(excerpts: list[Excerpt], cfg: DedupConfig, sig: np.ndarray, boiler
     return dirty, (value, owner, np.union1d(unwatched[counts[unwatched] <= common], near_now).astype(np.uint32))
 
 
+_FEW_LEFT = 64  # new pairs still in their key's run: placed one by one from here (a run may be long)
+
+
 def _merged_pairs(key: np.ndarray, head: np.ndarray, more_key: np.ndarray, more_head: np.ndarray):
     """The distinct (key, head) pairs of two sets of them, each sorted and distinct, sorted: the
     new ones inserted where they go (not a sort of the millions kept, nor a 64-bit key made of each
     kept pair). A new pair's place among the kept pairs of its key is found by stepping through
-    those runs side by side: as many steps as the longest run the new keys meet."""
+    those runs side by side, and, once few are left in longer runs, by a search in each."""
     lo, hi = np.searchsorted(key, more_key, "left"), np.searchsorted(key, more_key, "right")
     at, there = lo.copy(), np.zeros(len(lo), bool)
     run = hi - lo
     meets = np.flatnonzero(run)
     for step in range(int(run.max()) if len(run) else 0):
         meets = meets[run[meets] > step]
+        if len(meets) <= _FEW_LEFT:
+            for t in meets.tolist():
+                k = lo[t] + int(np.searchsorted(head[lo[t] : hi[t]], more_head[t]))
+                at[t], there[t] = k, k < hi[t] and head[k] == more_head[t]
+            break
         h = head[lo[meets] + step]
         at[meets] += h < more_head[meets]
         there[meets] |= h == more_head[meets]

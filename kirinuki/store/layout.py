@@ -66,10 +66,11 @@ def duckdb_source(data: Path, name: str) -> str:
     return duckdb_files(table_files(data, name))
 
 
-def duckdb_files(files: list[Path]) -> str:
-    """A `read_parquet(...)` call reading these files in order (as a SQL expression)."""
+def duckdb_files(files: list[Path], filename: bool = False) -> str:
+    """A `read_parquet(...)` call reading these files in order (as a SQL expression); with
+    `filename`, each row also has the path of its file (column `filename`)."""
     listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
-    return f"read_parquet([{listed}])"
+    return f"read_parquet([{listed}]{', filename = true' if filename else ''})"
 
 
 def read_table(data: Path, name: str, columns: list[str] | None = None) -> pa.Table:

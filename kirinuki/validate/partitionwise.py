@@ -19,6 +19,8 @@ from pathlib import Path
 
 import duckdb
 
+from kirinuki.store.layout import duckdb_files
+
 PARTITION_BATCH_BYTES = 32 << 20  # each batch reads partitions holding about this much of the tables' Parquet
 
 
@@ -41,7 +43,7 @@ def batched_keys(con: duckdb.DuckDBPyConnection, check: dict, files: dict[str, l
         for labels in batches:
             for n in names:
                 mine = [p for p in files[n] if p.stem in labels]
-                source = _read(mine) if mine else f"(SELECT * FROM main.{n} WHERE false)"
+                source = duckdb_files(mine) if mine else f"(SELECT * FROM main.{n} WHERE false)"
                 skip = (" ANTI JOIN unchanged_documents c USING (doc_id, source_sha256)"
                         if anti_join and n == names[0] else "")
                 con.execute(f"CREATE OR REPLACE VIEW part.{n} AS SELECT t.* FROM {source} t{skip}")
@@ -51,11 +53,6 @@ def batched_keys(con: duckdb.DuckDBPyConnection, check: dict, files: dict[str, l
     return keys
 
 
-def _read(files: list[Path], filename: bool = False) -> str:
-    listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
-    return f"read_parquet([{listed}]{', filename = true' if filename else ''})"
-
-
 def _crosses(con: duckdb.DuckDBPyConnection, tables: list[list[Path]]) -> bool:
     """Whether a doc_id of the first table's files is in a file of another name in another's."""
     first, *others = tables
@@ -63,8 +60,8 @@ def _crosses(con: duckdb.DuckDBPyConnection, tables: list[list[Path]]) -> bool:
         return False
     ids = f"SELECT DISTINCT doc_id, parse_filename(filename, true) AS part FROM {{}}"
     for other in others:
-        if other and con.execute(f"SELECT 1 FROM ({ids.format(_read(first, True))}) a JOIN "
-                                 f"({ids.format(_read(other, True))}) b USING (doc_id) "
+        if other and con.execute(f"SELECT 1 FROM ({ids.format(duckdb_files(first, True))}) a JOIN "
+                                 f"({ids.format(duckdb_files(other, True))}) b USING (doc_id) "
                                  "WHERE a.part <> b.part LIMIT 1").fetchone():
             return True
     return False
