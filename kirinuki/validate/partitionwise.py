@@ -58,7 +58,7 @@ def _crosses(con: duckdb.DuckDBPyConnection, tables: list[list[Path]]) -> bool:
     first, *others = tables
     if not first:
         return False
-    ids = f"SELECT DISTINCT doc_id, parse_filename(filename, true) AS part FROM {{}}"
+    ids = "SELECT DISTINCT doc_id, parse_filename(filename, true) AS part FROM {}"
     for other in others:
         if other and con.execute(f"SELECT 1 FROM ({ids.format(duckdb_files(first, True))}) a JOIN "
                                  f"({ids.format(duckdb_files(other, True))}) b USING (doc_id) "
