@@ -87,15 +87,22 @@ class ArticleMemo:
 
     def __init__(self, state: str | None, code: str, checked: bool = False):
         self.code = code
-        self.keys: dict[str, tuple[str, int]] = {}  # article id -> (key, its row in the last build's articles)
+        self._keys: dict[str, tuple[str, int]] = {}  # article id -> (key, its row in the last build's articles)
         self.new_ids: list[str] = []
         self.new_keys: list[str] = []
         self.reused = 0
         self.articles = self.paragraphs = None
         self.para_start = np.zeros(1, np.int64)  # the first paragraph row of each last article, and the count last
         self.state = Path(state) if state is not None else None
-        if state is not None:
-            self._open(Path(state), checked)
+        # opened when first asked: its keys (~110 MB of strings at 100k posts) are not held while
+        # the quotes are clustered, the peak of dedup's memory
+        self._unopened = (Path(state), checked) if state is not None else None
+
+    def _opened(self) -> None:
+        if self._unopened is not None:
+            state, checked = self._unopened
+            self._unopened = None
+            self._open(state, checked)
 
     def _open(self, state: Path, checked: bool) -> None:
         from kirinuki.dedup.state import trusted_state
@@ -115,18 +122,25 @@ class ArticleMemo:
                 return
             self.para_start = np.concatenate(([0], np.cumsum(counts)))
             ids, keys = table["article_id"].to_pylist(), table["key"].to_pylist()
-            self.keys = {aid: (key, row) for row, (aid, key) in enumerate(zip(ids, keys))}
+            self._keys = {aid: (key, row) for row, (aid, key) in enumerate(zip(ids, keys))}
             self.articles = _Rows(state / "articles.parquet", _BATCH)
             self.paragraphs = _Rows(state / "article_paragraphs.parquet", _PARAGRAPH_BATCH)
         except (OSError, pa.ArrowInvalid, KeyError):
-            self.keys, self.articles, self.paragraphs = {}, None, None
+            self._keys, self.articles, self.paragraphs = {}, None, None
+
+    @property
+    def keys(self) -> dict[str, tuple[str, int]]:
+        """The last build's articles: id -> (key, row); empty when none may be kept."""
+        self._opened()
+        return self._keys
 
     def kept(self, aid: str, key: str) -> int | None:
         """The row of the last build's `articles` that `aid` is when its key there was `key`
         (its rows are then taken with `rows`), else None."""
+        self._opened()
         self.new_ids.append(aid)
         self.new_keys.append(key)
-        last = self.keys.get(aid)
+        last = self._keys.get(aid)
         if self.articles is None or last is None or last[0] != key:
             return None
         self.reused += 1
@@ -144,6 +158,7 @@ class ArticleMemo:
         from kirinuki.dedup.state import kept_state_digests
         from kirinuki.store.files import DATA_DIR
 
+        self._opened()
         if self.articles is None or self.state is None:
             return {}
         saved = kept_state_digests(self.state)
