@@ -31,6 +31,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from prefect.utilities.annotations import quote  # noqa: E402
 
 from kirinuki import __version__  # noqa: E402
+from kirinuki.allocators import give_back_freed_memory  # noqa: E402
 from kirinuki.build.batch import code_digest  # noqa: E402
 from kirinuki.build.workers import WorkerPool, freeze_lasting, import_validation, in_background  # noqa: E402
 from kirinuki.build.inputs import (  # noqa: E402
@@ -82,6 +83,8 @@ from kirinuki.store.files import (  # noqa: E402
     corpus_digest,
     check_output,
     compact,
+    fsync_file,
+    fsync_tree,
     locked,
     read_json,
     views_sql,
@@ -157,10 +160,15 @@ def write_tables(root: str, parts: str, names: list[str], years: Partitioning | 
             done = write_partitioned(Path(root), parts, name, by_year.plan, by_year.old_data, by_year.old)
         else:
             done = compact(Path(root), name, (read_part(parts, name, n) for n in numbers)), {}, 0
+        # on disk now, beside dedup, rather than in the build's last step (atomic_dir syncs every
+        # file again before the build replaces the last one: by then these cost nothing)
+        data = Path(root) / DATA_DIR
+        fsync_tree(data / name) if (data / name).is_dir() else fsync_file(data / f"{name}.parquet")
         return *done, time.perf_counter() - t
 
     with ThreadPoolExecutor(max(1, min(len(names), os.cpu_count() or 1))) as pool:
         done = dict(zip(names, pool.map(one, names)))
+    give_back_freed_memory()  # the years' rows, freed: not held beside dedup's peak
     for name, (_, years_written, linked, seconds) in done.items():  # logged here: the pool's threads have no run
         log.info("wrote %s: %.2f s%s", name, seconds,
                  f" ({len(years_written)} files, {linked} linked)" if by_year is not None else "")
