@@ -25,7 +25,7 @@ from prefect.utilities.annotations import quote  # noqa: E402
 from kirinuki.build.batch import run_batch  # noqa: E402
 from kirinuki.build.plan import share_exports  # noqa: E402
 from kirinuki.build.reuse import Hit, cache_lookup, container_key, entries_by_export  # noqa: E402
-from kirinuki.build.workers import WorkerPool  # noqa: E402
+from kirinuki.build.workers import PARSE_PRELOAD, WorkerPool  # noqa: E402
 from kirinuki.ingest.sources import SourceRef  # noqa: E402
 
 # Set while a build runs with a local process pool: parse tasks hand their batch to it. Without one
@@ -76,7 +76,7 @@ def parse_all(refs: list[SourceRef], keys: list[str | None], parts: Path, batch_
     use_pool = workers > 1 and len(ref_batches) > 1 and _POOL is None
     ctx = multiprocessing.get_context("forkserver")
     if use_pool:
-        ctx.set_forkserver_preload(["kirinuki.build.batch"])
+        ctx.set_forkserver_preload(PARSE_PRELOAD)  # (when the CLI has not started it already)
     with WorkerPool(workers, ctx) if use_pool else nullcontext() as pool:
         if use_pool:
             _POOL = pool

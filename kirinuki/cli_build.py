@@ -71,7 +71,10 @@ def build(
         return _report(check.previous, out_dir, paths, as_json, quiet)
     small, handoff = check.small, [check.plan]  # the plan goes to the build, which lets it go when done
     del check
-    from kirinuki.build.workers import warm_validator
+    from kirinuki.build.workers import start_parse_forkserver, warm_validator
+
+    if not small and runner == "local":  # the parse workers' stages load while Prefect is imported
+        start_parse_forkserver()
     from kirinuki.server import RunServer, ServerError
 
     try:

@@ -267,3 +267,26 @@ def test_work_beside_dedup_runs_at_a_lower_priority_and_the_build_thread_keeps_i
     t.start()
     t.join()
     assert seen["background"] == min(19, mine + BACKGROUND_NICE) == seen["child"] and nice() == mine
+
+
+def test_the_build_s_workers_start_with_the_stages_imported_and_warmed(tmp_path):
+    """The CLI starts the workers' forkserver before it imports Prefect: a worker it forks already
+    holds the parsing stages, pandas (pyarrow's from_pylist imports it) and the reference tables
+    read, so its first batch is not the one that loads them; a pool started without it does not."""
+    code = ("import sys, multiprocessing\n"
+            "from kirinuki.build.workers import WorkerPool, start_parse_forkserver\n"
+            "def loaded():\n"
+            "    from kirinuki.clean.normalize import _compiled, outlet_register\n"
+            "    return ['pandas' in sys.modules, 'kirinuki.build.batch' in sys.modules,\n"
+            "            _compiled.cache_info().currsize, outlet_register.cache_info().currsize]\n"
+            "if __name__ == '__main__':\n"
+            "    if sys.argv[1] == 'early':\n"
+            "        start_parse_forkserver()\n"
+            "    with WorkerPool(1, multiprocessing.get_context('forkserver')) as pool:\n"
+            "        print(*pool.submit(loaded).result())\n")
+    path = tmp_path / "warm_check.py"  # a file: a forkserver's worker imports the main module by its path
+    path.write_text(code, encoding="utf-8")
+    seen = {how: subprocess.run([sys.executable, str(path), how], capture_output=True, text=True, timeout=120)
+            for how in ("early", "plain")}
+    assert seen["early"].stdout.split() == ["True", "True", "1", "1"], seen["early"].stderr
+    assert seen["plain"].stdout.split() == ["False", "False", "0", "0"], seen["plain"].stderr

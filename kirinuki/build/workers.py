@@ -75,6 +75,19 @@ def _start_forkserver() -> None:
         signal.signal(signal.SIGINT, previous)
 
 
+PARSE_PRELOAD = ["kirinuki.build.preload"]  # what the forkserver loads before forking workers
+
+
+def start_parse_forkserver() -> None:
+    """Start the forkserver the build's workers are forked from, with PARSE_PRELOAD: the CLI calls
+    this before importing Prefect, so the stages are imported and warmed on the other core
+    meanwhile (a no-op when the forkserver runs already)."""
+    import multiprocessing
+
+    multiprocessing.get_context("forkserver").set_forkserver_preload(PARSE_PRELOAD)
+    _start_forkserver()
+
+
 class WorkerPool(ProcessPoolExecutor):
     """A process pool of the build's workers (see the module docstring)."""
 

@@ -334,8 +334,12 @@ def fsync_tree(root: Path, skip: tuple[str, ...] = ()) -> None:
     for dirpath, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if os.path.join(dirpath, d) not in skipped]
         for f in files:
-            fd = os.open(os.path.join(dirpath, f), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_file(os.path.join(dirpath, f))
+
+
+def fsync_file(path: str | Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
