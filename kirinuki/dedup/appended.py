@@ -170,7 +170,6 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     sets = _Sets(excerpts, fresh, sets_new, boiler, cfg)
     fa, fb = a[~found], b[~found]
     _, _, j[~found], c[~found], _ = verify(sets, fa, fb, how[~found])
-    sets.forget_made()  # ~110 MB at 100k posts + 10 %: the few the relations need are made again
     pairs = tuple(np.concatenate([x[stays], y]) for x, y in zip((pa_, pb_, pj, pc, phow), (a, b, j, c, how)))
     links, root = links_and_roots(n, pairs, cfg)
 
@@ -386,14 +385,6 @@ class _Sets:
             h, _ = shingle_hashes([dedup_text(self.excerpts[i], self.boiler)], self.cfg.shingle)
             s = self.made[i] = np.unique(h).astype(np.uint32)
         return s
-
-    def forget_made(self) -> None:
-        """Let go of the earlier quotes' sets made so far (verifying asks for each many times;
-        what comes after, for a few), and give their memory back."""
-        from kirinuki.allocators import give_back_freed_memory
-
-        self.made.clear()
-        give_back_freed_memory()
 
     def close(self) -> None:
         self.sets_new.close()
