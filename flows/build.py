@@ -163,7 +163,10 @@ def write_tables(root: str, parts: str, names: list[str], years: Partitioning | 
         # on disk now, beside dedup, rather than in the build's last step (atomic_dir syncs every
         # file again before the build replaces the last one: by then these cost nothing)
         data = Path(root) / DATA_DIR
-        fsync_tree(data / name) if (data / name).is_dir() else fsync_file(data / f"{name}.parquet")
+        if (data / name).is_dir():
+            fsync_tree(data / name)
+        else:
+            fsync_file(data / f"{name}.parquet")
         return *done, time.perf_counter() - t
 
     with ThreadPoolExecutor(max(1, min(len(names), os.cpu_count() or 1))) as pool:

@@ -98,7 +98,7 @@ class ArticleMemo:
         # the quotes are clustered, the peak of dedup's memory
         self._unopened = (Path(state), checked) if state is not None else None
 
-    def _opened(self) -> None:
+    def _open_once(self) -> None:
         if self._unopened is not None:
             state, checked = self._unopened
             self._unopened = None
@@ -131,13 +131,13 @@ class ArticleMemo:
     @property
     def keys(self) -> dict[str, tuple[str, int]]:
         """The last build's articles: id -> (key, row); empty when none may be kept."""
-        self._opened()
+        self._open_once()
         return self._keys
 
     def kept(self, aid: str, key: str) -> int | None:
         """The row of the last build's `articles` that `aid` is when its key there was `key`
         (its rows are then taken with `rows`), else None."""
-        self._opened()
+        self._open_once()
         self.new_ids.append(aid)
         self.new_keys.append(key)
         last = self._keys.get(aid)
@@ -158,7 +158,7 @@ class ArticleMemo:
         from kirinuki.dedup.state import kept_state_digests
         from kirinuki.store.files import DATA_DIR
 
-        self._opened()
+        self._open_once()
         if self.articles is None or self.state is None:
             return {}
         saved = kept_state_digests(self.state)

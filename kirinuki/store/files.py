@@ -338,6 +338,7 @@ def fsync_tree(root: Path, skip: tuple[str, ...] = ()) -> None:
 
 
 def fsync_file(path: str | Path) -> None:
+    """Flush one file's data to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
