@@ -190,6 +190,22 @@ def test_kept_article_rows_are_read_holding_about_one_row_group_not_every_one_re
     assert max(held) < 4 * group  # of a file of 20 row groups
 
 
+def _built_then_grown(tmp_path: Path, seed: int, **options) -> Path:
+    """A corpus of BASE_POSTS generated posts built into tmp_path/out (with the build's `options`),
+    then its next four posts added (as a blog grows): the corpus folder, not built again yet."""
+    from kirinuki.flows.build import build
+
+    longer, corpus = tmp_path / "longer", tmp_path / "corpus"
+    write_corpus(longer, BASE_POSTS + 4, seed=seed, excerpts_per_post=4)
+    corpus.mkdir()
+    for n in range(1, BASE_POSTS + 1):
+        shutil.copy(longer / f"post_{n:06d}.txt", corpus)
+    build([str(corpus)], str(tmp_path / "out"), **options)
+    for n in range(BASE_POSTS + 1, BASE_POSTS + 5):
+        shutil.copy(longer / f"post_{n:06d}.txt", corpus)
+    return corpus
+
+
 def test_article_rows_copied_from_the_last_build_are_not_judged_again_with_the_same_results(tmp_path, monkeypatch):
     """After an append, the article tables' rows that dedup copied from the last build's files (which
     passed) are not handed to Great Expectations' row-local checks again; the results (every
@@ -199,14 +215,7 @@ def test_article_rows_copied_from_the_last_build_are_not_judged_again_with_the_s
     import kirinuki.validate.gx_files as gx_files
     from kirinuki.flows.build import build
 
-    longer, corpus = tmp_path / "longer", tmp_path / "corpus"
-    write_corpus(longer, BASE_POSTS + 4, seed=11, excerpts_per_post=4)
-    corpus.mkdir()
-    for n in range(1, BASE_POSTS + 1):
-        shutil.copy(longer / f"post_{n:06d}.txt", corpus)
-    build([str(corpus)], str(tmp_path / "out"))
-    for n in range(BASE_POSTS + 1, BASE_POSTS + 5):
-        shutil.copy(longer / f"post_{n:06d}.txt", corpus)
+    corpus = _built_then_grown(tmp_path, seed=11)
     judged: dict[str, int] = {}
     real = gx_files._run
 
@@ -238,14 +247,7 @@ def test_an_append_digests_only_the_bodies_of_batches_the_last_build_did_not_rea
     import kirinuki.dedup.spill as spill
     from kirinuki.flows.build import build
 
-    longer, corpus = tmp_path / "longer", tmp_path / "corpus"
-    write_corpus(longer, BASE_POSTS + 4, seed=13, excerpts_per_post=4)
-    corpus.mkdir()
-    for n in range(1, BASE_POSTS + 1):
-        shutil.copy(longer / f"post_{n:06d}.txt", corpus)
-    build([str(corpus)], str(tmp_path / "out"), batch_files=8)
-    for n in range(BASE_POSTS + 1, BASE_POSTS + 5):
-        shutil.copy(longer / f"post_{n:06d}.txt", corpus)
+    corpus = _built_then_grown(tmp_path, seed=13, batch_files=8)
     digested = []
     real = spill.body_digest
     monkeypatch.setattr(spill, "body_digest", lambda data: digested.append(1) or real(data))
@@ -264,14 +266,7 @@ def test_an_append_reads_the_last_article_keys_only_after_clustering(tmp_path, m
     from kirinuki.dedup.memo import ArticleMemo
     from kirinuki.flows.build import build
 
-    longer, corpus = tmp_path / "longer", tmp_path / "corpus"
-    write_corpus(longer, BASE_POSTS + 4, seed=11, excerpts_per_post=4)
-    corpus.mkdir()
-    for n in range(1, BASE_POSTS + 1):
-        shutil.copy(longer / f"post_{n:06d}.txt", corpus)
-    build([str(corpus)], str(tmp_path / "out"))
-    for n in range(BASE_POSTS + 1, BASE_POSTS + 5):
-        shutil.copy(longer / f"post_{n:06d}.txt", corpus)
+    corpus = _built_then_grown(tmp_path, seed=11)
     events: list = []
     real_find, real_open = clusters.find_clusters, ArticleMemo._open
 
