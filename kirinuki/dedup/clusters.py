@@ -84,7 +84,7 @@ class Clusters:
     # relations, which deduplicate adds
     keep: dict = field(default_factory=dict)
     # excerpt -> (relation, similarity) kept from the last build for clusters no new quote joined
-    kept_relation: dict[int, tuple[str, float]] = field(default_factory=dict)  # or appended.KeptRelations
+    kept_relation: dict[int, tuple[str, float]] = field(default_factory=dict)  # or kept.KeptRelations
 
 
 _METHOD = {1: "minhash", 2: "exact_paragraph", 3: "minhash+exact_paragraph"}
