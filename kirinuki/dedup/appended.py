@@ -24,6 +24,7 @@ again.
 
 from __future__ import annotations
 
+import threading
 import zipfile
 
 import numpy as np
@@ -35,6 +36,7 @@ from kirinuki.dedup.minhash import (DedupTexts, _distinct_pairs, boiler_lines, d
 from kirinuki.dedup.kept import KeptRelations, kept_clusters
 from kirinuki.dedup.model import DedupConfig, Excerpt
 from kirinuki.dedup.sketches import Sketches, StoredRows, clustering_digest, headline_hash, headline_hashes
+from kirinuki.dedup.spill import SpillFile
 
 
 
@@ -167,7 +169,7 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
         found = known_key[at_known] == asked
         src = known[at_known[found]]
         j[found], c[found] = pj[src], pc[src]
-    sets = _Sets(excerpts, fresh, sets_new, boiler, cfg)
+    sets = _Sets(excerpts, fresh, sets_new, boiler, cfg, spill_dir)
     fa, fb = a[~found], b[~found]
     _, _, j[~found], c[~found], _ = verify(sets, fa, fb, how[~found])
     pairs = tuple(np.concatenate([x[stays], y]) for x, y in zip((pa_, pb_, pj, pc, phow), (a, b, j, c, how)))
@@ -370,22 +372,34 @@ def _estimates(sig: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 class _Sets:
     """Exact 5-gram sets by excerpt index: the new excerpts' from their sketch, an earlier one's
-    made from its text when first asked for (only candidates' and joined clusters' members are)."""
+    made from its text when first asked for (only candidates' and joined clusters' members are)
+    and kept in a spill file, read back when asked for again: at 100k posts a 10 % append makes
+    ~50,000 of them (~110 MB), held through the clustering's peak otherwise."""
 
-    def __init__(self, excerpts: list[Excerpt], new: np.ndarray, sets_new, boiler: set[int], cfg: DedupConfig):
+    def __init__(self, excerpts: list[Excerpt], new: np.ndarray, sets_new, boiler: set[int], cfg: DedupConfig,
+                 spill_dir: str | None = None):
         self.excerpts, self.sets_new, self.boiler, self.cfg = excerpts, sets_new, boiler, cfg
         self.where = {int(i): k for k, i in enumerate(new.tolist())}
-        self.made: dict[int, np.ndarray] = {}
+        self.made: dict[int, tuple[int, int]] = {}  # excerpt -> (offset, hashes) in the spill
+        self.spill = SpillFile(spill_dir, "kirinuki-made-sets-")
+        self.lock = threading.Lock()
 
     def __getitem__(self, i: int) -> np.ndarray:
         if i in self.where:
             return self.sets_new[self.where[i]]
-        s = self.made.get(i)
-        if s is None:
-            h, _ = shingle_hashes([dedup_text(self.excerpts[i], self.boiler)], self.cfg.shingle)
-            s = self.made[i] = np.unique(h).astype(np.uint32)
+        at = self.made.get(i)
+        if at is not None:
+            return np.frombuffer(self.spill.read(at[0], 4 * at[1]), np.uint32)
+        h, _ = shingle_hashes([dedup_text(self.excerpts[i], self.boiler)], self.cfg.shingle)
+        s = np.unique(h).astype(np.uint32)
+        with self.lock:
+            if i not in self.made:
+                start = self.spill.append(s.tobytes())
+                self.spill.flush()  # (read back with pread, past the file object's buffer)
+                self.made[i] = (start, len(s))
         return s
 
     def close(self) -> None:
         self.sets_new.close()
         self.made.clear()
+        self.spill.close()

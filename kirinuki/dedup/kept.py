@@ -9,20 +9,29 @@ dicts: at 100k posts these are hundreds of thousands of quotes, at the peak of a
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
+import pyarrow as pa
 
 
 class KeptRelations:
     """What each quote of a kept cluster was to its canonical quote in the last build (relation,
-    similarity), by this build's position: `i in kept`, `kept[i]`. A mask and the last build's
-    lists, not a dict of tuples (~110 MB at 100k posts)."""
+    similarity), by this build's position: `i in kept`, `kept[i]`. A mask, and the last build's
+    relations as codes and similarities as doubles (an Arrow string array or a list, and any
+    sequence of floats, are taken): not a dict of tuples (~110 MB at 100k posts), nor lists of
+    Python strings and floats (~60 MB)."""
 
-    def __init__(self, n: int, quotes: np.ndarray, old: np.ndarray, relation: list[str], similarity: list[float]):
+    def __init__(self, n: int, quotes: np.ndarray, old: np.ndarray, relation: pa.Array | Sequence[str],
+                 similarity: Sequence[float]):
         self.mask = np.zeros(n, bool)
         self.mask[quotes] = True
         self.at_last = np.full(n, -1, np.int64)
         self.at_last[old] = np.arange(len(old))
-        self.relation, self.similarity = relation, similarity
+        coded = (relation if isinstance(relation, pa.Array) else pa.array(relation, pa.string())).dictionary_encode()
+        self.names: list[str] = coded.dictionary.to_pylist()
+        self.codes = coded.indices.to_numpy(zero_copy_only=False)
+        self.similarity = np.asarray(similarity, np.float64)
 
     def __contains__(self, i: int) -> bool:
         return bool(self.mask[i])
@@ -31,7 +40,7 @@ class KeptRelations:
         if not self.mask[i]:
             raise KeyError(i)
         k = int(self.at_last[i])
-        return self.relation[k], self.similarity[k]
+        return self.names[self.codes[k]], float(self.similarity[k])
 
 
 def kept_clusters(n: int, root: list[int], old: np.ndarray, is_fresh: np.ndarray, a: np.ndarray,

@@ -67,8 +67,8 @@ class Sketches:
     unwatched: np.ndarray  # uint32: buckets that came close by appends, whose earlier texts are not listed
     boiler: list[str]  # the boilerplate paragraphs' keys
     boiler_pos: list[tuple[int, ...]]  # per excerpt: positions of its boilerplate lines
-    relation: list[str]
-    similarity: list[float]
+    relation: list[str]  # (as loaded by load_sketches: an Arrow string array)
+    similarity: list[float]  # (as loaded: a float64 array)
     pairs: tuple  # every verified pair, by this build's indices: a, b, jaccard, containment, how found (clusters.Pairs)
     meta: dict = field(default_factory=dict)
     content: list[bytes] = field(default_factory=list)  # per excerpt: Excerpt.content_digest
@@ -221,7 +221,8 @@ def load_sketches(state: str | None, cfg: DedupConfig, code: str, checked: bool 
             para_owner=arrays["para_owner"], para_hash=arrays["para_hash"], watch_value=arrays["watch_value"],
             watch_owner=arrays["watch_owner"], unwatched=arrays["unwatched"],
             boiler=json.loads(meta[b"boiler"].decode()), boiler_pos=[tuple(p) for p in ex["boiler_pos"].to_pylist()],
-            relation=ex["relation"].to_pylist(), similarity=ex["similarity"].to_pylist(),
+            # held through an append's clustering: as Arrow and numpy, not ~60 MB of Python objects at 100k posts
+            relation=ex["relation"].combine_chunks(), similarity=ex["similarity"].to_numpy(),
             pairs=tuple(pr[k].to_numpy() for k in ("a", "b", "jaccard", "containment", "how")))
     except (OSError, ValueError, KeyError, pa.ArrowInvalid, zipfile.BadZipFile):
         return None
