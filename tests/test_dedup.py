@@ -524,3 +524,26 @@ def test_kept_clusters_are_the_clusters_that_are_exactly_a_last_build_cluster_wi
             k = old.tolist().index(i)
             assert rel[i] == (f"r{k}", k / 10)
     assert kept_some > 50
+
+
+def test_an_append_s_sets_of_earlier_quotes_are_kept_on_disk_and_read_back_equal(tmp_path):
+    """An append verifies pairs of earlier quotes with 5-gram sets made from their text; made
+    once each, they wait in a spill file (not ~110 MB of arrays at 100k posts) and come back equal."""
+    from kirinuki.dedup.appended import _Sets
+    from kirinuki.dedup.minhash import dedup_text
+
+    g = synth.Generator(3)
+    items = [ex(i, "\n".join(g._paragraph() for _ in range(3))) for i in range(30)]
+    cfg = DedupConfig()
+    sig, sets_new, _ = sketch([dedup_text(e, set()) for e in items[20:]], cfg, str(tmp_path))
+    sets = _Sets(items, np.arange(20, 30), sets_new, set(), cfg, str(tmp_path))
+    first = {i: sets[i].copy() for i in range(30)}
+    for i in range(20):  # an earlier quote's set is the sketch's definition of it
+        h, _ = shingle_hashes([dedup_text(items[i], set())], cfg.shingle)
+        assert first[i].tolist() == np.unique(h).astype(np.uint32).tolist()
+    assert sorted(sets.made) == list(range(20)) and all(isinstance(v, tuple) for v in sets.made.values())
+    assert sets.spill.size == 4 * sum(len(first[i]) for i in range(20))  # each made once
+    for i in (5, 0, 19, 25, 5):
+        assert sets[i].tolist() == first[i].tolist()
+    assert sets.spill.size == 4 * sum(len(first[i]) for i in range(20))
+    sets.close()
