@@ -164,5 +164,16 @@ def test_discovery_matches_names_and_finds_sidecars_as_pathlib_would(tmp_path):
     (tmp_path / "sub").mkdir()
     for rel in ["a.txt", "b.xml", "skip.csv", "sub/c.htm", "sub/d.TXT"]:
         (tmp_path / rel).write_text("本文\n", encoding="utf-8")
+    (tmp_path / "b.meta.json").write_text('{"published_date": "2024-05-01"}', encoding="utf-8")
+    (tmp_path / "sub" / "c.meta.json").write_text('{"published_date": "2024-05-02"}', encoding="utf-8")
     refs, rejects = discover([str(tmp_path)], patterns=("*.txt", "*.xml", "*.htm"))
     assert [r.rel for r in refs] == ["a.txt", "b.xml", "sub/c.htm"] and rejects == []
+    assert [r.path for r in refs] == [os.path.join(str(tmp_path), r.rel) for r in refs]
+    # whether a post has a sidecar comes from its folder's listing; the file state is what a stat finds
+    from dataclasses import replace
+
+    from kirinuki.build.batch import file_state
+
+    assert [r.sidecar for r in refs] == [False, True, True]
+    assert [file_state(r) for r in refs] == [file_state(replace(r, sidecar=None)) for r in refs]
+    assert [len(file_state(r)) for r in refs] == [5, 9, 9]

@@ -78,11 +78,13 @@ def file_state(ref: SourceRef) -> list[int] | None:
         st = os.stat(ref.path)
         if not stat.S_ISREG(st.st_mode):
             return None
-        try:
-            sc = os.stat(sidecar_str(ref.path))
-            side = [sc.st_ino, sc.st_size, sc.st_mtime_ns, sc.st_ctime_ns]
-        except FileNotFoundError:
-            side = []
+        side = []
+        if ref.sidecar is not False:  # (False: its folder's listing had none)
+            try:
+                sc = os.stat(sidecar_str(ref.path))
+                side = [sc.st_ino, sc.st_size, sc.st_mtime_ns, sc.st_ctime_ns]
+            except FileNotFoundError:
+                pass
     except OSError:
         return None
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns] + side

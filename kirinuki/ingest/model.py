@@ -20,6 +20,7 @@ class SourceRef:
     root: str = ""  # the real path of the input folder it was found in ("" for a file named itself)
     share: tuple[int, int] = (0, 1)  # (k, n): of an export, the k-th of n runs of its entries, in order
     convention: str | None = None  # the quoting convention pinned for it (None: detected per post)
+    sidecar: bool | None = None  # whether its folder listed its sidecar when found (None: not known, look)
 
 
 def share_range(total: int, share: tuple[int, int]) -> range:

@@ -66,12 +66,17 @@ def read_plain_file(path: str, max_bytes: int, root: str = "", resolve: bool = T
         os.close(fd)
 
 
-def sidecar_str(path: str) -> str:
-    """The path of a post's sidecar: its name's stem (as pathlib takes it) + META_SUFFIX, beside
-    it; made without pathlib (a build stats it for every post)."""
-    folder, name = os.path.split(path)
+def sidecar_name(name: str) -> str:
+    """The file name of a post's sidecar: its name's stem (as pathlib takes it) + META_SUFFIX."""
     dot = name.rfind(".")
-    return os.path.join(folder, (name[:dot] if 0 < dot < len(name) - 1 else name) + META_SUFFIX)
+    return (name[:dot] if 0 < dot < len(name) - 1 else name) + META_SUFFIX
+
+
+def sidecar_str(path: str) -> str:
+    """The path of a post's sidecar, beside it; made without pathlib (a build stats it for every
+    post whose folder listing did not settle it)."""
+    folder, name = os.path.split(path)
+    return os.path.join(folder, sidecar_name(name))
 
 
 def sidecar_path(path: str) -> Path:

@@ -24,6 +24,7 @@ from kirinuki.ingest.open_safely import (  # noqa: F401
     fingerprint_of,
     read_plain_file,
     read_sidecar,
+    sidecar_name,
     sidecar_path,
 )
 from kirinuki.ingest.pins import PIN_FILE, Pins
@@ -131,16 +132,19 @@ def discover(
                     dirnames.remove(d)
                     rel = printable_path(Path(os.path.relpath(full, root)).as_posix())
                     rejects.append(Reject(rel, "not_a_file", "symlinked folder not followed (avoids loops); pass its target as an input instead"))
+            listed = set(filenames)  # which posts have a sidecar: no stat per post to find out
+            base = dirpath if dirpath.endswith(os.sep) else dirpath + os.sep  # (os.path.join, per folder)
             for name in sorted(filenames):
                 if not is_input(name):
                     continue
-                full = os.path.join(dirpath, name)
+                full = base + name
                 rel = printable_path(prefix + name)
                 if os.path.islink(full) and not _inside(os.path.realpath(full), real_root):
                     rejects.append(Reject(rel, "outside_root", "symlink to a file outside the input folder; "
                                                                "copy the file in or pass it as an input itself"))
                     continue
-                _add(found, rejects, SourceRef(full, rel, real_root, convention=pins.for_file(rel)))
+                _add(found, rejects, SourceRef(full, rel, real_root, convention=pins.for_file(rel),
+                                               sidecar=sidecar_name(name) in listed))
     refs = sorted(found.values(), key=lambda r: r.rel)
     rejects.sort(key=lambda r: r.source_path)
     return refs, rejects
