@@ -258,6 +258,7 @@ def run_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int,
         p.key or p.name for p in posts if rewrite or p.rows is not None).encode()).hexdigest()[:12])
     # the parsed posts' rows become Arrow in one conversion per table
     fresh = {name: to_table(name, [r for p in parsed for r in p.rows[name]], final=False) for name in PART_TABLES}
+    only_fresh = bool(parsed) and len(parsed) == len(posts)  # (then `mine` holds `fresh` as it is: no slices)
     opened: dict[tuple[str, str], pa.Table] = {}
     pieces: dict[str, list[pa.Table]] = {name: [] for name in PART_TABLES}  # what goes into `mine`
     offsets = dict.fromkeys(PART_TABLES, 0)  # into fresh
@@ -275,19 +276,23 @@ def run_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int,
                     if (name, p.hit.part) not in opened:
                         opened[name, p.hit.part] = open_part(old_parts, name, p.hit.part)
                     piece = opened[name, p.hit.part].slice(*p.hit.rows[k])
+                    pieces[name].append(piece)
+                    count = len(piece)
                 else:
-                    piece = fresh[name].slice(offsets[name], len(p.rows[name]))
-                    offsets[name] += len(p.rows[name])
-                entry["rows"].append((filled[name], len(piece)))
-                filled[name] += len(piece)
-                pieces[name].append(piece)
+                    count = len(p.rows[name])
+                    if not only_fresh:
+                        pieces[name].append(fresh[name].slice(offsets[name], count))
+                    offsets[name] += count
+                entry["rows"].append((filled[name], count))
+                filled[name] += count
         files.append(entry)
     seconds["to_arrow"] += time.perf_counter() - t
     t = time.perf_counter()
     for name in PART_TABLES:
         if rewrite or parsed:
             # one record batch per part: many small ones (a slice per file) make LZ4 and IPC slow
-            new = pa.concat_tables(pieces[name]).combine_chunks() if pieces[name] else empty_part(name)
+            new = fresh[name].combine_chunks() if only_fresh else \
+                pa.concat_tables(pieces[name]).combine_chunks() if pieces[name] else empty_part(name)
             write_ipc(part_path(parts, name, mine), new)
         if not rewrite:
             for part in sorted(old_used):
