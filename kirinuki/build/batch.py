@@ -282,7 +282,7 @@ def run_batch(refs: list[SourceRef], parts: str, batch_no: int, max_bytes: int,
                     count = len(p.rows[name])
                     if not only_fresh:
                         pieces[name].append(fresh[name].slice(offsets[name], count))
-                    offsets[name] += count
+                        offsets[name] += count
                 entry["rows"].append((filled[name], count))
                 filled[name] += count
         files.append(entry)

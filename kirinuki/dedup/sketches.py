@@ -67,8 +67,8 @@ class Sketches:
     unwatched: np.ndarray  # uint32: buckets that came close by appends, whose earlier texts are not listed
     boiler: list[str]  # the boilerplate paragraphs' keys
     boiler_pos: list[tuple[int, ...]]  # per excerpt: positions of its boilerplate lines
-    relation: list[str]  # (as loaded by load_sketches: an Arrow string array)
-    similarity: list[float]  # (as loaded: a float64 array)
+    relation: list[str] | pa.Array  # (as load_sketches reads it: an Arrow string array)
+    similarity: list[float] | np.ndarray  # (as load_sketches reads it: float64)
     pairs: tuple  # every verified pair, by this build's indices: a, b, jaccard, containment, how found (clusters.Pairs)
     meta: dict = field(default_factory=dict)
     content: list[bytes] = field(default_factory=list)  # per excerpt: Excerpt.content_digest
