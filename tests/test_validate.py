@@ -439,3 +439,30 @@ def test_the_paragraph_slice_check_taken_from_each_line_agrees_with_its_plain_fo
     assert expected <= plain and len(expected) >= 5
     assert paragraphs[single[12]]["paragraph_id"] in plain and paragraphs[single[11]]["paragraph_id"] not in plain
     assert paragraphs[on_other_line]["paragraph_id"] not in plain
+
+
+def test_a_column_checked_only_for_nulls_reaches_great_expectations_as_a_stand_in_with_the_same_results(sample_build):
+    """documents.text is read by its suite only to ask whether it is null: GX gets an empty string
+    or a null in its place, not the posts' text, and its results are those of the real column,
+    nulls (reported as null) and all."""
+    from kirinuki.validate.gx_engine import _GX
+    from kirinuki.validate.gx_files import _frame, nullness_only
+    from kirinuki.validate.suites import load_suite
+
+    exps = load_suite("documents")["expectations"]
+    assert nullness_only(exps) == {"text"}
+    table = pq.read_table(sample_build / "data" / "documents.parquet")
+    text = table.column("text").to_pylist()
+    text[0] = text[2] = None  # two posts with no text: what the expectation is there to find
+    i = table.schema.get_field_index("text")
+    table = table.set_column(i, table.schema.field(i), pa.array(text, pa.string()))
+    stand_in = _frame(table, nullness_only(exps))
+    whole = table.to_pandas()
+    assert stand_in["text"].isna().tolist() == whole["text"].isna().tolist() and stand_in["text"].isna().sum() == 2
+    assert set(stand_in["text"].dropna()) == {""}
+    gx = _GX()
+    got, want = gx.validate("documents", stand_in, exps), gx.validate("documents", whole, exps)
+    assert [(c.name, c.success, c.unexpected) for c in got[0]] == [(c.name, c.success, c.unexpected) for c in want[0]]
+    assert [c.unexpected for c, e in zip(got[0], exps) if e["kwargs"].get("column") == "text"] == [2]
+    strip = lambda r: [{k: v for k, v in x.items() if k != "expectation_config"} for x in r["results"]]  # noqa: E731
+    assert json.dumps(strip(got[1]), sort_keys=True, default=str) == json.dumps(strip(want[1]), sort_keys=True, default=str)
