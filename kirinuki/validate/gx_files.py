@@ -28,7 +28,8 @@ from kirinuki.store.files import ROW_GROUP_ROWS
 from kirinuki.validate.gx_engine import _GX
 from kirinuki.validate.suites import Check, _columns_of
 
-ROW_LOCAL = {"expect_column_values_to_not_be_null", "expect_column_values_to_be_in_set",
+NOT_NULL = "expect_column_values_to_not_be_null"
+ROW_LOCAL = {NOT_NULL, "expect_column_values_to_be_in_set",
              "expect_column_values_to_be_between", "expect_column_value_lengths_to_be_between",
              "expect_column_values_to_match_regex", "expect_column_pair_values_a_to_be_greater_than_b"}
 SLICE_ROWS = ROW_GROUP_ROWS
@@ -83,9 +84,6 @@ class _Summed:
 def _copy(r: dict) -> dict:
     return {**r, "result": dict(r.get("result") or {}),
             "expectation_config": {**r["expectation_config"], "meta": dict(r["expectation_config"].get("meta") or {})}}
-
-
-NOT_NULL = "expect_column_values_to_not_be_null"
 
 
 def nullness_only(exps: list[dict]) -> frozenset[str]:
@@ -237,10 +235,10 @@ def validate_files(gx: _GX, name: str, files: list[Path], shas: list[str], exps:
     skip = {f: copied_mask(n, copied[sha]["rows"]) for f, n, sha in zip(files, rows, shas)
             if sha not in passed and sha in (copied or {}) and copied[sha].get("from") in passed}
     local = [i for i, e in enumerate(exps) if e["type"] in ROW_LOCAL]
+    nullness = nullness_only(exps)
     whole = [i for i, e in enumerate(exps) if e["type"] not in ROW_LOCAL]
     if len(files) == 1 and not skip and rows[0] <= slice_rows(files, _columns_of(exps)):
-        checks, res = gx.validate(name, _frame(pq.read_table(files[0], columns=_columns_of(exps)), nullness_only(exps)),
-                                  exps)
+        checks, res = gx.validate(name, _frame(pq.read_table(files[0], columns=_columns_of(exps)), nullness), exps)
         return checks, res, ({shas[0]: rows[0]} if all(checks[i].success for i in local) else {})
     total = _Summed()
     unique = _checked_unique(before, whole) if shaped else set()
@@ -256,7 +254,7 @@ def validate_files(gx: _GX, name: str, files: list[Path], shas: list[str], exps:
         del frame
     if local:
         fresh = [f for f, sha in zip(files, shas) if sha not in passed]
-        for frame in _slices(fresh, _columns_of([exps[i] for i in local]), skip, nullness_only(exps)):
+        for frame in _slices(fresh, _columns_of([exps[i] for i in local]), skip, nullness):
             total.add(local, *_run(gx, name, frame, exps, local))
         for f, n, sha in zip(files, rows, shas):
             if sha not in passed:
