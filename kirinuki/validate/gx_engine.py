@@ -40,22 +40,24 @@ class _GX:
         self.ctx = gx.get_context(mode="ephemeral")
         self.ctx.variables.progress_bars = {"globally": False, "metric_calculations": False}
         self.source = self.ctx.data_sources.add_pandas("kirinuki")
-        # batches validated per table, in the asset's name: a table kept from the last build (not handed
-        # to GX) shifts no other table's names, so results do not depend on what was checked before
-        self.n: dict[str, int] = {}
+        # one asset per table, named after it, made on its first batch and kept for the run: adding
+        # or deleting an asset saves the context's whole configuration (three saves a batch took a
+        # quarter of a small build's validation); a table kept from the last build (not handed to
+        # GX) shifts no other table's names, so results do not depend on what was checked before
+        self.batches: dict = {}
 
     def validate(self, name: str, df: pd.DataFrame, expectations: list[dict]) -> tuple[list[Check], dict]:
         if not expectations:
             return [], {"success": True, "results": []}
         if self.gx is None:
             self._start()
-        self.n[name] = self.n.get(name, 0) + 1
         # only the columns the suite names: GX fingerprints every batch by hashing the whole frame
         # (pickling it when a column holds lists), which cost more than the checks themselves
         used = set(_columns_of(expectations))
         df = df[[c for c in df.columns if c in used]]
-        asset = self.source.add_dataframe_asset(name=f"{name}_{self.n[name]}")
-        batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": df})
+        if name not in self.batches:
+            self.batches[name] = self.source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe("all")
+        batch = self.batches[name].get_batch(batch_parameters={"dataframe": df})
         # GX reports results in its own order: tag each expectation to map its result back.
         suite = self.gx.ExpectationSuite(name=name, expectations=[
             dict(e, meta=dict(e.get("meta", {}), kirinuki_index=i)) for i, e in enumerate(expectations)])
@@ -67,13 +69,12 @@ class _GX:
         # (whole columns of conditions) for the rest of the run: drop them, the run is done with them
         # (GX has no public call for the metric cache; without this a 100k-post build held ~2 GB)
         engine = batch.data.execution_engine
-        self.source.delete_asset(asset.name)
         engine.batch_manager.batch_data_cache.clear()
         engine.batch_manager.reset_batch_cache()
         cache = getattr(engine, "_metric_cache", None)
         if isinstance(cache, dict):
             cache.clear()
-        del batch, asset
+        del batch
         by_index = {r["expectation_config"]["meta"]["kirinuki_index"]: r for r in res["results"]}
         checks = []
         for i, e in enumerate(expectations):
