@@ -8,6 +8,8 @@ database. Anything the user already set wins.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from typing import Iterator
 
 DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -25,3 +27,20 @@ DEFAULTS = {
 def configure() -> None:
     for key, value in DEFAULTS.items():
         os.environ.setdefault(key, value)
+
+
+@contextmanager
+def without_heartbeats() -> Iterator[None]:
+    """Flow runs started inside send no flow-run heartbeats, unless the user set a heartbeat
+    frequency (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, a Prefect profile or prefect.toml: then theirs
+    holds). Heartbeats feed an automation that marks deployment runs that stopped answering as
+    crashed, which Prefect's documentation has a user set up; a run the CLI starts waits for none.
+    Prefect 3.9 sends them every 180 s by default, and its heartbeat thread, which sleeps in
+    one-second steps, is joined at the end of every run: on average half a second of waiting."""
+    from prefect.settings import get_current_settings, temporary_settings
+
+    if "heartbeat_frequency" in get_current_settings().flows.model_fields_set:
+        yield
+        return
+    with temporary_settings(updates={"flows.heartbeat_frequency": None}):
+        yield

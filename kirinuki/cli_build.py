@@ -107,12 +107,13 @@ def _run_build(server, validator, before: str | None, paths: list[str], out_dir:
 
     import kirinuki.flows.build as pipeline
     import kirinuki.flows.parse as parse_stage
+    from kirinuki.flows.env import without_heartbeats
 
     pipeline.prewarmed = validator
     pipeline.prepared = handoff.pop() if handoff else None  # the up-to-date check's plan (inputs.PreparedPlan)
     try:
         server.ready()
-        with _progress(enabled=not silent) as hook:
+        with _progress(enabled=not silent) as hook, without_heartbeats():
             parse_stage.progress = hook
             return build_flow(paths, str(out_dir), **options)
     except PinError as e:

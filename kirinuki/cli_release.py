@@ -39,11 +39,13 @@ def release(
             raise ReleaseError(f"unknown text profile {text!r}; use {' or '.join(TEXT_PROFILES)}")
     except ReleaseError as e:
         fail(str(e), 2)
+    from kirinuki.flows.env import without_heartbeats
     from kirinuki.flows.release import release as release_flow
 
     try:
-        rel = release_flow(str(build_dir), version, dest, text, name, date, homepage,
-                           str(about_file) if about_file else None, endpoint_url)
+        with without_heartbeats():
+            rel = release_flow(str(build_dir), version, dest, text, name, date, homepage,
+                               str(about_file) if about_file else None, endpoint_url)
     except ReleaseError as e:
         fail(str(e), 2)
     except OSError as e:
@@ -72,9 +74,11 @@ def verify(
         inside = sorted(p.name for p in release_dir.iterdir() if (p / "SHA256SUMS").is_file())
         fail(f"{release_dir} is a releases folder, not a release; verify one of its releases, e.g. "
              f"{release_dir / (inside[-1] if inside else 'kirinuki-1.0.0')}", 2)
+    from kirinuki.flows.env import without_heartbeats
     from kirinuki.flows.release import verify as verify_flow
 
-    problems = verify_flow(str(release_dir))
+    with without_heartbeats():
+        problems = verify_flow(str(release_dir))
     for p in problems:
         err.print(f"[bold red]mismatch:[/] {shown(p)}", highlight=False, soft_wrap=True)
     if problems:

@@ -41,6 +41,12 @@ def pytest_configure(config):
 
     server, _ = start_background(port=None, ui=False)
     os.environ["PREFECT_API_URL"] = server.api_url  # before any test imports prefect
+    from kirinuki.flows.env import without_heartbeats
+
+    # the flows the tests run in this process, as the CLI runs its own: without flow-run heartbeats
+    # (their thread's join costs half a second a run); left entered until the process ends
+    config._kirinuki_quiet = without_heartbeats()
+    config._kirinuki_quiet.__enter__()
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT.parent / "shared" / "seed" / "000_b7666d67213713ef.txt"

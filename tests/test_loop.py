@@ -290,3 +290,48 @@ def test_the_build_s_workers_start_with_the_stages_imported_and_warmed(tmp_path)
             for how in ("early", "plain")}
     assert seen["early"].stdout.split() == ["True", "True", "1", "1"], seen["early"].stderr
     assert seen["plain"].stdout.split() == ["False", "False", "0", "0"], seen["plain"].stderr
+
+
+def test_flow_runs_send_heartbeats_only_when_the_user_set_a_frequency(monkeypatch):
+    """The CLI runs its flows inside `without_heartbeats`: no flow-run heartbeat (whose thread's
+    join costs up to a second at the end of every run) unless the user set a frequency, from the
+    environment, a profile or prefect.toml; then theirs holds."""
+    import threading
+
+    from prefect import flow
+    from prefect.flow_engine import FlowRunEngine
+    from prefect.settings import get_current_settings, temporary_settings
+
+    from kirinuki.flows.env import without_heartbeats
+
+    code = ("from kirinuki.flows.env import without_heartbeats\n"
+            "from prefect.settings import get_current_settings as s\n"
+            "with without_heartbeats():\n    print(s().flows.heartbeat_frequency)\n"
+            "print(s().flows.heartbeat_frequency)\n")
+    for set_by_user, want in ((None, ["None", "180"]), ("45", ["45", "45"])):
+        env = {k: v for k, v in os.environ.items() if "HEARTBEAT" not in k}
+        if set_by_user:
+            env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = set_by_user
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and r.stdout.split() == want, (set_by_user, r.stdout, r.stderr[-2000:])
+
+    sent = threading.Event()
+    beats = []
+    original = FlowRunEngine._emit_flow_run_heartbeat
+
+    def counted(self, *args, **kwargs):
+        beats.append(1)
+        sent.set()
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FlowRunEngine, "_emit_flow_run_heartbeat", counted)
+
+    @flow(persist_result=False)
+    def one_step(wait: bool) -> bool:
+        return sent.wait(20) if wait else True  # (a run with heartbeats ends only after its first one)
+
+    with without_heartbeats():
+        assert get_current_settings().flows.heartbeat_frequency is None
+        assert one_step(False) and beats == []
+    with temporary_settings(updates={"flows.heartbeat_frequency": 30}), without_heartbeats():
+        assert one_step(True) and beats
