@@ -2,7 +2,8 @@
 
 A local run with no PREFECT_API_URL starts a temporary Prefect server; these defaults keep it
 quiet (no analytics, warnings only, no server chatter) and give it time to migrate a fresh
-database. Anything the user already set wins.
+database. Anything the user already set wins. `without_heartbeats` (it imports Prefect when
+entered) is the one setting that needs a value the environment cannot hold.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ def configure() -> None:
 def without_heartbeats() -> Iterator[None]:
     """Flow runs started inside send no flow-run heartbeats, unless the user set a heartbeat
     frequency (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, a Prefect profile or prefect.toml: then theirs
-    holds). Heartbeats feed an automation that marks deployment runs that stopped answering as
-    crashed, which Prefect's documentation has a user set up; a run the CLI starts waits for none.
+    holds). Heartbeats feed an automation, which a user sets up, that marks runs that stopped
+    answering as crashed; without one nothing reads them.
     Prefect 3.9 sends them every 180 s by default, and its heartbeat thread, which sleeps in
     one-second steps, is joined at the end of every run: on average half a second of waiting."""
     from prefect.settings import get_current_settings, temporary_settings

@@ -48,6 +48,7 @@ def pytest_configure(config):
     config._kirinuki_quiet = without_heartbeats()
     config._kirinuki_quiet.__enter__()
 
+
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT.parent / "shared" / "seed" / "000_b7666d67213713ef.txt"
 SAMPLE = ROOT / "input" / "sample"
