@@ -3,7 +3,7 @@
 In: the post files and folders, the output folder and the build's options. Out: the build folder
 (atomically replaced) and a summary on stdout. An unchanged build is reported before Prefect is
 imported; otherwise the run gets its Prefect server (kirinuki/server.py), a validation worker when
-the build is small, and SIGINT/SIGTERM handling that stops everything at once (exit status 130).
+its input is under 1 GiB, and SIGINT/SIGTERM handling that stops everything at once (exit status 130).
 """
 
 from __future__ import annotations
@@ -69,17 +69,17 @@ def build(
                        partition_min_posts=partition_min_posts)
     if check.previous is not None:
         return _report(check.previous, out_dir, paths, as_json, quiet)
-    small, handoff = check.small, [check.plan]  # the plan goes to the build, which lets it go when done
+    size, handoff = check.size, [check.plan]  # the plan goes to the build, which lets it go when done
     del check
     from kirinuki.build.workers import start_parse_forkserver, warm_validator
 
-    if not small and runner == "local":  # the parse workers' stages load while Prefect is imported
+    if not size.small and runner == "local":  # the parse workers' stages load while Prefect is imported
         start_parse_forkserver()
     from kirinuki.server import RunServer, ServerError
 
     try:
         with RunServer() as server, interruptible():
-            validator = warm_validator() if small and runner == "local" else None
+            validator = warm_validator() if size.validation_worker and runner == "local" else None
             summary = _run_build(server, validator, build_identity(out_dir), paths, out_dir, runner, scheduler, quiet or as_json,
                                  dict(batch_files=batch_files, max_file_mb=max_file_mb, duckdb_memory_mb=duckdb_memory_mb,
                                       workers=workers, cache=not no_cache, runner=runner, drafts=drafts,

@@ -292,6 +292,40 @@ def test_the_build_s_workers_start_with_the_stages_imported_and_warmed(tmp_path)
     assert seen["plain"].stdout.split() == ["False", "False", "0", "0"], seen["plain"].stderr
 
 
+def test_a_build_under_a_gib_validates_in_a_worker_that_imported_great_expectations_at_full_priority(tmp_path):
+    """Below VALIDATION_WORKER_BYTES of input (not only for a small build) the CLI starts a
+    validation worker before it imports Prefect; the worker imports Great Expectations in a niced
+    thread of its own, and the validation it then runs is in its main thread, whose priority is the
+    CLI's. Above it, the build validates in its own process."""
+    from kirinuki.build.inputs import SMALL_BUILD_FILES, VALIDATION_WORKER_BYTES, sizing
+    from kirinuki.ingest.sources import discover
+
+    for i in range(SMALL_BUILD_FILES):
+        (tmp_path / "posts").mkdir(exist_ok=True)
+        (tmp_path / "posts" / f"post_{i:04d}.txt").write_text("本文\n", encoding="utf-8")
+    refs = discover([str(tmp_path / "posts")])[0]
+    assert sizing(refs).small is False and sizing(refs).validation_worker is True
+    assert sizing(refs[:10]).small is True and sizing(refs[:10]).validation_worker is True
+    os.truncate(tmp_path / "posts" / "post_0000.txt", VALIDATION_WORKER_BYTES)  # sparse: no disk used
+    assert sizing(refs).validation_worker is False
+    code = ("import os, sys, threading\n"
+            "from kirinuki.build.workers import start_parse_forkserver, warm_validator\n"
+            "def nice():\n"
+            "    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())\n"
+            "def seen():\n"
+            "    return ['great_expectations' in sys.modules, nice()]\n"
+            "if __name__ == '__main__':\n"
+            "    start_parse_forkserver()\n"
+            "    pool = warm_validator()\n"
+            "    print(*pool.run(seen), nice())\n"
+            "    pool.shutdown()\n")
+    path = tmp_path / "validator_check.py"
+    path.write_text(code, encoding="utf-8")
+    done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=120)
+    imported, worker_nice, cli_nice = done.stdout.split()
+    assert (imported, worker_nice) == ("True", cli_nice), done.stderr
+
+
 def test_flow_runs_send_heartbeats_only_when_the_user_set_a_frequency(monkeypatch):
     """The CLI runs its flows inside `without_heartbeats`: no flow-run heartbeat (whose thread's
     join costs up to a second at the end of every run) unless the user set a frequency, from the

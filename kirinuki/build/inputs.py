@@ -62,27 +62,36 @@ def unchanged_since(plan: InputPlan, out: Path, started: float) -> dict | None:
     return previous
 
 
-# A build of fewer files than this, and fewer bytes, is small: its validation starts importing Great
-# Expectations in a worker process as the build starts (kirinuki.build.workers.WarmValidator).
+# A build of fewer files than this, and fewer bytes, is small: dedup runs in the build's process
+# (flows/stages.py) and the parse stages are not preloaded into a forkserver.
 SMALL_BUILD_FILES, SMALL_BUILD_BYTES = 500, 16 * 2**20
+# Below this many bytes of input, validation runs in a worker the CLI starts before it imports
+# Prefect (kirinuki.build.workers.warm_validator), importing Great Expectations on the core the
+# start-up leaves idle; above it, in the build's process while dedup runs, so that the parse
+# workers have the memory a worker holding Great Expectations would take (~250 MB) while they parse.
+VALIDATION_WORKER_BYTES = 1 << 30
 
 
-def small_build(refs: list[SourceRef]) -> bool:
-    if len(refs) >= SMALL_BUILD_FILES:
-        return False
+@dataclass(frozen=True)
+class Sizing:
+    small: bool  # fewer than SMALL_BUILD_FILES files and SMALL_BUILD_BYTES bytes
+    validation_worker: bool  # fewer than VALIDATION_WORKER_BYTES bytes
+
+
+def sizing(refs: list[SourceRef]) -> Sizing:
     total = 0
     for r in refs:
         try:
             total += os.stat(r.path).st_size
         except OSError:
             pass
-    return total < SMALL_BUILD_BYTES
+    return Sizing(len(refs) < SMALL_BUILD_FILES and total < SMALL_BUILD_BYTES, total < VALIDATION_WORKER_BYTES)
 
 
 @dataclass(frozen=True)
 class InputCheck:
     previous: dict | None  # the last build's summary, when building again would give it unchanged
-    small: bool  # fewer than SMALL_BUILD_FILES files and SMALL_BUILD_BYTES bytes
+    size: Sizing
     plan: "PreparedPlan | None" = None  # what the check planned, for the build that follows it
 
 
@@ -110,13 +119,13 @@ def up_to_date(inputs: list[str], out: Path, max_file_mb: float, dedup: dict | N
     """Whether the last build in `out` already is what building `inputs` would give (see InputCheck)."""
     started = time.perf_counter()
     if not cache or not (out / "build.json").is_file():
-        return InputCheck(None, small_build(discover(inputs, convention=convention)[0]))
+        return InputCheck(None, sizing(discover(inputs, convention=convention)[0]))
     max_bytes, cfg = int(max_file_mb * 2**20), DedupConfig(**(dedup or {}))
     plan = plan_inputs(inputs, out, max_bytes, cfg, drafts, convention, partition_min_posts=partition_min_posts)
     previous = unchanged_since(plan, out, started)
     prepared = None if previous is not None else \
         PreparedPlan(plan_key(inputs, out, max_bytes, cfg, drafts, convention, True, partition_min_posts), plan)
-    return InputCheck(previous, small_build(plan.refs), prepared)
+    return InputCheck(previous, sizing(plan.refs), prepared)
 
 
 def build_identity(out: Path) -> str | None:
