@@ -21,7 +21,7 @@ import tomllib
 from dataclasses import dataclass
 from functools import cache
 
-from ahocorasick_rs import AhoCorasick, MatchKind
+from ahocorasick_rs import AhoCorasick, Implementation, MatchKind
 
 from kirinuki.schema import REFERENCE
 
@@ -111,8 +111,9 @@ def gazetteer() -> Gazetteer:
     # every name in one automaton that reports every place each stands, in one pass over the
     # text in native code: 2.5x faster than the trie-shaped regular expression it replaced (3,000
     # posts of benchmarks/build.py's corpus: 0.70 s against 1.77 s), which the engine entered at
-    # every character that can start a name
-    automaton = AhoCorasick(list(owner), matchkind=MatchKind.Standard)
+    # every character that can start a name. A DFA (built in 7 ms) scans twice as fast as the
+    # default contiguous NFA: 0.032 s against 0.060 s over 512 posts of that corpus, the same matches
+    automaton = AhoCorasick(list(owner), matchkind=MatchKind.Standard, implementation=Implementation.DFA)
     return Gazetteer(
         entities, names, owner, automaton, re.compile(f"[{re.escape(''.join(sorted(short)))}]"),
         {n: (_word_kind(n[0]), _word_kind(n[-1])) for n in owner}, short,
