@@ -317,6 +317,29 @@ def test_unchanged_files_are_not_read_again_but_any_write_is_seen(tmp_path, monk
     assert build([str(corpus)], str(out))["up_to_date"]
 
 
+def test_the_dedup_digest_follows_every_field_dedup_reads_and_no_other():
+    """A file's dedup digest changes with each of DEDUP_FIELDS and a document's date, not with
+    the commentary, and bodies split differently between two excerpts give different digests."""
+    from datetime import date
+
+    from kirinuki.build.batch import DEDUP_FIELDS, dedup_digest
+
+    def rows(bodies=("第一段落\n第二段落", "別の記事"), **change):
+        excerpts = [dict(excerpt_id=f"e{i}", doc_id="d1", headline="見出し", body_norm=b, published_date=date(2024, 5, 1),
+                         outlet_id="nhk", body="原文") for i, b in enumerate(bodies)]
+        excerpts[0].update(change)
+        return {"documents": [{"doc_id": "d1", "published_date": date(2024, 5, 2), "text": "全文"}], "excerpts": excerpts}
+
+    base = dedup_digest(rows())
+    assert dedup_digest(rows(body="書き換えた原文")) == base  # a column dedup does not read
+    changed = {f: dedup_digest(rows(**{f: None if f != "body_norm" else "第一段落"})) for f in DEDUP_FIELDS}
+    assert base not in changed.values() and len(set(changed.values())) == len(DEDUP_FIELDS)
+    assert dedup_digest(rows(("ab", "c"))) != dedup_digest(rows(("a", "bc")))
+    later = rows()
+    later["documents"][0]["published_date"] = date(2024, 5, 3)
+    assert dedup_digest(later) != base
+
+
 def test_dedup_output_is_reused_only_while_no_quote_changed(tmp_path):
     from kirinuki.flows.build import build
 
