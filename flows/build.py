@@ -39,7 +39,6 @@ from kirinuki.build.inputs import (  # noqa: E402
     PreparedPlan,
     plan_inputs,
     plan_key,
-    sizing,
     unchanged_since,
 )
 from kirinuki.build.parts import PART_TABLES, part_numbers, read_part  # noqa: E402
@@ -115,15 +114,13 @@ def _plan(inputs: list[str], out: Path, max_bytes: int, cfg: DedupConfig, drafts
 
 
 @contextmanager
-def _warm_validator(in_worker: bool):
-    """The validation worker the CLI started (`prewarmed`), importing Great Expectations while the
-    build runs, if the build's input is below VALIDATION_WORKER_BYTES (`in_worker`); else None
-    (validation then runs in this process). Stopped at the end either way."""
+def _warm_validator():
+    """The validation worker the CLI started (`prewarmed`: it does for a build of less than
+    VALIDATION_WORKER_BYTES of input), importing Great Expectations while the build runs; else
+    None (validation then runs in this process). Stopped at the end either way."""
     global prewarmed
     pool, prewarmed = prewarmed, None
-    if pool is None or not in_worker:
-        if pool is not None:
-            pool.stop()
+    if pool is None:
         yield None
         return
     try:
@@ -248,11 +245,10 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
             message = f"up to date: nothing changed since the last build of {out}, which is kept as it is"
             _artifacts(out_path, previous, note=message)
             return Completed(message=message, data=previous)
-    in_worker = sizing(refs).validation_worker
     # the dedup state is not synced: every file of it is checked against its sha256 before use
     with locked(out_path), atomic_dir(out_path, unsynced=(f"{CACHE_DIR}/{DEDUP_STATE}",)) as tmp, \
             build_log(tmp / "logs" / "build.log", failed_log(out_path)), \
-            _warm_validator(in_worker) as validator:
+            _warm_validator() as validator:
         log.info("kirinuki %s build of %s into %s (%d workers)", __version__, inputs, out, workers)
         log.info("discover: %.2f s, hash: %.2f s%s", timings["discover"], timings["hash"],
                  " (by the up-to-date check before the run)" if checked else "")

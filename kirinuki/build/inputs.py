@@ -85,6 +85,8 @@ def sizing(refs: list[SourceRef]) -> Sizing:
             total += os.stat(r.path).st_size
         except OSError:
             pass
+        if total >= VALIDATION_WORKER_BYTES:  # both settled: the rest need not be looked at
+            break
     return Sizing(len(refs) < SMALL_BUILD_FILES and total < SMALL_BUILD_BYTES, total < VALIDATION_WORKER_BYTES)
 
 
