@@ -198,8 +198,8 @@ def warm_validator() -> WorkerPool:
     def ask() -> None:
         try:
             pool.submit(_import_beside)
-        except RuntimeError:  # the pool was stopped first (the run ended at once): nothing to warm
-            pass
+        except Exception:  # noqa: BLE001 - stopped first (the run ended at once), or the worker could not
+            pass  # be started: the validate stage's own call then says so, in one line
 
     pool.warming = threading.Thread(target=ask, daemon=True, name="warm-validator")
     pool.warming.start()
