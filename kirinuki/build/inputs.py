@@ -62,8 +62,8 @@ def unchanged_since(plan: InputPlan, out: Path, started: float) -> dict | None:
     return previous
 
 
-# A build of fewer files than this, and fewer bytes, is small: dedup runs in the build's process
-# (flows/stages.py) and the parse stages are not preloaded into a forkserver.
+# A build of fewer files than this, and fewer bytes, is small: the CLI does not start the parse
+# workers' preloading forkserver for it (kirinuki.build.workers.start_parse_forkserver).
 SMALL_BUILD_FILES, SMALL_BUILD_BYTES = 500, 16 * 2**20
 # Below this many bytes of input, validation runs in a worker the CLI starts before it imports
 # Prefect (kirinuki.build.workers.warm_validator), importing Great Expectations on the core the
