@@ -202,6 +202,8 @@ def over_budget(text: str) -> str | None:
     lines = text.count("\n") + 1
     if lines > MAX_LINES:
         return f"{lines:,} lines, over the {MAX_LINES:,}-line limit of one post (split it into posts)"
+    if len(text) <= MAX_LINE_CHARS:  # no line can be longer (most posts: a walk over their lines spared)
+        return None
     pos = 0
     while pos < len(text):
         end = text.find("\n", pos)
