@@ -309,6 +309,52 @@ def test_wide_rows_are_checked_in_fewer_rows_a_slice_with_the_same_results(sampl
         [(c.name, c.success, c.unexpected, c.elements) for c in whole]
 
 
+def test_a_null_checked_column_whose_statistics_show_no_null_is_not_read(sample_build, tmp_path, monkeypatch):
+    """When every row group of every file says in its statistics that documents.text holds no
+    null, the column is not read at all (it is most of a build's bytes) and Great Expectations
+    gets its stand-in of empty strings, with the real column's results; one file with a null in it
+    (or a row group without a null count) has the column read, and the null found."""
+    import kirinuki.validate.gx_files as gx_files
+    from kirinuki.validate.gx_engine import _GX
+    from kirinuki.validate.suites import load_suite
+
+    table = pq.read_table(sample_build / "data" / "documents.parquet")
+    i = table.schema.get_field_index("text")
+    table = table.set_column(i, pa.field("text", pa.string()), table.column(i))  # (nullable here)
+    half = table.num_rows // 2
+    files = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
+    exps = load_suite("documents")["expectations"]
+    gx = _GX()
+    read: list[list[str]] = []
+    batches = gx_files._batches
+    monkeypatch.setattr(gx_files, "_batches", lambda pf, size, columns, skip: (read.append(list(columns)),
+                                                                               batches(pf, size, columns, skip))[1])
+    monkeypatch.setattr(gx_files, "SLICE_BYTES", 1)  # sliced, whatever the files' size
+
+    def check(second: pa.Table, statistics: bool = True):
+        pq.write_table(table.slice(0, half), files[0])
+        pq.write_table(second, files[1], write_statistics=statistics)
+        read.clear()
+        got = gx_files.validate_files(gx, "documents", files, ["a", "b"], exps)
+        columns = list(read)
+        with monkeypatch.context() as m:
+            m.setattr(gx_files, "nullness_only", lambda exps: frozenset())  # the real column, read
+            want = gx_files.validate_files(gx, "documents", files, ["a", "b"], exps)
+        assert [(c.name, c.success, c.unexpected, c.elements) for c in got[0]] == \
+            [(c.name, c.success, c.unexpected, c.elements) for c in want[0]]
+        return [c.unexpected for c, e in zip(got[0], exps) if e["kwargs"].get("column") == "text"], columns
+
+    unexpected, columns = check(table.slice(half))
+    assert unexpected == [0] and columns and all("text" not in c for c in columns)
+    text = table.column(i).to_pylist()
+    text[-1] = None
+    with_null = table.set_column(i, table.schema.field(i), pa.array(text, pa.string())).slice(half)
+    unexpected, columns = check(with_null)
+    assert unexpected == [1] and all("text" in c for c in columns)
+    unexpected, columns = check(table.slice(half), statistics=False)  # no null count to go by
+    assert unexpected == [0] and all("text" in c for c in columns)
+
+
 def test_uniqueness_over_files_checked_before_judges_the_new_values_and_the_old_ones_equal_to_them(
         sample_build, tmp_path, monkeypatch):
     """When an earlier passing build found the values of some files distinct, Great Expectations is
