@@ -31,8 +31,10 @@ class RowGroupWriter:
         self.group = spec(name).row_group_rows
         self.writer = pq.ParquetWriter(dest, self.schema, **PARQUET_OPTIONS)
         self.buffer: dict[str, list] = {f.name: [] for f in self.schema}
-        self.buffered = 0  # rows in `buffer`, after those in `pieces`
-        self.pieces: list[pa.RecordBatch | list] = []  # batches, and runs [batch, start, stop] of kept rows
+        self.buffered = 0  # rows in `buffer`
+        self.marked = 0  # of them, those `pieces` already places (the first ones)
+        # in row order: batches, runs [batch, start, stop] of kept rows, and (start, stop) of `buffer`
+        self.pieces: list[pa.RecordBatch | list | tuple[int, int]] = []
         self.pending = 0
         self.rows = 0
         self.copied: list[list[int]] = []  # [start, count] of the rows add_runs copied, in this file's rows
@@ -54,7 +56,7 @@ class RowGroupWriter:
         """Rows that are already Arrow: runs (batch, start, stop) of record batches of the schema's
         columns, copied without Python values; a run that continues the last one in the same batch
         joins it, so kept rows are copied in long runs, not one slice per row."""
-        self._seal()
+        self._mark()
         for batch, start, stop in runs:
             if self.copied and sum(self.copied[-1]) == self.rows:
                 self.copied[-1][1] += stop - start
@@ -77,14 +79,13 @@ class RowGroupWriter:
         while self.pending >= self.group:
             self._flush()
 
-    def _seal(self) -> None:
-        """The buffered Python values as one more Arrow piece."""
-        if self.buffered:
-            self.pieces.append(pa.record_batch([pa.array(self.buffer[f.name], type=f.type) for f in self.schema],
-                                               schema=self.schema))
-            for col in self.buffer.values():
-                col.clear()
-            self.buffered = 0
+    def _mark(self) -> None:
+        """The buffered rows not yet placed, as the next piece: they stay Python values until the
+        row group is written, then all of the buffer is converted at once (an append interleaves
+        thousands of made articles with kept runs: an Arrow batch each cost more than the rows)."""
+        if self.buffered > self.marked:
+            self.pieces.append((self.marked, self.buffered))
+            self.marked = self.buffered
 
     def _flush(self) -> None:
         n = min(self.pending, self.group)
@@ -97,8 +98,14 @@ class RowGroupWriter:
                 del col[:n]
             self.buffered -= n
         else:
-            self._seal()
-            batches = [p[0].slice(p[1], p[2] - p[1]) if isinstance(p, list) else p for p in self.pieces]
+            self._mark()
+            made = pa.record_batch([pa.array(self.buffer[f.name], type=f.type) for f in self.schema],
+                                   schema=self.schema) if self.buffered else None
+            for col in self.buffer.values():
+                col.clear()
+            self.buffered = self.marked = 0
+            batches = [p[0].slice(p[1], p[2] - p[1]) if isinstance(p, list) else
+                       made.slice(p[0], p[1] - p[0]) if isinstance(p, tuple) else p for p in self.pieces]
             whole = pa.Table.from_batches([b.cast(self.schema) if b.schema != self.schema else b for b in batches],
                                           schema=self.schema).combine_chunks()
             table, rest = whole.slice(0, n), whole.slice(n)
