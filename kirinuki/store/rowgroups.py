@@ -32,7 +32,7 @@ class RowGroupWriter:
         self.writer = pq.ParquetWriter(dest, self.schema, **PARQUET_OPTIONS)
         self.buffer: dict[str, list] = {f.name: [] for f in self.schema}
         self.buffered = 0  # rows in `buffer`
-        self.marked = 0  # of them, those `pieces` already places (the first ones)
+        self.marked = 0  # how many of them (the first ones) `pieces` already holds
         # in row order: batches, runs [batch, start, stop] of kept rows, and (start, stop) of `buffer`
         self.pieces: list[pa.RecordBatch | list | tuple[int, int]] = []
         self.pending = 0

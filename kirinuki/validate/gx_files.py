@@ -112,8 +112,9 @@ def _stood_in(t: pa.Table, nullness: frozenset[str]) -> pa.Table:
 def _null_free(files: list[Path], columns: frozenset[str]) -> frozenset[str]:
     """The `columns` that every row group of every file says, in its statistics, holds no null:
     their stand-in (_stood_in) is "" in every row, known without reading a value (the documents'
-    text is most of a build's bytes). A row group without the column or its null count keeps it
-    out."""
+    text is most of a build's bytes). These are the footer's null counts, which query engines
+    already trust to skip row groups; a row group without the column or its null count (statistics
+    not written) keeps it out, and it is read."""
     free = set(columns)
     for f in files:
         meta = pq.ParquetFile(f).metadata
