@@ -115,6 +115,8 @@ def _null_free(files: list[Path], columns: frozenset[str]) -> frozenset[str]:
     text is most of a build's bytes). These are the footer's null counts, which query engines
     already trust to skip row groups; a row group without the column or its null count (statistics
     not written) keeps it out, and it is read."""
+    if not columns:  # most tables have no such column: no footer is read for them
+        return frozenset()
     free = set(columns)
     for f in files:
         meta = pq.ParquetFile(f).metadata
