@@ -241,9 +241,10 @@ def test_appended_quotes_clustered_on_their_own_give_the_clustering_of_all(kept)
 
 
 def test_thresholds_an_earlier_quote_crosses_redo_its_cluster_or_everything():
-    """A paragraph of earlier quotes that becomes boilerplate, or a 5-gram of theirs that becomes
-    common, redoes the clusters of the quotes it changes; a 5-gram that became common before its
-    holders were watched, or an edited quote, clusters everything again. Always a clean build's result."""
+    """A paragraph of earlier quotes that becomes boilerplate redoes the clusters of the quotes it
+    changes; 5-grams that become common with appended quotes change no earlier signature; a new
+    quote placed before earlier ones that holds a 5-gram now common, or an edited quote, clusters
+    everything again. Always a clean build's result."""
     items = [Excerpt(f"x{i:05d}", f"d{i // 6:04d}", e.headline, "\n".join(e.lines), e.published)
              for i, e in enumerate(synth.excerpts(3000, seed=3))]
     stock = "この記事は会員限定です。続きは購読してお読みください。"  # under ever more headlines
@@ -253,19 +254,31 @@ def test_thresholds_an_earlier_quote_crosses_redo_its_cluster_or_everything():
     grown = deduplicate(tagged, cfg, last=deduplicate(tagged[:400], cfg).sketches)  # 10 headlines carry it, then 15
     assert grown.stats["clustering"] == "appended" and grown.stats["new_boilerplate_in_earlier_quotes"] == 10
     _same_result(grown, deduplicate(tagged, cfg))
+    small = DedupConfig(max_headlines=12)  # and with common 5-grams counted: the stock lines are counted in raw text
+    grown = deduplicate(tagged, small, last=deduplicate(tagged[:400], small).sketches)
+    assert grown.stats["clustering"] == "appended" and grown.stats["new_boilerplate_in_earlier_quotes"] == 10
+    _same_result(grown, deduplicate(tagged, small))
 
-    grown = deduplicate(items, DedupConfig(), last=deduplicate(items[:2900], DedupConfig()).sketches)
-    assert grown.stats["clustering"] == "appended" and grown.stats["changed_signatures"] > 0
+    last = deduplicate(items[:2900], DedupConfig()).sketches
+    old_sig, old_since, old_boiler = np.array(last.sig), last.common.since.copy(), list(last.boiler_pos)
+    grown = deduplicate(items, DedupConfig(), last=last)
+    assert grown.stats["clustering"] == "appended"
+    since = grown.sketches.common.since
+    turned = (since != old_since) & (since != 0xFFFFFFFF)
+    assert turned.sum() > 20 and (since[turned] >= 2900).all()  # common from a new quote on
+    changed = np.flatnonzero((grown.sketches.sig[:2900] != old_sig).any(axis=1)).tolist()
+    regrown = [i for i in range(2900) if grown.sketches.boiler_pos[i] != old_boiler[i]]
+    assert changed == regrown and len(regrown) == grown.stats["new_boilerplate_in_earlier_quotes"] > 0
     assert 0 < grown.stats["kept_clusters"] < grown.stats["clusters"]
     _same_result(grown, deduplicate(items, DedupConfig()))
 
-    blind = DedupConfig(common_5grams=6)  # a 5-gram seen once before, then in every new quote
+    few_cfg = DedupConfig(common_5grams=6)  # held once before, then by quotes placed among the earlier ones
     phrase = "北方の港湾都市で開かれた見本市には各国から多くの商社が集まった"
-    few = [Excerpt(e.excerpt_id, e.doc_id, e.headline, e.body_norm + ("\n" + phrase if i in (0, 300, 301, 302, 303, 304, 305, 306) else ""),
+    few = [Excerpt(e.excerpt_id, e.doc_id, e.headline, e.body_norm + ("\n" + phrase if i in (0, 100, 101, 102, 300, 301, 302, 303) else ""),
                    e.published) for i, e in enumerate(items[:307])]
-    grown = deduplicate(few, blind, last=deduplicate(few[:300], blind).sketches)
-    assert grown.stats["clustering_why"] == "a 5-gram of earlier quotes became common before they were watched"
-    _same_result(grown, deduplicate(few, blind))
+    grown = deduplicate(few, few_cfg, last=deduplicate([e for i, e in enumerate(few) if i not in (100, 101, 102)], few_cfg).sketches)
+    assert grown.stats["clustering_why"] == "a new quote sits before earlier ones and holds a 5-gram now common"
+    _same_result(grown, deduplicate(few, few_cfg))
 
     edited = list(items[:600])
     edited[5] = Excerpt(items[5].excerpt_id, items[5].doc_id, items[5].headline, items[5].body_norm + "追記", items[5].published)
@@ -274,29 +287,58 @@ def test_thresholds_an_earlier_quote_crosses_redo_its_cluster_or_everything():
     _same_result(again, deduplicate(edited, DedupConfig()))
 
 
-def test_kept_5gram_counts_above_sixteen_bits_are_taken_back_exactly():
-    """A 100k-post corpus has sampled 5-grams seen more than 65,535 times; when a paragraph becomes
-    boilerplate an append takes its earlier quotes' 5-grams back off the kept counts (in place),
-    which must therefore hold them exactly (they were clamped 16-bit numbers, and such an append
-    clustered everything again); counts that do not hold them are left as they were."""
-    from kirinuki.dedup.appended import _take_off
-    from kirinuki.dedup.minhash import frequency_buckets, sample_values, shingle_hashes
+class _Texts(list):
+    """Texts some of whose raw texts (boilerplate kept) differ, as DedupTexts gives them."""
 
-    cfg = DedupConfig()
-    text = "北の小国で開かれた議会は、新しい港湾計画の予算案を賛成多数で可決した。" * 6
-    h, o = shingle_hashes([text], cfg.shingle)
-    b = frequency_buckets(sample_values(h, o, cfg)[0], cfg)
-    assert len(b) > 10
-    counts = np.zeros(1 << 24, np.uint32)
-    np.add.at(counts, b, 1)
-    counts[np.unique(b)] += 70_000  # as common as in a large corpus
-    total = int(counts.sum())
-    assert _take_off(counts, [text], cfg) and counts.dtype == np.uint32
-    assert (counts[np.unique(b)] == 70_000).all() and int(counts.sum()) == total - len(b)
-    lacking = np.zeros(1 << 24, np.uint32)
-    lacking[b[0]] = 1
-    before = lacking.copy()
-    assert not _take_off(lacking, [text], cfg) and (lacking == before).all()
+    def __init__(self, texts, raw):
+        super().__init__(texts)
+        self.raws = raw
+
+    def __getitem__(self, s):
+        return _Texts(list.__getitem__(self, s), {k - s.start: t for k, t in self.raws.items()
+                                                  if s.start <= k < s.start + len(list.__getitem__(self, s))}) \
+            if isinstance(s, slice) else list.__getitem__(self, s)
+
+    def raw(self, s):
+        return {k - s.start: t for k, t in self.raws.items() if s.start <= k < s.stop}
+
+
+@pytest.mark.parametrize("top", [3, 300])
+def test_a_5gram_is_left_out_of_a_signature_exactly_when_more_than_common_quotes_before_it_hold_it(top):
+    """Checked against that definition quote by quote (counts over each earlier quote's raw text:
+    its distinct sampled 5-grams by bucket), for any chunking, and when the corpus is sketched in
+    two builds, the second starting from the first's counts as kept (clipped, sparse, loaded)."""
+    from kirinuki.dedup.common import CommonGrams, bucket_of
+    from kirinuki.dedup.minhash import sample_values, signatures
+
+    rnd = np.random.default_rng(top)
+    words = ["港湾", "議会", "予算", "可決", "見本市", "商社", "北方", "開かれた", "各国", "賛成"]
+    texts = ["".join(rnd.choice(words, int(rnd.integers(3, 30)))) for _ in range(400)]
+    raw = {i: texts[i] + "".join(rnd.choice(words, 5)) for i in range(0, 400, 9)}  # lost a boilerplate line
+    cfg = DedupConfig(common_5grams=top, chunk=1000)
+    held: dict[int, int] = defaultdict(int)
+    want = np.empty((len(texts), cfg.perms), np.uint32)
+    for i, t in enumerate(texts):
+        h, o = shingle_hashes([t], cfg.shingle)
+        vals, vo = sample_values(np.unique(h), np.zeros(len(np.unique(h)), np.int32), cfg)
+        keep = np.array([held[b] <= top for b in bucket_of(vals, cfg).tolist()], bool)
+        want[i] = signatures(vals[keep], vo[keep], 1, cfg)[0]
+        rh, ro = shingle_hashes([raw.get(i, t)], cfg.shingle)
+        for b in set(bucket_of(sample_values(rh, ro, cfg)[0], cfg).tolist()):
+            held[b] += 1
+    assert max(held.values()) > top + 1 or top == 300
+    whole, _, common = sketch(_Texts(texts, raw), cfg)
+    assert (whole == want).all()
+    for chunk in (1, 7, 64):
+        assert (sketch(_Texts(texts, raw), DedupConfig(common_5grams=top, chunk=chunk))[0] == want).all()
+    part_cfg = DedupConfig(common_5grams=top, chunk=7)
+    first, _, kept = sketch(_Texts(texts[:250], {k: v for k, v in raw.items() if k < 250}), part_cfg)
+    kept = CommonGrams.from_kept(part_cfg, kept.kept())
+    rest = _Texts(texts[250:], {k - 250: v for k, v in raw.items() if k >= 250})
+    second, _, both = sketch(rest, part_cfg, common=kept, positions=np.arange(250, 400))
+    assert (first == want[:250]).all() and (second == want[250:]).all()
+    assert (both.counts == np.minimum(common.counts, top + 1)).all() and (both.since == common.since).all()
+    assert both.counts.itemsize == (1 if top < 255 else 2)
 
 
 def test_article_rows_copied_in_runs_or_made_again_give_a_whole_write_s_bytes(tmp_path):
@@ -433,23 +475,6 @@ def test_a_connection_dedup_opens_is_closed_once_clustered_and_the_result_is_the
     assert len(opened) == 1 and made and kept_open.execute("SELECT 1").fetchone() == (1,)
     assert res.cluster_id == same.cluster_id and res.links == same.links
     assert [a for a, _ in made] == [a["article_id"] for a in same.articles]
-
-
-def test_counts_clipped_past_common_compare_with_every_threshold_as_the_counts_do():
-    """An append keeps the last build's 5-gram counts only clipped (a byte a bucket), since the
-    counts become this build's in place: every comparison the thresholds make must come out the same."""
-    from kirinuki.dedup.appended import _clipped
-    from kirinuki.dedup.minhash import watch_from
-
-    rng = np.random.default_rng(4)
-    for cfg in (DedupConfig(), DedupConfig(common_5grams=300), DedupConfig(common_5grams=70_000)):
-        counts = np.concatenate([rng.integers(0, 2 * cfg.common_5grams + 3, 50_000, dtype=np.uint32),
-                                 np.array([0, 1, cfg.common_5grams, cfg.common_5grams + 1, 2**32 - 1], np.uint32)])
-        clipped = _clipped(counts, cfg)
-        assert clipped.itemsize < counts.itemsize or cfg.common_5grams >= 0xFFFF
-        for t in (0, watch_from(cfg), cfg.common_5grams):
-            assert ((clipped > t) == (counts > t)).all() and ((clipped < t) == (counts < t)).all()
-            assert ((clipped <= t) == (counts <= t)).all() and ((clipped >= t) == (counts >= t)).all()
 
 
 def test_kept_signatures_are_read_into_place_a_block_at_a_time_and_a_damaged_file_is_refused(tmp_path, monkeypatch):

@@ -7,19 +7,19 @@ a DuckDB connection. Out: `Clusters` equal to what clustering every excerpt give
 Why it is the same. Clustering keeps, strongest estimate first, each verified link that joins two
 clusters not yet joined: the maximum spanning forest of the verified-link graph under one total
 order (estimate, then indices). When every earlier quote is still there, unchanged and in the same
-order, an edge between two earlier quotes changes only if a count crossed a threshold for one of
-them. A paragraph of an earlier quote becoming boilerplate changes its compared text: the quotes
-holding it (found under the headlines the kept (paragraph, headline) pairs name with it) are
-sketched again with the new ones, their old 5-grams taken off the counts. A sampled 5-gram becoming
-common leaves the signatures that held it: the watch list (which quotes hold each 5-gram within a
-factor two of common) names those quotes, their signatures are made again, and every cluster of the
-last build holding one whose signature changed is done again, all its quotes "active" like the new
-ones. The other clusters are whole components whose edges are what they were, so their links are
-still their forest; the new forest is those links plus the candidate edges that touch an active
-quote (band collisions and shared paragraphs against every quote), verified as a clean build would.
-A cluster with no active quote keeps its relations too. A quote edited, removed or moved, more new
-quotes than old, or a 5-gram that became common before its holders were watched, clusters everything
-again.
+order, an edge between two earlier quotes changes only if what one of them compares or its
+signature changed. A signature leaves out the 5-grams held by more than `common_5grams` quotes
+before it (kirinuki.dedup.common): quotes appended after the earlier ones change no earlier
+signature. A paragraph of earlier quotes becoming boilerplate changes their compared text: the
+quotes holding it (found under the headlines the kept (paragraph, headline) pairs name with it)
+are sketched again with the new ones, "fresh" like them (their raw text, and so the counts, did
+not change). Every cluster of the last build holding a fresh quote is done again. The other
+clusters are whole components whose edges are what they were, so their links are still their
+forest; the new forest is those links plus the candidate edges that touch a fresh quote (band
+collisions and shared paragraphs against every quote), verified as a clean build would. A cluster
+with no fresh quote keeps its relations too. A quote edited, removed or moved, more new quotes than
+old, or a new quote placed before earlier ones that holds a 5-gram now common (the earlier ones
+after it would count it sooner) clusters everything again.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import numpy as np
 
 from kirinuki.dedup.candidates import candidate_pairs, paragraph_hashes
 from kirinuki.dedup.minhash import (DedupTexts, _distinct_pairs, boiler_lines, dedup_text, key_hash,
-                                    line_index, paragraph_key, sample_values, shingle_hashes, signatures, sketch,
-                                    stable_hashes, watch_from)
+                                    line_index, paragraph_key, sample_values, shingle_hashes, sketch,
+                                    stable_hashes)
 from kirinuki.dedup.kept import KeptRelations, kept_clusters
 from kirinuki.dedup.model import DedupConfig, Excerpt
 from kirinuki.dedup.sketches import Sketches, StoredRows, clustering_digest, headline_hash, headline_hashes
@@ -78,31 +78,32 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     boiler_keys = list(last.boiler) + new_boiler
     boiler_stable = stable_hashes(boiler_keys)
     boiler = {key_hash(k) for k in boiler_keys}
-    # the kept 5-gram counts become this build's in place; of the old ones, the thresholds need only
-    # which side of them each bucket was on: kept clipped, a byte a bucket (not a second 64 MB table)
-    base = last.counts if len(last.counts) else None
-    was = _clipped(base, cfg) if base is not None else None
-
     # an earlier quote holding a paragraph that became boilerplate has another compared text: it
-    # is sketched again with the new ones ("fresh"), its old text's 5-grams taken off the counts
+    # is sketched again with the new ones ("fresh"); it is not counted again (common 5-grams are
+    # counted in raw texts, which did not change)
     held = _counts_of(last.pair_key, stable_hashes(new_boiler))
     regrown = _holders(excerpts, old, [k for k, c in zip(new_boiler, held.tolist()) if c], last.pair_key,
                        last.pair_head)
     if len(regrown):
-        if base is not None:
-            if not _take_off(base, [dedup_text(excerpts[i], {key_hash(k) for k in last.boiler})
-                                    for i in regrown.tolist()], cfg):
-                return "the kept 5-gram counts do not hold the earlier quotes to take back"
         fresh = np.union1d(new, regrown)
         lines = line_index(excerpts, only=fresh.tolist())
     else:
         fresh = new
+    is_fresh = np.zeros(n, bool)
+    is_fresh[fresh] = True
 
-    # the fresh quotes' texts, 5-gram sets and counts, signatures
+    # the fresh quotes' texts, 5-gram sets and signatures; the new ones counted after the earlier
+    # ones (a 5-gram common at an earlier quote is common there still, and no new count reaches it)
     boiled = boiler_lines(lines, boiler)  # (the lines are the fresh quotes')
-    sig_new, sets_new, counts = sketch(DedupTexts([excerpts[i] for i in fresh.tolist()], boiler,
+    if cfg.common_5grams and last.common is None:
+        return "the kept 5-gram counts are missing"
+    sig_new, sets_new, common = sketch(DedupTexts([excerpts[i] for i in fresh.tolist()], boiler,
                                                   {k for k, i in enumerate(fresh.tolist()) if i in boiled}),
-                                       cfg, spill_dir, base)
+                                       cfg, spill_dir, last.common, positions=fresh, counted=~np.isin(fresh, regrown))
+    last.common = None
+    if common is not None and _common_out_of_order(excerpts, new[new < old[-1]] if len(old) else new[:0], common, cfg):
+        sets_new.close()
+        return "a new quote sits before earlier ones and holds a 5-gram now common"
     sig = np.empty((n, cfg.perms), np.uint32)
     if isinstance(last.sig, StoredRows):  # read from the state into place, not held beside `sig`
         try:
@@ -117,36 +118,23 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     sizes = np.empty(n, np.int64)
     sizes[old], sizes[fresh] = last.sizes, sets_new.sizes
     ok = sizes >= cfg.min_shingles
-    is_fresh = np.zeros(n, bool)
-    is_fresh[fresh] = True
-    watch = _watch_now(last, old, is_fresh)
     # where the earlier quotes' boilerplate lines are: the last build's, unless fresh (it held a new one)
     where = {int(old[k]): p for k, p in enumerate(last.boiler_pos) if p and not is_fresh[old[k]]}
-    dirty = np.zeros(0, np.int64)
-    if counts is not None and base is not None:
-        done = _commoner(excerpts, cfg, sig, boiler, was, counts, watch, sets_new.watch, fresh, where)
-        if isinstance(done, str):
-            sets_new.close()
-            return done
-        dirty, watch = done
     lsh_ok = ok & (sig != 0xFFFFFFFF).any(axis=1)
 
-    # the pairs touching a fresh quote or one whose signature changed are found and judged again;
-    # the others are the last build's verified pairs, scores and all
-    moved = np.zeros(n, bool)
-    moved[fresh] = True
-    moved[dirty] = True
+    # the pairs touching a fresh quote are found and judged again; the others are the last
+    # build's verified pairs, scores and all
     pa_, pb_, pj, pc, phow = last.pairs
     pa_, pb_ = old[pa_], old[pb_]
     last.pairs = None
-    stays = ~(moved[pa_] | moved[pb_])
+    stays = ~(is_fresh[pa_] | is_fresh[pb_])
 
     p_owner, p_hash = paragraph_hashes(lines, np.isin(lines.stable, boiler_stable), ok, cfg)
     kept_paras = ~is_fresh[old[last.para_owner]]
     para_owner = np.concatenate([old[last.para_owner][kept_paras], p_owner])
     para_hash = np.concatenate([last.para_hash[kept_paras], p_hash])
     last.para_owner = last.para_hash = last.pair_key = last.pair_head = None  # taken into this build's
-    a, b, how = candidate_pairs(con, lsh_ok, sig, cfg, para_owner, para_hash, only=moved)
+    a, b, how = candidate_pairs(con, lsh_ok, sig, cfg, para_owner, para_hash, only=is_fresh)
     n_candidates = len(a)
     est = _estimates(sig, a, b)
     size_a, size_b = sizes[a].astype(float), sizes[b].astype(float)
@@ -155,23 +143,8 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     promising = (est >= cfg.jaccard - m) | (est_c >= cfg.containment - m) | (how >= 2)
     sel = promising & ok[a] & ok[b]
     a, b, how = a[sel], b[sel], how[sel]
-
-    # a pair of two unchanged texts keeps its exact scores; the others are compared
-    known = np.flatnonzero(~stays & ~(is_fresh[pa_] | is_fresh[pb_]))
-    known_key = pa_[known] * n + pb_[known]
-    order = np.argsort(known_key)
-    known, known_key = known[order], known_key[order]
-    asked = a * n + b
-    found = np.zeros(len(a), bool)
-    j, c = np.zeros(len(a)), np.zeros(len(a))
-    if len(known_key):
-        at_known = np.minimum(np.searchsorted(known_key, asked), len(known_key) - 1)
-        found = known_key[at_known] == asked
-        src = known[at_known[found]]
-        j[found], c[found] = pj[src], pc[src]
     sets = _Sets(excerpts, fresh, sets_new, boiler, cfg, spill_dir)
-    fa, fb = a[~found], b[~found]
-    _, _, j[~found], c[~found], _ = verify(sets, fa, fb, how[~found])
+    _, _, j, c, _ = verify(sets, a, b, how)
     pairs = tuple(np.concatenate([x[stays], y]) for x, y in zip((pa_, pb_, pj, pc, phow), (a, b, j, c, how)))
     links, root = links_and_roots(n, pairs, cfg)
 
@@ -181,77 +154,29 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     kept_relation = KeptRelations(n, kept, old, last.relation, last.similarity)
     where.update(boiled)
     stats = {"excerpts": n, "characters": int(sum(e.body_len for e in excerpts)), "candidates": n_candidates,
-             "promising": int(promising.sum()), "verified": int((~found).sum()), "links": len(links),
+             "promising": int(promising.sum()), "verified": len(a), "links": len(links),
              "boilerplate_paragraphs": len(boiler), "too_short": int((~ok).sum()), "clustering": "appended",
-             "appended_excerpts": len(new), "changed_signatures": len(dirty),
+             "appended_excerpts": len(new),
              "new_boilerplate_in_earlier_quotes": len(regrown), "kept_clusters": len(np.unique(np.asarray(root)[kept]))}
     digests: list[bytes | None] = [None] * n  # the earlier quotes' are the last build's (checked above)
     for k, i in enumerate(old.tolist()):
         digests[i] = last.digests[k]
-    keep_next = {"digests": digests, "sig": sig, "sizes": sizes, "counts": counts if counts is not None else last.counts,
-                 "boiler": sorted(boiler_keys), "pair_key": pair_key, "pair_head": pair_head,
-                 "para_owner": para_owner, "para_hash": para_hash, "pairs": pairs,
-                 "watch_value": watch[0], "watch_owner": watch[1], "unwatched": watch[2]}
+    keep_next = {"digests": digests, "sig": sig, "sizes": sizes, "common": common, "boiler": sorted(boiler_keys),
+                 "pair_key": pair_key, "pair_head": pair_head, "para_owner": para_owner, "para_hash": para_hash,
+                 "pairs": pairs}
     return Clusters(root, links, sets, boiler, stats, where, keep_next, kept_relation)
 
 
-def _commoner(excerpts: list[Excerpt], cfg: DedupConfig, sig: np.ndarray, boiler: set[int],
-              base: np.ndarray, counts: np.ndarray, watch: list, watch_new, new: np.ndarray,
-              boiled: dict[int, tuple[int, ...]]):
-    """The sampled 5-grams that became common with the new quotes leave the signatures of the
-    earlier quotes that hold them (the watch list says which). A signature can change only where
-    such a value was its bin's minimum (a bin holding the value is never one that borrowed; one
-    that borrowed from it changes only if its minimum does): those are made again in `sig`, a
-    chunk at a time in threads as sketch does (`boiled`: the earlier quotes with a boilerplate
-    line, by index; the others' texts are their bodies). `base`: the last build's counts, clipped
-    (_clipped), `counts` this build's. Returns the quotes whose signature changed and the next watch
-    list, or why everything must be clustered again (a 5-gram became common whose earlier holders
-    were not watched)."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
+def _common_out_of_order(excerpts: list[Excerpt], between: np.ndarray, common, cfg: DedupConfig) -> bool:
+    """Whether a new quote placed before earlier ones holds a 5-gram held by more than
+    `common_5grams` quotes now: the earlier quotes after it could count it as common sooner than
+    the last build did (a 5-gram held by fewer is common nowhere, whatever the order)."""
+    from kirinuki.dedup.common import bucket_of
 
-    from kirinuki.dedup.minhash import frequency_buckets
-
-    common, low = cfg.common_5grams, watch_from(cfg)
-    value, owner, unwatched = watch
-    watch.clear()  # (the caller's list: the old list is let go as the new one is made)
-    if ((base > common) & (counts <= common)).any():  # (texts lost 5-grams to new boilerplate)
-        return "a 5-gram of earlier quotes stopped being common"
-    crossed = np.flatnonzero((base > 0) & (base <= common) & (counts > common)).astype(np.uint32)
-    if ((base[crossed] < low) | np.isin(crossed, unwatched)).any():
-        return "a 5-gram of earlier quotes became common before they were watched"
-    hit = np.zeros(len(counts), bool)
-    hit[crossed] = True
-    gone = np.empty(len(value), bool)
-    for lo in range(0, len(value), 1 << 20):  # (a bucket array of the whole list would be its size again)
-        gone[lo : lo + (1 << 20)] = hit[frequency_buckets(value[lo : lo + (1 << 20)], cfg)]
-    v, o = value[gone], owner[gone]
-    bins = ((v.astype(np.uint64) * np.uint64(cfg.perms)) >> np.uint64(32)).astype(np.int64)
-    holders = np.unique(o[sig[o, bins] == v])
-    dirty = np.zeros(0, np.int64)
-
-    def signed_again(some: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # (quotes, their new signatures)
-        h, ho = shingle_hashes([dedup_text(excerpts[i], boiler, i not in boiled) for i in some.tolist()], cfg.shingle)
-        vals, vowner = sample_values(h, ho, cfg)
-        again = signatures(vals, vowner, len(some), cfg, counts)
-        differs = (again != sig[some]).any(axis=1)  # (rows no other chunk writes)
-        return some[differs], again[differs]
-
-    changed = []
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        chunks = [holders[lo : lo + cfg.chunk] for lo in range(0, len(holders), cfg.chunk)]
-        for some, again in pool.map(signed_again, chunks):
-            sig[some] = again
-            changed.append(some)
-    if changed:
-        dirty = np.concatenate(changed)
-    nv, no = watch_new
-    if gone.any():
-        value, owner = value[~gone], owner[~gone]
-    value, owner = _merged_pairs(value, owner, *_distinct_pairs(nv.astype(np.uint32), new[no].astype(np.uint32)))
-    # buckets that came close only now: their earlier holders are not in the list
-    near_now = np.flatnonzero((base > 0) & (base < low) & (counts >= low) & (counts <= common)).astype(np.uint32)
-    return dirty, (value, owner, np.union1d(unwatched[counts[unwatched] <= common], near_now).astype(np.uint32))
+    if not len(between):
+        return False
+    h, o = shingle_hashes([dedup_text(excerpts[i], set()) for i in between.tolist()], cfg.shingle)
+    return bool((common.counts[bucket_of(sample_values(h, o, cfg)[0], cfg)] > cfg.common_5grams).any())
 
 
 _FEW_LEFT = 64  # new pairs still in their key's run: placed one by one from here (a run may be long)
@@ -279,22 +204,6 @@ def _merged_pairs(key: np.ndarray, head: np.ndarray, more_key: np.ndarray, more_
     return np.insert(key, at[~there], more_key[~there]), np.insert(head, at[~there], more_head[~there])
 
 
-def _watch_now(last: Sketches, old: np.ndarray, is_fresh: np.ndarray) -> list[np.ndarray]:
-    """The last build's watch list (value, quote) in this build's quote positions, less the fresh
-    quotes' entries (theirs come from their sketch), and its unwatched buckets: a list, which
-    _commoner empties as it makes the next one. Made in place in
-    `last`'s arrays, which it lets go: at 100k posts the list holds 23 million pairs."""
-    value, owner = last.watch_value, last.watch_owner.astype(np.uint32, copy=False)
-    last.watch_value = last.watch_owner = None
-    at = old.astype(np.uint32)
-    for lo in range(0, len(owner), 1 << 20):
-        owner[lo : lo + (1 << 20)] = at[owner[lo : lo + (1 << 20)]]
-    keep = ~is_fresh[owner]
-    if not keep.all():
-        value, owner = value[keep], owner[keep]
-    return [value, owner, last.unwatched]
-
-
 def _holders(excerpts: list[Excerpt], old: np.ndarray, keys: list[str], pair_key: np.ndarray,
              pair_head: np.ndarray) -> np.ndarray:
     """The earlier excerpts with a line whose key is one of `keys` (ascending indices). Only the
@@ -316,32 +225,6 @@ def _holders(excerpts: list[Excerpt], old: np.ndarray, keys: list[str], pair_key
 
     return np.fromiter((i for i in old.tolist() if named(excerpts[i].headline) and any(
         paragraph_key(line) in wanted for line in excerpts[i].body_norm.split("\n"))), np.int64)
-
-
-def _take_off(counts: np.ndarray, texts: list[str], cfg: DedupConfig) -> bool:
-    """Take the sampled 5-grams of `texts` off `counts`, in place; False (`counts` untouched) if a
-    count it would lower is not there: counts kept by another build than the one these texts were
-    counted in."""
-    from kirinuki.dedup.minhash import frequency_buckets
-
-    parts = []
-    for lo in range(0, len(texts), cfg.chunk):
-        h, o = shingle_hashes(texts[lo : lo + cfg.chunk], cfg.shingle)
-        parts.append(frequency_buckets(sample_values(h, o, cfg)[0], cfg))
-    buckets, amounts = np.unique(np.concatenate(parts) if parts else np.zeros(0, np.uint32), return_counts=True)
-    if (counts[buckets] < amounts).any():
-        return False
-    counts[buckets] -= amounts.astype(counts.dtype)
-    return True
-
-
-def _clipped(counts: np.ndarray, cfg: DedupConfig) -> np.ndarray:
-    """`counts` clipped to one past "common", in the narrowest unsigned type that holds that: the
-    same as the counts for every comparison with the thresholds (0, watch_from, common)."""
-    top = cfg.common_5grams + 1
-    out = np.empty(len(counts), np.uint8 if top <= 0xFF else np.uint16 if top <= 0xFFFF else np.uint32)
-    np.minimum(counts, top, out=out, casting="unsafe")
-    return out
 
 
 def _counts_of(pair_key: np.ndarray, keys: np.ndarray) -> np.ndarray:

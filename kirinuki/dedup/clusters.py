@@ -138,7 +138,7 @@ def _cluster_all(excerpts: list[Excerpt], cfg: DedupConfig, con: duckdb.DuckDBPy
     lines = line_index(excerpts)
     boiler = boilerplate_keys(excerpts, lines, cfg)
     where_boiler = boiler_lines(lines, boiler)
-    sig, sets, counts5 = sketch(DedupTexts(excerpts, boiler, set(where_boiler)), cfg, spill_dir)
+    sig, sets, common = sketch(DedupTexts(excerpts, boiler, set(where_boiler)), cfg, spill_dir)
     counts = sets.sizes
     ok = counts >= cfg.min_shingles
     lsh_ok = ok & (sig != 0xFFFFFFFF).any(axis=1)  # a signature with no 5-gram left collides with all
@@ -165,10 +165,8 @@ def _cluster_all(excerpts: list[Excerpt], cfg: DedupConfig, con: duckdb.DuckDBPy
     stats = {"excerpts": n, "characters": int(sum(e.body_len for e in excerpts)),
              "candidates": n_candidates, "promising": int(promising.sum()), "verified": len(sel),
              "links": len(links), "boilerplate_paragraphs": len(boiler), "too_short": int((~ok).sum())}
-    kept.update(sig=sig, sizes=counts, counts=counts5 if counts5 is not None else np.zeros(0, np.uint32),
-                boiler=boiler_strings(excerpts, boiler, where_boiler), watch_value=sets.watch[0],
-                watch_owner=sets.watch[1], unwatched=np.zeros(0, np.uint32), pairs=pairs, para_owner=p_owner,
-                para_hash=p_hash)
+    kept.update(sig=sig, sizes=counts, common=common, boiler=boiler_strings(excerpts, boiler, where_boiler),
+                pairs=pairs, para_owner=p_owner, para_hash=p_hash)
     return Clusters(root, links, sets, boiler, stats, where_boiler, kept)
 
 
@@ -329,9 +327,8 @@ def _sketches(excerpts: list[Excerpt], cl: Clusters, relation: list[str], simila
     return Sketches(
         ids=[e.excerpt_id for e in excerpts],
         digests=[d if d is not None else clustering_digest(e.headline, c) for e, c, d in zip(excerpts, content, known)],
-        sizes=np.asarray(k["sizes"], np.int64), sig=k["sig"], counts=k["counts"], pair_key=k["pair_key"],
+        sizes=np.asarray(k["sizes"], np.int64), sig=k["sig"], common=k["common"], pair_key=k["pair_key"],
         pair_head=k["pair_head"], para_owner=k["para_owner"], para_hash=k["para_hash"], boiler=k["boiler"],
-        watch_value=k["watch_value"], watch_owner=k["watch_owner"], unwatched=k["unwatched"],
         boiler_pos=[cl.boiler_lines.get(i, ()) for i in range(len(excerpts))], relation=relation,
         similarity=similarity, pairs=k["pairs"], content=content,
         lengths=[e.body_len for e in excerpts])

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from kirinuki.dedup.common import CommonGrams, bucket_of, holdings
 from kirinuki.dedup.model import DedupConfig, Excerpt
 from kirinuki.dedup.spill import ShingleSets
 
@@ -164,6 +166,17 @@ class DedupTexts:
         return [dedup_text(e, self.boiler, i not in self.boiled)
                 for i, e in zip(range(len(self.excerpts))[s], self.excerpts[s])]
 
+    def raw(self, s: slice) -> dict[int, str]:
+        """The raw texts (boilerplate kept: what common 5-grams are counted in) of the texts in the
+        slice that lost boilerplate lines, by their place in the slice."""
+        if not self.boiler:
+            return {}
+        at = range(len(self.excerpts))[s]
+        if self.boiled is not None:
+            return {k: dedup_text(self.excerpts[i], set()) for k, i in enumerate(at) if i in self.boiled}
+        raw = {k: dedup_text(self.excerpts[i], set()) for k, i in enumerate(at)}
+        return {k: t for k, t in raw.items() if t != dedup_text(self.excerpts[at[k]], self.boiler)}
+
 
 def dedup_text(e: Excerpt, boiler: set[int], plain: bool = False) -> str:
     """The text compared: the body's keys without boilerplate, joined. `plain`: the body has no
@@ -217,20 +230,12 @@ def sample_values(h: np.ndarray, owner: np.ndarray, cfg: DedupConfig) -> tuple[n
     return vals, owner
 
 
-def frequency_buckets(vals: np.ndarray, cfg: DedupConfig) -> np.ndarray:
-    return (vals >> _U32(cfg.sample_bits)) & _U32(0xFFFFFF)
-
-
-def signatures(vals: np.ndarray, owner: np.ndarray, n: int, cfg: DedupConfig,
-               counts: np.ndarray | None = None) -> np.ndarray:
+def signatures(vals: np.ndarray, owner: np.ndarray, n: int, cfg: DedupConfig) -> np.ndarray:
     """One-permutation MinHash: the top bits of a value pick one of `perms` bins and each bin keeps
-    its minimum. Values whose 5-gram is very common (per `counts`, an approximate frequency table
-    over 2**24 buckets; collisions only over-count) stay out: they make unrelated texts collide in
-    LSH bands. Empty bins borrow from the next non-empty bin (rotation densification)."""
+    its minimum (the values given: sketch leaves out the 5-grams common at each text, which make
+    unrelated texts collide in LSH bands). Empty bins borrow from the next non-empty bin (rotation
+    densification)."""
     K = cfg.perms
-    if counts is not None and cfg.common_5grams:
-        keep = counts[frequency_buckets(vals, cfg)] <= cfg.common_5grams
-        vals, owner = vals[keep], owner[keep]
     bins = ((vals.astype(np.uint64) * _U64(K)) >> _U64(32)).astype(np.int64)
     sig = np.full(n * K, 0xFFFFFFFF, dtype=np.uint32)
     np.minimum.at(sig, owner.astype(np.int64) * K + bins, vals)
@@ -248,76 +253,94 @@ def signatures(vals: np.ndarray, owner: np.ndarray, n: int, cfg: DedupConfig,
     return sig
 
 
-def sketch(texts, cfg: DedupConfig, spill_dir: str | None = None, base_counts: np.ndarray | None = None
-           ) -> tuple[np.ndarray, "ShingleSets", np.ndarray | None]:
+def sketch(texts, cfg: DedupConfig, spill_dir: str | None = None, common: CommonGrams | None = None,
+           positions: np.ndarray | None = None, counted: np.ndarray | None = None
+           ) -> tuple[np.ndarray, "ShingleSets", CommonGrams | None]:
     """Signatures and exact shingle sets for all texts (a sequence whose slices are lists of str),
     in chunks of `chunk` texts: small numpy temporaries are much faster here than corpus-sized
-    ones, and memory stays bounded. Two passes: the first writes each text's distinct 5-gram
-    hashes to a file in `spill_dir` (they are ~4 bytes per character of the corpus: on disk, not
-    in memory) and counts the corpus-wide 5-gram frequencies (over every occurrence); the second
-    makes the signatures from the distinct hashes read back (a minimum does not care about
-    repeats). Chunks run in threads: numpy releases the GIL in its loops, so this uses every core.
-    Returns the signatures, the sets and the 5-gram frequencies (uint32). Given `base_counts` (an
-    earlier corpus's, when only appended texts are sketched), the frequencies are added into that
-    table itself."""
+    ones, and memory stays bounded. Chunks run in threads (numpy releases the GIL in its loops):
+    each makes its texts' distinct 5-gram hashes (the exact sets verification compares; written to
+    a file in `spill_dir`, ~4 bytes per character of the corpus: on disk, not in memory), their
+    sampled values, and what the counts of common 5-grams need (kirinuki.dedup.common). In build
+    order, this thread then counts each chunk, and a thread signs its texts without the 5-grams
+    common at them. `positions`: the texts' positions in the build (default 0, 1, ...); `counted`: which of
+    them are counted (default all: an append counts its new quotes, not earlier ones it signs
+    again); `common`: the counts so far (an earlier corpus's, added to in place). A text that
+    `texts.raw` gives a raw text for (it lost boilerplate lines) is counted by that raw text.
+    Returns the signatures, the sets and the counts (None when `common_5grams` is 0)."""
+    if not cfg.common_5grams:
+        common = None
+    elif common is None:
+        common = CommonGrams(cfg)
+    n_all = len(texts)
+    at = np.arange(n_all, dtype=np.int64) if positions is None else np.asarray(positions, np.int64)
+    raw_of = getattr(texts, "raw", None)
 
     def first(s: int):
         part = texts[s : s + cfg.chunk]
+        n = len(part)
         h, owner = shingle_hashes(part, cfg.shingle)
-        starts = np.searchsorted(owner, np.arange(len(part) + 1))
+        starts = np.searchsorted(owner, np.arange(n + 1))
         sizes = np.diff(starts)
-        buckets = frequency_buckets(sample_values(h, owner, cfg)[0], cfg) if cfg.common_5grams else None
-        # the exact sets verification compares: each text's distinct hashes, sorted (text by text:
-        # small sorts in cache take a quarter of the time of one sort of (text, hash) pairs)
-        at = starts.tolist()
-        u = np.concatenate([np.sort(h[at[t] : at[t + 1]]) for t in range(len(part))]) if len(part) else h
+        # each text's distinct hashes, sorted (text by text: small sorts in cache take a quarter of
+        # the time of one sort of (text, hash) pairs)
+        cut = starts.tolist()
+        u = np.concatenate([np.sort(h[cut[t] : cut[t + 1]]) for t in range(n)]) if n else h
         del h, owner
         first_of_text = np.ones(len(u), bool)
         first_of_text[1:] = u[1:] != u[:-1]
         first_of_text[starts[:-1][starts[:-1] < len(u)]] = True  # a text's first hash, even if the last one's
         sets = u[first_of_text]
         bounds = np.concatenate(([0], np.cumsum(first_of_text)))[starts].astype(np.int64)
-        return sets, bounds, sizes, buckets
+        vals, vowner = sample_values(sets, np.repeat(np.arange(n, dtype=np.int32), np.diff(bounds)), cfg)
+        held = None
+        if common is not None:
+            cb, co = bucket_of(vals, cfg), vowner
+            raw = raw_of(slice(s, s + n)) if raw_of is not None else {}
+            counts_here = None if counted is None else counted[s : s + n]
+            if raw or counts_here is not None:
+                skip = np.zeros(n, bool) if counts_here is None else ~counts_here
+                raw = {k: t for k, t in raw.items() if not skip[k]}
+                skip[list(raw)] = True
+                keep = ~skip[co]
+                cb, co = cb[keep], co[keep]
+                if raw:
+                    rh, ro = shingle_hashes(list(raw.values()), cfg.shingle)
+                    rv, ro = sample_values(rh, ro, cfg)
+                    cb = np.concatenate([cb, bucket_of(rv, cfg)])
+                    co = np.concatenate([co, np.fromiter(raw, np.int32, len(raw))[ro]])
+            held = holdings(cb, co, max(n, 1))
+        return sets, bounds, sizes, vals, vowner, held
+
+    def second(s: int, n: int, vals: np.ndarray, vowner: np.ndarray) -> None:
+        if common is not None:  # (once the chunk is counted: later chunks only mark later positions)
+            keep = ~common.common_at(bucket_of(vals, cfg), at[s : s + n][vowner])
+            vals, vowner = vals[keep], vowner[keep]
+        sig[s : s + n] = signatures(vals, vowner, n, cfg)
 
     store = ShingleSets(cfg.chunk, spill_dir)
-    if not cfg.common_5grams:
-        counts = None
-    else:  # an earlier corpus's counts are added to in place (a second 2**24 table is 64 MB more)
-        counts = base_counts if base_counts is not None else np.zeros(1 << 24, np.uint32)
-    one = np.uint32(1)
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        for sets, bounds, sizes, buckets in pool.map(first, range(0, len(texts), cfg.chunk)):
-            store.append(sets, bounds, sizes)
-            if buckets is not None:  # np.add.at of a same-typed one: half a bincount's time (no 2**24 table)
-                np.add.at(counts, buckets, one)
-        store.close_appends()
-        sig = np.empty((len(texts), cfg.perms), dtype=np.uint32)
-
-        def second(c: int):
-            s = c * cfg.chunk
-            sets, bounds = store.chunk_sets(c)
+    sig = np.empty((n_all, cfg.perms), dtype=np.uint32)
+    threads = os.cpu_count() or 1
+    starts = range(0, n_all, cfg.chunk)
+    with ThreadPoolExecutor(threads) as pool:  # a few chunks ahead, not all (their values are held)
+        ahead = deque(pool.submit(first, s) for s in starts[: 2 * threads])
+        signing: deque = deque()
+        for k, s in enumerate(starts):
+            sets, bounds, sizes, vals, vowner, held = ahead.popleft().result()
+            if k + 2 * threads < len(starts):
+                ahead.append(pool.submit(first, starts[k + 2 * threads]))
             n = len(bounds) - 1
-            owner = np.repeat(np.arange(n, dtype=np.int32), np.diff(bounds))
-            vals, vowner = sample_values(sets, owner, cfg)
-            sig[s : s + n] = signatures(vals, vowner, n, cfg, counts)
-            if counts is None or not cfg.common_5grams:
-                return None
-            b = frequency_buckets(vals, cfg)
-            near = counts[b] >= watch_from(cfg)
-            near &= counts[b] <= cfg.common_5grams
-            return vals[near], (vowner[near] + s).astype(np.uint32)
-
-        near = [w for w in pool.map(second, range(store.n_chunks)) if w is not None]
-    # (sampled value, text) of every 5-gram close to becoming common: the texts whose signature a
-    # later crossing can change (kirinuki.dedup.appended)
-    store.watch = _distinct_pairs(np.concatenate([v for v, _ in near]).astype(np.uint32),
-                                  np.concatenate([o for _, o in near])) if near else (np.zeros(0, np.uint32), np.zeros(0, np.uint32))
-    return sig, store, counts
-
-
-def watch_from(cfg: DedupConfig) -> int:
-    """The count from which a sampled 5-gram's bucket is watched: which texts hold it is kept."""
-    return max(1, cfg.common_5grams // 2)
+            store.append(sets, bounds, sizes)
+            if common is not None:
+                hb, ho, rank = held
+                common.add(hb, at[s : s + n][ho], rank)
+            signing.append(pool.submit(second, s, n, vals, vowner))
+            while signing and signing[0].done():
+                signing.popleft().result()
+        for f in signing:
+            f.result()
+        store.close_appends()
+    return sig, store, common
 
 
 def band_hashes(sig: np.ndarray, cfg: DedupConfig, first: int, count: int) -> np.ndarray:

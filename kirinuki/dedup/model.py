@@ -22,7 +22,7 @@ class DedupConfig:
     paragraph_min_chars: int = 20  # shorter paragraphs are not used as exact-match keys
     min_shingles: int = 8  # excerpts with fewer 5-grams stay alone
     sample_bits: int = 1  # signatures use a consistent 1/2**bits of the 5-grams
-    common_5grams: int = 100  # sampled 5-grams seen more often than this stay out of signatures
+    common_5grams: int = 100  # a sampled 5-gram held by more quotes than this before a quote stays out of its signature
     chunk: int = 1000  # texts per numpy pass
     estimate_margin: float = 0.15  # drop candidates estimated this far below both thresholds
     seed: int = 20240409

@@ -4,9 +4,9 @@ In: one build's clustering (kirinuki.dedup.clusters): per excerpt its id, a dige
 clustering reads of it (headline and body), its body's length and digest (`BodyDigests`: by the part
 runs the bodies were read from, so the next build does not digest them again), its 5-gram count,
 MinHash signature, boilerplate line positions, relation and similarity; the corpus-wide counts
-(sampled 5-gram frequencies, distinct (paragraph, headline) pairs, long paragraphs' hashes), which
-texts hold the 5-grams close to becoming common, the boilerplate paragraphs and every verified pair
-with its scores. Out: three files in the build folder (`SKETCH_FILES`; keep_dedup moves them into
+(how many quotes hold each sampled 5-gram and where each became common: kirinuki.dedup.common;
+distinct (paragraph, headline) pairs; long paragraphs' hashes), the boilerplate paragraphs and
+every verified pair with its scores. Out: three files in the build folder (`SKETCH_FILES`; keep_dedup moves them into
 the dedup state with sha256 checks) and `load_sketches`, which reads them back for the same code and
 parameters, or gives None.
 """
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from kirinuki.dedup.common import CommonGrams
 from kirinuki.dedup.model import DedupConfig
 
 SKETCH_EXCERPTS = ".dedup-sketch-excerpts.arrow"  # one row per excerpt, in the build's order
@@ -57,14 +58,11 @@ class Sketches:
     digests: list[bytes]
     sizes: np.ndarray  # int64: 5-gram count (with repeats) of each excerpt's compared text
     sig: "np.ndarray | StoredRows"  # uint32 [n, perms]; as loaded, left in the state's file until copied
-    counts: np.ndarray  # uint32 [2**24]: sampled 5-gram frequencies (not clamped: an append takes counts back)
+    common: "CommonGrams | None"  # how many quotes hold each sampled 5-gram, where it became common
     pair_key: np.ndarray  # uint64: distinct (paragraph key, headline) pairs, stable hashes
     pair_head: np.ndarray  # uint64
     para_owner: np.ndarray  # int64: long, non-boilerplate paragraphs of excerpts with enough 5-grams
     para_hash: np.ndarray  # uint64 (stable)
-    watch_value: np.ndarray  # uint32: (sampled value, excerpt) of the 5-grams close to common (minhash.watch_from)
-    watch_owner: np.ndarray  # uint32
-    unwatched: np.ndarray  # uint32: buckets that came close by appends, whose earlier texts are not listed
     boiler: list[str]  # the boilerplate paragraphs' keys
     boiler_pos: list[tuple[int, ...]]  # per excerpt: positions of its boilerplate lines
     relation: list[str] | pa.Array  # (as load_sketches reads it: an Arrow string array)
@@ -182,12 +180,10 @@ def write_sketches(root: str, s: Sketches, cfg: DedupConfig, code: str, runs: li
     for name, table in ((SKETCH_EXCERPTS, ex), (SKETCH_PAIRS, pairs)):
         with pa.OSFile(str(out / name), "wb") as f, pa.ipc.new_file(f, table.schema) as w:
             w.write_table(table)
-    nonzero = np.flatnonzero(s.counts).astype(np.uint32)  # sparse: 32 MB dense even for four posts
+    common = s.common.kept() if s.common is not None else {}
     with open(out / SKETCH_ARRAYS, "wb") as f:
-        np.savez(f, sig=s.sig, counts_at=nonzero, counts=s.counts[nonzero], counts_size=np.array([len(s.counts)]),
-                 pair_key=s.pair_key, pair_head=s.pair_head,
-                 para_owner=s.para_owner, para_hash=s.para_hash, watch_value=s.watch_value,
-                 watch_owner=s.watch_owner, unwatched=s.unwatched)
+        np.savez(f, sig=s.sig, pair_key=s.pair_key, pair_head=s.pair_head, para_owner=s.para_owner,
+                 para_hash=s.para_hash, **common)
 
 
 def load_sketches(state: str | None, cfg: DedupConfig, code: str, checked: bool = False) -> Sketches | None:
@@ -213,13 +209,11 @@ def load_sketches(state: str | None, cfg: DedupConfig, code: str, checked: bool 
         sig = StoredRows(st / SKETCH_ARRAYS, "sig")  # read into place when the grown signatures are made
         if len(sig) != ex.num_rows:
             return None
-        counts = np.zeros(int(arrays["counts_size"][0]), np.uint32)
-        counts[arrays["counts_at"]] = arrays["counts"]
+        common = CommonGrams.from_kept(cfg, arrays) if cfg.common_5grams else None
         return Sketches(
             ids=ex["excerpt_id"].to_pylist(), digests=ex["digest"].to_pylist(), sizes=ex["size"].to_numpy(),
-            sig=sig, counts=counts, pair_key=arrays["pair_key"], pair_head=arrays["pair_head"],
-            para_owner=arrays["para_owner"], para_hash=arrays["para_hash"], watch_value=arrays["watch_value"],
-            watch_owner=arrays["watch_owner"], unwatched=arrays["unwatched"],
+            sig=sig, common=common, pair_key=arrays["pair_key"], pair_head=arrays["pair_head"],
+            para_owner=arrays["para_owner"], para_hash=arrays["para_hash"],
             boiler=json.loads(meta[b"boiler"].decode()), boiler_pos=[tuple(p) for p in ex["boiler_pos"].to_pylist()],
             # held through an append's clustering: as Arrow and numpy, not ~60 MB of Python objects at 100k posts
             relation=ex["relation"].combine_chunks(), similarity=ex["similarity"].to_numpy(),

@@ -121,7 +121,6 @@ class ShingleSets:
         self.bounds: list[np.ndarray] = []  # per chunk: each text's range in the chunk's hashes
         self.size_parts: list[np.ndarray] = []
         self.sizes = np.zeros(0, np.int64)
-        self.watch: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.uint32), np.zeros(0, np.uint32))  # set by sketch
 
     @property
     def n_chunks(self) -> int:
