@@ -70,7 +70,7 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     line_heads = heads[np.searchsorted(new, lines.owner)] if len(lines.owner) else lines.stable
     nk, nh = _distinct_pairs(lines.stable, line_heads)
     pair_key, pair_head = _merged_pairs(last.pair_key, last.pair_head, nk, nh)
-    touched = np.unique(nk)
+    touched = nk[np.append(True, nk[1:] != nk[:-1])] if len(nk) else nk  # (sorted)
     now = _counts_of(pair_key, touched)
     before = _counts_of(last.pair_key, touched)
     crossing = touched[(now > cfg.max_headlines) & (before <= cfg.max_headlines)]
@@ -274,7 +274,8 @@ class _Sets:
         if at is not None:
             return np.frombuffer(self.spill.read(at[0], 4 * at[1]), np.uint32)
         h, _ = shingle_hashes([dedup_text(self.excerpts[i], self.boiler)], self.cfg.shingle)
-        s = np.unique(h).astype(np.uint32)
+        s = np.sort(h)  # distinct, sorted (np.unique hashes: ~10 times slower here)
+        s = s[np.append(True, s[1:] != s[:-1])] if len(s) else s
         with self.lock:
             if i not in self.made:
                 start = self.spill.append(s.tobytes())
