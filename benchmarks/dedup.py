@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/dedup.py                       # 50,000 excerpts, all three methods
     .venv/bin/python benchmarks/dedup.py --excerpts 10000
     .venv/bin/python benchmarks/dedup.py --scale 10000,50000,200000 --no-libs
+    .venv/bin/python benchmarks/dedup.py --no-libs --common-5grams 0   # no 5-gram left out of signatures
 
 Every method gets the same texts (normalised bodies without whitespace or elision markers), runs in
 its own fresh process (so peak RSS is its own) and has every candidate pair verified exactly with
@@ -75,16 +76,27 @@ def verify_and_cluster(n: int, sets: list[set[str]], candidates) -> list[int]:
     return [uf.find(i) for i in range(n)]
 
 
-def run_kirinuki(items: list[Excerpt]) -> list[int]:
+def _config():
+    """DedupConfig's defaults, or `--common-5grams N`'s (passed to the child in the environment)."""
+    import os
+
+    from kirinuki.dedup import DedupConfig
+
+    common = os.environ.get("KIRINUKI_BENCH_COMMON_5GRAMS")
+    return DedupConfig(common_5grams=int(common)) if common else DedupConfig()
+
+
+def run_kirinuki(items: list[Excerpt]) -> tuple[list[int], dict]:
     from kirinuki.dedup import find_clusters
 
-    return find_clusters(items).root
+    cl = find_clusters(items, _config())
+    return cl.root, {"candidates": cl.stats["candidates"]}
 
 
 def run_kirinuki_articles(items: list[Excerpt]) -> list[int]:
     from kirinuki.dedup import deduplicate
 
-    res = deduplicate(items)
+    res = deduplicate(items, _config())
     ids = {c: i for i, c in enumerate(dict.fromkeys(res.cluster_id))}
     return [ids[c] for c in res.cluster_id]
 
@@ -129,10 +141,12 @@ def _child(method: str, path: str, q) -> None:
     base = rss_mb()
     t = time.perf_counter()
     roots = METHODS[method](items)
-    q.put((roots, time.perf_counter() - t, base, peak_mb()))
+    took = time.perf_counter() - t
+    roots, extra = roots if isinstance(roots, tuple) else (roots, {})
+    q.put((roots, took, base, peak_mb(), extra))
 
 
-def measure(method: str, path: str) -> tuple[list[int], float, float, float]:
+def measure(method: str, path: str) -> tuple[list[int], float, float, float, dict]:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(target=_child, args=(method, path, q))
@@ -203,7 +217,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-libs", action="store_true", help="only kirinuki")
     ap.add_argument("--scale", default="", help="comma-separated sizes for a kirinuki-only scaling table")
+    ap.add_argument("--common-5grams", type=int, default=None,
+                    help="kirinuki's DedupConfig.common_5grams (0: no 5-gram is left out of signatures)")
     args = ap.parse_args()
+    if args.common_5grams is not None:
+        import os
+
+        os.environ["KIRINUKI_BENCH_COMMON_5GRAMS"] = str(args.common_5grams)  # (the children inherit it)
 
     with tempfile.TemporaryDirectory() as tmp:
         sizes = [int(s) for s in args.scale.split(",") if s] or [args.excerpts]
@@ -217,7 +237,7 @@ def main() -> None:
                 with open(path, "wb") as f:
                     pickle.dump(items, f)
                 chars = sum(len(e.body_norm) for e in items)
-                roots, secs, base, peak = measure("kirinuki", path)
+                roots, secs, base, peak, _ = measure("kirinuki", path)
                 print(f"| {n:,} | {chars:,} | {secs:.2f} | {chars / secs / 1e6:.2f} | {secs / n * 1e6:.0f} | "
                       f"{peak:,.0f} ({peak - base:,.0f}) |", flush=True)
             return
@@ -235,9 +255,10 @@ def main() -> None:
         methods = ["kirinuki", "kirinuki (+articles)"] + ([] if args.no_libs else ["datasketch", "rensa"])
         results = {}
         for m in methods:
-            roots, secs, base, peak = measure(m, path)
+            roots, secs, base, peak, extra = measure(m, path)
             results[m] = (secs, base, peak, evaluate(roots, articles, pairs))
-            print(f"  done: {m} in {secs:.1f} s", file=sys.stderr, flush=True)
+            more = "".join(f", {k} {v:,}" for k, v in extra.items())
+            print(f"  done: {m} in {secs:.1f} s{more}", file=sys.stderr, flush=True)
 
     counts = results[methods[0]][3]["_counts"]
     print(f"\ntrue pairs: {counts.get('full', 0):,} full duplicates (J >= 0.8), "

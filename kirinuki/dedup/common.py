@@ -48,8 +48,9 @@ def holdings(buckets: np.ndarray, owners: np.ndarray, n: int) -> tuple[np.ndarra
 
 class CommonGrams:
     """The counts and `since` positions of every bucket (see the module docstring), and a bitmap of
-    the buckets common somewhere (2 MB: looked up for every value signed, where the 64 MB `since`
-    table, looked up at random, took four times as long)."""
+    the buckets common somewhere: every value signed is looked up in it (2 MB, mostly in cache),
+    and only those it marks in the 64 MB `since` table (looking up every value there took 0.84 s
+    against 0.63 s for the 50,000 quotes of the dedup benchmark)."""
 
     def __init__(self, cfg: DedupConfig, counts: np.ndarray | None = None, since: np.ndarray | None = None):
         self.top = cfg.common_5grams
