@@ -287,6 +287,26 @@ def test_thresholds_an_earlier_quote_crosses_redo_its_cluster_or_everything():
     _same_result(again, deduplicate(edited, DedupConfig()))
 
 
+def test_dedup_texts_give_the_raw_text_of_exactly_the_quotes_that_lost_boilerplate_lines():
+    """Common 5-grams are counted in raw texts: DedupTexts.raw names the quotes whose compared text
+    lost a boilerplate line and gives their text with it, whether or not it is told which they are."""
+    from kirinuki.dedup.minhash import DedupTexts, boiler_lines, dedup_text, key_hash, line_index
+
+    stock = "この記事は会員限定です。続きは購読してお読みください。"
+    items = [ex(i, f"本文その{i}は港の話である。\n" + (stock if i % 3 == 0 else "別の段落が続く。") + "\n(中略)\n結び")
+             for i in range(20)]
+    boiler = {key_hash(stock)}
+    boiled = boiler_lines(line_index(items), boiler)
+    assert sorted(boiled) == list(range(0, 20, 3))
+    for told in (set(boiled), None):
+        texts = DedupTexts(items, boiler, told)
+        for s in (slice(0, 20), slice(4, 11), slice(18, 20)):
+            raw = texts.raw(s)
+            assert raw == {k: dedup_text(items[i], set()) for k, i in enumerate(range(20)[s]) if i % 3 == 0}
+            assert all(stock in t and stock not in texts[s][k] for k, t in raw.items())
+    assert DedupTexts(items, set(), None).raw(slice(0, 20)) == {}
+
+
 class _Texts(list):
     """Texts some of whose raw texts (boilerplate kept) differ, as DedupTexts gives them."""
 
@@ -475,6 +495,28 @@ def test_a_connection_dedup_opens_is_closed_once_clustered_and_the_result_is_the
     assert len(opened) == 1 and made and kept_open.execute("SELECT 1").fetchone() == (1,)
     assert res.cluster_id == same.cluster_id and res.links == same.links
     assert [a for a, _ in made] == [a["article_id"] for a in same.articles]
+
+
+def test_an_append_with_new_quotes_among_the_earlier_ones_keeps_the_counts_a_clean_build_makes():
+    """New quotes placed among the earlier ones (holding no common 5-gram, so clustering them on
+    their own is still exact) move the earlier quotes along: where each 5-gram became common moves
+    with them, and the counts and positions kept for the next build are a clean build's."""
+    rnd = np.random.default_rng(4)
+    items = [Excerpt(f"x{i:05d}", f"d{i // 6:04d}", e.headline, "\n".join(e.lines), e.published)
+             for i, e in enumerate(synth.excerpts(600, seed=5))]
+    for i in (100, 101, 340):  # texts of their own: no 5-gram another quote holds
+        items[i] = Excerpt(items[i].excerpt_id, items[i].doc_id, "別の見出し",
+                           "".join(rnd.choice(list("ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"), 80)), items[i].published)
+    cfg = DedupConfig(common_5grams=20)
+    last = deduplicate([e for i, e in enumerate(items) if i not in (100, 101, 340)], cfg).sketches
+    moved = int((last.common.since != 0xFFFFFFFF).sum())
+    grown = deduplicate(items, cfg, last=last)
+    clean = deduplicate(items, cfg)
+    assert grown.stats["clustering"] == "appended", grown.stats.get("clustering_why")
+    assert moved > 100 and (grown.sketches.common.since == clean.sketches.common.since).all()
+    assert (grown.sketches.common.counts == clean.sketches.common.counts).all()
+    assert (grown.sketches.sig == clean.sketches.sig).all()
+    _same_result(grown, clean)
 
 
 def test_kept_signatures_are_read_into_place_a_block_at_a_time_and_a_damaged_file_is_refused(tmp_path, monkeypatch):

@@ -97,6 +97,8 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     boiled = boiler_lines(lines, boiler)  # (the lines are the fresh quotes')
     if cfg.common_5grams and last.common is None:
         return "the kept 5-gram counts are missing"
+    if last.common is not None and len(old) and old[-1] != len(old) - 1:  # (new quotes among the earlier ones)
+        last.common.moved(old)
     sig_new, sets_new, common = sketch(DedupTexts([excerpts[i] for i in fresh.tolist()], boiler,
                                                   {k for k, i in enumerate(fresh.tolist()) if i in boiled}),
                                        cfg, spill_dir, last.common, positions=fresh, counted=~np.isin(fresh, regrown))

@@ -76,6 +76,12 @@ class CommonGrams:
         last = np.append(rank[1:] == 0, True)  # each bucket's last holding in the chunk
         self.counts[buckets[last]] = np.minimum(before[last] + 1, self.top + 1)
 
+    def moved(self, to: np.ndarray) -> None:
+        """The quotes at positions 0..len(to)-1 are now at `to` (ascending): new quotes were placed
+        among them. Their `since` positions follow them."""
+        at = np.flatnonzero(self.since != NEVER)
+        self.since[at] = to[self.since[at]].astype(np.uint32)
+
     def common_at(self, buckets: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Whether each bucket is common at the position beside it."""
         out = ((self.bits[buckets >> 3] >> (buckets & 7).astype(np.uint8)) & 1).astype(bool)
