@@ -32,18 +32,19 @@ def bucket_of(vals: np.ndarray, cfg: DedupConfig) -> np.ndarray:
     return (vals >> np.uint32(cfg.sample_bits)) & np.uint32(BUCKETS - 1)
 
 
-def holdings(buckets: np.ndarray, owners: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The distinct (bucket, owner) pairs of one chunk (owners 0..n-1, in build order), sorted by
-    bucket then owner, and each pair's rank: how many owners before it in the chunk hold its bucket."""
+def holdings(buckets: np.ndarray, owners: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One chunk's holdings (owners 0..n-1, in build order): its distinct buckets (sorted), how
+    many owners hold each, where each bucket's owners start in `owners_by_bucket`, and
+    `owners_by_bucket` (each bucket's distinct owners, ascending)."""
     key = np.sort(buckets.astype(np.int64) * n + owners)  # (np.unique: ~60 times slower here)
     if len(key) > 1:
         key = key[np.append(True, key[1:] != key[:-1])]
-    b, o = (key // n).astype(np.uint32), (key % n).astype(np.int64)
+    b, o = (key // n).astype(np.uint32), (key % n).astype(np.int32)
     start = np.ones(len(b), bool)
     start[1:] = b[1:] != b[:-1]
     first = np.flatnonzero(start)
-    rank = np.arange(len(b), dtype=np.int64) - np.repeat(first, np.diff(np.append(first, len(b))))
-    return b, o, rank
+    held = np.diff(np.append(first, len(b))).astype(np.int32)
+    return b[first], held, first, o
 
 
 class CommonGrams:
@@ -63,18 +64,19 @@ class CommonGrams:
     def _mark(self, buckets: np.ndarray) -> None:
         np.bitwise_or.at(self.bits, buckets >> 3, (1 << (buckets & 7)).astype(np.uint8))
 
-    def add(self, buckets: np.ndarray, positions: np.ndarray, rank: np.ndarray) -> None:
-        """Count one chunk's holdings (`holdings`, owners turned into build positions); chunks come
-        in build order, each after every position before it."""
+    def add(self, buckets: np.ndarray, held: np.ndarray, first: np.ndarray, positions: np.ndarray) -> None:
+        """Count one chunk's holdings (`holdings`, its owners turned into build positions); chunks
+        come in build order, each after every position before it."""
         if not len(buckets):
             return
-        before = self.counts[buckets].astype(np.int64) + rank
-        hit = np.flatnonzero(before == self.top)
-        if len(hit):
-            self.since[buckets[hit]] = positions[hit]
-            self._mark(buckets[hit].astype(np.int64))
-        last = np.append(rank[1:] == 0, True)  # each bucket's last holding in the chunk
-        self.counts[buckets[last]] = np.minimum(before[last] + 1, self.top + 1)
+        before = self.counts[buckets].astype(np.int32)
+        after = before + held
+        crossing = np.flatnonzero((before <= self.top) & (after > self.top))
+        if len(crossing):  # the holder that makes it common: the (top + 1)-th
+            b = buckets[crossing]
+            self.since[b] = positions[first[crossing] + (self.top - before[crossing])]
+            self._mark(b.astype(np.int64))
+        self.counts[buckets] = np.minimum(after, self.top + 1)
 
     def moved(self, to: np.ndarray) -> None:
         """The quotes at positions 0..len(to)-1 are now at `to` (ascending): new quotes were placed

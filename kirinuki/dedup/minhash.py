@@ -332,8 +332,8 @@ def sketch(texts, cfg: DedupConfig, spill_dir: str | None = None, common: Common
             n = len(bounds) - 1
             store.append(sets, bounds, sizes)
             if common is not None:
-                hb, ho, rank = held
-                common.add(hb, at[s : s + n][ho], rank)
+                hb, count, first_owner, owners = held
+                common.add(hb, count, first_owner, at[s : s + n][owners])
             signing.append(pool.submit(second, s, n, vals, vowner))
             while signing and signing[0].done():
                 signing.popleft().result()
