@@ -30,8 +30,8 @@ import zipfile
 import numpy as np
 
 from kirinuki.dedup.candidates import candidate_pairs, paragraph_hashes
-from kirinuki.dedup.minhash import (DedupTexts, _distinct_pairs, boiler_lines, dedup_text, key_hash,
-                                    line_index, paragraph_key, sample_values, shingle_hashes, sketch,
+from kirinuki.dedup.minhash import (DedupTexts, _distinct_pairs, boiler_lines, dedup_text, distinct_sorted,
+                                    key_hash, line_index, paragraph_key, sample_values, shingle_hashes, sketch,
                                     stable_hashes)
 from kirinuki.dedup.kept import KeptRelations, kept_clusters
 from kirinuki.dedup.model import DedupConfig, Excerpt
@@ -70,7 +70,7 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     line_heads = heads[np.searchsorted(new, lines.owner)] if len(lines.owner) else lines.stable
     nk, nh = _distinct_pairs(lines.stable, line_heads)
     pair_key, pair_head = _merged_pairs(last.pair_key, last.pair_head, nk, nh)
-    touched = nk[np.append(True, nk[1:] != nk[:-1])] if len(nk) else nk  # (sorted)
+    touched = distinct_sorted(nk)
     now = _counts_of(pair_key, touched)
     before = _counts_of(last.pair_key, touched)
     crossing = touched[(now > cfg.max_headlines) & (before <= cfg.max_headlines)]
@@ -101,7 +101,7 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
         last.common.moved(old)
     sig_new, sets_new, common = sketch(DedupTexts([excerpts[i] for i in fresh.tolist()], boiler,
                                                   {k for k, i in enumerate(fresh.tolist()) if i in boiled}),
-                                       cfg, spill_dir, last.common, positions=fresh, counted=~np.isin(fresh, regrown))
+                                       cfg, spill_dir, last.common, positions=fresh, counted=is_new[fresh])
     last.common = None
     if common is not None and _common_out_of_order(excerpts, new[new < old[-1]] if len(old) else new[:0], common, cfg):
         sets_new.close()
@@ -276,8 +276,7 @@ class _Sets:
         if at is not None:
             return np.frombuffer(self.spill.read(at[0], 4 * at[1]), np.uint32)
         h, _ = shingle_hashes([dedup_text(self.excerpts[i], self.boiler)], self.cfg.shingle)
-        s = np.sort(h)  # distinct, sorted (np.unique hashes: ~10 times slower here)
-        s = s[np.append(True, s[1:] != s[:-1])] if len(s) else s
+        s = distinct_sorted(np.sort(h))
         with self.lock:
             if i not in self.made:
                 start = self.spill.append(s.tobytes())

@@ -32,21 +32,6 @@ def bucket_of(vals: np.ndarray, cfg: DedupConfig) -> np.ndarray:
     return (vals >> np.uint32(cfg.sample_bits)) & np.uint32(BUCKETS - 1)
 
 
-def holdings(buckets: np.ndarray, owners: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One chunk's holdings (owners 0..n-1, in build order): its distinct buckets (sorted), how
-    many owners hold each, where each bucket's owners start in `owners_by_bucket`, and
-    `owners_by_bucket` (each bucket's distinct owners, ascending)."""
-    key = np.sort(buckets.astype(np.int64) * n + owners)  # (np.unique: ~60 times slower here)
-    if len(key) > 1:
-        key = key[np.append(True, key[1:] != key[:-1])]
-    b, o = (key // n).astype(np.uint32), (key % n).astype(np.int32)
-    start = np.ones(len(b), bool)
-    start[1:] = b[1:] != b[:-1]
-    first = np.flatnonzero(start)
-    held = np.diff(np.append(first, len(b))).astype(np.int32)
-    return b[first], held, first, o
-
-
 class CommonGrams:
     """The counts and `since` positions of every bucket (see the module docstring), and a bitmap of
     the buckets common somewhere: every value signed is looked up in it (2 MB, mostly in cache),
@@ -65,7 +50,7 @@ class CommonGrams:
         np.bitwise_or.at(self.bits, buckets >> 3, (1 << (buckets & 7)).astype(np.uint8))
 
     def add(self, buckets: np.ndarray, held: np.ndarray, first: np.ndarray, positions: np.ndarray) -> None:
-        """Count one chunk's holdings (`holdings`, its owners turned into build positions); chunks
+        """Count one chunk's holdings (minhash.holdings, its owners turned into build positions); chunks
         come in build order, each after every position before it."""
         if not len(buckets):
             return
