@@ -157,8 +157,8 @@ def distinct_sorted(a: np.ndarray) -> np.ndarray:
 
 def holdings(buckets: np.ndarray, owners: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One chunk's holdings (owners 0..n-1, in build order): its distinct buckets (sorted), how
-    many owners hold each, where each bucket's owners start in `owners_by_bucket`, and
-    `owners_by_bucket` (each bucket's distinct owners, ascending)."""
+    many owners hold each, where each bucket's owners start in the last array, and that array:
+    each bucket's distinct owners, ascending."""
     key = distinct_sorted(np.sort(buckets.astype(np.int64) * n + owners))
     b, o = (key // n).astype(np.uint32), (key % n).astype(np.int32)
     start = np.ones(len(b), bool)
@@ -312,9 +312,10 @@ def sketch(texts, cfg: DedupConfig, spill_dir: str | None = None, common: Common
         sets = u[first_of_text]
         bounds = np.concatenate(([0], np.cumsum(first_of_text)))[starts].astype(np.int64)
         vals, vowner = sample_values(sets, np.repeat(np.arange(n, dtype=np.int32), np.diff(bounds)), cfg)
-        held = None
+        held = vb = None
         if common is not None:
-            cb, co = bucket_of(vals, cfg), vowner
+            vb = bucket_of(vals, cfg)
+            cb, co = vb, vowner
             raw = raw_of(slice(s, s + n)) if raw_of is not None else {}
             counts_here = None if counted is None else counted[s : s + n]
             if raw or counts_here is not None:
@@ -329,11 +330,11 @@ def sketch(texts, cfg: DedupConfig, spill_dir: str | None = None, common: Common
                     cb = np.concatenate([cb, bucket_of(rv, cfg)])
                     co = np.concatenate([co, np.fromiter(raw, np.int32, len(raw))[ro]])
             held = holdings(cb, co, max(n, 1))
-        return sets, bounds, sizes, vals, vowner, held
+        return sets, bounds, sizes, vals, vowner, vb, held
 
-    def second(s: int, n: int, vals: np.ndarray, vowner: np.ndarray) -> None:
+    def second(s: int, n: int, vals: np.ndarray, vowner: np.ndarray, vb: np.ndarray | None) -> None:
         if common is not None:  # (once the chunk is counted: later chunks only mark later positions)
-            keep = ~common.common_at(bucket_of(vals, cfg), at[s : s + n][vowner])
+            keep = ~common.common_at(vb, at[s : s + n][vowner])
             vals, vowner = vals[keep], vowner[keep]
         sig[s : s + n] = signatures(vals, vowner, n, cfg)
 
@@ -345,7 +346,7 @@ def sketch(texts, cfg: DedupConfig, spill_dir: str | None = None, common: Common
         ahead = deque(pool.submit(first, s) for s in starts[: 2 * threads])
         signing: deque = deque()
         for k, s in enumerate(starts):
-            sets, bounds, sizes, vals, vowner, held = ahead.popleft().result()
+            sets, bounds, sizes, vals, vowner, vb, held = ahead.popleft().result()
             if k + 2 * threads < len(starts):
                 ahead.append(pool.submit(first, starts[k + 2 * threads]))
             n = len(bounds) - 1
@@ -353,7 +354,7 @@ def sketch(texts, cfg: DedupConfig, spill_dir: str | None = None, common: Common
             if common is not None:
                 hb, count, first_owner, owners = held
                 common.add(hb, count, first_owner, at[s : s + n][owners])
-            signing.append(pool.submit(second, s, n, vals, vowner))
+            signing.append(pool.submit(second, s, n, vals, vowner, vb))
             while signing and signing[0].done():
                 signing.popleft().result()
         for f in signing:

@@ -122,10 +122,6 @@ class ShingleSets:
         self.size_parts: list[np.ndarray] = []
         self.sizes = np.zeros(0, np.int64)
 
-    @property
-    def n_chunks(self) -> int:
-        return len(self.starts)
-
     def append(self, sets: np.ndarray, bounds: np.ndarray, sizes: np.ndarray) -> None:
         self.starts.append(self.spill.append(sets.astype("<u4", copy=False).tobytes()) // 4)
         self.bounds.append(bounds)
@@ -138,10 +134,6 @@ class ShingleSets:
 
     def _read(self, start: int, n: int) -> np.ndarray:
         return np.frombuffer(self.spill.read(4 * start, 4 * n), dtype="<u4").astype(np.uint32, copy=False)
-
-    def chunk_sets(self, c: int) -> tuple[np.ndarray, np.ndarray]:
-        bounds = self.bounds[c]
-        return self._read(self.starts[c], int(bounds[-1])), bounds
 
     def __getitem__(self, i: int) -> np.ndarray:
         c, j = divmod(i, self.chunk)
