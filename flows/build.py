@@ -78,6 +78,7 @@ from kirinuki.store.partitions import (  # noqa: E402
 )
 from kirinuki.store.files import (  # noqa: E402
     DATA_DIR,
+    MADE_ROWS,
     atomic_dir,
     corpus_digest,
     check_output,
@@ -313,6 +314,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         drawing = draw_overview.submit(str(tmp))
         report, digests = validate_tables(str(tmp), str(parts), str(old_parts) if old_parts else None, validator,
                                           known=known, copied={f"{DATA_DIR}/{name}.parquet": c for name, c in copied.items()})
+        shutil.rmtree(tmp / MADE_ROWS, ignore_errors=True)  # (dedup's made article rows, only for validation)
         counts["quarantine"] = sum(report["quarantined"].values())
         if partitions and not counts["quarantine"]:  # the years as validated: the next build may link them
             write_json(parts / PARTITION_DIGESTS, partitions)

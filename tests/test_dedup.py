@@ -364,7 +364,8 @@ def test_a_5gram_is_left_out_of_a_signature_exactly_when_more_than_common_quotes
 def test_article_rows_copied_in_runs_or_made_again_give_a_whole_write_s_bytes(tmp_path):
     """dedup writes `article_paragraphs` as its rows arrive: kept articles as runs of the last
     build's record batches (neighbouring runs joined), made ones as Python values, row groups
-    encoded in the writer's thread. Any mix of them gives the bytes of the table written at once."""
+    encoded in the writer's thread. Any mix of them gives the bytes of the table written at once;
+    the rows made, and only they, are also in the Arrow file kept for validation, in file order."""
     import random
 
     import pyarrow as pa
@@ -383,7 +384,8 @@ def test_article_rows_copied_in_runs_or_made_again_give_a_whole_write_s_bytes(tm
     whole = pa.table(rows, schema=schema)
     write_table(tmp_path / "whole", "article_paragraphs", whole)
     batches = whole.to_batches(max_chunksize=4096)  # as the kept file is read back
-    with RowGroupWriter(tmp_path / "mixed", "article_paragraphs") as w:
+    made_file = tmp_path / "made" / "article_paragraphs.arrow"
+    with RowGroupWriter(tmp_path / "mixed", "article_paragraphs", lambda: made_file) as w:
         at = 0
         for b in batches:
             i = 0
@@ -400,6 +402,13 @@ def test_article_rows_copied_in_runs_or_made_again_give_a_whole_write_s_bytes(tm
     got, want = (tmp_path / "mixed" / "data" / "article_paragraphs.parquet"), (tmp_path / "whole" / "data" / "article_paragraphs.parquet")
     assert pq.ParquetFile(got).metadata.num_row_groups > 2
     assert got.read_bytes() == want.read_bytes()
+    copied = np.zeros(n, bool)
+    for start, count in w.copied:
+        copied[start:start + count] = True
+    with pa.OSFile(str(made_file)) as src:
+        made = pa.ipc.open_stream(src).read_all()
+    assert 0 < made.num_rows == w.made == int((~copied).sum())
+    assert made.equals(whole.filter(pa.array(~copied)))
 
 
 def test_bodies_spilled_a_part_at_a_time_read_back_with_their_lengths_and_digests(tmp_path):

@@ -214,6 +214,7 @@ def test_article_rows_copied_from_the_last_build_are_not_judged_again_with_the_s
 
     import kirinuki.validate.gx_files as gx_files
     from kirinuki.flows.build import build
+    from kirinuki.store.files import MADE_ROWS
 
     corpus = _built_then_grown(tmp_path, seed=11)
     judged: dict[str, int] = {}
@@ -225,12 +226,24 @@ def test_article_rows_copied_from_the_last_build_are_not_judged_again_with_the_s
         return real(gx, name, df, exps, indices)
 
     monkeypatch.setattr(gx_files, "_run", counting)
+    read_from: dict[int, str | None] = {}  # rows of a file sliced for GX -> the Arrow file its made rows came from
+    real_batches = gx_files._batches
+
+    def batches(pf, size, columns, skip, made=None):
+        read_from[pf.metadata.num_rows] = made
+        yield from real_batches(pf, size, columns, skip, made)
+
+    monkeypatch.setattr(gx_files, "_batches", batches)
     inc = build([str(corpus)], str(tmp_path / "out"))
     monkeypatch.setattr(gx_files, "_run", real)
+    monkeypatch.setattr(gx_files, "_batches", real_batches)
     build([str(corpus)], str(tmp_path / "clean"), cache=False)
     assert inc["dedup"]["articles_kept"] > 0
     for name in ("articles", "article_paragraphs"):
         assert 0 < judged[name] < inc["rows"][name], (name, judged, inc["rows"])
+        # the rows judged are those dedup made, read from the file it kept of them, not the whole table again
+        assert Path(read_from[inc["rows"][name]]).name == f"{name}.arrow"
+    assert not any(p.name == MADE_ROWS for p in (tmp_path / "out").rglob("*"))  # only for validation: gone
 
     def results(out: Path) -> list:
         doc = json.loads((out / "validation" / "results.json").read_text(encoding="utf-8"))

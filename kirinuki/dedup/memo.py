@@ -134,6 +134,11 @@ class ArticleMemo:
         self._open_once()
         return self._keys
 
+    def can_keep(self) -> bool:
+        """Whether the last build's articles can be kept at all (its state opened, same code)."""
+        self._open_once()
+        return self.articles is not None
+
     def kept(self, aid: str, key: str) -> int | None:
         """The row of the last build's `articles` that `aid` is when its key there was `key`
         (its rows are then taken with `rows`), else None."""

@@ -58,16 +58,17 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
     article_quotes (in part order) and dedup_links under `root`, and each article's key
     (kirinuki.dedup.memo) to `root`/ARTICLE_KEYS; `copied` in the stats says which rows of the
     article tables are rows of the last build's files, copied as they were (validation need not
-    judge them again). An article whose quotes are unchanged since the build that kept
-    `last_state` (by the same `code`) is taken from it, and when quotes were only appended since,
-    only they are clustered (kirinuki.dedup.appended, with the sketches that state kept; this build's
-    go to `root`, kirinuki.dedup.sketches). Returns the stats with the row counts. Runs
-    in a child process of its own on a large build, so its memory goes back to the system when done."""
+    judge them again), and where the others are (`root`/MADE_ROWS, which the caller removes). An
+    article whose quotes are unchanged since the build that kept `last_state` (by the same `code`)
+    is taken from it, and when quotes were only appended since, only they are clustered
+    (kirinuki.dedup.appended, with the sketches that state kept; this build's go to `root`,
+    kirinuki.dedup.sketches). Returns the stats with the row counts. Runs in a child process of its
+    own on a large build, so its memory goes back to the system when done."""
     import shutil
 
     from kirinuki.dedup.memo import ArticleMemo, Run
     from kirinuki.dedup.sketches import load_sketches, write_sketches
-    from kirinuki.store.files import DUCKDB_TMP, duckdb_for_build, to_table, write_table
+    from kirinuki.store.files import DUCKDB_TMP, MADE_ROWS, duckdb_for_build, to_table, write_table
     from kirinuki.store.rowgroups import RowGroupWriter
 
     out = Path(root)
@@ -79,7 +80,12 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
     (out / DUCKDB_TMP).mkdir(exist_ok=True)  # where the bodies and sets spill, and DuckDB's joins
     runs: list = []
     items = read_excerpts(parts, str(out / DUCKDB_TMP), BodyDigests.load(last_state, cfg, code), runs)
-    with RowGroupWriter(out, "articles") as arts, RowGroupWriter(out, "article_paragraphs") as paras:
+
+    def made_rows(name: str):  # the rows not copied, for validation: only when rows can be copied at all
+        return lambda: out / MADE_ROWS / f"{name}.arrow" if memo.can_keep() else None
+
+    with RowGroupWriter(out, "articles", made_rows("articles")) as arts, \
+            RowGroupWriter(out, "article_paragraphs", made_rows("article_paragraphs")) as paras:
         def write(article: dict | list[Run], paragraphs: dict[str, list] | list[Run]) -> None:
             if isinstance(article, list):  # kept from the last build: copied as Arrow
                 arts.add_runs(article)
@@ -110,7 +116,7 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
     write_table(out, "article_quotes", quotes)
     memo.write(root)
     kept = memo.kept_from()  # {table: sha256 of the last build's file the kept rows came from}
-    copied = {name: {"from": kept[name], "rows": w.copied} for name, w in
-              (("articles", arts), ("article_paragraphs", paras)) if w.copied and name in kept}
+    copied = {name: {"from": kept[name], "rows": w.copied, "made": str(w.made_rows), "made_rows": w.made}
+              for name, w in (("articles", arts), ("article_paragraphs", paras)) if w.copied and name in kept}
     return dict(res.stats, rows=rows, copied=copied)
 

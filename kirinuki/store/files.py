@@ -21,6 +21,7 @@ from kirinuki.schema import TableSpec, spec, tables
 
 DATA_DIR = "data"
 DUCKDB_TMP = ".duckdb-tmp"  # DuckDB spills here; removed before the build is swapped in
+MADE_ROWS = ".made-rows"  # the article tables' rows an append made (not copied), for validation; removed after it
 ROW_GROUP_ROWS = TableSpec.row_group_rows  # DuckDB's row-group size (a table's schema may declare fewer)
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, write_statistics=True)
 

@@ -2,14 +2,17 @@
 
 In: rows as Python values (a dict per row, or columns) and rows already in Arrow (runs of record batches
 copied from another file). Out: `data/<name>.parquet` under a build folder, byte-identical to writing
-the whole table at once. The row groups are encoded in a thread of the writer's own (Parquet
-encoding releases the GIL) while the caller makes the next rows.
+the whole table at once, and, when asked for, the rows that were not copied (those made as Python
+values) in an Arrow file beside it, in file order: validation judges those and need not read the
+copied ones back out of the Parquet file. The row groups are encoded in a thread of the writer's own
+(Parquet encoding releases the GIL) while the caller makes the next rows.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,7 +27,9 @@ class RowGroupWriter:
     time, so only about one row group is ever held. The row groups are the same as a whole-table
     write's, so the file is byte-identical to it."""
 
-    def __init__(self, root: Path, name: str):
+    def __init__(self, root: Path, name: str, made_rows: Callable[[], Path | None] | None = None):
+        """`made_rows`: where to write the rows not copied (an uncompressed Arrow IPC stream), asked
+        when the first row group is written (None: nowhere)."""
         dest = root / DATA_DIR / f"{name}.parquet"
         dest.parent.mkdir(parents=True, exist_ok=True)
         self.schema = spec(name).arrow_schema
@@ -40,6 +45,10 @@ class RowGroupWriter:
         self.copied: list[list[int]] = []  # [start, count] of the rows add_runs copied, in this file's rows
         self.encoder = ThreadPoolExecutor(1)  # one thread: the row groups are written in order
         self.encoding: list[Future] = []  # one row group at a time is encoded while the next is gathered
+        self.made_rows: Path | None = None
+        self._made_where = made_rows
+        self.made_writer: pa.ipc.RecordBatchStreamWriter | None = None
+        self.made = 0  # rows written to `made_rows`
 
     def add_row(self, row: dict) -> None:
         for name, col in self.buffer.items():
@@ -97,10 +106,13 @@ class RowGroupWriter:
             for col in self.buffer.values():
                 del col[:n]
             self.buffered -= n
+            self._made(table)
         else:
             self._mark()
             made = pa.record_batch([pa.array(self.buffer[f.name], type=f.type) for f in self.schema],
                                    schema=self.schema) if self.buffered else None
+            if made is not None:
+                self._made(made)
             for col in self.buffer.values():
                 col.clear()
             self.buffered = self.marked = 0
@@ -115,6 +127,19 @@ class RowGroupWriter:
             self.encoding.pop(0).result()  # raises what the encoder raised
         self.encoding.append(self.encoder.submit(self.writer.write_table, table, row_group_size=self.group))
 
+    def _made(self, rows: pa.Table | pa.RecordBatch) -> None:
+        """Rows made from Python values, in the order they take in the file (each made row is
+        converted once, the first time a row group needs it)."""
+        if self._made_where is not None:
+            self.made_rows, self._made_where = self._made_where(), None
+        if self.made_rows is None:
+            return
+        if self.made_writer is None:
+            self.made_rows.parent.mkdir(parents=True, exist_ok=True)
+            self.made_writer = pa.ipc.new_stream(str(self.made_rows), self.schema)
+        self.made_writer.write(rows)
+        self.made += rows.num_rows
+
     def _drain(self) -> None:
         try:
             for f in self.encoding:
@@ -127,6 +152,12 @@ class RowGroupWriter:
         self._flush()
         self._drain()
         self.writer.close()
+        self._close_made()
+
+    def _close_made(self) -> None:
+        if self.made_writer is not None:
+            self.made_writer.close()
+            self.made_writer = None
 
     def __enter__(self) -> "RowGroupWriter":
         return self
@@ -142,3 +173,4 @@ class RowGroupWriter:
             except Exception:  # noqa: BLE001 - the error that is already unwinding is the one to see
                 pass
             self.writer.close()
+            self._close_made()

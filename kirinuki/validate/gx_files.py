@@ -146,10 +146,11 @@ def _run(gx: _GX, name: str, df: pd.DataFrame, exps: list[dict], indices: list[i
 
 
 def _slices(files: list[Path], columns: list[str], skip: dict[Path, np.ndarray] | None = None,
-            nullness: frozenset[str] = frozenset()):
+            nullness: frozenset[str] = frozenset(), made: dict[Path, str] | None = None):
     """The rows of `files`, in order, as frames of `slice_rows` rows (a slice may span files: Great
     Expectations' cost is mostly per call, and a year file is often a few hundred rows); a file in
-    `skip` without the rows its mask marks (a row group of only those is not read); the `nullness`
+    `skip` without the rows its mask marks (a row group of only those is not read), or, when `made`
+    names the Arrow file its writer kept of exactly its other rows, those read from there; the `nullness`
     columns as _frame gives them, not read at all when the files' statistics say they hold no null
     (_null_free; nor do they count in the slice's size then)."""
     free = _null_free(files, nullness & set(columns))
@@ -162,7 +163,7 @@ def _slices(files: list[Path], columns: list[str], skip: dict[Path, np.ndarray] 
     count = 0
     for f in files:
         pf = pq.ParquetFile(f, pre_buffer=False)  # pre-buffering keeps every slice read until the end
-        for batch in _batches(pf, size, read, (skip or {}).get(f)):
+        for batch in _batches(pf, size, read, (skip or {}).get(f), (made or {}).get(f)):
             if free:  # never read: every value is a stand-in's ""
                 batch = pa.RecordBatch.from_arrays(
                     [pa.repeat(pa.scalar("", pa.string()), batch.num_rows) if c in free else batch.column(c)
@@ -181,8 +182,15 @@ def _slices(files: list[Path], columns: list[str], skip: dict[Path, np.ndarray] 
         yield _frame(_joined(pending))
 
 
-def _batches(pf: pq.ParquetFile, size: int, columns: list[str], skip: np.ndarray | None):
-    """A file's rows in batches of at most `size`, without those `skip` marks."""
+def _batches(pf: pq.ParquetFile, size: int, columns: list[str], skip: np.ndarray | None, made: str | None = None):
+    """A file's rows in batches of at most `size`, without those `skip` marks; from `made` when it
+    is given (the rows `skip` does not mark, in order, as their writer kept them)."""
+    if made is not None:
+        with pa.OSFile(made) as src:  # (read, not mapped: the slices outlive the file's opening)
+            for batch in pa.ipc.open_stream(src):
+                for at in range(0, batch.num_rows, size):
+                    yield batch.slice(at, size).select(columns)
+        return
     if skip is None:
         yield from pf.iter_batches(batch_size=size, columns=columns)
         return
@@ -246,6 +254,12 @@ def _unique_against(gx: _GX, name: str, exps: list[dict], i: int, new: list[Path
                   [{"success": True, "result": {"element_count": passing, "unexpected_count": 0}}])
 
 
+def _made_rows_of(copied: dict, skip: np.ndarray) -> bool:
+    """Whether `copied` names an Arrow file of the rows `skip` does not mark (as many as there are)."""
+    where = copied.get("made")
+    return bool(where) and Path(where).is_file() and copied.get("made_rows") == int((~skip).sum())
+
+
 def copied_mask(rows: int, ranges: list[list[int]]) -> np.ndarray:
     """Which of a file's `rows` the [start, count] ranges cover."""
     mask = np.zeros(rows, dtype=bool)
@@ -277,6 +291,7 @@ def validate_files(gx: _GX, name: str, files: list[Path], shas: list[str], exps:
     passed = (passed or {}) if shaped else {}
     skip = {f: copied_mask(n, copied[sha]["rows"]) for f, n, sha in zip(files, rows, shas)
             if sha not in passed and sha in (copied or {}) and copied[sha].get("from") in passed}
+    made = {f: copied[sha]["made"] for f, sha in zip(files, shas) if f in skip and _made_rows_of(copied[sha], skip[f])}
     local = [i for i, e in enumerate(exps) if e["type"] in ROW_LOCAL]
     nullness = nullness_only(exps)
     whole = [i for i, e in enumerate(exps) if e["type"] not in ROW_LOCAL]
@@ -297,7 +312,7 @@ def validate_files(gx: _GX, name: str, files: list[Path], shas: list[str], exps:
         del frame
     if local:
         fresh = [f for f, sha in zip(files, shas) if sha not in passed]
-        for frame in _slices(fresh, _columns_of([exps[i] for i in local]), skip, nullness):
+        for frame in _slices(fresh, _columns_of([exps[i] for i in local]), skip, nullness, made):
             total.add(local, *_run(gx, name, frame, exps, local))
         for f, n, sha in zip(files, rows, shas):
             if sha not in passed:
