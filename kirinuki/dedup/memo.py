@@ -17,6 +17,7 @@ quotes that carry it. Different code keeps nothing.
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,20 @@ class _Rows:
         self.batch: pa.RecordBatch | None = None
         self.first = 0  # the file position of the batch's first row
         self.end = 0  # and of the row after its last
+        # the next batch is decoded in a thread (Parquet decoding releases the GIL) while the
+        # caller makes articles: one batch ahead, no more
+        self.reader = ThreadPoolExecutor(1)
+        self.coming: Future = self.reader.submit(next, self.batches, None)
+
+    def _next_batch(self) -> pa.RecordBatch | None:
+        batch = self.coming.result()
+        if batch is not None:
+            self.coming = self.reader.submit(next, self.batches, None)
+        return batch
+
+    def close(self) -> None:
+        self.coming.cancel()
+        self.reader.shutdown(wait=True)
 
     def take(self, start: int, stop: int) -> list[Run]:
         """Rows start..stop, as runs of record batches (a writer copies neighbouring runs as one)."""
@@ -66,7 +81,7 @@ class _Rows:
         runs: list[Run] = []
         while start < stop:
             while start >= self.end:
-                batch = next(self.batches, None)
+                batch = self._next_batch()
                 if batch is None:
                     raise ValueError("the kept article table has fewer rows than its keys say")
                 self.batch, self.first, self.end = batch, self.end, self.end + batch.num_rows
@@ -92,6 +107,7 @@ class ArticleMemo:
         self.new_keys: list[str] = []
         self.reused = 0
         self.articles = self.paragraphs = None
+        self.usable = False  # the last build's articles opened (same code, checked): rows may be kept
         self.para_start = np.zeros(1, np.int64)  # the first paragraph row of each last article, and the count last
         self.state = Path(state) if state is not None else None
         # opened when first asked: its keys (~110 MB of strings at 100k posts) are not held while
@@ -125,8 +141,17 @@ class ArticleMemo:
             self._keys = {aid: (key, row) for row, (aid, key) in enumerate(zip(ids, keys))}
             self.articles = _Rows(state / "articles.parquet", _BATCH)
             self.paragraphs = _Rows(state / "article_paragraphs.parquet", _PARAGRAPH_BATCH)
+            self.usable = True
         except (OSError, pa.ArrowInvalid, KeyError):
-            self._keys, self.articles, self.paragraphs = {}, None, None
+            self.close()
+            self._keys, self.usable = {}, False
+
+    def close(self) -> None:
+        """Stop reading the last build's article tables (their reading threads end)."""
+        for rows in (self.articles, self.paragraphs):
+            if rows is not None:
+                rows.close()
+        self.articles = self.paragraphs = None
 
     @property
     def keys(self) -> dict[str, tuple[str, int]]:
@@ -137,7 +162,7 @@ class ArticleMemo:
     def can_keep(self) -> bool:
         """Whether the last build's articles can be kept at all (its state opened, same code)."""
         self._open_once()
-        return self.articles is not None
+        return self.usable
 
     def kept(self, aid: str, key: str) -> int | None:
         """The row of the last build's `articles` that `aid` is when its key there was `key`
@@ -164,7 +189,7 @@ class ArticleMemo:
         from kirinuki.store.files import DATA_DIR
 
         self._open_once()
-        if self.articles is None or self.state is None:
+        if not self.usable or self.state is None:
             return {}
         saved = kept_state_digests(self.state)
         return {name: saved[f"{DATA_DIR}/{name}.parquet"] for name in ("articles", "article_paragraphs")

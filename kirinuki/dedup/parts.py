@@ -103,6 +103,7 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
                               keep=lambda sketches: write_sketches(root, sketches, cfg, code, runs))
         finally:
             shutil.rmtree(out / DUCKDB_TMP, ignore_errors=True)
+            memo.close()
     quotes = pa.table({"excerpt_id": pa.array([e.excerpt_id for e in items], pa.string()),
                        "doc_id": pa.array([e.doc_id for e in items], pa.string()),
                        "article_id": pa.array(res.cluster_id, pa.string()),

@@ -118,14 +118,19 @@ class RowGroupWriter:
             self.buffered = self.marked = 0
             batches = [p[0].slice(p[1], p[2] - p[1]) if isinstance(p, list) else
                        made.slice(p[0], p[1] - p[0]) if isinstance(p, tuple) else p for p in self.pieces]
+            # (made contiguous in the encoder's thread, not here: the copy releases the GIL)
             whole = pa.Table.from_batches([b.cast(self.schema) if b.schema != self.schema else b for b in batches],
-                                          schema=self.schema).combine_chunks()
+                                          schema=self.schema)
             table, rest = whole.slice(0, n), whole.slice(n)
             self.pieces = rest.to_batches() if rest.num_rows else []
         self.pending -= n
         while self.encoding:
             self.encoding.pop(0).result()  # raises what the encoder raised
-        self.encoding.append(self.encoder.submit(self.writer.write_table, table, row_group_size=self.group))
+        self.encoding.append(self.encoder.submit(self._write, table))
+
+    def _write(self, table: pa.Table) -> None:
+        # one chunk: how the rows reach the writer changes its pages (and the file's bytes)
+        self.writer.write_table(table.combine_chunks(), row_group_size=self.group)
 
     def _made(self, rows: pa.Table | pa.RecordBatch) -> None:
         """Rows made from Python values, in the order they take in the file (each made row is
