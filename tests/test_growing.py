@@ -272,6 +272,52 @@ def test_an_append_digests_only_the_bodies_of_batches_the_last_build_did_not_rea
     assert _tables(tmp_path / "out") == _tables(tmp_path / "clean")
 
 
+def test_an_append_makes_article_keys_only_for_articles_not_kept_whole_and_unread_again(tmp_path, monkeypatch):
+    """An article whose cluster the append kept whole, all of whose quotes come from part rows the
+    last build read, is the last build's: its key is not made again. An old post whose date changed
+    (its sidecar) is read again, so its articles are made again with the new date. Either way the
+    tables, and the keys kept for the next build, are a clean build's."""
+    import datetime
+    import json
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    import kirinuki.dedup.clusters as clusters
+    from kirinuki.dedup.memo import ARTICLE_KEYS
+    from kirinuki.flows.build import build
+    from kirinuki.store.layout import read_table
+
+    corpus = _built_then_grown(tmp_path, seed=17, batch_files=4)
+    first = read_table(tmp_path / "out" / "data", "documents", columns=["source_path", "n_excerpts", "published_date"])
+    old = sorted((d["source_path"], d["published_date"]) for d in first.to_pylist() if d["n_excerpts"])[3]
+    dated, when = corpus / old[0], str(old[1] + datetime.timedelta(days=1))  # an old post with quotes, a day later
+    (corpus / (dated.stem + ".meta.json")).write_text(json.dumps({"published_date": when}), encoding="utf-8")
+    made: list[str] = []
+    real = clusters.article_key
+    monkeypatch.setattr(clusters, "article_key", lambda aid, *a: made.append(aid) or real(aid, *a))
+    inc = build([str(corpus)], str(tmp_path / "out"), batch_files=4)
+    monkeypatch.setattr(clusters, "article_key", real)
+    assert inc["dedup"]["clustering"] == "appended"
+    assert 0 < len(made) < inc["rows"]["articles"] / 2, (len(made), inc["rows"]["articles"])
+    docs = read_table(tmp_path / "out" / "data", "documents", columns=["doc_id", "source_path", "published_date"])
+    doc = docs.filter(pc.equal(docs["source_path"], dated.name))
+    assert str(doc["published_date"][0]) == when
+    quotes = pq.read_table(tmp_path / "out" / "data" / "article_quotes.parquet")
+    of_dated = set(quotes.filter(pc.equal(quotes["doc_id"], doc["doc_id"][0]))["article_id"].to_pylist())
+    assert of_dated and of_dated <= set(made)  # (the re-dated post's articles: made again)
+    build([str(corpus)], str(tmp_path / "clean"), batch_files=4, cache=False)
+    assert _tables(tmp_path / "out") == _tables(tmp_path / "clean")
+    build([str(corpus)], str(tmp_path / "fresh"), batch_files=4)  # a first build: every key made
+
+    def keys(out: Path) -> pa.Table:
+        with pa.OSFile(str(out / "cache" / "dedup" / ARTICLE_KEYS)) as f:
+            return pa.ipc.open_file(f).read_all()
+
+    assert keys(tmp_path / "out").equals(keys(tmp_path / "fresh"))
+
+
 def test_an_append_reads_the_last_article_keys_only_after_clustering(tmp_path, monkeypatch):
     """Dedup's memory peaks while it clusters: an append reads the last build's article keys (~110 MB
     at 100k posts) only when the articles are made; the tables are still a clean build's."""

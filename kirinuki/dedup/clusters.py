@@ -209,7 +209,7 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
                 con: duckdb.DuckDBPyConnection | Callable[[], duckdb.DuckDBPyConnection] | None = None,
                 spill_dir: str | None = None, sink: Callable[[dict, dict[str, list]], None] | None = None,
                 memo: ArticleMemo | None = None, last: Sketches | Callable[[], Sketches | None] | None = None,
-                keep: Callable[[Sketches], None] | None = None) -> DedupResult:
+                keep: Callable[[Sketches], None] | None = None, as_last: np.ndarray | None = None) -> DedupResult:
     """Clusters plus everything built from them: relations, articles, reconstructed text. With a
     `sink`, each article and its paragraphs' columns go to `sink(article, paragraphs)` as they are
     made, in article order (the result then holds none: at scale they are the corpus's text
@@ -220,7 +220,11 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     result's `sketches` are this build's, for the next one; with `keep`, they go to `keep(sketches)`
     as soon as they are made instead (and are not held while the articles are made). `con` may be
     a function that opens a connection: it is then closed as soon as clustering is done, so the
-    memory DuckDB's joins took is not held while the articles are made."""
+    memory DuckDB's joins took is not held while the articles are made. `as_last`: per excerpt,
+    whether everything an article is made of it (ids, headline, dates, outlet, body) is what the
+    build that kept `last` read (dedup.parts.read_excerpts): a cluster the append kept whole
+    (kirinuki.dedup.kept), all of whose quotes are so, is the last build's article, its key not
+    made again."""
     if callable(last):
         last = last()
     opened = callable(con)
@@ -243,6 +247,9 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     canonical = [False] * n
     groups = []
     for group in members.values():
+        if len(group) == 1:  # (most clusters: no order to find)
+            groups.append(("art-" + excerpts[group[0]].excerpt_id, group[0], group))
+            continue
         canon = min(group, key=lambda i: (excerpts[i].published is None, excerpts[i].published or date.min,
                                           -excerpts[i].body_len, excerpts[i].excerpt_id))
         groups.append((article_id_for(excerpts[i] for i in group), canon, group))
@@ -291,8 +298,11 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
         quotes = [excerpts[i] for i in group]
         row = None
         if memo is not None:
-            boiler = [cl.boiler_lines.get(i, ()) for i in group] if len(group) > 1 else []
-            row = memo.kept(aid, article_key(aid, excerpts[canon], quotes, boiler))
+            if as_last is not None and group[0] in cl.kept_relation and as_last[group].all():
+                row = memo.kept_as_before(aid)  # (its quotes, their lines' boilerplate and so its key are the last build's)
+            if row is None:
+                boiler = [cl.boiler_lines.get(i, ()) for i in group] if len(group) > 1 else []
+                row = memo.kept(aid, article_key(aid, excerpts[canon], quotes, boiler))
         if row is not None:  # the same quotes as in the last build: its rows, not made again
             if kept_rows and kept_rows[1] == row:
                 kept_rows[1] = row + 1

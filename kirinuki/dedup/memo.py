@@ -176,6 +176,19 @@ class ArticleMemo:
         self.reused += 1
         return last[1]
 
+    def kept_as_before(self, aid: str) -> int | None:
+        """The row of the last build's `articles` that `aid` is, for an article the caller knows to
+        be made of what the last build's article `aid` was made of (so its key is that article's);
+        None, recording nothing, when there is no such article to keep (then `kept` is asked)."""
+        self._open_once()
+        last = self._keys.get(aid)
+        if self.articles is None or last is None:
+            return None
+        self.new_ids.append(aid)
+        self.new_keys.append(last[0])
+        self.reused += 1
+        return last[1]
+
     def rows(self, start: int, stop: int) -> tuple[list[Run], list[Run]]:
         """The last build's article rows start..stop (as `kept` numbers them) and their paragraph
         rows, as runs of Arrow record batches; asked for in increasing order."""

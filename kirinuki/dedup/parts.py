@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from kirinuki.dedup.clusters import deduplicate, without_gc
@@ -19,11 +20,13 @@ from kirinuki.dedup.spill import BodyStore, StoredExcerpt
 
 @without_gc  # an object per quote: at 100k posts the GC's rescans of them doubled this (18 s against 9.7 s)
 def read_excerpts(parts: str, spill_dir: str | None = None, known: BodyDigests | None = None,
-                  runs: list | None = None) -> list[Excerpt]:
+                  runs: list | None = None, as_last: list | None = None) -> list[Excerpt]:
     """Every excerpt of a build's parts, in part order, a part at a time; the bodies go to a
     BodyStore file in `spill_dir`, not into memory. Their lengths and digests are made from them,
     or taken from `known` (the last build's) for a batch whose part runs it knows; `runs` is
-    filled with every batch's runs, in order (for the next build's `known`)."""
+    filled with every batch's runs, in order (for the next build's `known`), and `as_last` with a
+    bool per excerpt: whether its batch's runs are ones `known` knows (a part never changes, so then
+    every field read of the excerpt, and of its post, is what the last build read)."""
     from kirinuki.build.parts import part_numbers, read_index, read_part
 
     store = BodyStore(spill_dir)
@@ -39,8 +42,10 @@ def read_excerpts(parts: str, spill_dir: str | None = None, known: BodyDigests |
                                              "outlet_id"], mine, index)
         if runs is not None:
             runs += mine
-        first, lengths, digests = store.extend(t.column("body_norm").combine_chunks(),
-                                               known.of(mine) if known is not None else None)
+        last = known.of(mine) if known is not None else None
+        first, lengths, digests = store.extend(t.column("body_norm").combine_chunks(), last)
+        if as_last is not None:
+            as_last += [last is not None] * t.num_rows
         ex = t.drop_columns(["body_norm"]).to_pydict()
         for k, (i, d, h, p, o) in enumerate(zip(ex["excerpt_id"], ex["doc_id"], ex["headline"], ex["published_date"],
                                                 ex["outlet_id"])):
@@ -79,7 +84,8 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
     memo = ArticleMemo(last_state, code, checked=True)
     (out / DUCKDB_TMP).mkdir(exist_ok=True)  # where the bodies and sets spill, and DuckDB's joins
     runs: list = []
-    items = read_excerpts(parts, str(out / DUCKDB_TMP), BodyDigests.load(last_state, cfg, code), runs)
+    as_last: list[bool] = []
+    items = read_excerpts(parts, str(out / DUCKDB_TMP), BodyDigests.load(last_state, cfg, code), runs, as_last)
 
     def made_rows(name: str):  # the rows not copied, for validation: only when rows can be copied at all
         return lambda: out / MADE_ROWS / f"{name}.arrow" if memo.can_keep() else None
@@ -100,7 +106,8 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
             # DuckDB opened by deduplicate, closed as soon as clustering is done
             res = deduplicate(items, cfg, lambda: duckdb_for_build(out, memory_mb), str(out / DUCKDB_TMP), write, memo,
                               lambda: load_sketches(last_state, cfg, code, checked=True),
-                              keep=lambda sketches: write_sketches(root, sketches, cfg, code, runs))
+                              keep=lambda sketches: write_sketches(root, sketches, cfg, code, runs),
+                              as_last=np.array(as_last, bool))
         finally:
             shutil.rmtree(out / DUCKDB_TMP, ignore_errors=True)
             memo.close()
