@@ -327,8 +327,8 @@ def test_a_null_checked_column_whose_statistics_show_no_null_is_not_read(sample_
     gx = _GX()
     read: list[list[str]] = []
     batches = gx_files._batches
-    monkeypatch.setattr(gx_files, "_batches", lambda pf, size, columns, skip: (read.append(list(columns)),
-                                                                               batches(pf, size, columns, skip))[1])
+    monkeypatch.setattr(gx_files, "_batches", lambda pf, size, columns, skip, made=None: (
+        read.append(list(columns)), batches(pf, size, columns, skip, made))[1])
     monkeypatch.setattr(gx_files, "SLICE_BYTES", 1)  # sliced, whatever the files' size
 
     def check(second: pa.Table, statistics: bool = True):

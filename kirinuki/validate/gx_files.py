@@ -229,20 +229,22 @@ def _unique_against(gx: _GX, name: str, exps: list[dict], i: int, new: list[Path
     column = exps[i]["kwargs"]["column"]
     fresh = pa.concat_tables([pq.read_table(f, columns=[column]) for f in new], promote_options="default")[column]
     values = pc.unique(fresh.combine_chunks().drop_null())
-    equal, passing, pending = [], 0, []
+    equal, passing, pending, held = [], 0, [], 0
 
     def probe() -> None:  # one lookup over many old rows: is_in builds its set of `values` per call
-        nonlocal passing
+        nonlocal passing, held
         some = pa.chunked_array(pending, fresh.type)
         hit = some.filter(pc.is_in(some, value_set=values)).combine_chunks()
         equal.append(hit)
         passing += len(some) - len(hit)
         pending.clear()
+        held = 0
 
     for f in old:
         for batch in pq.ParquetFile(f).iter_batches(batch_size=SLICE_ROWS, columns=[column]):
             pending.append(batch.column(0).cast(fresh.type))
-            if sum(len(a) for a in pending) >= _PROBE_ROWS:
+            held += batch.num_rows
+            if held >= _PROBE_ROWS:
                 probe()
     if pending:
         probe()
