@@ -298,11 +298,13 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
         quotes = [excerpts[i] for i in group]
         row = None
         if memo is not None:
+            key = None
             if as_last is not None and group[0] in cl.kept_relation and as_last[group].all():
-                row = memo.kept_as_before(aid)  # (its quotes, their lines' boilerplate and so its key are the last build's)
-            if row is None:
+                key = memo.last_key(aid)  # (its quotes, their lines' boilerplate and so its key are the last build's)
+            if key is None:
                 boiler = [cl.boiler_lines.get(i, ()) for i in group] if len(group) > 1 else []
-                row = memo.kept(aid, article_key(aid, excerpts[canon], quotes, boiler))
+                key = article_key(aid, excerpts[canon], quotes, boiler)
+            row = memo.kept(aid, key)
         if row is not None:  # the same quotes as in the last build: its rows, not made again
             if kept_rows and kept_rows[1] == row:
                 kept_rows[1] = row + 1

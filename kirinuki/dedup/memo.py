@@ -176,18 +176,11 @@ class ArticleMemo:
         self.reused += 1
         return last[1]
 
-    def kept_as_before(self, aid: str) -> int | None:
-        """The row of the last build's `articles` that `aid` is, for an article the caller knows to
-        be made of what the last build's article `aid` was made of (so its key is that article's);
-        None, recording nothing, when there is no such article to keep (then `kept` is asked)."""
-        self._open_once()
-        last = self._keys.get(aid)
-        if self.articles is None or last is None:
-            return None
-        self.new_ids.append(aid)
-        self.new_keys.append(last[0])
-        self.reused += 1
-        return last[1]
+    def last_key(self, aid: str) -> str | None:
+        """The key the last build's article `aid` had (None: there was none), for an article the
+        caller knows to be made of what that article was made of: its key is the same, unmade."""
+        last = self.keys.get(aid)
+        return last[0] if last is not None else None
 
     def rows(self, start: int, stop: int) -> tuple[list[Run], list[Run]]:
         """The last build's article rows start..stop (as `kept` numbers them) and their paragraph

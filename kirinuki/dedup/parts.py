@@ -124,10 +124,11 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
     write_table(out, "article_quotes", quotes)
     memo.write(root)
     kept = memo.kept_from()  # {table: sha256 of the last build's file the kept rows came from}
-    copied = {name: {"from": kept[name], "rows": w.copied} for name, w in
-              (("articles", arts), ("article_paragraphs", paras)) if w.copied and name in kept}
+    copied = {}
     for name, w in (("articles", arts), ("article_paragraphs", paras)):
-        if name in copied and w.made_rows is not None:  # (none when every row was copied)
-            copied[name].update(made=str(w.made_rows), made_rows=w.made)
+        if w.copied and name in kept:
+            copied[name] = {"from": kept[name], "rows": w.copied}
+            if w.made_rows is not None:  # (none when every row was copied)
+                copied[name].update(made=str(w.made_rows), made_rows=w.made)
     return dict(res.stats, rows=rows, copied=copied)
 
