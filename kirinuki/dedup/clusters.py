@@ -295,13 +295,14 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
 
     kept_rows: list[int] = []  # [start, stop) of the last build's rows kept in a run, not yet put
     for aid, canon, group in groups:
-        quotes = [excerpts[i] for i in group]
+        quotes = None  # (made only for an article keyed or made again: not for every kept one)
         row = None
         if memo is not None:
             key = None
             if as_last is not None and group[0] in cl.kept_relation and as_last[group].all():
                 key = memo.last_key(aid)  # (its quotes, their lines' boilerplate and so its key are the last build's)
             if key is None:
+                quotes = [excerpts[i] for i in group]
                 boiler = [cl.boiler_lines.get(i, ()) for i in group] if len(group) > 1 else []
                 key = article_key(aid, excerpts[canon], quotes, boiler)
             row = memo.kept(aid, key)
@@ -316,6 +317,8 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
         if kept_rows:
             put(*memo.rows(*kept_rows))
             kept_rows = []
+        if quotes is None:
+            quotes = [excerpts[i] for i in group]
         art = _article(aid, quotes, excerpts[canon])
         paras = _reconstruct(quotes, excerpts[canon], cl.boiler)
         art["text"] = "\n".join(text for text, _ in paras)
