@@ -78,6 +78,7 @@ from kirinuki.store.partitions import (  # noqa: E402
 )
 from kirinuki.store.files import (  # noqa: E402
     DATA_DIR,
+    DRAWN_FROM,
     MADE_ROWS,
     atomic_dir,
     corpus_digest,
@@ -85,6 +86,7 @@ from kirinuki.store.files import (  # noqa: E402
     compact,
     fsync_file,
     fsync_tree,
+    link_data,
     locked,
     read_json,
     views_sql,
@@ -310,8 +312,9 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
                  for year, (_, sha) in years.items()}
         known.update(kept_state_digests(str(state)))  # dedup's tables, hashed when its state was kept
         # the overview's charts are drawn from the tables while they are validated (mostly DuckDB
-        # and matplotlib beside Great Expectations); again after validation if quarantine changed them
-        drawing = draw_overview.submit(str(tmp))
+        # and matplotlib beside Great Expectations); again after validation if quarantine changed them.
+        # They are drawn from links to the files as written: quarantine replaces files as it goes
+        drawing = draw_overview.submit(str(link_data(tmp, tmp / DRAWN_FROM)))
         report, digests = validate_tables(str(tmp), str(parts), str(old_parts) if old_parts else None, validator,
                                           known=known, copied={f"{DATA_DIR}/{name}.parquet": c for name, c in copied.items()})
         shutil.rmtree(tmp / MADE_ROWS, ignore_errors=True)  # (dedup's made article rows, only for validation)
@@ -323,6 +326,7 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         t = time.perf_counter()
         corpus = corpus_digest(tmp)
         drawn = drawing.result()
+        shutil.rmtree(tmp / DRAWN_FROM)
         write_overview_page(str(tmp), report, {"kirinuki_version": __version__, "corpus_sha256": corpus},
                             None if counts["quarantine"] else quote(drawn))
         timings["overview"] = time.perf_counter() - t

@@ -170,6 +170,7 @@ def test_a_quarantined_row_leaves_its_year_file_and_the_other_years_stay_as_they
     import pyarrow as pa
 
     from kirinuki.schema import spec
+    from kirinuki.store.files import link_data
     from kirinuki.validate import validate_build
 
     out = tmp_path / "out"
@@ -180,8 +181,11 @@ def test_a_quarantined_row_leaves_its_year_file_and_the_other_years_stay_as_they
     year.unlink()  # the file may be a link to the module's build: replace it, do not write into it
     pq.write_table(pa.Table.from_pylist(rows, schema=pa.schema([f.with_nullable(True) for f in spec("paragraphs").arrow_schema])), year)
     before = _files(out)
+    still = link_data(out, tmp_path / "still")  # what a build's charts are drawn from while it is validated
     report = validate_build(out)
     assert report.success and report.quarantined
+    assert _files(still) == before  # quarantine replaced the files it rewrote: the links hold the old bytes
+    assert not [p for p in (out / "data").rglob("*") if p.name.startswith(".")]  # no half-written file left
     q = pq.read_table(out / "data" / "quarantine.parquet").to_pylist()
     assert rows[1]["paragraph_id"] in {r["row_key"] for r in q if r["table_name"] == "paragraphs"}
     left = pq.read_table(year, columns=["paragraph_id"]).column(0).to_pylist()

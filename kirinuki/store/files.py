@@ -21,6 +21,7 @@ from kirinuki.schema import TableSpec, spec, tables
 
 DATA_DIR = "data"
 DUCKDB_TMP = ".duckdb-tmp"  # DuckDB spills here; removed before the build is swapped in
+DRAWN_FROM = ".drawn-from"  # the tables as the overview's charts are drawn from them (links); removed after
 MADE_ROWS = ".made-rows"  # the article tables' rows an append made (not copied), for validation; removed after it
 ROW_GROUP_ROWS = TableSpec.row_group_rows  # DuckDB's row-group size (a table's schema may declare fewer)
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, write_statistics=True)
@@ -150,11 +151,22 @@ def write_table(root: Path, name: str, table: pa.Table, dest: Path | None = None
     (dedup.keep_dedup) or a file of the last build."""
     dest = dest or root / DATA_DIR / f"{name}.parquet"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.unlink(missing_ok=True)
-    schema = spec(name).arrow_schema
-    with pq.ParquetWriter(dest, schema, **PARQUET_OPTIONS) as w:
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")  # renamed into place whole: a reader of
+    schema = spec(name).arrow_schema  # the folder sees the old file or the new one, never half of it
+    with pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS) as w:
         if table.num_rows:  # an empty table has no row groups at all (readers choke on 0-row groups)
             w.write_table(table.cast(schema).combine_chunks(), row_group_size=spec(name).row_group_rows)
+    os.replace(tmp, dest)
+
+
+def link_data(root: Path, dest: Path) -> Path:
+    """Every file under root/data hard-linked under dest/data (copied where links are not
+    possible): what a reader sees there stays as it is now, while root's tables are rewritten
+    (write_table and rewrite_years replace files, never write into them). Returns dest."""
+    for src in sorted((root / DATA_DIR).rglob("*.parquet")):
+        if not src.name.startswith("."):
+            link_file(src, dest / DATA_DIR / src.relative_to(root / DATA_DIR))
+    return dest
 
 
 def views_sql(root: Path) -> str:
