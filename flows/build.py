@@ -128,6 +128,9 @@ def _warm_validator():
         return
     try:
         yield pool
+    except Exception:
+        pool.finish()
+        raise
     except BaseException:
         pool.stop()
         raise
@@ -139,7 +142,7 @@ def discard_prewarmed() -> None:
     global prewarmed
     pool, prewarmed = prewarmed, None
     if pool is not None:
-        pool.stop()
+        pool.finish()
 
 
 @task(name="write-tables", cache_policy=NO_CACHE, persist_result=False)

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.request
 from pathlib import Path
@@ -169,6 +170,37 @@ def test_a_build_that_completed_is_not_reported_as_failed_when_prefect_fails_aft
     assert r.exit_code == 0, r.output
     assert "warning: the build completed, but Prefect then failed (ConnectionRefusedError" in " ".join(r.output.split())
     assert json.loads((out / "build.json").read_text())["validation"]["success"]
+
+
+def test_a_build_that_fails_says_its_one_line_and_nothing_after_it(tmp_path):
+    """A build failing inside the flow ends with its error line alone on stderr: not the noise of
+    an interpreter torn down mid-run (DuckDB's leak reports, multiprocessing's warning about the
+    semaphores of the worker pools it stopped)."""
+    script = tmp_path / "failing_build.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+
+        if __name__ == "__main__":  # (the build's workers import this file again)
+            import kirinuki.flows.build as pipeline
+            from kirinuki.cli import main
+
+            def broken(*args, **kwargs):
+                import duckdb
+
+                con = duckdb.connect()  # (a DuckDB object the failure's traceback holds)
+                con.execute("SELECT * FROM a_table_not_there")
+
+            pipeline.views_sql = broken  # once the tables are validated and the charts drawn
+            sys.argv = ["kirinuki", "build", sys.argv[1], "--out", sys.argv[2]]
+            main()
+    """), encoding="utf-8")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, str(script), str(SAMPLE), str(out)], capture_output=True, text=True,
+                       timeout=300)
+    said = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 1, r.stderr
+    assert len(said) == 1 and said[0].startswith("error: build failed (CatalogException: "), said
+    assert not out.exists()
 
 
 def test_a_failure_names_a_log_only_when_one_was_written(tmp_path, monkeypatch):

@@ -130,6 +130,15 @@ class WorkerPool(ProcessPoolExecutor):
         self.kill()
         self.shutdown(wait=False, cancel_futures=True)
 
+    def finish(self) -> None:
+        """Close the pool at the end of a run that failed: its workers exit as they would after a
+        build (a worker killed leaves its semaphores for the resource tracker to report at exit,
+        two lines of noise after the error), or are killed if the run was told to stop."""
+        if self.stopping.is_set():
+            self.stop()
+        else:
+            self.shutdown(wait=True, cancel_futures=True)
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with _LOCK:
             if self in _LIVE:
