@@ -285,6 +285,10 @@ def test_thresholds_an_earlier_quote_crosses_redo_its_cluster_or_everything():
     again = deduplicate(edited, DedupConfig(), last=deduplicate(items[:600], DedupConfig()).sketches)
     assert again.stats["clustering_why"] == "a quote of the last build was edited"
     _same_result(again, deduplicate(edited, DedupConfig()))
+    unread = np.ones(600, bool)
+    unread[5] = False  # the others as if read from the parts the last build read: their digests are not made
+    again = deduplicate(edited, DedupConfig(), last=deduplicate(items[:600], DedupConfig()).sketches, as_last=unread)
+    assert again.stats["clustering_why"] == "a quote of the last build was edited"
 
 
 def test_dedup_texts_give_the_raw_text_of_exactly_the_quotes_that_lost_boilerplate_lines():

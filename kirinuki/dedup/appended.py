@@ -40,9 +40,12 @@ from kirinuki.dedup.spill import SpillFile
 
 
 
-def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketches, spill_dir: str | None):
+def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketches, spill_dir: str | None,
+                     as_last: np.ndarray | None = None):
     """Clusters (see the module docstring), or why everything must be clustered again. `last`'s
-    arrays are let go as they are taken into this build's: it is not to be used again."""
+    arrays are let go as they are taken into this build's: it is not to be used again. `as_last`:
+    per excerpt, whether it was read from part rows the last build read (dedup.parts.read_excerpts):
+    such an earlier quote is unedited without its digest being made again."""
     from kirinuki.dedup.clusters import Clusters, links_and_roots, verify
 
     n = len(excerpts)
@@ -54,8 +57,8 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
         return "a quote of the last build is gone"
     if len(old) > 1 and (np.diff(old) <= 0).any():
         return "the quotes are in another order than in the last build"
-    for k, i in enumerate(old.tolist()):
-        e = excerpts[i]
+    for k in range(len(old)) if as_last is None else np.flatnonzero(~as_last[old]).tolist():
+        e = excerpts[int(old[k])]
         if clustering_digest(e.headline, e.content_digest) != last.digests[k]:
             return "a quote of the last build was edited"
     is_new = np.ones(n, bool)

@@ -111,11 +111,12 @@ def without_gc(fn):
 @without_gc
 def find_clusters(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
                   con: duckdb.DuckDBPyConnection | None = None, spill_dir: str | None = None,
-                  last: Sketches | None = None) -> Clusters:
+                  last: Sketches | None = None, as_last: np.ndarray | None = None) -> Clusters:
     """Verified links and clusters; `spill_dir` holds the exact shingle sets' temporary file
     (default: the system's temporary folder). With `last`, the sketches an earlier build kept,
-    only the quotes appended since are sketched and compared (kirinuki.dedup.appended) when the
-    result is then the same as clustering everything; else everything is clustered."""
+    only the quotes appended since are sketched and compared (kirinuki.dedup.appended, which
+    takes `as_last`) when the result is then the same as clustering everything; else everything
+    is clustered."""
     if con is None:
         con = duckdb.connect()
         con.execute("SET enable_progress_bar = false")
@@ -123,7 +124,7 @@ def find_clusters(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     if last is not None:
         from kirinuki.dedup.appended import cluster_appended
 
-        done = cluster_appended(excerpts, cfg, con, last, spill_dir)
+        done = cluster_appended(excerpts, cfg, con, last, spill_dir, as_last)
         if isinstance(done, Clusters):
             return done
         reason = done
@@ -231,7 +232,7 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     if opened:
         con = con()
     try:
-        cl = find_clusters(excerpts, cfg, con, spill_dir, last)
+        cl = find_clusters(excerpts, cfg, con, spill_dir, last, as_last)
     finally:
         if opened:
             con.close()
