@@ -175,6 +175,7 @@ def write_tables(root: str, parts: str, names: list[str], years: Partitioning | 
     with ThreadPoolExecutor(max(1, min(len(names), os.cpu_count() or 1))) as pool:
         done = dict(zip(names, pool.map(one, names)))
     give_back_freed_memory()  # the years' rows, freed: not held beside dedup's peak
+    fsync_tree(Path(parts), (DEDUP_STATE,))  # the parts too (dedup writes its state there, never synced)
     for name, (_, years_written, linked, seconds) in done.items():  # logged here: the pool's threads have no run
         log.info("wrote %s: %.2f s%s", name, seconds,
                  f" ({len(years_written)} files, {linked} linked)" if by_year is not None else "")
