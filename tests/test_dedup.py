@@ -83,7 +83,7 @@ def test_boilerplate_only_overlap_does_not_merge_unrelated_articles():
     items.append(ex(41, shared + "\n" + "\n".join(g._paragraph() for _ in range(8)), headline="乙"))
     res = deduplicate(items)
     assert len(set(res.cluster_id)) == len(items)
-    assert res.links == [] and res.stats["boilerplate_paragraphs"] == 1
+    assert res.links.num_rows == 0 and res.stats["boilerplate_paragraphs"] == 1
 
 
 def test_an_article_is_named_after_its_quote_in_the_earliest_post_so_later_quotes_never_rename_it():

@@ -26,6 +26,8 @@ from typing import Callable, Iterable
 
 import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from kirinuki.allocators import give_back_freed_memory
 from kirinuki.dedup.articles import _article, _paragraph_columns, _reconstruct
@@ -36,6 +38,7 @@ from kirinuki.dedup.minhash import (DedupTexts, LineIndex, _distinct_pairs, boil
 from kirinuki.dedup.model import DedupConfig, DedupResult, Excerpt
 from kirinuki.dedup.sketches import Sketches, clustering_digest, headline_hashes
 from kirinuki.dedup.spill import ShingleSets
+from kirinuki.schema import spec
 
 
 class UnionFind:
@@ -327,13 +330,23 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
         put(art, _paragraph_columns(aid, paras))
     if kept_rows:
         put(*memo.rows(*kept_rows))
-    links = [{"excerpt_a": excerpts[x].excerpt_id, "excerpt_b": excerpts[y].excerpt_id,
-              "jaccard": round(j, 6), "containment": round(c, 6), "method": meth,
-              "relation": "near" if j >= cfg.jaccard else "partial"} for x, y, j, c, meth in cl.links]
-    links.sort(key=lambda r: (r["excerpt_a"], r["excerpt_b"]))
+    links = _links_table(excerpts, cl.links, cfg)
     stats = dict(cl.stats, clusters=len(members), articles_kept=memo.reused if memo is not None else 0,
                  multi_quote_clusters=sum(1 for g in members.values() if len(g) > 1), config=cfg.as_dict())
     return DedupResult(cluster_id, relation, similarity, canonical, links, articles, paragraphs, stats, sketches)
+
+
+def _links_table(excerpts: list[Excerpt], links: list[tuple], cfg: DedupConfig) -> pa.Table:
+    """The verified links as the `dedup_links` table, sorted by (excerpt_a, excerpt_b): made a
+    column at a time (a dict per link took 0.4 s at 10k posts, kept articles or not)."""
+    x, y, j, c, method = zip(*links) if links else ((), (), (), (), ())
+    t = pa.table([pa.array([excerpts[i].excerpt_id for i in x], pa.string()),
+                  pa.array([excerpts[i].excerpt_id for i in y], pa.string()),
+                  pa.array([round(v, 6) for v in j], pa.float64()), pa.array([round(v, 6) for v in c], pa.float64()),
+                  pa.array(method, pa.string()),
+                  pa.array(["near" if v >= cfg.jaccard else "partial" for v in j], pa.string())],
+                 schema=spec("dedup_links").arrow_schema)
+    return t.take(pc.sort_indices(t, [("excerpt_a", "ascending"), ("excerpt_b", "ascending")]))
 
 
 def _sketches(excerpts: list[Excerpt], cl: Clusters, relation: list[str], similarity: list[float]) -> Sketches:

@@ -9,6 +9,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass
 from datetime import date
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,7 @@ class DedupResult:
     relation: list[str]
     similarity: list[float]
     canonical: list[bool]
-    links: list[dict]
+    links: pa.Table  # the dedup_links table, sorted
     articles: list[dict]  # in article_id order
     article_paragraphs: dict[str, list]  # columns, in (article_id, ordinal) order
     stats: dict

@@ -73,7 +73,7 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
 
     from kirinuki.dedup.memo import ArticleMemo, Run
     from kirinuki.dedup.sketches import load_sketches, write_sketches
-    from kirinuki.store.files import DUCKDB_TMP, MADE_ROWS, duckdb_for_build, to_table, write_table
+    from kirinuki.store.files import DUCKDB_TMP, MADE_ROWS, duckdb_for_build, write_table
     from kirinuki.store.rowgroups import RowGroupWriter
 
     out = Path(root)
@@ -119,8 +119,8 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
                        "canonical": pa.array(res.canonical, pa.bool_())})
     del items
     rows = {"articles": arts.rows, "article_paragraphs": paras.rows, "article_quotes": quotes.num_rows,
-            "dedup_links": len(res.links)}
-    write_table(out, "dedup_links", to_table("dedup_links", res.links))
+            "dedup_links": res.links.num_rows}
+    write_table(out, "dedup_links", res.links)
     write_table(out, "article_quotes", quotes)
     memo.write(root)
     kept = memo.kept_from()  # {table: sha256 of the last build's file the kept rows came from}
