@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 
 _LIVE: list[ProcessPoolExecutor] = []
 _LOCK = threading.Lock()
@@ -97,6 +97,7 @@ class WorkerPool(ProcessPoolExecutor):
         super().__init__(workers, mp_context=mp_context, initializer=exit_with, initargs=(os.getpid(),))
         self.stopping = threading.Event()
         self.warming: threading.Thread | None = None  # submits the pool's first work (warm_validator)
+        self.last: Future | None = None  # the work submitted last (in a pool of one worker, what it runs)
         with _LOCK:
             _LIVE.append(self)
 
@@ -130,11 +131,16 @@ class WorkerPool(ProcessPoolExecutor):
         self.kill()
         self.shutdown(wait=False, cancel_futures=True)
 
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        self.last = super().submit(fn, *args, **kwargs)
+        return self.last
+
     def finish(self) -> None:
-        """Close the pool at the end of a run that failed: its workers exit as they would after a
-        build (a worker killed leaves its semaphores for the resource tracker to report at exit,
-        two lines of noise after the error), or are killed if the run was told to stop."""
-        if self.stopping.is_set():
+        """Close a pool of one worker at the end of a run that failed: when its work is done, it exits
+        as it would after a build (a worker killed leaves its semaphores for the resource tracker
+        to report at exit, two lines of noise after the error); when the run was told to stop, or
+        work is still running (the failure need not wait for it), it is killed."""
+        if self.stopping.is_set() or (self.last is not None and not self.last.done()):
             self.stop()
         else:
             self.shutdown(wait=True, cancel_futures=True)

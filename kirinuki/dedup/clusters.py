@@ -338,7 +338,7 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
 
 def _links_table(excerpts: list[Excerpt], links: list[tuple], cfg: DedupConfig) -> pa.Table:
     """The verified links as the `dedup_links` table, sorted by (excerpt_a, excerpt_b): made a
-    column at a time (a dict per link took 0.4 s at 10k posts, kept articles or not)."""
+    column at a time (a dict per link, sorted in Python, took 0.16 s for 24,862 links, 0.07 s so)."""
     x, y, j, c, method = zip(*links) if links else ((), (), (), (), ())
     t = pa.table([pa.array([excerpts[i].excerpt_id for i in x], pa.string()),
                   pa.array([excerpts[i].excerpt_id for i in y], pa.string()),

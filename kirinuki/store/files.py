@@ -153,10 +153,14 @@ def write_table(root: Path, name: str, table: pa.Table, dest: Path | None = None
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")  # renamed into place whole: a reader of
     schema = spec(name).arrow_schema  # the folder sees the old file or the new one, never half of it
-    with pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS) as w:
-        if table.num_rows:  # an empty table has no row groups at all (readers choke on 0-row groups)
-            w.write_table(table.cast(schema).combine_chunks(), row_group_size=spec(name).row_group_rows)
-    os.replace(tmp, dest)
+    try:
+        with pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS) as w:
+            if table.num_rows:  # an empty table has no row groups at all (readers choke on 0-row groups)
+                w.write_table(table.cast(schema).combine_chunks(), row_group_size=spec(name).row_group_rows)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def link_data(root: Path, dest: Path) -> Path:
