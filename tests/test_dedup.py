@@ -215,6 +215,37 @@ def test_sketch_sets_and_line_index_equal_their_definitions_text_by_text():
     sets.close()
 
 
+def test_stable_hashes_are_each_key_s_own_polynomial_however_the_keys_are_cut_into_runs():
+    """stable_hashes works a run of keys at a time (to stay in cache): each key's hash must be its
+    definition, made from that key alone, whatever its neighbours and wherever a run ends (keys
+    longer than a run, keys that end exactly at a run's end, one key alone)."""
+    import kirinuki.dedup.minhash as mh
+
+    mask = (1 << 64) - 1
+
+    def one(k: str) -> int:
+        h, p = 0, 1
+        for ch in k:
+            p = p * 0x100000001B3 & mask
+            h = h + ord(ch) * p & mask
+        h ^= len(k)
+        h ^= h >> 33
+        h = h * 0xFF51AFD7ED558CCD & mask
+        h ^= h >> 33
+        h = h * 0xC4CEB9FE1A85EC53 & mask
+        return h ^ (h >> 33)
+
+    rnd = np.random.default_rng(11)
+    run = mh._HASHED_AT_ONCE
+    lengths = [1, run - 1, 1, run, 2 * run + 5, 3] + rnd.integers(1, 400, 2000).tolist()
+    keys = ["".join(chr(c) for c in rnd.integers(0x3041, 0x9FA0, n)) for n in lengths]
+    got = mh.stable_hashes(keys)
+    assert got.dtype == np.uint64 and len(got) == len(keys)
+    assert got.tolist() == [one(k) for k in keys]
+    assert mh.stable_hashes(keys[5:6]).tolist() == [one(keys[5])]
+    assert len(set(got.tolist())) == len(set(keys))
+
+
 def _same_result(a, b) -> None:
     assert a.cluster_id == b.cluster_id and a.relation == b.relation and a.similarity == b.similarity
     assert a.canonical == b.canonical and a.links == b.links

@@ -40,15 +40,31 @@ _POWERS = np.ones(1, np.uint64)
 def stable_hashes(keys: list[str]) -> np.ndarray:
     """64-bit hashes of non-empty strings that are the same in every process (unlike `key_hash`),
     for what dedup keeps between builds: a polynomial over the code points (mod 2**64), mixed with
-    the length. Vectorised: ~0.1 s a million paragraph keys, against ~1 s for blake2b each."""
-    global _POWERS
+    the length. Vectorised, a run of keys of about _HASHED_AT_ONCE code points at a time, so that
+    its arrays stay in the CPU's cache: 0.38 s for the 786,266 keys of the 10k benchmark corpus,
+    against 1.25 s for all of a chunk's keys at once and 0.70 s for blake2b each."""
     if not keys:
         return np.zeros(0, np.uint64)
     lengths = np.fromiter(map(len, keys), np.int64, len(keys))
-    longest = int(lengths.max())
+    _powers_upto(int(lengths.max()))
+    ends = np.cumsum(lengths)
+    # cut where the running total passes each multiple of _HASHED_AT_ONCE (a key is never split)
+    cuts = np.unique(np.searchsorted(ends, np.arange(_HASHED_AT_ONCE, int(ends[-1]), _HASHED_AT_ONCE), side="left") + 1)
+    bounds = [0, *cuts[cuts < len(keys)].tolist(), len(keys)]
+    return np.concatenate([_polynomial(keys[lo:hi], lengths[lo:hi]) for lo, hi in zip(bounds, bounds[1:])])
+
+
+_HASHED_AT_ONCE = 1 << 16  # code points: ~0.5 MB per uint64 array
+
+
+def _powers_upto(longest: int) -> None:
+    global _POWERS
     if len(_POWERS) < longest:
         n = max(longest, 2 * len(_POWERS))
         _POWERS = np.cumprod(np.full(n, 0x100000001B3, np.uint64), dtype=np.uint64)  # wraps mod 2**64
+
+
+def _polynomial(keys: list[str], lengths: np.ndarray) -> np.ndarray:
     cps = np.frombuffer("".join(keys).encode("utf-32-le"), np.uint32).astype(np.uint64)
     starts = np.cumsum(lengths) - lengths
     pos = np.arange(len(cps), dtype=np.int64) - np.repeat(starts, lengths)
