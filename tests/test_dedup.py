@@ -54,6 +54,42 @@ def test_article_reconstruction_merges_elided_quotes_and_records_contributors(sa
     assert art["first_quoted_in"] == rows(sample_build, "SELECT doc_id FROM documents WHERE source_path LIKE '2024-06-12%'")[0]["doc_id"]
 
 
+def test_paragraphs_match_by_the_3_gram_jaccard_of_their_strings(monkeypatch):
+    """Reconstruction compares 3-grams as numbers (articles._grams, made at once per quote by
+    _long_grams): each judgement must be the one the 3-character strings give, on texts of every
+    length (shorter than a 3-gram too) drawn from a small alphabet so that near pairs are common;
+    and the articles of a generated corpus (edited, elided, re-flowed quotes) must be the same
+    when reconstruction uses the strings themselves."""
+    from kirinuki.dedup import articles
+
+    def string_grams(s: str) -> frozenset[str]:
+        return frozenset({s[i : i + 3] for i in range(max(1, len(s) - 2))})
+
+    rnd = np.random.default_rng(9)
+    alphabet = list("あぃいう略中a\U0010FFFD")  # (the highest code points take all of 21 bits; あ, ぃ differ in one)
+    texts = ["".join(rnd.choice(alphabet, int(n))) for n in rnd.integers(1, 30, 400)]
+    long = [t for t in texts if len(t) >= 3]
+    assert articles._long_grams(long) == [articles._grams(t) for t in long]
+    pairs = list(zip(texts, texts[1:])) + [(t, t[:-1] + "う") for t in long] + [(t, t) for t in texts[:20]]
+    near = 0
+    for a, b in pairs:
+        ga, gb = string_grams(a), string_grams(b)
+        want = 10 * len(ga & gb) >= 7 * len(ga | gb)
+        assert articles._similar(articles._grams(a), articles._grams(b)) == want, (a, b)
+        assert len(articles._grams(a)) == len(ga)
+        near += want and a != b
+    assert near > 5
+
+    g = synth.Generator(4)
+    items = [ex(i, "\n".join(s.lines), headline=s.headline) for i, s in enumerate(g.excerpt() for _ in range(400))]
+    made = deduplicate(items, DedupConfig())
+    monkeypatch.setattr(articles, "_grams", string_grams)
+    monkeypatch.setattr(articles, "_long_grams", lambda keys: [string_grams(k) for k in keys])
+    by_strings = deduplicate(items, DedupConfig())
+    assert made.stats["multi_quote_clusters"] > 20
+    assert made.articles == by_strings.articles and made.article_paragraphs == by_strings.article_paragraphs
+
+
 def test_seed_tv_asahi_quote_clusters_with_a_clean_requote(tmp_path):
     from kirinuki.flows.build import build
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from datetime import date
 
+import numpy as np
+
 from kirinuki.dedup.minhash import key_hash, paragraph_key
 from kirinuki.dedup.model import Excerpt
 
@@ -36,11 +38,35 @@ def _content_lines(e: Excerpt) -> list[tuple[str, str]]:
     return [(line, k) for line in e.body_norm.split("\n") if (k := paragraph_key(line))]
 
 
-def _grams(s: str) -> frozenset[str]:
-    return frozenset({s[i : i + 3] for i in range(max(1, len(s) - 2))})
+def _grams(s: str) -> frozenset[int]:
+    """The text's distinct 3-grams (the text itself when shorter), each as one number: its three
+    code points side by side (21 bits each), a shorter text's with the top bit set and its length,
+    so two texts share a number exactly when they share the 3-gram (or are the same short text).
+    Numbers, not 3-character strings: made from the code points at once and compared faster
+    (with _long_grams, a 10k build's reconstruction took 2.4 s against 3.05 s with strings)."""
+    if len(s) < 3:
+        return frozenset({(1 << 63) | (len(s) << 42) | sum(ord(ch) << 21 * i for i, ch in enumerate(s))})
+    c = np.frombuffer(s.encode("utf-32-le"), np.uint32).astype(np.uint64)
+    return frozenset(((c[:-2] << _SHIFT_2) | (c[1:-1] << _SHIFT_1) | c[2:]).tolist())
 
 
-def _similar(a: frozenset[str], b: frozenset[str]) -> bool:
+_SHIFT_1, _SHIFT_2 = np.uint64(21), np.uint64(42)
+
+
+def _long_grams(keys: list[str]) -> list[frozenset[int]]:
+    """_grams of each text (each at least 3 characters long), made from all of their code points at
+    once: one numpy pass, not one per text."""
+    lengths = [len(k) for k in keys]
+    c = np.frombuffer("".join(keys).encode("utf-32-le"), np.uint32).astype(np.uint64)
+    every = ((c[:-2] << _SHIFT_2) | (c[1:-1] << _SHIFT_1) | c[2:]).tolist()  # (and 2 across each seam)
+    out, start = [], 0
+    for n in lengths:
+        out.append(frozenset(every[start : start + n - 2]))
+        start += n
+    return out
+
+
+def _similar(a: frozenset[int], b: frozenset[int]) -> bool:
     """3-gram Jaccard >= 0.7 (the bound on sizes first: it needs min/max >= 0.7)."""
     la, lb = len(a), len(b)
     if 10 * min(la, lb) < 7 * max(la, lb):
@@ -55,8 +81,10 @@ def _reconstruct(group: list[Excerpt], canon: Excerpt, boiler: set[int]) -> list
     paragraph exactly, or by 3-gram Jaccard >= 0.7 among the next few paragraphs after the last
     match (changed characters); an unmatched line is inserted after the last matched one. A quote
     none of whose lines match (re-flowed) adds no paragraphs."""
-    if len(group) == 1:
-        return [(line, [canon.excerpt_id]) for line, _ in _content_lines(canon)]
+    if len(group) == 1:  # (whitespace alone is no content: the same lines as _content_lines, without their keys)
+        only = [canon.excerpt_id]
+        return [(line, only) for line in canon.body_norm.split("\n")
+                if (line.strip() if "略" not in line else paragraph_key(line))]
     base = [{"text": line, "key": k, "by": {canon.excerpt_id}} for line, k in _content_lines(canon)]
     grams: dict[str, frozenset[str]] = {}
 
@@ -71,7 +99,11 @@ def _reconstruct(group: list[Excerpt], canon: Excerpt, boiler: set[int]) -> list
         index = {p["key"]: i for i, p in enumerate(snapshot)}
         plan: list[tuple[str, str, int | None]] = []
         last = -1
-        for line, k in _content_lines(e):
+        lines = _content_lines(e)
+        fuzzy = [k for _, k in lines if len(k) >= 10 and k not in index and k not in grams]
+        if fuzzy:  # the grams of every line that will be compared, made at once
+            grams.update(zip(fuzzy, _long_grams(fuzzy)))
+        for line, k in lines:
             m = index.get(k)
             if m is None and len(k) >= 10:
                 g = gram(k)
