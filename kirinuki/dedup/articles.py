@@ -86,9 +86,9 @@ def _reconstruct(group: list[Excerpt], canon: Excerpt, boiler: set[int]) -> list
         return [(line, only) for line in canon.body_norm.split("\n")
                 if (line.strip() if "略" not in line else paragraph_key(line))]
     base = [{"text": line, "key": k, "by": {canon.excerpt_id}} for line, k in _content_lines(canon)]
-    grams: dict[str, frozenset[str]] = {}
+    grams: dict[str, frozenset[int]] = {}
 
-    def gram(k: str) -> frozenset[str]:
+    def gram(k: str) -> frozenset[int]:
         g = grams.get(k)
         if g is None:
             g = grams[k] = _grams(k)
