@@ -126,11 +126,16 @@ class RowGroupWriter:
         self.pending -= n
         while self.encoding:
             self.encoding.pop(0).result()  # raises what the encoder raised
-        self.encoding.append(self.encoder.submit(self._write, table))
+        self.encoding.append(self.encoder.submit(self._write, [table]))
+        del table
 
-    def _write(self, table: pa.Table) -> None:
-        # one chunk: how the rows reach the writer changes its pages (and the file's bytes)
-        self.writer.write_table(table.combine_chunks(), row_group_size=self.group)
+    def _write(self, handed: list[pa.Table]) -> None:
+        # one chunk: how the rows reach the writer changes its pages (and the file's bytes); the
+        # chunks are let go before encoding (taken from the list the caller no longer holds), so a
+        # row group is not held twice while it is encoded (an append of 1,000 posts at 10k: Arrow
+        # memory at the peak of the article tables 269 -> 215 MB)
+        table = handed.pop().combine_chunks()
+        self.writer.write_table(table, row_group_size=self.group)
 
     def _made(self, rows: pa.Table | pa.RecordBatch) -> None:
         """Rows made from Python values, in the order they take in the file (each made row is
