@@ -134,8 +134,8 @@ def _write_dirty(root: Path, parts: str | Path, name: str, plan: Plan, dirty: se
         for code in np.flatnonzero(wanted & (counts > 0)).tolist():
             runs.append((plan.years[code], start, int(counts[code])))
             start += int(counts[code])
-        if len(order) < t.num_rows or (len(codes) > 1 and (codes[1:] < codes[:-1]).any()):
-            t = t.take(pa.array(order))  # (a blog's batch, all of it written, is in order already: no copy)
+        if not np.array_equal(order, np.arange(t.num_rows)):  # (a blog's batch, all written, is in order: no copy)
+            t = t.take(pa.array(order))
         t = t.combine_chunks()
         with pa.OSFile(str(spill / f"{n}.arrow"), "wb") as sink, pa.ipc.new_file(sink, t.schema) as w:
             w.write_table(t)
