@@ -90,7 +90,6 @@ def build(
     except KeyboardInterrupt:
         fail("interrupted; the previous build is unchanged", INTERRUPTED)
     _report(summary, out_dir, paths, as_json, quiet)
-    console.done_and_said = True
 
 
 def _run_build(server, validator, before: str | None, paths: list[str], out_dir: Path, runner: str,

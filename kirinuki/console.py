@@ -11,9 +11,6 @@ from rich.console import Console
 
 err = Console(stderr=True)
 out = Console()
-# set by a command whose work is done and said and whose process holds a large heap (a build):
-# `kirinuki.cli.main` then ends the process without tearing the heap down object by object
-done_and_said = False
 
 
 def shown(text: object) -> str:

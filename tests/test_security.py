@@ -102,15 +102,15 @@ def test_a_runaway_query_stops_at_its_time_limit(sample_build):
     assert time.monotonic() - t < 60
 
 
-# VmHWM, not ru_maxrss: a forked child's ru_maxrss starts at its parent's (pytest's) high-water mark
+# the command's peak RSS, from a small wrapper that runs it as its child: not pytest's child (a
+# child's ru_maxrss starts at the high-water mark of the process it was forked from), and not the
+# command's own VmHWM printed as it ends (the command ends with os._exit, kirinuki.cli.main)
 PEAK_RSS = """
-import runpy, sys
-sys.argv = ["kirinuki", *sys.argv[1:]]
-try:
-    runpy.run_module("kirinuki.cli", run_name="__main__")
-finally:
-    hwm = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-    sys.stderr.write(f"peak_kb={hwm}\\n")
+import os, subprocess, sys
+child = subprocess.Popen([sys.executable, "-m", "kirinuki.cli", *sys.argv[1:]])
+_, status, usage = os.wait4(child.pid, 0)  # the command's own peak, however it ends
+sys.stderr.write(f"peak_kb={usage.ru_maxrss}\\n")
+sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
