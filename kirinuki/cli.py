@@ -21,7 +21,7 @@ import typer  # noqa: E402
 from rich.table import Table  # noqa: E402
 from rich.text import Text  # noqa: E402
 
-from kirinuki import __version__, console  # noqa: E402
+from kirinuki import __version__  # noqa: E402
 from kirinuki.cli_build import INTERRUPTED, build  # noqa: E402
 from kirinuki.cli_release import release, verify  # noqa: E402
 from kirinuki.cli_server import server_app  # noqa: E402

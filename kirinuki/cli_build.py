@@ -18,7 +18,6 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from kirinuki import console
 from kirinuki.console import counted, err, fail, one_line, out, shown
 from kirinuki.store.layout import PARTITION_MIN_DOCUMENTS
 
