@@ -228,7 +228,7 @@ def test_sketch_sets_and_line_index_equal_their_definitions_text_by_text():
     chunk), and the line index holds each line's paragraph_key (made a chunk of bodies at a time):
     checked against those definitions on texts that are empty, shorter than a 5-gram, repeated
     side by side, all one character, and lines with whitespace, elision markers and nothing else."""
-    from kirinuki.dedup.minhash import dedup_text, line_index, paragraph_key, stable_hashes
+    from kirinuki.dedup.minhash import dedup_text, has_content, line_index, paragraph_key, stable_hashes
 
     rnd = np.random.default_rng(5)
     alphabet = list("あいうえお略中後前(（)）aB \u3000\t")
@@ -238,6 +238,9 @@ def test_sketch_sets_and_line_index_equal_their_definitions_text_by_text():
     items = [ex(i, b) for i, b in enumerate(bodies)]
     texts = [dedup_text(e, set()) for e in items]
     assert texts == ["".join(paragraph_key(line) for line in b.split("\n")) for b in bodies]
+    every_line = [line for b in bodies for line in b.split("\n")]
+    assert [has_content(line) for line in every_line] == [bool(paragraph_key(line)) for line in every_line]
+    assert any(has_content(line) for line in every_line) and not all(has_content(line) for line in every_line)
     _, sets, _ = sketch(texts, DedupConfig(chunk=7))
     for i, t in enumerate(texts):
         h, _ = shingle_hashes([t], 5)

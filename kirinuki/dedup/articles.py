@@ -11,7 +11,7 @@ from datetime import date
 
 import numpy as np
 
-from kirinuki.dedup.minhash import key_hash, paragraph_key
+from kirinuki.dedup.minhash import has_content, key_hash, paragraph_key
 from kirinuki.dedup.model import Excerpt
 
 
@@ -80,10 +80,9 @@ def _reconstruct(group: list[Excerpt], canon: Excerpt, boiler: set[int]) -> list
     paragraph exactly, or by 3-gram Jaccard >= 0.7 among the next few paragraphs after the last
     match (changed characters); an unmatched line is inserted after the last matched one. A quote
     none of whose lines match (re-flowed) adds no paragraphs."""
-    if len(group) == 1:  # (whitespace alone is no content: the same lines as _content_lines, without their keys)
+    if len(group) == 1:  # (the lines of _content_lines, without their keys)
         only = [canon.excerpt_id]
-        return [(line, only) for line in canon.body_norm.split("\n")
-                if (line.strip() if "略" not in line else paragraph_key(line))]
+        return [(line, only) for line in canon.body_norm.split("\n") if has_content(line)]
     base = [{"text": line, "key": k, "by": {canon.excerpt_id}} for line, k in _content_lines(canon)]
     grams: dict[str, frozenset[int]] = {}
 

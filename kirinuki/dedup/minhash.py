@@ -29,6 +29,12 @@ def paragraph_key(line: str) -> str:
     return _ELISION.sub("", key) if "略" in key else key
 
 
+def has_content(line: str) -> bool:
+    """Whether the line has a paragraph key (`bool(paragraph_key(line))`), without making the key
+    unless it may hold an elision marker: whitespace alone is no content."""
+    return bool(line.strip() if "略" not in line else paragraph_key(line))
+
+
 def key_hash(k: str) -> int:
     """A paragraph key's 64-bit hash (Python's, so it is only compared within one run)."""
     return hash(k) & 0xFFFFFFFFFFFFFFFF
