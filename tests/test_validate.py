@@ -558,3 +558,26 @@ def test_a_sliced_table_s_null_checked_column_is_stood_in_as_it_is_read(sample_b
     assert [c.unexpected for c, e in zip(checks, exps) if e["kwargs"].get("column") == "text"] == [2]
     strip = lambda r: [{k: v for k, v in x.items() if k != "expectation_config"} for x in r["results"]]  # noqa: E731
     assert json.dumps(strip(results), sort_keys=True, default=str) == json.dumps(strip(real_results), sort_keys=True, default=str)
+
+
+def test_great_expectations_is_imported_without_loading_what_no_suite_uses(sample_build):
+    """scipy.stats and altair stay unexecuted through a whole validation (GX imports them for
+    expectations kirinuki has none of), and a deferred module still works once something reads it."""
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from kirinuki.validate import validate_build\n"
+        "from kirinuki.validate.gx_import import DEFERRED\n"
+        f"report = validate_build(Path({str(sample_build)!r}), quarantine=False)\n"
+        "assert report.gx_results, 'GX did not run'\n"
+        "print(sorted(n for n in DEFERRED if type(sys.modules[n]).__name__ == '_LazyModule'))\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('scipy.stats.', 'altair.'))))\n"
+        "import scipy.stats\n"
+        "print(scipy.stats.norm.cdf(0.0))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lazy, loaded, cdf = out.stdout.splitlines()[-3:]
+    assert lazy == "['altair', 'scipy.stats']"  # still waiting to be executed after validating
+    assert loaded == "[]"  # none of their submodules was imported either
+    assert float(cdf) == 0.5  # read: loaded for real, and it works

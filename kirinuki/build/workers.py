@@ -181,8 +181,9 @@ def import_validation() -> None:
     enabled = gc.isenabled()
     gc.disable()  # ~500,000 objects that all live: the GC's rescans as they grow cost a second
     try:
-        import great_expectations  # noqa: F401
+        from kirinuki.validate.gx_import import import_great_expectations
 
+        import_great_expectations()
         import kirinuki.build.validation  # noqa: F401
     except Exception:  # noqa: BLE001 - the validate stage imports it again and reports any problem
         pass

@@ -25,8 +25,9 @@ class _GX:
     def _start(self) -> None:
         logging.getLogger("great_expectations").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", module="great_expectations")
-        import great_expectations as gx
+        from kirinuki.validate.gx_import import import_great_expectations
 
+        gx = import_great_expectations()
         for name in list(logging.root.manager.loggerDict):  # GX sets up its own loggers on import
             if name.startswith("great_expectations"):
                 logging.getLogger(name).setLevel(logging.ERROR)
