@@ -272,6 +272,28 @@ def test_an_append_digests_only_the_bodies_of_batches_the_last_build_did_not_rea
     assert _tables(tmp_path / "out") == _tables(tmp_path / "clean")
 
 
+def test_kept_articles_are_copied_in_runs_of_a_bounded_length_with_a_clean_build_s_bytes(tmp_path, monkeypatch):
+    """Articles kept one after another are copied in runs of at most KEPT_RUN rows: an append that
+    changed few articles once asked for the whole article tables as one run, decoded before any of it
+    was written (at 100k posts, an append that made no article again peaked at 5.8 GB, against 1.8 GB
+    in runs). The tables are a clean build's."""
+    import kirinuki.dedup.clusters as clusters
+    from kirinuki.dedup.memo import ArticleMemo
+    from kirinuki.flows.build import build
+
+    corpus = _built_then_grown(tmp_path, seed=13)
+    asked: list[int] = []
+    real = ArticleMemo.rows
+    monkeypatch.setattr(clusters, "KEPT_RUN", 5)
+    monkeypatch.setattr(ArticleMemo, "rows", lambda self, start, stop: asked.append(stop - start) or real(self, start, stop))
+    inc = build([str(corpus)], str(tmp_path / "out"))
+    monkeypatch.undo()
+    assert inc["dedup"]["articles_kept"] == sum(asked) > 5
+    assert max(asked) == 5  # runs longer than that were there, and were cut
+    build([str(corpus)], str(tmp_path / "clean"), cache=False)
+    assert _tables(tmp_path / "out") == _tables(tmp_path / "clean")
+
+
 def test_an_append_makes_article_keys_only_for_articles_not_kept_whole_and_unread_again(tmp_path, monkeypatch):
     """An article whose cluster the append kept whole, all of whose quotes come from part rows the
     last build read, is the last build's: its key is not made again. An old post whose date changed

@@ -91,6 +91,10 @@ class Clusters:
 
 
 _METHOD = {1: "minhash", 2: "exact_paragraph", 3: "minhash+exact_paragraph"}
+# kept articles are handed to the sink in runs of at most this many rows: a longer run (an append
+# that changed few articles) would be decoded whole before any of it is written, the whole article
+# tables held at once and their decoding and encoding done one after the other, not side by side
+KEPT_RUN = 1024
 
 
 def without_gc(fn):
@@ -311,7 +315,7 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
                 key = article_key(aid, excerpts[canon], quotes, boiler)
             row = memo.kept(aid, key)
         if row is not None:  # the same quotes as in the last build: its rows, not made again
-            if kept_rows and kept_rows[1] == row:
+            if kept_rows and kept_rows[1] == row and row - kept_rows[0] < KEPT_RUN:
                 kept_rows[1] = row + 1
             else:
                 if kept_rows:
