@@ -70,6 +70,7 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
     kirinuki.dedup.sketches). Returns the stats with the row counts. Runs in a child process of its
     own on a large build, so its memory goes back to the system when done."""
     import shutil
+    from concurrent.futures import ThreadPoolExecutor
 
     from kirinuki.dedup.memo import ArticleMemo, Run
     from kirinuki.dedup.sketches import load_sketches, write_sketches
@@ -85,6 +86,10 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
     (out / DUCKDB_TMP).mkdir(exist_ok=True)  # where the bodies and sets spill, and DuckDB's joins
     runs: list = []
     as_last: list[bool] = []
+    # the kept sketches load in a thread while the quotes are read (on a core that is idle then);
+    # taken from the list by deduplicate, so that nothing else holds them once clustering is done
+    loader = ThreadPoolExecutor(1)
+    loading = [loader.submit(load_sketches, last_state, cfg, code, checked=True)]
     items = read_excerpts(parts, str(out / DUCKDB_TMP), BodyDigests.load(last_state, cfg, code), runs, as_last)
 
     def made_rows(name: str):  # the rows not copied, for validation: only when rows can be copied at all
@@ -105,10 +110,11 @@ def dedup_parts(root: str, parts: str, cfg: DedupConfig, memory_mb: int, last_st
             # would be held by its wrapper to the end)
             # DuckDB opened by deduplicate, closed as soon as clustering is done
             res = deduplicate(items, cfg, lambda: duckdb_for_build(out, memory_mb), str(out / DUCKDB_TMP), write, memo,
-                              lambda: load_sketches(last_state, cfg, code, checked=True),
+                              lambda: loading.pop().result(),
                               keep=lambda sketches: write_sketches(root, sketches, cfg, code, runs),
                               as_last=np.array(as_last, bool))
         finally:
+            loader.shutdown()  # (when deduplicate failed first: the load ends before its files go)
             shutil.rmtree(out / DUCKDB_TMP, ignore_errors=True)
             memo.close()
     quotes = pa.table({"excerpt_id": pa.array([e.excerpt_id for e in items], pa.string()),
