@@ -19,7 +19,8 @@ a paragraph of a quoted article in each (dedup runs again over the whole corpus)
 appends add new posts after the last one, as a blog grows: "append 1%" adds 1% of the corpus,
 "append 10%" another 10% (both taken, in order, from a longer corpus of the same generator and
 seed, so the new posts quote new articles and now and then re-quote old ones, and are dated after
-the corpus); the corpus is put back as it was at the end. "wall of full" is the same share in wall
+the corpus); "append 1 post" adds the next post alone, a day's writing, which leaves almost every
+article as it was; the corpus is put back as it was at the end. "wall of full" is the same share in wall
 time, what the user waits for.
 
 Floor: read + decode + split into lines + write one Parquet table of the lines with pyarrow, in
@@ -143,7 +144,7 @@ def change_one_percent(d: Path, seed: int = 5, quote: bool = False) -> int:
 
 
 def append_posts(src: Path, longer: Path, fraction: float, base: int) -> list[Path]:
-    """Copy the next `fraction` x `base` posts of the longer corpus (numbered after those in `src`)
+    """Copy the next `fraction` x `base` posts (at least one) of the longer corpus (numbered after those in `src`)
     into `src`; return the paths added."""
     have = max(int(f.stem.split("_")[1]) for f in src.glob("post_*.txt"))
     added = []
@@ -154,8 +155,8 @@ def append_posts(src: Path, longer: Path, fraction: float, base: int) -> list[Pa
     return added
 
 
-RUNS = ("full", "no change", "1% comment", "1% quotes", "append 1%", "append 10%")
-APPEND = {"append 1%": 0.01, "append 10%": 0.10}
+RUNS = ("full", "no change", "1% comment", "1% quotes", "append 1%", "append 10%", "append 1 post")
+APPEND = {"append 1%": 0.01, "append 10%": 0.10, "append 1 post": 0.0}  # (0: one post)
 BASELINE_REV = "81b2b7f"  # the last commit before quoting conventions (issue 17)
 ROUNDS = 15  # this VM's timings vary by ±10 % from run to run: the best of many rounds is stable
 
