@@ -320,7 +320,7 @@ def side_by_side(args) -> None:
 
 
 def print_table(rows: list[dict]) -> None:
-    head = (f"{'posts':>7} {'run':<11} {'MB':>7} {'wall s':>7} {'flow s':>7} {'prefect':>7} {'hash':>5} "
+    head = (f"{'posts':>7} {'run':<13} {'MB':>7} {'wall s':>7} {'flow s':>7} {'prefect':>7} {'hash':>5} "
             f"{'parse':>6} {'write':>6} {'dedup':>6} {'valid.':>6} {'overv.':>6} {'MB/s':>6} {'posts/s':>7} {'µs/post':>8} "
             f"{'RSS MB':>7} {'of full':>7} {'wall of full':>12} {'x floor':>7}")
     print(head)
@@ -336,7 +336,7 @@ def print_table(rows: list[dict]) -> None:
         rebuild = r["run"] not in ("full", "floor") and r["posts"] in full
         share = f"{flow / full[r['posts']]:.0%}" if rebuild else ""
         wall_share = f"{r['wall'] / full_wall[r['posts']]:.0%}" if rebuild else ""
-        print(f"{r['posts']:>7,} {r['run']:<11} {r['mb']:>7,.0f} {r['wall']:>7.1f} {flow:>7.1f} "
+        print(f"{r['posts']:>7,} {r['run']:<13} {r['mb']:>7,.0f} {r['wall']:>7.1f} {flow:>7.1f} "
               f"{r['wall'] - flow:>7.1f} {st.get('hash', 0):>5.1f} {st.get('parse', 0):>6.1f} {st.get('write', 0):>6.1f} "
               f"{st.get('dedup', 0):>6.1f} {st.get('validate', 0):>6.1f} {st.get('overview', 0):>6.1f} {r['mb'] / flow:>6.1f} "
               f"{r['posts'] / flow:>7,.0f} {flow / r['posts'] * 1e6:>8,.0f} {r['rss'] / 1e6:>7,.0f} {share:>7} {wall_share:>12} "
