@@ -20,32 +20,42 @@ DEFERRED = ("scipy.stats", "altair")  # imported by GX at load time, used only b
 
 
 class _DeferringFinder(importlib.abc.MetaPathFinder):
-    """Finds DEFERRED modules as every other finder would, with a loader that defers executing them."""
+    """While `active`: finds DEFERRED modules as the finders after it would, with a loader that
+    defers executing them. Installed once and then switched, not added and removed around each
+    import: another thread's import may be walking sys.meta_path meanwhile."""
+
+    active = False
 
     def find_spec(self, name, path, target=None):
-        if name not in DEFERRED:
+        if not self.active or name not in DEFERRED:
             return None
-        sys.meta_path.remove(self)  # find the module's real spec with the finders after this one
-        try:
-            spec = importlib.util.find_spec(name)
-        finally:
-            sys.meta_path.insert(0, self)
-        if spec is None or spec.loader is None:
-            return None
-        spec.loader = importlib.util.LazyLoader(spec.loader)
-        return spec
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            if finder is self or find is None:
+                continue
+            spec = find(name, path, target)
+            if spec is not None:
+                if spec.loader is None:
+                    return None
+                spec.loader = importlib.util.LazyLoader(spec.loader)
+                return spec
+        return None
+
+
+_FINDER = _DeferringFinder()
 
 
 def import_great_expectations():
     """`great_expectations`, imported with DEFERRED modules lazy (the module docstring says why)."""
-    if "great_expectations" in sys.modules:  # (perhaps still importing in another thread: the import
-        import great_expectations  # statement waits for it, as sys.modules would not)
+    if "great_expectations" not in sys.modules:
+        if _FINDER not in sys.meta_path:
+            sys.meta_path.insert(0, _FINDER)
+        _FINDER.active = True
+        try:
+            import great_expectations  # noqa: F401
+        finally:
+            _FINDER.active = False
+    # (when another thread is still importing it, this waits for it: sys.modules would not)
+    import great_expectations
 
-        return great_expectations
-    finder = _DeferringFinder()
-    sys.meta_path.insert(0, finder)
-    try:
-        import great_expectations
-    finally:
-        sys.meta_path.remove(finder)
     return great_expectations
