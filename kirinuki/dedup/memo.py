@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -48,6 +49,28 @@ def article_key(aid: str, canon: Excerpt, quotes: list[Excerpt], boiler: list[tu
 Run = tuple[pa.RecordBatch, int, int]  # rows start..stop of a record batch
 
 
+class ReadAhead:
+    """The items of an iterable (none of them None), each next one made in a thread while the
+    caller uses the one before (reading and decoding Arrow release the GIL): one ahead, no more,
+    the first started at once. `close()` ends the thread."""
+
+    def __init__(self, items: Iterable):
+        self._items = iter(items)
+        self._thread = ThreadPoolExecutor(1)
+        self._coming: Future = self._thread.submit(next, self._items, None)
+
+    def next(self):
+        """The next item; None after the last."""
+        item = self._coming.result()
+        if item is not None:
+            self._coming = self._thread.submit(next, self._items, None)
+        return item
+
+    def close(self) -> None:
+        self._coming.cancel()
+        self._thread.shutdown(wait=True)
+
+
 class _Rows:
     """The rows of a Parquet file by position, read `batch` rows at a time as `take` moves on
     (positions asked for only grow); rows stay Arrow, and rows passed over are not kept."""
@@ -55,24 +78,14 @@ class _Rows:
     def __init__(self, path: Path, batch: int):
         # not pre-buffered: pyarrow's read cache would keep every row group read until the end
         # (877 MB of Arrow memory by the end of a 100k-post append's articles)
-        self.batches = pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch)
+        # the next batch is decoded in a thread while the caller makes articles
+        self.batches = ReadAhead(pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch))
         self.batch: pa.RecordBatch | None = None
         self.first = 0  # the file position of the batch's first row
         self.end = 0  # and of the row after its last
-        # the next batch is decoded in a thread (Parquet decoding releases the GIL) while the
-        # caller makes articles: one batch ahead, no more
-        self.reader = ThreadPoolExecutor(1)
-        self.coming: Future = self.reader.submit(next, self.batches, None)
-
-    def _next_batch(self) -> pa.RecordBatch | None:
-        batch = self.coming.result()
-        if batch is not None:
-            self.coming = self.reader.submit(next, self.batches, None)
-        return batch
 
     def close(self) -> None:
-        self.coming.cancel()
-        self.reader.shutdown(wait=True)
+        self.batches.close()
 
     def take(self, start: int, stop: int) -> list[Run]:
         """Rows start..stop, as runs of record batches (a writer copies neighbouring runs as one)."""
@@ -81,7 +94,7 @@ class _Rows:
         runs: list[Run] = []
         while start < stop:
             while start >= self.end:
-                batch = self._next_batch()
+                batch = self.batches.next()
                 if batch is None:
                     raise ValueError("the kept article table has fewer rows than its keys say")
                 self.batch, self.first, self.end = batch, self.end, self.end + batch.num_rows

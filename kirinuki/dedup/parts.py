@@ -18,29 +18,16 @@ from kirinuki.dedup.spill import BodyStore, StoredExcerpt
 
 # ---------------------------------------------------------------- the stage over a build's parts
 
-def _parts_read_ahead(parts: str):
-    """Each batch's (runs, documents, excerpts, excerpt bodies as one array), in part order, the
-    next batch's read (and decompressed) in a thread while the caller makes objects of this one's."""
-    from concurrent.futures import ThreadPoolExecutor
+def _batch_read(parts: str, n: int) -> tuple[list, pa.Table, pa.Table, pa.Array]:
+    """Batch `n`'s part runs, its documents, its excerpts and their bodies as one array."""
+    from kirinuki.build.parts import read_index, read_part
 
-    from kirinuki.build.parts import part_numbers, read_index, read_part
-
-    def read(n: int):
-        index = read_index(parts, n)
-        docs = read_part(parts, "documents", n, ["doc_id", "published_date"], index=index)
-        mine: list = []
-        t = read_part(parts, "excerpts", n, ["excerpt_id", "doc_id", "headline", "body_norm", "published_date",
-                                             "outlet_id"], mine, index)
-        return mine, docs, t, t.column("body_norm").combine_chunks()
-
-    numbers = part_numbers(parts)
-    with ThreadPoolExecutor(1) as pool:
-        coming = pool.submit(read, numbers[0]) if numbers else None
-        for k in range(len(numbers)):
-            batch = coming.result()
-            coming = pool.submit(read, numbers[k + 1]) if k + 1 < len(numbers) else None
-            yield batch
-            del batch
+    index = read_index(parts, n)
+    docs = read_part(parts, "documents", n, ["doc_id", "published_date"], index=index)
+    mine: list = []
+    t = read_part(parts, "excerpts", n, ["excerpt_id", "doc_id", "headline", "body_norm", "published_date",
+                                         "outlet_id"], mine, index)
+    return mine, docs, t, t.column("body_norm").combine_chunks()
 
 
 @without_gc  # an object per quote: at 100k posts the GC's rescans of them doubled this (18 s against 9.7 s)
@@ -52,25 +39,34 @@ def read_excerpts(parts: str, spill_dir: str | None = None, known: BodyDigests |
     filled with every batch's runs, in order (for the next build's `known`), and `as_last` with a
     bool per excerpt: whether its batch's runs are ones `known` knows (a part never changes, so then
     every field read of the excerpt, and of its post, is what the last build read)."""
+    from kirinuki.build.parts import part_numbers
+    from kirinuki.dedup.memo import ReadAhead
+
     store = BodyStore(spill_dir)
     items: list[Excerpt] = []
     shared: dict = {}  # one object per distinct doc id, headline, date and outlet (they repeat)
     one = shared.setdefault
-    for mine, docs, t, bodies in _parts_read_ahead(parts):
-        docs = docs.to_pydict()
-        doc_date = dict(zip(docs["doc_id"], docs["published_date"]))
-        if runs is not None:
-            runs += mine
-        last = known.of(mine) if known is not None else None
-        first, lengths, digests = store.extend(bodies, last)
-        if as_last is not None:
-            as_last += [last is not None] * t.num_rows
-        ex = t.drop_columns(["body_norm"]).to_pydict()
-        for k, (i, d, h, p, o) in enumerate(zip(ex["excerpt_id"], ex["doc_id"], ex["headline"], ex["published_date"],
-                                                ex["outlet_id"])):
-            dp = doc_date.get(d)
-            items.append(StoredExcerpt(i, one(d, d), one(h, h), store, first + k, int(lengths[k]), digests[k],
-                                       one(p, p), one(o, o), one(dp, dp)))
+    # each batch read (and decompressed) in a thread while objects are made of the one before
+    batches = ReadAhead(_batch_read(parts, n) for n in part_numbers(parts))
+    try:
+        while (batch := batches.next()) is not None:
+            mine, docs, t, bodies = batch
+            docs = docs.to_pydict()
+            doc_date = dict(zip(docs["doc_id"], docs["published_date"]))
+            if runs is not None:
+                runs += mine
+            last = known.of(mine) if known is not None else None
+            first, lengths, digests = store.extend(bodies, last)
+            if as_last is not None:
+                as_last += [last is not None] * t.num_rows
+            ex = t.drop_columns(["body_norm"]).to_pydict()
+            for k, (i, d, h, p, o) in enumerate(zip(ex["excerpt_id"], ex["doc_id"], ex["headline"],
+                                                    ex["published_date"], ex["outlet_id"])):
+                dp = doc_date.get(d)
+                items.append(StoredExcerpt(i, one(d, d), one(h, h), store, first + k, int(lengths[k]), digests[k],
+                                           one(p, p), one(o, o), one(dp, dp)))
+    finally:
+        batches.close()
     store.done()
     return items
 
