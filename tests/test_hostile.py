@@ -44,23 +44,17 @@ def _parse_and_clean(text: str) -> None:
 
 
 def _seconds(text: str) -> float:
-    """The fastest of at least three calls, and of enough to fill 30 ms, with the garbage collector
-    paused: its full passes cost in proportion to everything the test process holds, not to the
-    post, and a single one can land in any measurement. In this thread's CPU time, not wall time:
-    while the other test process keeps both cores busy, a 4 ms call is cut into time slices every
-    time and a 0.5 ms one fits between them, so wall time made a linear unit look 21x slower at
-    8x the size (CI, three measurements in a row)."""
-    gc.collect()
-    gc.disable()
-    try:
-        best, spent, calls = float("inf"), 0.0, 0
-        while calls < 3 or spent < 0.03:
-            t = time.thread_time()
-            _parse_and_clean(text)
-            dt = time.thread_time() - t
-            best, spent, calls = min(best, dt), spent + dt, calls + 1
-    finally:
-        gc.enable()
+    """The fastest of at least three calls, and of enough to fill 30 ms (the caller pauses the
+    garbage collector). In this thread's CPU time, not wall time: while the other test process
+    keeps both cores busy, a 4 ms call is cut into time slices every time and a 0.5 ms one fits
+    between them, so wall time made a linear unit look 21x slower at 8x the size (CI, three
+    measurements in a row)."""
+    best, spent, calls = float("inf"), 0.0, 0
+    while calls < 3 or spent < 0.03:
+        t = time.thread_time()
+        _parse_and_clean(text)
+        dt = time.thread_time() - t
+        best, spent, calls = min(best, dt), spent + dt, calls + 1
     return best
 
 
@@ -78,13 +72,22 @@ def _superlinear(units: list[str], post, sizes: tuple[int, int]) -> list[str]:
     each measured up to three times, so a moment when the machine is busy elsewhere (the suite runs
     two tests at once) does not count as a slow unit; a superlinear one is slow every time."""
     slow = []
-    for unit in units:
-        for _ in range(3):
-            times = [_seconds(post(unit, n)) for n in sizes]
-            if times[1] / times[0] < 20:
-                break
-        else:
-            slow.append(f"{unit!r}: {[f'{t * 1e3:.2f} ms' for t in times]}")
+    # the garbage collector paused: its full passes cost in proportion to everything the test
+    # process holds, not to the post, and a single one can land in any measurement. One collection
+    # before them all: in the suite's process one takes ~0.25 s, longer than the measurements it
+    # came before (a collection per measurement was ~1.5 min of the suite)
+    gc.collect()
+    gc.disable()
+    try:
+        for unit in units:
+            for _ in range(3):
+                times = [_seconds(post(unit, n)) for n in sizes]
+                if times[1] / times[0] < 20:
+                    break
+            else:
+                slow.append(f"{unit!r}: {[f'{t * 1e3:.2f} ms' for t in times]}")
+    finally:
+        gc.enable()
     return slow
 
 
