@@ -124,3 +124,31 @@ def test_cli_overview_prints_the_page_and_opens_it_in_the_browser(generated_buil
     r = subprocess.run([sys.executable, "-m", "kirinuki.cli", "overview", "--out", str(tmp_path / "nothing")],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "has no overview.html" in r.stderr
+
+
+def test_a_time_axis_holds_at_most_120_periods_whatever_the_span_and_keeps_every_count():
+    """A post dated 9999 among posts of 2023 (a hostile sidecar) once gave every time chart a bar
+    a year from 2023 to 9999: ~8,000 bars, ~40 s to draw. Spans of up to 120 months stay months and
+    up to 120 years years, as before; longer ones are counted by decade, century, …"""
+    from kirinuki.overview.charts import charts
+    from kirinuki.overview.figures import MAX_MONTHS, Figures, by_period, periods
+
+    for first, last, unit in [("2023-01", "2032-12", "month"), ("2023-01", "2033-01", "year"),
+                              ("1950-01", "2069-12", "year"), ("1950-01", "2070-01", "decade"),
+                              ("2023-05", "9999-12", "century"), ("0001-01", "9999-12", "century")]:
+        axis, period = periods(first, last)
+        assert len(axis) <= MAX_MONTHS and len(set(axis)) == len(axis) and axis == sorted(axis)
+        assert {"month": 7, "year": 4, "decade": 9, "century": 9}[unit] == len(axis[0]) or unit == "century"
+        counts = {first: 5, last: 2, f"{(int(first[:4]) + int(last[:4])) // 2:04d}-06": 3}
+        summed = by_period(counts, period)
+        assert set(summed) <= set(axis) and sum(summed.values()) == 10, (first, last, summed)
+        assert period(first) == axis[0] and period(last) == axis[-1]
+    axis, _ = periods("2023-05", "9999-12")
+    assert axis[0] == "2000–2099" and axis[-1] == "9900–9999"
+
+    f = Figures(months=axis, posts={"2000–2099": 4, "9900–9999": 1}, quotes={"2000–2099": 9},
+                date_months={"0001-01": 1, "2024-03": 6}, first_post="2023-05-01", last_post="9999-12-31")
+    drawn = {c.id: c.svg for c in charts(f)}
+    # a bar is a path with its own clip: two series over 80 centuries, not two over ~8,000 years
+    assert drawn["posts-quotes"].count('clip-path="url(#posts-quotes-') <= 2 * MAX_MONTHS + 10
+    assert drawn["date-coverage"].count('clip-path="url(#date-coverage-') <= MAX_MONTHS + 10

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
-from kirinuki.overview.figures import MAX_MONTHS, Figures, month_range
+from kirinuki.overview.figures import Figures, by_period, periods
 
 WIDTH, HEIGHT, DPI = 8.0, 3.2, 100
 PALETTE = ["#3b6ea5", "#d9822b", "#4f9a58", "#c2484d", "#8264a8", "#8c6a4f", "#d17fb6", "#7f7f7f", "#b5b83a"]
@@ -155,14 +155,8 @@ def charts(f: Figures, image: str = "svg") -> list[Chart]:
             return False
         ms = sorted(f.date_months)
         if ms:
-            by = dict(f.date_months)
-            if (int(ms[-1][:4]) - int(ms[0][:4])) * 12 > MAX_MONTHS:  # more than MAX_MONTHS apart: by year
-                by = {}
-                for m, n in f.date_months.items():
-                    by[m[:4]] = by.get(m[:4], 0) + n
-                full = [str(y) for y in range(int(ms[0][:4]), int(ms[-1][:4]) + 1)]
-            else:
-                full = month_range(ms[0], ms[-1])
+            full, period = periods(ms[0], ms[-1])
+            by = by_period(f.date_months, period)
             ax.bar(range(len(full)), [by.get(m, 0) for m in full], color=PALETTE[4])
             _month_ticks(ax, full)
         n = sum(f.unresolved.values())
@@ -172,7 +166,8 @@ def charts(f: Figures, image: str = "svg") -> list[Chart]:
 
     return [
         _render(image, "posts-quotes", "投稿と引用の推移 — posts and quotes over time",
-                "Posts by their date, and the excerpts they quote, per month (per year over a span of ten years).", posts_quotes),
+                "Posts by their date, and the excerpts they quote, per month (per year over a span of ten years, per decade "
+                "over 120 years).", posts_quotes),
         _render(image, "outlets", "引用元の推移 — quotes per outlet (top outlets) over time",
                 "Excerpts per month of the post, for the outlets quoted most.",
                 lambda ax: _stacked(ax, months, f.outlets)),

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 TOP_OUTLETS = 6
 TOP_ENTITIES = 8
 TOP_ARTICLES = 10
-MAX_MONTHS = 120  # a longer span is counted by year: a bar a month would be too thin to see
+MAX_MONTHS = 120  # bars on a time axis: a longer span is counted by year, a bar a month would be too thin to see
+# (and by decade, century, … past MAX_MONTHS years: one post dated 9999 among posts of 2023 drew ~8,000 bars a chart)
 
 
 @dataclass
 class Figures:
-    # every month from the first post to the last, YYYY-MM (every year, YYYY, past MAX_MONTHS months)
+    # every month from the first post to the last, YYYY-MM (past MAX_MONTHS months every year, YYYY;
+    # past MAX_MONTHS years every decade, century, …, YYYY–YYYY: kirinuki.overview.figures.periods)
     months: list[str] = field(default_factory=list)
     posts: dict[str, int] = field(default_factory=dict)
     quotes: dict[str, int] = field(default_factory=dict)
@@ -43,6 +46,25 @@ def month_range(first: str, last: str) -> list[str]:
         out.append(f"{y:04d}-{m:02d}")
         y, m = (y + 1, 1) if m == 12 else (y, m + 1)
     return out
+
+
+def periods(first: str, last: str) -> tuple[list[str], Callable[[str], str]]:
+    """A time axis from month `first` to month `last` (YYYY-MM) in at most MAX_MONTHS periods:
+    every month; past that every year (YYYY); past MAX_MONTHS years every decade, century, …
+    (YYYY–YYYY). Returns the periods and the function that gives a month's period."""
+    y0, y1 = int(first[:4]), int(last[:4])
+    if (y1 - y0) * 12 + int(last[5:7]) - int(first[5:7]) < MAX_MONTHS:
+        return month_range(first, last), lambda month: month
+    width = 1  # years a period
+    while y1 // width - y0 // width >= MAX_MONTHS:
+        width *= 10
+    if width == 1:
+        return [f"{y:04d}" for y in range(y0, y1 + 1)], lambda month: month[:4]
+
+    def label(y: int) -> str:
+        return f"{y - y % width:04d}–{y - y % width + width - 1:04d}"
+
+    return [label(y) for y in range(y0 - y0 % width, y1 + 1, width)], lambda month: label(int(month[:4]))
 
 
 def table_totals(data: Path) -> dict[str, int]:
@@ -81,7 +103,7 @@ def _figures(con, have: set[str]) -> Figures:
     f.first_post, f.last_post = first, last
     if first is None:
         return f
-    f.months = month_range(first[:7], last[:7])
+    f.months, period = periods(first[:7], last[:7])
     f.posts = dict(_q(con, f"SELECT {month}, count(*) FROM documents d WHERE d.published_date IS NOT NULL GROUP BY 1"))
     f.quotes = dict(_q(con, f"""SELECT {month}, count(*) FROM excerpts e JOIN documents d USING (doc_id)
                                 WHERE d.published_date IS NOT NULL GROUP BY 1"""))
@@ -118,20 +140,15 @@ def _figures(con, have: set[str]) -> Figures:
                                         WHERE date_start IS NOT NULL AND repeat_of IS NULL GROUP BY 1 ORDER BY 1"""))
         f.unresolved = dict(_q(con, """SELECT rule, count(*) FROM date_mentions WHERE date_start IS NULL
                                        AND repeat_of IS NULL GROUP BY 1 ORDER BY 2 DESC, 1"""))
-    return _by_year(f) if len(f.months) > MAX_MONTHS else f
+    f.posts, f.quotes = by_period(f.posts, period), by_period(f.quotes, period)
+    f.outlets = {k: by_period(v, period) for k, v in f.outlets.items()}
+    f.entities = {k: by_period(v, period) for k, v in f.entities.items()}
+    return f
 
 
-def _years(by_month: dict[str, int]) -> dict[str, int]:
+def by_period(by_month: dict[str, int], period: Callable[[str], str]) -> dict[str, int]:
+    """Counts by month summed by each month's `period` (periods())."""
     out: dict[str, int] = {}
     for m, n in by_month.items():
-        out[m[:4]] = out.get(m[:4], 0) + n
+        out[period(m)] = out.get(period(m), 0) + n
     return out
-
-
-def _by_year(f: Figures) -> Figures:
-    """The per-month series counted by year (the x axis then has a label a year)."""
-    f.months = sorted({m[:4] for m in f.months})
-    f.posts, f.quotes = _years(f.posts), _years(f.quotes)
-    f.outlets = {k: _years(v) for k, v in f.outlets.items()}
-    f.entities = {k: _years(v) for k, v in f.entities.items()}
-    return f
