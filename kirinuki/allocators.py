@@ -4,7 +4,7 @@ at most two arenas; and freed heap given back to the system when a stage lets go
 In: the environment (a value the user set wins). Out: the environment the command's child
 processes (parse workers, dedup) start with, and the running process set the same way.
 
-Why (docs/scale.md, "Where the builds stand (ab6ec77)"): Arrow's default allocator (mimalloc) keeps
+Why (docs/measurements.md, "Where the builds stand (ab6ec77)"): Arrow's default allocator (mimalloc) keeps
 the pages it frees for itself, and glibc gives each thread that allocates an arena of its own (up to
 eight per core), each keeping what was freed in it. A stage that frees Python objects and numpy
 arrays and then allocates Arrow buffers (dedup copying the last build's articles) therefore grows by
