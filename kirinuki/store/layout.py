@@ -75,7 +75,11 @@ def duckdb_files(files: list[Path], filename: bool = False) -> str:
 
 def read_table(data: Path, name: str, columns: list[str] | None = None) -> pa.Table:
     """The whole table (or some of its columns) read from its files, in row order."""
-    pieces = [pq.read_table(p, columns=columns) for p in table_files(data, name)]
+    files = table_files(data, name)
+    # a file at a time, without pyarrow's per-call dataset set-up and thread pool (across a
+    # partitioned table's ~650 files at 110k posts: 2.3 -> 0.7 s for the documents' keys); threads
+    # for a whole table, which is one large file
+    pieces = [pq.ParquetFile(p, pre_buffer=False).read(columns=columns, use_threads=len(files) == 1) for p in files]
     if not pieces:
         raise FileNotFoundError(f"{data}/{name}: no such table")
     # promote: a file written elsewhere may declare a column nullable that the others do not
