@@ -30,7 +30,8 @@ def corrupt(root: Path, table: str, index: int, **changes) -> str:
     # written like a file from elsewhere: declared types, but nothing enforced as non-null
     schema = pa.schema([f.with_nullable(True) for f in spec(table).arrow_schema])
     pq.write_table(pa.Table.from_pylist(t, schema=schema), path)
-    key = {"paragraphs": "paragraph_id", "excerpts": "excerpt_id", "citations": "citation_id", "documents": "doc_id"}[table]
+    key = {"paragraphs": "paragraph_id", "excerpts": "excerpt_id", "citations": "citation_id", "documents": "doc_id",
+           "article_paragraphs": "article_id"}[table]
     return t[index][key]
 
 
@@ -92,10 +93,14 @@ def test_a_paragraph_repeating_a_quarantined_one_follows_it_and_the_build_passes
 @pytest.mark.parametrize("table,index,change,expectation", [
     ("documents", 0, dict(doc_id=None), "expect_column_values_to_not_be_null(doc_id)"),
     ("paragraphs", 1, dict(paragraph_id="PLACEHOLDER"), "expect_column_values_to_be_unique(paragraph_id)"),
+    ("article_paragraphs", 1, dict(article_id="PLACEHOLDER"), "article_paragraphs_key_unique"),  # an SQL check
 ])
 def test_critical_failures_stop_with_one_clear_line(build_copy, table, index, change, expectation):
     if change.get("paragraph_id") == "PLACEHOLDER":  # duplicate the first paragraph's key
         change = dict(paragraph_id=pq.read_table(build_copy / "data" / "paragraphs.parquet").column("paragraph_id")[0].as_py())
+    if change.get("article_id") == "PLACEHOLDER":  # the first article paragraph's (article_id, ordinal) again
+        first = pq.read_table(build_copy / "data" / "article_paragraphs.parquet").slice(0, 1).to_pylist()[0]
+        change = dict(article_id=first["article_id"], ordinal=first["ordinal"])
     corrupt(build_copy, table, index, **change)
     with pytest.raises(ValidationFailed) as e:
         validate_build(build_copy)
