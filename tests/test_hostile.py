@@ -75,7 +75,7 @@ def _superlinear(units: list[str], post, sizes: tuple[int, int]) -> list[str]:
     # the garbage collector paused: its full passes cost in proportion to everything the test
     # process holds, not to the post, and a single one can land in any measurement. One collection
     # before them all: in the suite's process one takes ~0.25 s, longer than the measurements it
-    # came before (a collection per measurement was ~1.5 min of the suite)
+    # came before (a collection per measurement was ~2 min of the suite's CPU)
     gc.collect()
     gc.disable()
     try:
