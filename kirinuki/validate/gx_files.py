@@ -216,17 +216,17 @@ def _checked_unique(before: dict | None, whole: list[int]) -> set[str]:
 
 
 def _unique_against(gx: _GX, name: str, exps: list[dict], i: int, new: list[Path], old: list[Path],
-                    total: _Summed) -> None:
+                    old_rows: int, total: _Summed) -> None:
     """Uniqueness expectation `i` over `new` and `old` files, where the old files' values are known
     to be distinct (_checked_unique): Great Expectations judges the new files' values with the old
     values equal to one of them (any duplicate has a new value in it), and the other old rows
-    count as passing. The old values equal to a new one are found by DuckDB in one query over
-    every old file (_equal_in), so only the new values are held."""
+    count as passing (`old_rows`: the old files' rows). The old values equal to a new one are found
+    by DuckDB in one query over every old file (_equal_in), so only the new values are held."""
     column = exps[i]["kwargs"]["column"]
     fresh = pa.concat_tables([pq.read_table(f, columns=[column]) for f in new], promote_options="default")[column]
     values = pc.unique(fresh.combine_chunks().drop_null())
     equal = _equal_in(old, column, values).cast(fresh.type)
-    passing = sum(pq.ParquetFile(f).metadata.num_rows for f in old) - len(equal)
+    passing = old_rows - len(equal)
     frame = pa.table({column: pa.chunked_array(fresh.chunks + equal.chunks, fresh.type)}).to_pandas()
     total.add([i], *_run(gx, name, frame, exps, [i]))
     if passing:
@@ -305,9 +305,11 @@ def validate_files(gx: _GX, name: str, files: list[Path], shas: list[str], exps:
     unique = _checked_unique(before, whole) if shaped else set()
     old = [f for k, (f, sha) in enumerate(zip(files, shas)) if sha in unique and sha not in shas[:k]]
     if whole and old and len(old) < len(files):  # (a file twice over is old once: its copy is new)
-        new = [f for f in files if f not in old]
+        known = set(old)
+        new = [f for f in files if f not in known]
+        old_rows = sum(n for f, n in zip(files, rows) if f in known)
         for i in whole:
-            _unique_against(gx, name, exps, i, new, old, total)
+            _unique_against(gx, name, exps, i, new, old, old_rows, total)
     elif whole:
         cols = _columns_of([exps[i] for i in whole])
         frame = pa.concat_tables([pq.read_table(f, columns=cols) for f in files], promote_options="default").to_pandas()
