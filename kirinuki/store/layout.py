@@ -66,11 +66,13 @@ def duckdb_source(data: Path, name: str) -> str:
     return duckdb_files(table_files(data, name))
 
 
-def duckdb_files(files: list[Path], filename: bool = False) -> str:
+def duckdb_files(files: list[Path], filename: bool = False, row_number: bool = False) -> str:
     """A `read_parquet(...)` call reading these files in order (as a SQL expression); with
-    `filename`, each row also has the path of its file (column `filename`)."""
+    `filename`, each row also has the path of its file (column `filename`), with `row_number` its
+    row's number in that file (column `file_row_number`)."""
     listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
-    return f"read_parquet([{listed}]{', filename = true' if filename else ''})"
+    options = (", filename = true" if filename else "") + (", file_row_number = true" if row_number else "")
+    return f"read_parquet([{listed}]{options})"
 
 
 def read_table(data: Path, name: str, columns: list[str] | None = None) -> pa.Table:

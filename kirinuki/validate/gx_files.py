@@ -249,7 +249,7 @@ def _equal_in(files: list[Path], column: str, values: pa.Array) -> pa.ChunkedArr
         con.execute("SET enable_progress_bar = false")
         con.register("new_values", pa.table({"v": values}))
         con.register("file_order", pa.table({"filename": [str(f) for f in files], "i": list(range(len(files)))}))
-        source = duckdb_files(files, filename=True)[:-1] + ", file_row_number = true)"
+        source = duckdb_files(files, filename=True, row_number=True)
         found = con.sql(f'SELECT t."{column}" AS v FROM {source} t JOIN file_order o USING (filename) '
                         f'SEMI JOIN new_values n ON t."{column}" = n.v ORDER BY o.i, t.file_row_number').to_arrow_table()
     finally:
