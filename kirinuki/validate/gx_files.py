@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kirinuki.store.files import ROW_GROUP_ROWS
+from kirinuki.store.layout import duckdb_files, read_files
 from kirinuki.validate.gx_engine import _GX
 from kirinuki.validate.suites import Check, _columns_of
 
@@ -223,7 +224,7 @@ def _unique_against(gx: _GX, name: str, exps: list[dict], i: int, new: list[Path
     count as passing (`old_rows`: the old files' rows). The old values equal to a new one are found
     by DuckDB in one query over every old file (_equal_in), so only the new values are held."""
     column = exps[i]["kwargs"]["column"]
-    fresh = pa.concat_tables([pq.read_table(f, columns=[column]) for f in new], promote_options="default")[column]
+    fresh = read_files(new, [column])[column]
     values = pc.unique(fresh.combine_chunks().drop_null())
     equal = _equal_in(old, column, values).cast(fresh.type)
     passing = old_rows - len(equal)
@@ -241,8 +242,6 @@ def _equal_in(files: list[Path], column: str, values: pa.Array) -> pa.ChunkedArr
     files in Python, each read and looked up in turn, took 4-6 s a table at 110k posts, its 650
     files waiting for the GIL while the overview's charts were drawn beside it.)"""
     import duckdb
-
-    from kirinuki.store.layout import duckdb_files
 
     con = duckdb.connect()
     try:
@@ -312,7 +311,7 @@ def validate_files(gx: _GX, name: str, files: list[Path], shas: list[str], exps:
             _unique_against(gx, name, exps, i, new, old, old_rows, total)
     elif whole:
         cols = _columns_of([exps[i] for i in whole])
-        frame = pa.concat_tables([pq.read_table(f, columns=cols) for f in files], promote_options="default").to_pandas()
+        frame = read_files(files, cols).to_pandas()
         total.add(whole, *_run(gx, name, frame, exps, whole))
         del frame
     if local:
