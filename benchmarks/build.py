@@ -24,7 +24,12 @@ article as it was; the corpus is put back as it was at the end. "wall of full" i
 time, what the user waits for.
 
 Floor: read + decode + split into lines + write one Parquet table of the lines with pyarrow, in
-one process: the least any Python pipeline over these files must do.
+one process: the least any Python pipeline over these files must do. It runs three times per size:
+before the builds, right after the full build, and after the last build (on the corpus as it was);
+"x floor" divides by the median of the three. On this VM the floor moves far more than a build:
+three full 10k builds of the same code within minutes took 58.5-60.3 s while their floors took
+5.5-8.2 s, 7.4x to 10.6x (docs/measurements.md); three floors taken around the builds measure the
+machine's speed over the stretch the builds ran in.
 
 Side by side (`--against REV --rounds N`): the full build of the same corpus by today's code and by
 the code at git revision REV (a git worktree under --workdir, run with this environment's packages),
@@ -158,6 +163,7 @@ def append_posts(src: Path, longer: Path, fraction: float, base: int) -> list[Pa
 RUNS = ("full", "no change", "1% comment", "1% quotes", "append 1%", "append 10%", "append 1 post")
 APPEND = {"append 1%": 0.01, "append 10%": 0.10, "append 1 post": 0.0}  # (0: one post)
 BASELINE_REV = "81b2b7f"  # the last commit before quoting conventions (issue 17)
+FLOORS = 3  # the floor's runs: its time moves more than a build's (3.8-9.9 s at 10k on one day)
 ROUNDS = 15  # this VM's timings vary by ±10 % from run to run: the best of many rounds is stable
 
 
@@ -257,8 +263,13 @@ def builds(args, runs: list[str], workdir: Path, env: dict) -> None:
             print(flush=True)
         if not runs:
             continue
-        wall, rss, _ = measured([sys.executable, "-c", FLOOR, str(src), str(workdir / "floor.parquet")], env)
-        rows.append({"posts": posts, "run": "floor", "wall": wall, "flow": wall, "rss": rss, "mb": mb, "stages": {}})
+
+        def floor(k: int) -> None:
+            wall, rss, _ = measured([sys.executable, "-c", FLOOR, str(src), str(workdir / "floor.parquet")], env)
+            rows.append({"posts": posts, "run": f"floor {k}/{FLOORS}", "wall": wall, "flow": wall, "rss": rss, "mb": mb,
+                         "stages": {}})
+
+        floor(1)
         build = [str(BIN / "kirinuki"), "build", str(src), "--out", str(out), "--json", "--workers", str(args.workers)]
         longer = corpus(workdir, posts + round(posts * sum(APPEND.values())) + 1, env, f"corpus-{posts}-longer") \
             if any(r in APPEND for r in runs) else None
@@ -277,9 +288,13 @@ def builds(args, runs: list[str], workdir: Path, env: dict) -> None:
                 stages = {k: d.get(k, 0.0) for k in ("discover", "hash", "parse", "write", "dedup", "validate", "overview")}
                 rows.append({"posts": posts, "run": run, "wall": wall, "flow": d["total"], "rss": rss, "mb": mb,
                              "stages": stages, "cached": s["inputs"].get("from_cache", 0)})
+                if run == "full" and sum(r["run"].startswith("floor") for r in rows if r["posts"] == posts) == 1:
+                    floor(2)  # right after the first full build: the same stretch of the machine's speed
         finally:
             for f in added:  # the corpus as it was: the next run of the benchmark builds the same posts
                 f.unlink(missing_ok=True)
+        for k in range(1 + sum(r["run"].startswith("floor") for r in rows if r["posts"] == posts), FLOORS + 1):
+            floor(k)
         if runs:
             print_table(rows)
     json.dump(rows, open(workdir / "results.json", "w"), indent=1)
@@ -319,6 +334,17 @@ def side_by_side(args) -> None:
               f"-> today is {best['today'] / best[args.against]:.1%} of {args.against}", flush=True)
 
 
+def floors(rows: list[dict]) -> dict[int, float]:
+    """posts -> the median of the floor's runs at that size (the "x floor" column's denominator)."""
+    import statistics
+
+    walls: dict[int, list[float]] = {}
+    for r in rows:
+        if r["run"].startswith("floor"):
+            walls.setdefault(r["posts"], []).append(r["wall"])
+    return {posts: statistics.median(w) for posts, w in walls.items()}
+
+
 def print_table(rows: list[dict]) -> None:
     head = (f"{'posts':>7} {'run':<13} {'MB':>7} {'wall s':>7} {'flow s':>7} {'prefect':>7} {'hash':>5} "
             f"{'parse':>6} {'write':>6} {'dedup':>6} {'valid.':>6} {'overv.':>6} {'MB/s':>6} {'posts/s':>7} {'µs/post':>8} "
@@ -327,13 +353,13 @@ def print_table(rows: list[dict]) -> None:
     print("-" * len(head))
     full: dict[int, float] = {}
     full_wall: dict[int, float] = {}
-    floor = {r["posts"]: r["wall"] for r in rows if r["run"] == "floor"}
+    floor = floors(rows)
     for r in rows:
         st = r["stages"]
         flow = r["flow"]
         if r["run"] == "full":
             full[r["posts"]], full_wall[r["posts"]] = flow, r["wall"]
-        rebuild = r["run"] not in ("full", "floor") and r["posts"] in full
+        rebuild = r["run"] != "full" and not r["run"].startswith("floor") and r["posts"] in full
         share = f"{flow / full[r['posts']]:.0%}" if rebuild else ""
         wall_share = f"{r['wall'] / full_wall[r['posts']]:.0%}" if rebuild else ""
         print(f"{r['posts']:>7,} {r['run']:<13} {r['mb']:>7,.0f} {r['wall']:>7.1f} {flow:>7.1f} "
@@ -341,6 +367,9 @@ def print_table(rows: list[dict]) -> None:
               f"{st.get('dedup', 0):>6.1f} {st.get('validate', 0):>6.1f} {st.get('overview', 0):>6.1f} {r['mb'] / flow:>6.1f} "
               f"{r['posts'] / flow:>7,.0f} {flow / r['posts'] * 1e6:>8,.0f} {r['rss'] / 1e6:>7,.0f} {share:>7} {wall_share:>12} "
               f"{r['wall'] / floor[r['posts']] if r['posts'] in floor else 0:>7.1f}")
+    for posts, median in floor.items():
+        print(f"{posts:,} posts: x floor is over the median of the {FLOORS} floor runs, {median:.1f} s "
+              "(before the builds, after the full build, after the last one)")
     print(flush=True)
 
 
