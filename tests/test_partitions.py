@@ -235,6 +235,49 @@ def test_a_busy_year_is_one_file_per_month_and_a_post_added_to_a_month_rewrites_
     assert _files(tmp_path / "out") == _files(tmp_path / "clean")
 
 
+def test_partitions_written_straight_from_batches_in_date_order_are_the_spill_s_bytes(tmp_path, monkeypatch):
+    """A batch a post (the sample's file names sort in date order, so each year's posts are batches
+    in a row): every partition is written from slices of its batches' rows, a few batches held at a
+    time, and each file is byte for byte the one the spill path writes from the same parts; posts
+    in no date order, whose batches each hold rows of every partition, take the spill path."""
+    import numpy as np
+
+    import kirinuki.store.partitions as partitions
+    from kirinuki.build.parts import part_numbers
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SAMPLE, corpus, ignore=LOOSE_POSTS_ONLY)
+    shutil.copy(SEED, corpus)
+    _build(corpus, tmp_path / "out", batch_files=1)
+    parts = tmp_path / "out" / "cache"
+    assert len(part_numbers(parts)) > 4  # more batches than MAX_OPEN_BATCHES
+    plan = partitions.plan_partitions(parts, list(PER_POST), "code")
+    paths = {}
+    real = partitions._write_in_order
+    for way in ("in order", "spill"):
+        calls = []
+        monkeypatch.setattr(partitions, "MAX_OPEN_BATCHES", 4 if way == "in order" else 0)
+        monkeypatch.setattr(partitions, "_write_in_order", lambda *a: calls.append(a[2]) or real(*a))
+        root = tmp_path / way
+        (root / "data").mkdir(parents=True)
+        for name in PER_POST:
+            partitions.write_partitioned(root, parts, name, plan, None, {})
+        assert (len(calls) == len(PER_POST)) == (way == "in order"), (way, calls)
+        paths[way] = _files(root)
+    assert len(paths["spill"]) > len(PER_POST) and paths["in order"] == paths["spill"]
+    # the same files as the build's own: the build took the path in order
+    assert {rel: h for rel, h in _files(tmp_path / "out").items() if rel.split("/")[0] in PER_POST} == paths["spill"]
+
+    # two partitions, each in every one of six batches: six batches would be held at once
+    scrambled = partitions.Plan(batches=list(range(6)), years=["2024", "2025"])
+    scrambled.labels["excerpts"] = {n: np.array([0, 1, 0], dtype=np.int32) for n in range(6)}
+    monkeypatch.setattr(partitions, "MAX_OPEN_BATCHES", 4)
+    assert partitions._batches_in_order(scrambled, "excerpts", {"2024", "2025"}) is None
+    assert partitions._batches_in_order(scrambled, "excerpts", {"2025"}) is None
+    scrambled.labels["excerpts"] = {n: np.array([n // 3] * 2, dtype=np.int32) for n in range(6)}  # in date order
+    assert partitions._batches_in_order(scrambled, "excerpts", {"2024", "2025"}) == {"2024": [0, 1, 2], "2025": [3, 4, 5]}
+
+
 def test_the_slice_check_runs_partition_by_partition_and_fails_the_rows_it_fails_whole(grown, tmp_path, monkeypatch):
     """paragraphs_text_is_the_documents_slice joins each paragraph to its post's text: on a
     partitioned build it runs one batch of year files at a time (here one year a batch), and fails

@@ -9,8 +9,12 @@ A partition's digest covers what its rows are made from: the code, the table, th
 export position of each of its posts in order (dedup's judgement of the excerpts is in its own
 table, `article_quotes`, so it never dirties a year). A
 partition whose digest is the one the last build recorded, and whose file there still has the
-recorded sha256, is hard-linked from it; the others are gathered a batch at a time through an
-uncompressed spill file per batch (so memory holds one batch, not the table) and written.
+recorded sha256, is hard-linked from it; the others are written, each from its rows batch by
+batch. When the posts come in date order (a blog's), so that each batch holds a month or two, the
+partitions are written one after another straight from slices of their batches' rows, a few
+batches held at a time; otherwise those rows are first gathered a batch at a time through an
+uncompressed spill file per batch (so memory holds one batch, not the table). Either way a file
+gets the same pieces in the same order, so the same bytes.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import json
 import os
 import shutil
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +36,7 @@ from kirinuki.store.files import DATA_DIR, compact, link_file, read_json, sha256
 from kirinuki.store.layout import UNDATED, partition_label, split_years
 
 PARTITION_DIGESTS = "partitions.json"  # in a build's parts folder: {table: {year: [digest, sha256]}}
+MAX_OPEN_BATCHES = 4  # batches held at once when partitions are written straight from them (_batches_in_order)
 
 
 @dataclass
@@ -103,14 +108,79 @@ def write_partitioned(root: Path, parts: str | Path, name: str, plan: Plan, old_
             linked += 1
         else:
             dirty.add(label)
-    spill = root / f".partition-spill-{name}"  # removed before this returns
-    spill.mkdir(parents=True, exist_ok=True)
-    try:
-        _write_dirty(root, parts, name, plan, dirty, digests, record, spill, folder)
-    finally:
-        shutil.rmtree(spill, ignore_errors=True)
+    uses = _batches_in_order(plan, name, dirty)
+    if uses is not None:
+        _write_in_order(root, parts, name, plan, uses, digests, record, folder)
+    else:
+        spill = root / f".partition-spill-{name}"  # removed before this returns
+        spill.mkdir(parents=True, exist_ok=True)
+        try:
+            _write_dirty(root, parts, name, plan, dirty, digests, record, spill, folder)
+        finally:
+            shutil.rmtree(spill, ignore_errors=True)
     rows = sum(pq.ParquetFile(p).metadata.num_rows for p in folder.glob("*.parquet"))
     return rows, record, linked
+
+
+def _batches_in_order(plan: Plan, name: str, dirty: set[str]) -> dict[str, list[int]] | None:
+    """The batches holding each dirty partition's rows (partitions in label order, batches in
+    order), when writing the partitions one after another from the batches themselves holds at most
+    MAX_OPEN_BATCHES batches at a time: a blog's posts in date order, each batch a month or two.
+    None otherwise (posts in no order: every partition would need most batches), and the spill is used."""
+    order = sorted(dirty)
+    position = {plan.years.index(label): i for i, label in enumerate(order)}
+    uses: dict[str, list[int]] = {label: [] for label in order}
+    span: list[tuple[int, int]] = []  # per batch that holds dirty rows: the first and last partition needing it
+    for n in plan.batches:
+        codes = plan.labels.get(name, {}).get(n)
+        held = sorted(position[c] for c in np.unique(codes).tolist() if c in position) if codes is not None else []
+        if held:
+            for i in held:
+                uses[order[i]].append(n)
+            span.append((held[0], held[-1]))
+    opened = np.zeros(len(order) + 1, dtype=np.int64)  # batches held while each partition is written
+    for first, last in span:
+        opened[first] += 1
+        opened[last + 1] -= 1
+    return uses if int(np.cumsum(opened).max(initial=0)) <= MAX_OPEN_BATCHES else None
+
+
+def _write_in_order(root: Path, parts: str | Path, name: str, plan: Plan, uses: dict[str, list[int]],
+                    digests: dict[str, str], record: dict, folder: Path) -> None:
+    """The dirty partitions (the keys of `uses`, in that order) written from slices of their
+    batches' rows, each batch read once and let go after the last partition that needs it; two
+    partitions are encoded at a time in threads (Parquet encoding releases the GIL). The pieces of a
+    partition are the spill's (its rows, batch by batch, in order), so its file is the same."""
+    from kirinuki.build.parts import read_part
+
+    last = {n: label for label, batches in uses.items() for n in batches}
+    held: dict[int, pa.Table] = {}
+
+    def one(label: str, pieces: list[pa.Table]) -> list[str]:
+        dest = folder / f"{label}.parquet"
+        dest.unlink(missing_ok=True)  # never write into a file linked from the last build
+        compact(root, name, pieces, dest=dest)
+        return [digests[label], sha256_file(dest)]
+
+    with ThreadPoolExecutor(max(1, min(len(uses), os.cpu_count() or 1))) as pool:
+        running: list[tuple[str, Future]] = []
+        for label, batches in uses.items():
+            code = plan.years.index(label)
+            pieces = []
+            for n in batches:
+                if n not in held:
+                    held[n] = read_part(parts, name, n)
+                rows = np.flatnonzero(plan.labels[name][n] == code)
+                contiguous = int(rows[-1]) - int(rows[0]) + 1 == len(rows)
+                pieces.append(held[n].slice(int(rows[0]), len(rows)) if contiguous else held[n].take(pa.array(rows)))
+                if last[n] == label:
+                    del held[n]  # its slices keep what the partitions still to be encoded need
+            while len(running) >= 2:  # the rows of at most two partitions wait to be encoded
+                done_label, future = running.pop(0)
+                record[done_label] = future.result()
+            running.append((label, pool.submit(one, label, pieces)))
+        for done_label, future in running:
+            record[done_label] = future.result()
 
 
 def _write_dirty(root: Path, parts: str | Path, name: str, plan: Plan, dirty: set[str], digests: dict[str, str],
