@@ -172,10 +172,11 @@ def _write_in_order(root: Path, parts: str | Path, name: str, plan: Plan, uses: 
                     held[n] = read_part(parts, name, n)
                 rows = np.flatnonzero(plan.labels[name][n] == code)
                 contiguous = int(rows[-1]) - int(rows[0]) + 1 == len(rows)
-                pieces.append(held[n].slice(int(rows[0]), len(rows)) if contiguous else held[n].take(pa.array(rows)))
+                pieces.append(held[n].slice(int(rows[0]), len(rows)) if contiguous
+                              else held[n].take(pa.array(rows)))
                 if last[n] == label:
                     del held[n]  # its slices keep what the partitions still to be encoded need
-            while len(running) >= 2:  # the rows of at most two partitions wait to be encoded
+            while len(running) >= 2:  # two partitions encoded at a time, the next one's rows gathered meanwhile
                 done_label, future = running.pop(0)
                 record[done_label] = future.result()
             running.append((label, pool.submit(one, label, pieces)))
