@@ -358,6 +358,51 @@ def test_a_build_under_a_gib_validates_in_a_worker_that_imported_great_expectati
     assert (imported, worker_nice) == ("True", cli_nice), done.stderr
 
 
+def test_a_stopped_worker_pool_tears_itself_down_and_the_process_exits_quietly(tmp_path):
+    """A run that ends while a worker still works (a refused build whose validation worker is still
+    importing Great Expectations, or Ctrl-C) stops the pool: its workers are killed and the
+    executor's manager thread, which closes the pool's pipes once they are dead, is done before
+    `stop` returns, not left to run into the interpreter's exit (where it once printed an OSError
+    traceback under a refused build's one-line error). A pool stopped in the middle of its work;
+    and one stopped as soon as it is warmed, whose worker may still be being started: that worker
+    is killed as soon as it is. Either way the process exits at once and prints nothing."""
+    code = ("import json, sys, threading, time, multiprocessing\n"
+            "from kirinuki.build.workers import WorkerPool, start_parse_forkserver, warm_validator\n"
+            "def busy():\n"
+            "    time.sleep(60)\n"
+            "if __name__ == '__main__':\n"
+            "    start_parse_forkserver()\n"
+            "    if sys.argv[1] == 'warming':\n"
+            "        pool = warm_validator()\n"
+            "    else:\n"
+            "        pool = WorkerPool(1, multiprocessing.get_context('forkserver'))\n"
+            "        pool.submit(busy)\n"
+            "        while not any(p.is_alive() for p in pool._processes.values()):\n"
+            "            time.sleep(0.05)\n"
+            "    manager = pool._executor_manager_thread\n"
+            "    t = time.monotonic()\n"
+            "    pool.stop()\n"
+            "    took = time.monotonic() - t\n"
+            "    left = [th.name for th in threading.enumerate() if th is not threading.main_thread() and th.is_alive()]\n"
+            "    pool.warming and pool.warming.join(30)\n"
+            "    deadline = time.monotonic() + 5\n"
+            "    while multiprocessing.active_children() and time.monotonic() < deadline:\n"
+            "        time.sleep(0.05)\n"
+            "    print(json.dumps({'manager': manager is not None and manager.is_alive(), 'left': left, 'took': took,\n"
+            "                      'workers': len(multiprocessing.active_children())}), flush=True)\n")
+    path = tmp_path / "stop_check.py"
+    path.write_text(code, encoding="utf-8")
+    for how in ("busy", "warming"):
+        t = time.monotonic()
+        done = subprocess.run([sys.executable, str(path), how], capture_output=True, text=True, timeout=120)
+        seen = json.loads(done.stdout)
+        assert done.returncode == 0 and done.stderr == "" and seen["workers"] == 0, (how, seen, done.stderr)
+        assert seen["took"] < 2, (how, seen)
+        if how == "busy":  # (warming: the pool's threads may start after stop, while its worker is asked for)
+            assert seen["manager"] is False and seen["left"] == [], (how, seen)
+        assert time.monotonic() - t < 30
+
+
 def test_flow_runs_send_heartbeats_only_when_the_user_set_a_frequency(monkeypatch):
     """The CLI runs its flows inside `without_heartbeats`: no flow-run heartbeat (whose thread's
     join costs up to a second at the end of every run) unless the user set a frequency, from the

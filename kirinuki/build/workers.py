@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from concurrent.futures import Future, ProcessPoolExecutor
 
 _LIVE: list[ProcessPoolExecutor] = []
@@ -88,6 +89,27 @@ def start_parse_forkserver() -> None:
     _start_forkserver()
 
 
+STOP_JOIN_SECONDS = 0.5  # how long WorkerPool.stop waits for each of the pool's threads to end
+_MANAGERS: "weakref.WeakKeyDictionary[threading.Thread, threading.Event]" = weakref.WeakKeyDictionary()
+_HOOKED = threading.Lock()
+
+
+def _quiet_teardown(previous):
+    """A threading.excepthook that leaves out an OSError raised in the manager thread of a pool
+    that was stopped (its work abandoned, its workers killed: the thread is only closing their
+    pipes, and CPython's teardown of a killed pool can close one twice); anything else goes to
+    `previous`."""
+
+    def hook(args) -> None:
+        stopping = _MANAGERS.get(args.thread) if args.thread is not None else None
+        if stopping is not None and stopping.is_set() and issubclass(args.exc_type, OSError):
+            return
+        previous(args)
+
+    hook.kirinuki = True
+    return hook
+
+
 class WorkerPool(ProcessPoolExecutor):
     """A process pool of the build's workers (see the module docstring)."""
 
@@ -127,13 +149,32 @@ class WorkerPool(ProcessPoolExecutor):
                 pass
 
     def stop(self) -> None:
-        """Kill the workers and close the pool without waiting: its work is abandoned."""
+        """Kill the workers and close the pool without waiting for its work, which is abandoned. The
+        pool's own threads are given a moment (STOP_JOIN_SECONDS each) to finish first: the warming
+        thread, if it is still asking for a worker (one it started meanwhile is killed too), and the
+        executor's manager thread, which closes the pool's pipes once it sees the workers dead.
+        Left to run on into the interpreter's exit, that teardown once printed a traceback
+        (`OSError: [Errno 9] Bad file descriptor` in `terminate_broken`, closing a pipe another
+        thread had closed) under a refused build's one-line error, in a CI run of the suite."""
         self.kill()
+        if self.warming is not None and self.warming is not threading.current_thread():
+            self.warming.join(STOP_JOIN_SECONDS)
+            self.kill()
+        manager = getattr(self, "_executor_manager_thread", None)
         self.shutdown(wait=False, cancel_futures=True)
+        if manager is not None and manager is not threading.current_thread():
+            manager.join(STOP_JOIN_SECONDS)
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
         self.last = super().submit(fn, *args, **kwargs)
         return self.last
+
+    def _start_executor_manager_thread(self) -> None:
+        super()._start_executor_manager_thread()
+        with _HOOKED:
+            if not getattr(threading.excepthook, "kirinuki", False):
+                threading.excepthook = _quiet_teardown(threading.excepthook)
+            _MANAGERS[self._executor_manager_thread] = self.stopping
 
     def finish(self) -> None:
         """Close a pool of one worker at the end of a run that failed: when its work is done, it exits
@@ -216,6 +257,8 @@ def warm_validator() -> WorkerPool:
             pool.submit(_import_beside)
         except Exception:  # noqa: BLE001 - stopped first (the run ended at once), or the worker could not
             pass  # be started: the validate stage's own call then says so, in one line
+        if pool.stopping.is_set():  # stopped while its worker was being started: that worker goes too
+            pool.kill()
 
     pool.warming = threading.Thread(target=ask, daemon=True, name="warm-validator")
     pool.warming.start()
