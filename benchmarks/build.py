@@ -264,12 +264,16 @@ def builds(args, runs: list[str], workdir: Path, env: dict) -> None:
         if not runs:
             continue
 
-        def floor(k: int) -> None:
+        def floors_taken() -> int:
+            return sum(r["run"].startswith("floor") for r in rows if r["posts"] == posts)
+
+        def floor() -> None:
+            k = 1 + floors_taken()
             wall, rss, _ = measured([sys.executable, "-c", FLOOR, str(src), str(workdir / "floor.parquet")], env)
             rows.append({"posts": posts, "run": f"floor {k}/{FLOORS}", "wall": wall, "flow": wall, "rss": rss, "mb": mb,
                          "stages": {}})
 
-        floor(1)
+        floor()
         build = [str(BIN / "kirinuki"), "build", str(src), "--out", str(out), "--json", "--workers", str(args.workers)]
         longer = corpus(workdir, posts + round(posts * sum(APPEND.values())) + 1, env, f"corpus-{posts}-longer") \
             if any(r in APPEND for r in runs) else None
@@ -288,13 +292,13 @@ def builds(args, runs: list[str], workdir: Path, env: dict) -> None:
                 stages = {k: d.get(k, 0.0) for k in ("discover", "hash", "parse", "write", "dedup", "validate", "overview")}
                 rows.append({"posts": posts, "run": run, "wall": wall, "flow": d["total"], "rss": rss, "mb": mb,
                              "stages": stages, "cached": s["inputs"].get("from_cache", 0)})
-                if run == "full" and sum(r["run"].startswith("floor") for r in rows if r["posts"] == posts) == 1:
-                    floor(2)  # right after the first full build: the same stretch of the machine's speed
+                if run == "full" and floors_taken() == 1:
+                    floor()  # right after the first full build: the same stretch of the machine's speed
         finally:
             for f in added:  # the corpus as it was: the next run of the benchmark builds the same posts
                 f.unlink(missing_ok=True)
-        for k in range(1 + sum(r["run"].startswith("floor") for r in rows if r["posts"] == posts), FLOORS + 1):
-            floor(k)
+        while floors_taken() < FLOORS:
+            floor()
         if runs:
             print_table(rows)
     json.dump(rows, open(workdir / "results.json", "w"), indent=1)

@@ -122,6 +122,15 @@ def write_partitioned(root: Path, parts: str | Path, name: str, plan: Plan, old_
     return rows, record, linked
 
 
+def _write_partition(root: Path, name: str, folder: Path, label: str, pieces, digest: str) -> list[str]:
+    """One partition's file from its pieces (its rows, batch by batch, in order), written like a whole
+    table; returns [its digest, the file's sha256] for the record."""
+    dest = folder / f"{label}.parquet"
+    dest.unlink(missing_ok=True)  # never write into a file linked from the last build
+    compact(root, name, pieces, dest=dest)
+    return [digest, sha256_file(dest)]
+
+
 def _batches_in_order(plan: Plan, name: str, dirty: set[str]) -> dict[str, list[int]] | None:
     """The batches holding each dirty partition's rows (partitions in label order, batches in
     order), when writing the partitions one after another from the batches themselves holds at most
@@ -157,10 +166,7 @@ def _write_in_order(root: Path, parts: str | Path, name: str, plan: Plan, uses: 
     held: dict[int, pa.Table] = {}
 
     def one(label: str, pieces: list[pa.Table]) -> list[str]:
-        dest = folder / f"{label}.parquet"
-        dest.unlink(missing_ok=True)  # never write into a file linked from the last build
-        compact(root, name, pieces, dest=dest)
-        return [digests[label], sha256_file(dest)]
+        return _write_partition(root, name, folder, label, pieces, digests[label])
 
     with ThreadPoolExecutor(max(1, min(len(uses), os.cpu_count() or 1))) as pool:
         running: list[tuple[str, Future]] = []
@@ -218,10 +224,7 @@ def _write_dirty(root: Path, parts: str | Path, name: str, plan: Plan, dirty: se
             for n, start, count in where[label]:  # zero-copy slices of the mapped file
                 yield pa.ipc.open_file(pa.memory_map(str(spill / f"{n}.arrow"))).read_all().slice(start, count)
 
-        dest = folder / f"{label}.parquet"
-        dest.unlink(missing_ok=True)  # never write into a file linked from the last build
-        compact(root, name, pieces(), dest=dest)
-        return [digests[label], sha256_file(dest)]
+        return _write_partition(root, name, folder, label, pieces(), digests[label])
 
     # the years in parallel threads: Parquet encoding releases the GIL; one year's rows each in memory
     with ThreadPoolExecutor(max(1, min(len(dirty), os.cpu_count() or 1))) as pool:
