@@ -157,7 +157,7 @@ def _batches_in_order(plan: Plan, name: str, dirty: set[str]) -> dict[str, list[
 def _write_in_order(root: Path, parts: str | Path, name: str, plan: Plan, uses: dict[str, list[int]],
                     digests: dict[str, str], record: dict, folder: Path) -> None:
     """The dirty partitions (the keys of `uses`, in that order) written from slices of their
-    batches' rows, each batch read once and let go after the last partition that needs it; two
+    batches' rows, each batch read once and let go after the last partition that needs it; up to two
     partitions are encoded at a time in threads (Parquet encoding releases the GIL). The pieces of a
     partition are the spill's (its rows, batch by batch, in order), so its file is the same."""
     from kirinuki.build.parts import read_part
@@ -168,7 +168,8 @@ def _write_in_order(root: Path, parts: str | Path, name: str, plan: Plan, uses: 
     def one(label: str, pieces: list[pa.Table]) -> list[str]:
         return _write_partition(root, name, folder, label, pieces, digests[label])
 
-    with ThreadPoolExecutor(max(1, min(len(uses), os.cpu_count() or 1))) as pool:
+    at_once = max(1, min(len(uses), os.cpu_count() or 1, 2))  # partitions encoded at a time
+    with ThreadPoolExecutor(at_once) as pool:
         running: list[tuple[str, Future]] = []
         for label, batches in uses.items():
             code = plan.years.index(label)
@@ -182,7 +183,7 @@ def _write_in_order(root: Path, parts: str | Path, name: str, plan: Plan, uses: 
                               else held[n].take(pa.array(rows)))
                 if last[n] == label:
                     del held[n]  # its slices keep what the partitions still to be encoded need
-            while len(running) >= 2:  # two partitions encoded at a time, the next one's rows gathered meanwhile
+            while len(running) >= at_once:  # the next partition's rows are gathered while these are encoded
                 done_label, future = running.pop(0)
                 record[done_label] = future.result()
             running.append((label, pool.submit(one, label, pieces)))
