@@ -505,6 +505,48 @@ def test_bodies_spilled_a_part_at_a_time_read_back_with_their_lengths_and_digest
     assert [store.get(i) for i in range(len(texts))] == texts
 
 
+def test_bodies_left_in_their_batches_are_read_when_asked_for_each_batch_once(tmp_path):
+    """Batches of bodies left where they lie (an append's earlier quotes) give the same text as
+    spilled ones, in any order: `want` reads a batch once for all the bodies asked for and keeps
+    only them; a body asked for without `want` spills its whole batch, read once."""
+    import random
+
+    import pyarrow as pa
+    import pytest
+
+    from kirinuki.dedup.spill import BodyStore
+
+    batches = [["一つ目の本文", "", "二つ目\nの本文"], ["ABC", "😀 絵文字", "最後から二番目", "末尾"], ["遅れて来た本文"]]
+    loads: list[int] = []
+
+    def lazily(k: int):
+        def load():
+            loads.append(k)
+            return pa.chunked_array([pa.array(batches[k][:1]), pa.array(batches[k][1:], pa.string())])
+        return load
+
+    store = BodyStore(str(tmp_path))
+    assert store.extend_lazy(3, lazily(0)) == 0
+    first, _, _ = store.extend(pa.array(batches[1]))
+    assert first == 3
+    assert store.extend_lazy(1, lazily(2)) == 7
+    store.done()
+    texts = [t for b in batches for t in b]
+    store.want([2, 0, 7, 2])
+    assert sorted(loads) == [0, 2] and sorted(store.wanted) == [0, 2, 7]
+    assert store.spill.size == len("".join(batches[1]).encode())  # nothing of a lazy batch spilled
+    order = list(range(len(texts)))
+    random.Random(3).shuffle(order)
+    assert [store.get(i) for i in order] == [texts[i] for i in order]
+    assert sorted(loads) == [0, 0, 2]  # body 1 was not wanted: batch 0 read once more, spilled whole
+    assert [store.get(i) for i in range(len(texts))] == texts and sorted(loads) == [0, 0, 2]
+    short = BodyStore(str(tmp_path))
+    short.extend_lazy(2, lambda: pa.array(["一つだけ"]))
+    short.done()
+    with pytest.raises(ValueError, match="1 bodies, not 2"):
+        short.get(1)
+
+
 def test_kept_paragraph_headline_pairs_merged_with_new_ones_equal_a_sort_of_them_all(monkeypatch):
     """An append inserts its (paragraph, headline) pairs into the millions kept instead of sorting
     them all again: the result must be the distinct pairs of both, sorted, as the sort gives."""

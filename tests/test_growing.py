@@ -272,6 +272,37 @@ def test_an_append_digests_only_the_bodies_of_batches_the_last_build_did_not_rea
     assert _tables(tmp_path / "out") == _tables(tmp_path / "clean")
 
 
+def test_an_append_reads_only_the_earlier_bodies_it_compares_or_makes_again(tmp_path, monkeypatch):
+    """After an append, the bodies of the batches the last build read stay in their parts: dedup
+    reads only those of earlier quotes it compares with new ones or whose articles it makes again,
+    a batch at a time, and the tables are still a clean build's."""
+    import kirinuki.dedup.spill as spill
+    from kirinuki.flows.build import build
+
+    corpus = _built_then_grown(tmp_path, seed=13, batch_files=8)
+    stores, loads = [], []
+    real_init, real_loaded = spill.BodyStore.__init__, spill._loaded
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        stores.append(self)
+
+    monkeypatch.setattr(spill.BodyStore, "__init__", init)
+    monkeypatch.setattr(spill, "_loaded", lambda count, load: loads.append(count) or real_loaded(count, load))
+    inc = build([str(corpus)], str(tmp_path / "out"), batch_files=8)
+    monkeypatch.undo()
+    assert inc["dedup"]["clustering"] == "appended"
+    (store,) = stores
+    left = sum(count for _, count, _ in store.lazy)
+    spilled = sum(count for first, count, _ in store.lazy if store.start[first] >= 0)
+    read = len(store.wanted) + spilled
+    assert left >= inc["rows"]["excerpts"] // 2, (left, inc["rows"]["excerpts"])  # the earlier batches
+    assert 0 < read < left / 2, (read, left)
+    assert len(loads) <= 2 * len(store.lazy)
+    build([str(corpus)], str(tmp_path / "clean"), cache=False, batch_files=8)
+    assert _tables(tmp_path / "out") == _tables(tmp_path / "clean")
+
+
 def test_kept_articles_are_copied_in_runs_of_a_bounded_length_with_a_clean_build_s_bytes(tmp_path, monkeypatch):
     """Articles kept one after another are copied in runs of at most KEPT_RUN rows: an append that
     changed few articles once asked for the whole article tables as one run, decoded before any of it

@@ -36,7 +36,7 @@ from kirinuki.dedup.minhash import (DedupTexts, _distinct_pairs, boiler_lines, d
 from kirinuki.dedup.kept import KeptRelations, kept_clusters
 from kirinuki.dedup.model import DedupConfig, Excerpt
 from kirinuki.dedup.sketches import Sketches, StoredRows, clustering_digest, headline_hash, headline_hashes
-from kirinuki.dedup.spill import SpillFile
+from kirinuki.dedup.spill import SpillFile, read_ahead
 
 
 
@@ -149,6 +149,8 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     sel = promising & ok[a] & ok[b]
     a, b, how = a[sel], b[sel], how[sel]
     sets = _Sets(excerpts, fresh, sets_new, boiler, cfg, spill_dir)
+    compared = np.union1d(a, b)
+    read_ahead(excerpts, compared[~is_fresh[compared]])  # the earlier quotes' bodies to compare, read at once
     _, _, j, c, _ = verify(sets, a, b, how)
     pairs = tuple(np.concatenate([x[stays], y]) for x, y in zip((pa_, pb_, pj, pc, phow), (a, b, j, c, how)))
     links, root = links_and_roots(n, pairs, cfg)

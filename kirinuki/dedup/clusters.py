@@ -37,7 +37,7 @@ from kirinuki.dedup.minhash import (DedupTexts, LineIndex, _distinct_pairs, boil
                                     boilerplate_keys, line_index, sketch)
 from kirinuki.dedup.model import DedupConfig, DedupResult, Excerpt
 from kirinuki.dedup.sketches import Sketches, clustering_digest, headline_hashes
-from kirinuki.dedup.spill import ShingleSets
+from kirinuki.dedup.spill import ShingleSets, read_ahead
 from kirinuki.schema import spec
 
 
@@ -262,6 +262,10 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
                                           -excerpts[i].body_len, excerpts[i].excerpt_id))
         groups.append((article_id_for(excerpts[i] for i in group), canon, group))
     groups.sort()  # article order: the tables come out sorted
+    # the bodies of the quotes of clusters a new quote joined (compared and made again below),
+    # read at once where they are still unread (dedup.spill.BodyStore.want)
+    read_ahead(excerpts, [i for _, _, group in groups if len(group) > 1 and not all(k in cl.kept_relation for k in group)
+                          for i in group])
     for aid, canon, group in groups:
         canonical[canon] = True
         for i in group:

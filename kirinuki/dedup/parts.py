@@ -6,6 +6,7 @@ order) and `dedup_links` Parquet files in the build."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +19,29 @@ from kirinuki.dedup.spill import BodyStore, StoredExcerpt
 
 # ---------------------------------------------------------------- the stage over a build's parts
 
-def _batch_read(parts: str, n: int) -> tuple[list, pa.Table, pa.Table, pa.Array]:
-    """Batch `n`'s part runs, its documents, its excerpts and their bodies as one array."""
+_QUOTE_COLUMNS = ["excerpt_id", "doc_id", "headline", "published_date", "outlet_id"]
+
+
+def _batch_read(parts: str, n: int, known: BodyDigests | None) -> tuple:
+    """Batch `n`'s part runs, its documents, its excerpts (without their bodies), the lengths and
+    digests of the bodies when `known` knows the runs (else None), and then None, else the bodies
+    as one array."""
     from kirinuki.build.parts import read_index, read_part
 
     index = read_index(parts, n)
     docs = read_part(parts, "documents", n, ["doc_id", "published_date"], index=index)
     mine: list = []
-    t = read_part(parts, "excerpts", n, ["excerpt_id", "doc_id", "headline", "body_norm", "published_date",
-                                         "outlet_id"], mine, index)
-    return mine, docs, t, t.column("body_norm").combine_chunks()
+    t = read_part(parts, "excerpts", n, _QUOTE_COLUMNS, mine, index)
+    last = known.of(mine) if known is not None else None
+    bodies = None if last is not None else _bodies(parts, n, index).combine_chunks()
+    return mine, docs, t, last, bodies
+
+
+def _bodies(parts: str, n: int, index: dict | None = None) -> pa.ChunkedArray:
+    """Batch `n`'s excerpt bodies, in order (a chunk per run of a part)."""
+    from kirinuki.build.parts import read_part
+
+    return read_part(parts, "excerpts", n, ["body_norm"], index=index).column(0)
 
 
 @without_gc  # an object per quote: at 100k posts the GC's rescans of them doubled this (18 s against 9.7 s)
@@ -35,7 +49,9 @@ def read_excerpts(parts: str, spill_dir: str | None = None, known: BodyDigests |
                   runs: list | None = None, as_last: list | None = None) -> list[Excerpt]:
     """Every excerpt of a build's parts, in part order, a part at a time; the bodies go to a
     BodyStore file in `spill_dir`, not into memory. Their lengths and digests are made from them,
-    or taken from `known` (the last build's) for a batch whose part runs it knows; `runs` is
+    or taken from `known` (the last build's) for a batch whose part runs it knows: those bodies are
+    not read now but left in the parts, read when asked for (an append compares few of the
+    earlier quotes, and writing them all to the spill cost 4.8 of 11.8 CPU-s at 100k posts); `runs` is
     filled with every batch's runs, in order (for the next build's `known`), and `as_last` with a
     bool per excerpt: whether its batch's runs are ones `known` knows (a part never changes, so then
     every field read of the excerpt, and of its post, is what the last build read)."""
@@ -47,19 +63,23 @@ def read_excerpts(parts: str, spill_dir: str | None = None, known: BodyDigests |
     shared: dict = {}  # one object per distinct doc id, headline, date and outlet (they repeat)
     one = shared.setdefault
     # each batch read (and decompressed) in a thread while objects are made of the one before
-    batches = ReadAhead(_batch_read(parts, n) for n in part_numbers(parts))
+    numbers = part_numbers(parts)
+    batches = ReadAhead(_batch_read(parts, n, known) for n in numbers)
     try:
-        while (batch := batches.next()) is not None:
-            mine, docs, t, bodies = batch
+        for n in numbers:
+            mine, docs, t, last, bodies = batches.next()
             docs = docs.to_pydict()
             doc_date = dict(zip(docs["doc_id"], docs["published_date"]))
             if runs is not None:
                 runs += mine
-            last = known.of(mine) if known is not None else None
-            first, lengths, digests = store.extend(bodies, last)
+            if bodies is None:  # the last build read these bodies: they stay in the parts until asked for
+                first = store.extend_lazy(t.num_rows, partial(_bodies, parts, n))
+                lengths, digests = last
+            else:
+                first, lengths, digests = store.extend(bodies)
             if as_last is not None:
                 as_last += [last is not None] * t.num_rows
-            ex = t.drop_columns(["body_norm"]).to_pydict()
+            ex = t.to_pydict()
             for k, (i, d, h, p, o) in enumerate(zip(ex["excerpt_id"], ex["doc_id"], ex["headline"],
                                                     ex["published_date"], ex["outlet_id"])):
                 dp = doc_date.get(d)

@@ -1,13 +1,17 @@
 """Spill storage: dedup's large intermediate data in unlinked temporary files, not in memory.
 
-In: excerpt bodies (str) and per-text sorted 5-gram hash arrays. Out: `BodyStore` / `StoredExcerpt`
-(bodies read back by index with pread) and `ShingleSets` (each text's exact 5-gram set read back
-by index or by chunk). At scale these are the corpus again; the page cache holds them, not the process."""
+In: excerpt bodies (str, or a way to read a batch of them again) and per-text sorted 5-gram hash
+arrays. Out: `BodyStore` / `StoredExcerpt` (bodies read back by index with pread, or out of where
+they lie when first asked for) and `ShingleSets` (each text's exact 5-gram set read back by index
+or by chunk). At scale these are the corpus again; the page cache holds them, not the process."""
 
 from __future__ import annotations
 
+import bisect
 import os
+import threading
 from datetime import date
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -44,14 +48,21 @@ class SpillFile:
 
 
 class BodyStore:
-    """Excerpt bodies (UTF-8) in a SpillFile, read back by index: at scale the bodies are the
-    corpus, too much to hold as Python strings."""
+    """Excerpt bodies (UTF-8) by index: most in a SpillFile (at scale the bodies are the corpus, too
+    much to hold as Python strings); a batch of bodies the caller can read again from where they
+    lie (`extend_lazy`: an append's earlier quotes, of which it compares only a few) stays there
+    until a body of it is asked for: then the batch is spilled too, unless `want` read that body
+    before (it reads many at once, each batch once, and keeps only them)."""
 
     def __init__(self, spill_dir: str | None = None):
         self.spill = SpillFile(spill_dir, "kirinuki-bodies-")
-        self.ends: list[np.ndarray] = []  # per extend: where each body ends in the file
-        self.offsets = np.zeros(1, np.int64)
+        self.ends: list[np.ndarray] = []  # per extend: where each body ends in the file (-1: left where it lies)
+        self.starts: list[np.ndarray] = []
+        self.start = self.end = np.zeros(0, np.int64)  # per body, after done()
         self.count = 0
+        self.lazy: list[tuple[int, int, Callable]] = []  # (first, count, load) per batch left
+        self.wanted: dict[int, str] = {}  # bodies read out of lazy batches by `want`
+        self._lock = threading.Lock()
 
     def extend(self, bodies: pa.Array, known: tuple[np.ndarray, list[bytes]] | None = None
                ) -> tuple[int, np.ndarray, list[bytes]]:
@@ -59,12 +70,9 @@ class BodyStore:
         first one's index, their lengths in characters and their content digests
         (Excerpt.content_digest), made from the bytes without making Python strings, or taken
         from `known` (lengths and digests an earlier build made of the same bodies)."""
-        _, offsets_buf, data_buf = bodies.buffers()
-        width = np.int64 if bodies.type == pa.large_string() else np.int32
-        offsets = np.frombuffer(offsets_buf, width)[bodies.offset: bodies.offset + len(bodies) + 1].astype(np.int64)
-        data = memoryview(data_buf)[int(offsets[0]): int(offsets[-1])] if len(bodies) and data_buf is not None \
-            else memoryview(b"")
+        offsets, data = _utf8(bodies)
         base = self.spill.append(bytes(data)) - int(offsets[0])
+        self.starts.append(offsets[:-1] + base)
         self.ends.append(offsets[1:] + base)
         first, self.count = self.count, self.count + len(bodies)
         if known is not None:
@@ -73,14 +81,85 @@ class BodyStore:
         digests = [body_digest(data[rel[k]: rel[k + 1]]) for k in range(len(bodies))]
         return first, pc.utf8_length(bodies).to_numpy(zero_copy_only=False), digests
 
+    def extend_lazy(self, count: int, load: Callable[[], pa.Array | pa.ChunkedArray]) -> int:
+        """`count` bodies left where they lie: `load()` returns them (strings, in order) when one
+        of them is asked for. Returns the first one's index."""
+        self.starts.append(np.full(count, -1, np.int64))
+        self.ends.append(np.full(count, -1, np.int64))
+        first, self.count = self.count, self.count + count
+        self.lazy.append((first, count, load))
+        return first
+
     def done(self) -> None:
         self.spill.flush()
-        self.offsets = np.concatenate([np.zeros(1, np.int64)] + self.ends)
-        self.ends = []
+        self.start = np.concatenate([np.zeros(0, np.int64)] + self.starts)
+        self.end = np.concatenate([np.zeros(0, np.int64)] + self.ends)
+        self.starts = self.ends = []
 
     def get(self, i: int) -> str:
-        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
-        return self.spill.read(start, end - start).decode("utf-8")
+        if self.start[i] < 0:
+            body = self.wanted.get(i)
+            if body is not None:
+                return body
+            with self._lock:  # a lazy batch asked for without `want`: spilled whole, read once
+                if self.start[i] < 0:
+                    self._spill_batch(*self._batch_of(i))
+        start = int(self.start[i])
+        return self.spill.read(start, int(self.end[i]) - start).decode("utf-8")
+
+    def want(self, indices) -> None:
+        """Read the bodies among `indices` that lie in lazy batches now, each batch once (they are
+        about to be asked for one by one, in no order), and keep them apart: the rest of each
+        batch is not spilled."""
+        todo = [i for i in np.unique(np.asarray(indices, np.int64)).tolist()
+                if self.start[i] < 0 and i not in self.wanted]
+        by_batch: dict[int, list[int]] = {}
+        for i in todo:
+            by_batch.setdefault(self._batch_of(i)[0], []).append(i)
+        for some in by_batch.values():
+            first, count, load = self._batch_of(some[0])
+            bodies = _loaded(count, load).take(pa.array(np.asarray(some, np.int64) - first)).to_pylist()
+            self.wanted.update(zip(some, bodies))
+
+    def _spill_batch(self, first: int, count: int, load: Callable) -> None:
+        offsets, data = _utf8(_loaded(count, load).combine_chunks())
+        base = self.spill.append(bytes(data)) - int(offsets[0])
+        self.spill.flush()  # (read back with pread, past the file object's buffer)
+        self.end[first: first + count] = offsets[1:] + base
+        self.start[first: first + count] = offsets[:-1] + base  # (last: readers without the lock test it)
+
+    def _batch_of(self, i: int) -> tuple[int, int, Callable]:
+        k = bisect.bisect_right(self.lazy, i, key=lambda b: b[0]) - 1
+        return self.lazy[k]
+
+
+def _loaded(count: int, load: Callable) -> pa.Array | pa.ChunkedArray:
+    bodies = load()
+    if len(bodies) != count:
+        raise ValueError(f"a batch of quotes read again has {len(bodies)} bodies, not {count}")
+    return bodies
+
+
+def _utf8(bodies: pa.Array) -> tuple[np.ndarray, memoryview]:
+    """A string array's offsets (int64) and the UTF-8 data they index, without copying it."""
+    _, offsets_buf, data_buf = bodies.buffers()
+    width = np.int64 if bodies.type == pa.large_string() else np.int32
+    offsets = np.frombuffer(offsets_buf, width)[bodies.offset: bodies.offset + len(bodies) + 1].astype(np.int64)
+    data = memoryview(data_buf)[int(offsets[0]): int(offsets[-1])] if len(bodies) and data_buf is not None \
+        else memoryview(b"")
+    return offsets, data
+
+
+def read_ahead(excerpts: list[Excerpt], indices) -> None:
+    """The bodies of `excerpts[indices]` that lie in lazy batches (BodyStore.extend_lazy), read
+    now, a batch once, before they are asked for one by one in no order."""
+    stores: dict[int, tuple[BodyStore, list[int]]] = {}
+    for i in np.asarray(indices, np.int64).tolist():
+        e = excerpts[i]
+        if isinstance(e, StoredExcerpt) and e._store.lazy:
+            stores.setdefault(id(e._store), (e._store, []))[1].append(e._index)
+    for store, some in stores.values():
+        store.want(some)
 
 
 class StoredExcerpt(Excerpt):
