@@ -361,6 +361,52 @@ def test_thresholds_an_earlier_quote_crosses_redo_its_cluster_or_everything():
     assert again.stats["clustering_why"] == "a quote of the last build was edited"
 
 
+def _stored(items: list[Excerpt], unread: int, spill_dir: str, batch: int = 100):
+    """The excerpts as dedup reads them from a build's parts: bodies in a BodyStore, the first
+    `unread` (whole batches: an append's earlier quotes) left where they lie, the others spilled."""
+    import pyarrow as pa
+
+    from kirinuki.dedup.spill import BodyStore, StoredExcerpt
+
+    store = BodyStore(spill_dir)
+    for lo in range(0, len(items), batch):
+        bodies = pa.array([e.body_norm for e in items[lo: lo + batch]], pa.string())
+        if lo + len(bodies) <= unread:
+            store.extend_lazy(len(bodies), lambda bodies=bodies: bodies)
+        else:
+            store.extend(bodies)
+    store.done()
+    return [StoredExcerpt(e.excerpt_id, e.doc_id, e.headline, store, k, e.body_len, e.content_digest, e.published,
+                          e.outlet_id, e.doc_published) for k, e in enumerate(items)], store
+
+
+def test_an_append_over_earlier_bodies_left_unread_gives_the_clustering_of_all(tmp_path):
+    """With the earlier quotes' bodies left in their batches (dedup.parts.read_excerpts after an
+    append), a paragraph of theirs that becomes boilerplate is still found (their bodies searched
+    a batch at a time, nothing kept), and the result is a clean build's; only some of the earlier
+    bodies are read and kept."""
+    items = [Excerpt(f"x{i:05d}", f"d{i // 6:04d}", e.headline, "\n".join(e.lines), e.published)
+             for i, e in enumerate(synth.excerpts(600, seed=3))]
+    stock = "この記事は会員限定です。続きは購読してお読みください。"
+    tagged = [Excerpt(e.excerpt_id, e.doc_id, e.headline, e.body_norm + "\n" + stock, e.published) if i % 40 == 0 else e
+              for i, e in enumerate(items)]
+    cfg = DedupConfig(common_5grams=10**6, max_headlines=12)
+    earlier = tagged[:400]  # 10 headlines carry the stock line, then 15
+    as_last = np.arange(len(tagged)) < 400
+    stored, store = _stored(tagged, 400, str(tmp_path))
+    from kirinuki.dedup.clusters import find_clusters
+
+    cl = find_clusters(stored, cfg, spill_dir=str(tmp_path), last=deduplicate(earlier, cfg).sketches, as_last=as_last)
+    assert cl.stats["clustering"] == "appended" and cl.stats["new_boilerplate_in_earlier_quotes"] == 10
+    spilled = sum(count for first, count, _ in store.lazy if store.start[first] >= 0)
+    assert not spilled and 10 <= len(store.wanted) < 400, (len(store.wanted), spilled)
+    # (without an ArticleMemo every article is made again, so every body is read in the end)
+    stored, _ = _stored(tagged, 400, str(tmp_path))
+    grown = deduplicate(stored, cfg, last=deduplicate(earlier, cfg).sketches, as_last=as_last)
+    assert grown.stats["clustering"] == "appended"
+    _same_result(grown, deduplicate(tagged, cfg))
+
+
 def test_dedup_texts_give_the_raw_text_of_exactly_the_quotes_that_lost_boilerplate_lines():
     """Common 5-grams are counted in raw texts: DedupTexts.raw names the quotes whose compared text
     lost a boilerplate line and gives their text with it, whether or not it is told which they are."""
@@ -508,7 +554,8 @@ def test_bodies_spilled_a_part_at_a_time_read_back_with_their_lengths_and_digest
 def test_bodies_left_in_their_batches_are_read_when_asked_for_each_batch_once(tmp_path):
     """Batches of bodies left where they lie (an append's earlier quotes) give the same text as
     spilled ones, in any order: `want` reads a batch once for all the bodies asked for and keeps
-    only them; a body asked for without `want` spills its whole batch, read once."""
+    only them; a body asked for without `want` spills its whole batch, read once; `scan` reads a
+    batch once and keeps nothing."""
     import random
 
     import pyarrow as pa
@@ -540,6 +587,13 @@ def test_bodies_left_in_their_batches_are_read_when_asked_for_each_batch_once(tm
     assert [store.get(i) for i in order] == [texts[i] for i in order]
     assert sorted(loads) == [0, 0, 2]  # body 1 was not wanted: batch 0 read once more, spilled whole
     assert [store.get(i) for i in range(len(texts))] == texts and sorted(loads) == [0, 0, 2]
+    loads.clear()
+    fresh = BodyStore(str(tmp_path))
+    fresh.extend_lazy(3, lazily(0))
+    fresh.extend_lazy(4, lazily(1))
+    fresh.done()
+    assert list(fresh.scan([6, 0, 2, 6])) == [(0, texts[0]), (2, texts[2]), (6, texts[6])]
+    assert loads == [0, 1] and not fresh.wanted and fresh.spill.size == 0  # read once each, nothing kept
     short = BodyStore(str(tmp_path))
     short.extend_lazy(2, lambda: pa.array(["一つだけ"]))
     short.done()

@@ -36,7 +36,7 @@ from kirinuki.dedup.minhash import (DedupTexts, _distinct_pairs, boiler_lines, d
 from kirinuki.dedup.kept import KeptRelations, kept_clusters
 from kirinuki.dedup.model import DedupConfig, Excerpt
 from kirinuki.dedup.sketches import Sketches, StoredRows, clustering_digest, headline_hash, headline_hashes
-from kirinuki.dedup.spill import SpillFile, read_ahead
+from kirinuki.dedup.spill import SpillFile, read_ahead, scan_bodies
 
 
 
@@ -88,6 +88,7 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     regrown = _holders(excerpts, old, [k for k, c in zip(new_boiler, held.tolist()) if c], last.pair_key,
                        last.pair_head)
     if len(regrown):
+        read_ahead(excerpts, regrown)  # (sketched again below)
         fresh = np.union1d(new, regrown)
         lines = line_index(excerpts, only=fresh.tolist())
     else:
@@ -230,8 +231,9 @@ def _holders(excerpts: list[Excerpt], old: np.ndarray, keys: list[str], pair_key
             yes = under[headline] = headline_hash(headline) in heads
         return yes
 
-    return np.fromiter((i for i in old.tolist() if named(excerpts[i].headline) and any(
-        paragraph_key(line) in wanted for line in excerpts[i].body_norm.split("\n"))), np.int64)
+    under_named = [i for i in old.tolist() if named(excerpts[i].headline)]
+    return np.fromiter((i for i, body in scan_bodies(excerpts, under_named)
+                        if any(paragraph_key(line) in wanted for line in body.split("\n"))), np.int64)
 
 
 def _counts_of(pair_key: np.ndarray, keys: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ import bisect
 import os
 import threading
 from datetime import date
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -121,8 +121,26 @@ class BodyStore:
             bodies = _loaded(count, load).take(pa.array(np.asarray(some, np.int64) - first)).to_pylist()
             self.wanted.update(zip(some, bodies))
 
+    def scan(self, indices) -> Iterator[tuple[int, str]]:
+        """(index, body) for each of `indices`, ascending: a lazy batch is read once for all of
+        its bodies asked for, and none of it is kept or spilled (a search through many bodies
+        that keeps few)."""
+        batch: tuple[int, list[str]] | None = None
+        for i in np.unique(np.asarray(indices, np.int64)).tolist():
+            if self.start[i] >= 0 or i in self.wanted:
+                yield i, self.get(i)
+                continue
+            first, count, load = self._batch_of(i)
+            if batch is None or batch[0] != first:
+                ahead = np.asarray(indices, np.int64)
+                ahead = ahead[(ahead >= first) & (ahead < first + count)]
+                bodies = _loaded(count, load).take(pa.array(ahead - first)).to_pylist()
+                batch = (first, dict(zip(ahead.tolist(), bodies)))
+            yield i, batch[1][i]
+
     def _spill_batch(self, first: int, count: int, load: Callable) -> None:
-        offsets, data = _utf8(_loaded(count, load).combine_chunks())
+        bodies = _loaded(count, load)
+        offsets, data = _utf8(bodies.combine_chunks() if isinstance(bodies, pa.ChunkedArray) else bodies)
         base = self.spill.append(bytes(data)) - int(offsets[0])
         self.spill.flush()  # (read back with pread, past the file object's buffer)
         self.end[first: first + count] = offsets[1:] + base
@@ -160,6 +178,19 @@ def read_ahead(excerpts: list[Excerpt], indices) -> None:
             stores.setdefault(id(e._store), (e._store, []))[1].append(e._index)
     for store, some in stores.values():
         store.want(some)
+
+
+def scan_bodies(excerpts: list[Excerpt], indices) -> Iterator[tuple[int, str]]:
+    """(index, body) of `excerpts[indices]`, ascending, read as BodyStore.scan reads them (a lazy
+    batch once, nothing of it kept): for a search through many bodies that keeps few."""
+    indices = np.unique(np.asarray(indices, np.int64)).tolist()
+    stores = {id(e._store) if isinstance(e, StoredExcerpt) else 0: e._store if isinstance(e, StoredExcerpt) else None
+              for e in map(excerpts.__getitem__, indices)}
+    store = next(iter(stores.values())) if len(stores) == 1 else None
+    if store is None or not store.lazy:
+        return ((i, excerpts[i].body_norm) for i in indices)
+    at = {excerpts[i]._index: i for i in indices}  # (a StoredExcerpt's index in its store)
+    return ((at[k], body) for k, body in store.scan(list(at)))
 
 
 class StoredExcerpt(Excerpt):
