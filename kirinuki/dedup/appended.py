@@ -88,7 +88,7 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     regrown = _holders(excerpts, old, [k for k, c in zip(new_boiler, held.tolist()) if c], last.pair_key,
                        last.pair_head)
     if len(regrown):
-        read_ahead(excerpts, regrown)  # (sketched again below)
+        read_ahead(excerpts, regrown.tolist())  # (sketched again below)
         fresh = np.union1d(new, regrown)
         lines = line_index(excerpts, only=fresh.tolist())
     else:
@@ -151,7 +151,7 @@ def cluster_appended(excerpts: list[Excerpt], cfg: DedupConfig, con, last: Sketc
     a, b, how = a[sel], b[sel], how[sel]
     sets = _Sets(excerpts, fresh, sets_new, boiler, cfg, spill_dir)
     compared = np.union1d(a, b)
-    read_ahead(excerpts, compared[~is_fresh[compared]])  # the earlier quotes' bodies to compare, read at once
+    read_ahead(excerpts, compared[~is_fresh[compared]].tolist())  # the earlier quotes' bodies to compare, read at once
     _, _, j, c, _ = verify(sets, a, b, how)
     pairs = tuple(np.concatenate([x[stays], y]) for x, y in zip((pa_, pb_, pj, pc, phow), (a, b, j, c, how)))
     links, root = links_and_roots(n, pairs, cfg)

@@ -264,8 +264,8 @@ def deduplicate(excerpts: list[Excerpt], cfg: DedupConfig = DedupConfig(),
     groups.sort()  # article order: the tables come out sorted
     # the bodies of the quotes of clusters a new quote joined (compared and made again below),
     # read at once where they are still unread (dedup.spill.BodyStore.want)
-    read_ahead(excerpts, [i for _, _, group in groups if len(group) > 1 and not all(k in cl.kept_relation for k in group)
-                          for i in group])
+    read_ahead(excerpts, (i for _, _, group in groups if len(group) > 1 and not all(k in cl.kept_relation for k in group)
+                          for i in group))
     for aid, canon, group in groups:
         canonical[canon] = True
         for i in group:

@@ -11,7 +11,7 @@ import bisect
 import os
 import threading
 from datetime import date
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -125,7 +125,7 @@ class BodyStore:
         """(index, body) for each of `indices`, ascending: a lazy batch is read once for all of
         its bodies asked for, and none of it is kept or spilled (a search through many bodies
         that keeps few)."""
-        batch: tuple[int, list[str]] | None = None
+        batch: tuple[int, dict[int, str]] | None = None  # (first, its bodies asked for) of the lazy batch read last
         for i in np.unique(np.asarray(indices, np.int64)).tolist():
             if self.start[i] >= 0 or i in self.wanted:
                 yield i, self.get(i)
@@ -168,13 +168,17 @@ def _utf8(bodies: pa.Array) -> tuple[np.ndarray, memoryview]:
     return offsets, data
 
 
-def read_ahead(excerpts: list[Excerpt], indices) -> None:
+def read_ahead(excerpts: list[Excerpt], indices: Iterable[int]) -> None:
     """The bodies of `excerpts[indices]` that lie in lazy batches (BodyStore.extend_lazy), read
-    now, a batch once, before they are asked for one by one in no order."""
+    now, a batch once, before they are asked for one by one in no order. Stops at the first
+    excerpt whose store has no lazy batch left (dedup's excerpts share one store): in a build that
+    left none, `indices` is not walked."""
     stores: dict[int, tuple[BodyStore, list[int]]] = {}
-    for i in np.asarray(indices, np.int64).tolist():
+    for i in indices:
         e = excerpts[i]
-        if isinstance(e, StoredExcerpt) and e._store.lazy:
+        if isinstance(e, StoredExcerpt):
+            if not e._store.lazy:
+                break
             stores.setdefault(id(e._store), (e._store, []))[1].append(e._index)
     for store, some in stores.values():
         store.want(some)
