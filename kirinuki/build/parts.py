@@ -82,18 +82,27 @@ def read_part(parts: str | Path, table: str, batch_no: int, columns: list[str] |
     given, is filled with the (part, start, length) runs the rows are read from: a part never
     changes, so equal runs are equal rows. `index`: the batch's index, when already read."""
     idx = index if index is not None else read_index(parts, batch_no)
-    opened: dict[str, pa.Table] = {}
-    pieces = []
-    for part, start, n in _runs(idx["files"], PART_TABLES.index(table)):
-        if runs is not None:
-            runs.append((part, start, n))
-        if part not in opened:
-            opened[part] = open_part(parts, table, part, columns)
-        pieces.append(opened[part].slice(start, n))
-    out = pa.concat_tables(pieces) if pieces else empty_part(table, columns)
+    mine = _runs(idx["files"], PART_TABLES.index(table))
+    if runs is not None:
+        runs += mine
+    out = read_runs(parts, table, mine, columns)
     if table == "documents" and "entry_position" in out.column_names:
         out = _current_positions(out, idx["files"])
     return out
+
+
+def read_runs(parts: str | Path, table: str, runs: list[tuple[str, int, int]], columns: list[str] | None = None
+              ) -> pa.Table:
+    """The rows of `table` in `runs` ((part, start, length), as read_part gives them), in order:
+    memory-mapped slices of the part files, each opened once. Not for documents' entry positions,
+    which only the index knows (read_part)."""
+    opened: dict[str, pa.Table] = {}
+    pieces = []
+    for part, start, n in runs:
+        if part not in opened:
+            opened[part] = open_part(parts, table, part, columns)
+        pieces.append(opened[part].slice(start, n))
+    return pa.concat_tables(pieces) if pieces else empty_part(table, columns)
 
 
 def _current_positions(docs: pa.Table, files: list[dict]) -> pa.Table:

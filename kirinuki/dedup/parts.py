@@ -33,15 +33,15 @@ def _batch_read(parts: str, n: int, known: BodyDigests | None) -> tuple:
     mine: list = []
     t = read_part(parts, "excerpts", n, _QUOTE_COLUMNS, mine, index)
     last = known.of(mine) if known is not None else None
-    bodies = None if last is not None else _bodies(parts, n, index).combine_chunks()
+    bodies = None if last is not None else _bodies(parts, mine).combine_chunks()
     return mine, docs, t, last, bodies
 
 
-def _bodies(parts: str, n: int, index: dict | None = None) -> pa.ChunkedArray:
-    """Batch `n`'s excerpt bodies, in order (a chunk per run of a part)."""
-    from kirinuki.build.parts import read_part
+def _bodies(parts: str, runs: list) -> pa.ChunkedArray:
+    """The excerpt bodies in these part runs, in order (a chunk per run)."""
+    from kirinuki.build.parts import read_runs
 
-    return read_part(parts, "excerpts", n, ["body_norm"], index=index).column(0)
+    return read_runs(parts, "excerpts", runs, ["body_norm"]).column(0)
 
 
 @without_gc  # an object per quote: at 100k posts the GC's rescans of them doubled this (18 s against 9.7 s)
@@ -73,7 +73,7 @@ def read_excerpts(parts: str, spill_dir: str | None = None, known: BodyDigests |
             if runs is not None:
                 runs += mine
             if bodies is None:  # the last build read these bodies: they stay in the parts until asked for
-                first = store.extend_lazy(t.num_rows, partial(_bodies, parts, n))
+                first = store.extend_lazy(t.num_rows, partial(_bodies, parts, mine))
                 lengths, digests = last
             else:
                 first, lengths, digests = store.extend(bodies)
