@@ -72,6 +72,7 @@ from kirinuki.parse.records import reject_row  # noqa: E402
 from kirinuki.store.layout import PARTITION_MIN_DOCUMENTS  # noqa: E402
 from kirinuki.store.partitions import (  # noqa: E402
     PARTITION_DIGESTS,
+    Partitioning,
     partitioning,
     write_partitioned,
 )
@@ -145,20 +146,15 @@ def discard_prewarmed() -> None:
 
 
 @task(name="write-tables", cache_policy=NO_CACHE, persist_result=False)
-def write_tables(root: str, parts: str, names: list[str], posts: int = 0, min_posts: int = PARTITION_MIN_DOCUMENTS,
-                 code: str = "", old_build: str | None = None, old_parts: str | None = None) -> dict:
+def write_tables(root: str, parts: str, names: list[str], years: Partitioning | None = None) -> dict:
     """Per-file tables from their parts, in parallel threads
-    (Parquet encoding releases the GIL): whole, or from `min_posts` posts on one file per
-    year, the years whose inputs did not change linked from the last build (`old_build`, whose
-    parts are `old_parts`; kirinuki.store.partitions). The years are planned here, in the task's
-    thread, not before dedup starts: at 100k posts the plan reads every batch's index and dates
-    (~2 s). Returns the rows per table, and each partitioned table's {year: [digest, sha256]} and
-    years linked."""
+    (Parquet encoding releases the GIL): whole, or with `years` (passed quoted: Prefect would walk
+    its plan, a label per row, to resolve the task's inputs; that took 9-12 s at 10k posts) one file per
+    year, the years whose inputs did not change linked from the last build
+    (kirinuki.store.partitions). Returns the rows
+    per table, and each partitioned table's {year: [digest, sha256]} and years linked."""
     numbers = part_numbers(parts)
-    t = time.perf_counter()
-    by_year = partitioning(parts, posts, min_posts, code, Path(old_build) if old_build else None, old_parts)
-    if by_year is not None:
-        log.info("planned the years of %d posts: %.2f s", by_year.plan.documents, time.perf_counter() - t)
+    by_year = years.unquote() if isinstance(years, quote) else years  # Prefect unwraps it; a direct call may not
 
     def one(name: str) -> tuple[int, dict, int, float]:
         in_background()  # this pool's thread, beside dedup (the build's critical path)
@@ -279,11 +275,11 @@ def build(inputs: list[str], out: str, batch_files: int = DEFAULT_BATCH_FILES,
         t = time.perf_counter()
         code = code_digest(whole_build=True)
         posts = sum(res["read"] for res in results)
+        years = partitioning(parts, posts, partition_min_posts, code, out_path if old_parts else None, old_parts)
         # the per-post tables are written while dedup runs (it is mostly Python, they are mostly
         # Parquet encoding: the two share the cores well); dedup writes its own tables
         per_post = write_tables.with_options(task_run_name="write the per-post tables").submit(
-            str(tmp), str(parts), list(PART_TABLES), posts=posts, min_posts=partition_min_posts, code=code,
-            old_build=str(out_path) if old_parts else None, old_parts=str(old_parts) if old_parts else None)
+            str(tmp), str(parts), list(PART_TABLES), years=quote(years) if years else None)
         if validator is None:  # importing Great Expectations takes seconds (~200 MB): on a large build,
             # in this process while dedup runs in its own (not earlier: the parse workers need the memory)
             threading.Thread(target=import_validation, daemon=True).start()
