@@ -82,13 +82,18 @@ def read_part(parts: str | Path, table: str, batch_no: int, columns: list[str] |
     given, is filled with the (part, start, length) runs the rows are read from: a part never
     changes, so equal runs are equal rows. `index`: the batch's index, when already read."""
     idx = index if index is not None else read_index(parts, batch_no)
-    mine = _runs(idx["files"], PART_TABLES.index(table))
+    mine = part_runs(idx, table)
     if runs is not None:
         runs += mine
     out = read_runs(parts, table, mine, columns)
     if table == "documents" and "entry_position" in out.column_names:
         out = _current_positions(out, idx["files"])
     return out
+
+
+def part_runs(index: dict, table: str) -> list[tuple[str, int, int]]:
+    """A batch's rows of `table` as (part, start, length) runs, from its index (nothing read)."""
+    return _runs(index["files"], PART_TABLES.index(table))
 
 
 def read_runs(parts: str | Path, table: str, runs: list[tuple[str, int, int]], columns: list[str] | None = None

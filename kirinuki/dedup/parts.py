@@ -26,15 +26,16 @@ def _batch_read(parts: str, n: int, known: BodyDigests | None) -> tuple:
     """Batch `n`'s part runs, its documents, its excerpts (without their bodies), the lengths and
     digests of the bodies when `known` knows the runs (else None), and then None, else the bodies
     as one array."""
-    from kirinuki.build.parts import read_index, read_part
+    from kirinuki.build.parts import part_runs, read_index, read_part, read_runs
 
     index = read_index(parts, n)
     docs = read_part(parts, "documents", n, ["doc_id", "published_date"], index=index)
-    mine: list = []
-    t = read_part(parts, "excerpts", n, _QUOTE_COLUMNS, mine, index)
+    mine = part_runs(index, "excerpts")
     last = known.of(mine) if known is not None else None
-    bodies = None if last is not None else _bodies(parts, mine).combine_chunks()
-    return mine, docs, t, last, bodies
+    if last is not None:  # bodies the last build read: left in the parts
+        return mine, docs, read_runs(parts, "excerpts", mine, _QUOTE_COLUMNS), last, None
+    t = read_runs(parts, "excerpts", mine, _QUOTE_COLUMNS + ["body_norm"])
+    return mine, docs, t.drop_columns(["body_norm"]), None, t.column("body_norm").combine_chunks()
 
 
 def _bodies(parts: str, runs: list) -> pa.ChunkedArray:
@@ -66,7 +67,7 @@ def read_excerpts(parts: str, spill_dir: str | None = None, known: BodyDigests |
     numbers = part_numbers(parts)
     batches = ReadAhead(_batch_read(parts, n, known) for n in numbers)
     try:
-        for n in numbers:
+        for _ in numbers:
             mine, docs, t, last, bodies = batches.next()
             docs = docs.to_pydict()
             doc_date = dict(zip(docs["doc_id"], docs["published_date"]))

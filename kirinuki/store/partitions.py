@@ -58,6 +58,7 @@ def plan_partitions(parts: str | Path, tables: list[str], code: str) -> Plan:
     plan = Plan()
     hashers: dict[tuple[str, str], object] = {}
     code_of: dict[str, int] = {}
+
     def batch(n: int) -> tuple[int, list[dict], list]:
         index = read_index(parts, n)  # (once: at 100k posts decoding the 391 indexes takes ~0.6 s)
         return n, index["files"], read_part(parts, "documents", n, ["published_date"], index=index).column(0).to_pylist()
