@@ -117,9 +117,7 @@ class BodyStore:
         for i in todo:
             by_batch.setdefault(self._batch_of(i)[0], []).append(i)
         for some in by_batch.values():
-            first, count, load = self._batch_of(some[0])
-            bodies = _loaded(count, load).take(pa.array(np.asarray(some, np.int64) - first)).to_pylist()
-            self.wanted.update(zip(some, bodies))
+            self.wanted.update(zip(some, self._read_lazy(some)))
 
     def scan(self, indices) -> Iterator[tuple[int, str]]:
         """(index, body) for each of `indices`, ascending: a lazy batch is read once for all of
@@ -130,12 +128,11 @@ class BodyStore:
             if self.start[i] >= 0 or i in self.wanted:
                 yield i, self.get(i)
                 continue
-            first, count, load = self._batch_of(i)
+            first, count, _ = self._batch_of(i)
             if batch is None or batch[0] != first:
                 ahead = np.asarray(indices, np.int64)
-                ahead = ahead[(ahead >= first) & (ahead < first + count)]
-                bodies = _loaded(count, load).take(pa.array(ahead - first)).to_pylist()
-                batch = (first, dict(zip(ahead.tolist(), bodies)))
+                ahead = ahead[(ahead >= first) & (ahead < first + count)].tolist()
+                batch = (first, dict(zip(ahead, self._read_lazy(ahead))))
             yield i, batch[1][i]
 
     def _spill_batch(self, first: int, count: int, load: Callable) -> None:
@@ -145,6 +142,11 @@ class BodyStore:
         self.spill.flush()  # (read back with pread, past the file object's buffer)
         self.end[first: first + count] = offsets[1:] + base
         self.start[first: first + count] = offsets[:-1] + base  # (last: readers without the lock test it)
+
+    def _read_lazy(self, some: list[int]) -> list[str]:
+        """The bodies `some` (indices in one lazy batch), read out of it."""
+        first, count, load = self._batch_of(some[0])
+        return _loaded(count, load).take(pa.array(np.asarray(some, np.int64) - first)).to_pylist()
 
     def _batch_of(self, i: int) -> tuple[int, int, Callable]:
         k = bisect.bisect_right(self.lazy, i, key=lambda b: b[0]) - 1
@@ -173,14 +175,14 @@ def read_ahead(excerpts: list[Excerpt], indices: Iterable[int]) -> None:
     now, a batch once, before they are asked for one by one in no order. Stops at the first
     excerpt whose store has no lazy batch left (dedup's excerpts share one store): in a build that
     left none, `indices` is not walked."""
-    stores: dict[int, tuple[BodyStore, list[int]]] = {}
+    stores: dict[BodyStore, list[int]] = {}
     for i in indices:
         e = excerpts[i]
         if isinstance(e, StoredExcerpt):
             if not e._store.lazy:
                 break
-            stores.setdefault(id(e._store), (e._store, []))[1].append(e._index)
-    for store, some in stores.values():
+            stores.setdefault(e._store, []).append(e._index)
+    for store, some in stores.items():
         store.want(some)
 
 
@@ -188,9 +190,8 @@ def scan_bodies(excerpts: list[Excerpt], indices) -> Iterator[tuple[int, str]]:
     """(index, body) of `excerpts[indices]`, ascending, read as BodyStore.scan reads them (a lazy
     batch once, nothing of it kept): for a search through many bodies that keeps few."""
     indices = np.unique(np.asarray(indices, np.int64)).tolist()
-    stores = {id(e._store) if isinstance(e, StoredExcerpt) else 0: e._store if isinstance(e, StoredExcerpt) else None
-              for e in map(excerpts.__getitem__, indices)}
-    store = next(iter(stores.values())) if len(stores) == 1 else None
+    stores = {e._store if isinstance(e, StoredExcerpt) else None for e in map(excerpts.__getitem__, indices)}
+    store = stores.pop() if len(stores) == 1 else None
     if store is None or not store.lazy:
         return ((i, excerpts[i].body_norm) for i in indices)
     at = {excerpts[i]._index: i for i in indices}  # (a StoredExcerpt's index in its store)
