@@ -587,6 +587,7 @@ def test_bodies_left_in_their_batches_are_read_when_asked_for_each_batch_once(tm
     assert [store.get(i) for i in order] == [texts[i] for i in order]
     assert sorted(loads) == [0, 0, 2]  # body 1 was not wanted: batch 0 read once more, spilled whole
     assert [store.get(i) for i in range(len(texts))] == texts and sorted(loads) == [0, 0, 2]
+    assert store.unspilled == 1  # batch 0 spilled; batch 2's one body was wanted, so it stays unspilled
     loads.clear()
     fresh = BodyStore(str(tmp_path))
     fresh.extend_lazy(3, lazily(0))

@@ -61,6 +61,7 @@ class BodyStore:
         self.start = self.end = np.zeros(0, np.int64)  # per body, after done()
         self.count = 0
         self.lazy: list[tuple[int, int, Callable]] = []  # (first, count, load) per batch left
+        self.unspilled = 0  # lazy batches not spilled since (a body of theirs may still lie unread)
         self.wanted: dict[int, str] = {}  # bodies read out of lazy batches by `want`
         self._lock = threading.Lock()
 
@@ -88,6 +89,7 @@ class BodyStore:
         self.ends.append(np.full(count, -1, np.int64))
         first, self.count = self.count, self.count + count
         self.lazy.append((first, count, load))
+        self.unspilled += 1
         return first
 
     def done(self) -> None:
@@ -142,6 +144,7 @@ class BodyStore:
         self.spill.flush()  # (read back with pread, past the file object's buffer)
         self.end[first: first + count] = offsets[1:] + base
         self.start[first: first + count] = offsets[:-1] + base  # (last: readers without the lock test it)
+        self.unspilled -= 1
 
     def _read_lazy(self, some: list[int]) -> list[str]:
         """The bodies `some` (indices in one lazy batch), read out of it."""
@@ -173,13 +176,13 @@ def _utf8(bodies: pa.Array) -> tuple[np.ndarray, memoryview]:
 def read_ahead(excerpts: list[Excerpt], indices: Iterable[int]) -> None:
     """The bodies of `excerpts[indices]` that lie in lazy batches (BodyStore.extend_lazy), read
     now, a batch once, before they are asked for one by one in no order. Stops at the first
-    excerpt whose store has no lazy batch left (dedup's excerpts share one store): in a build that
-    left none, `indices` is not walked."""
+    excerpt whose store has no lazy batch left unspilled (dedup's excerpts share one store): in a
+    build that left none, or once a full clustering has read them all, `indices` is not walked."""
     stores: dict[BodyStore, list[int]] = {}
     for i in indices:
         e = excerpts[i]
         if isinstance(e, StoredExcerpt):
-            if not e._store.lazy:
+            if not e._store.unspilled:
                 break
             stores.setdefault(e._store, []).append(e._index)
     for store, some in stores.items():
@@ -192,7 +195,7 @@ def scan_bodies(excerpts: list[Excerpt], indices) -> Iterator[tuple[int, str]]:
     indices = np.unique(np.asarray(indices, np.int64)).tolist()
     stores = {e._store if isinstance(e, StoredExcerpt) else None for e in map(excerpts.__getitem__, indices)}
     store = stores.pop() if len(stores) == 1 else None
-    if store is None or not store.lazy:
+    if store is None or not store.unspilled:
         return ((i, excerpts[i].body_norm) for i in indices)
     at = {excerpts[i]._index: i for i in indices}  # (a StoredExcerpt's index in its store)
     return ((at[k], body) for k, body in store.scan(list(at)))
